@@ -1,0 +1,79 @@
+//! `deckhand cri`: the CRI v1 runtime on a unix socket, backed by containerd.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::runtime::containerd::Containerd;
+use crate::runtime::image::{ImageManager, ImageManagerConfig};
+
+#[derive(Debug, Args)]
+pub struct CriArgs {
+    /// Where to serve CRI: `unix:///path` or a path.
+    #[arg(long, default_value = "unix:///run/deckhand/cri.sock")]
+    pub listen: String,
+    /// containerd's gRPC socket.
+    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    pub containerd: PathBuf,
+    /// containerd namespace for images and containers (the one containerd's CRI plugin uses).
+    #[arg(long, default_value = "k8s.io")]
+    pub containerd_namespace: String,
+    /// containerd's root directory (for reporting the image filesystem).
+    #[arg(long, default_value = "/var/lib/containerd")]
+    pub containerd_root: PathBuf,
+    /// Snapshotter to unpack images with.
+    #[arg(long, default_value = "overlayfs")]
+    pub snapshotter: String,
+    /// deckhand's own state.
+    #[arg(long, default_value = "/var/lib/deckhand")]
+    pub state_dir: PathBuf,
+    /// Registry hosts configuration, in containerd's layout: DIR/<host>/hosts.toml.
+    #[arg(long, default_value = "/etc/deckhand/certs.d")]
+    pub registry_config_dir: PathBuf,
+    /// Fail a pull that makes no progress for this long (e.g. `30s`, `5m`).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub image_pull_progress_timeout: Duration,
+    /// Give up connecting to a registry after this long.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub registry_connect_timeout: Duration,
+}
+
+pub async fn run(args: CriArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("creating state dir {}", args.state_dir.display()))?;
+    let containerd = Containerd::connect(&args.containerd, &args.containerd_namespace).await?;
+    let images = Arc::new(ImageManager::new(
+        containerd,
+        ImageManagerConfig {
+            snapshotter_root: args
+                .containerd_root
+                .join(format!("io.containerd.snapshotter.v1.{}", args.snapshotter)),
+            snapshotter: args.snapshotter,
+            registry_config_dir: args.registry_config_dir,
+            connect_timeout: args.registry_connect_timeout,
+            progress_timeout: args.image_pull_progress_timeout,
+        },
+    ));
+    let socket = crate::cri::socket::socket_path(&args.listen);
+    crate::cri::serve(&socket, images, shutdown_signal()).await
+}
+
+/// SIGINT or SIGTERM: stop accepting, finish, remove the socket.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,7 @@
+//! deckhand: a Kubernetes node in one binary. ../shared/DESIGN.md is the map;
+//! modules follow its layers, top to bottom: cli -> cri -> runtime -> sys.
+
+pub mod cli;
+pub mod cri;
+pub mod runtime;
+pub mod sys;

@@ -1,0 +1,1 @@
+//! Thin wrappers over the kernel: namespaces, cgroups, capabilities, mounts, CNI exec.
