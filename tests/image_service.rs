@@ -653,3 +653,54 @@ async fn fs_used(client: &mut deckhand::cri::client::CriClient) -> (u64, u64) {
         fs.inodes_used.as_ref().unwrap().value,
     )
 }
+
+#[tokio::test]
+async fn bearer_token_auth_with_basic_credentials_or_a_refresh_token() {
+    let proxy = RegistryProxy::start(Mode::Token).await;
+    let (_server, mut client) = CriServer::start_with(CriOptions {
+        extra_hosts: vec![("registry.k8s.io".into(), proxy.hosts_toml())],
+        ..Default::default()
+    })
+    .await;
+    let err = pull(&mut client, BUSYBOX).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        tonic::Code::Unauthenticated,
+        "anonymous: {err:?}"
+    );
+    assert!(proxy.count("/token") >= 1, "asked the token server");
+
+    let basic = cri::AuthConfig {
+        username: "alice".into(),
+        password: "s3cret".into(),
+        ..Default::default()
+    };
+    let id = pull_with_auth(&mut client, BUSYBOX, Some(basic))
+        .await
+        .expect("token from basic credentials");
+    remove(&mut client, &id).await.unwrap();
+
+    let refresh = cri::AuthConfig {
+        username: "alice".into(),
+        identity_token: "refresh-1".into(),
+        ..Default::default()
+    };
+    pull_with_auth(&mut client, BUSYBOX, Some(refresh))
+        .await
+        .expect("token from a refresh token");
+    remove(&mut client, &id).await.unwrap();
+
+    let token = cri::AuthConfig {
+        registry_token: common::registry_proxy::TOKEN.into(),
+        ..Default::default()
+    };
+    let before = proxy.count("/token");
+    pull_with_auth(&mut client, BUSYBOX, Some(token))
+        .await
+        .expect("a registry token as it is");
+    assert_eq!(
+        proxy.count("/token"),
+        before,
+        "a registry token needs no token server"
+    );
+}

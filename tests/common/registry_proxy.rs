@@ -28,7 +28,13 @@ pub enum Mode {
     StallBlobs,
     /// Answer every manifest request with this body and content type.
     Manifest { body: String, content_type: String },
+    /// Require a bearer token, issued by our own token endpoint (`/token`) for
+    /// basic credentials alice:s3cret (GET) or refresh token `refresh-1` (POST),
+    /// as Docker Hub-style registries do.
+    Token,
 }
+
+pub const TOKEN: &str = "token-for-alice";
 
 pub struct RegistryProxy {
     pub port: u16,
@@ -41,7 +47,7 @@ impl RegistryProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let counts: Arc<Mutex<HashMap<String, usize>>> = Default::default();
-        let state = Arc::new((mode, counts.clone(), reqwest::Client::new()));
+        let state = Arc::new((mode, counts.clone(), reqwest::Client::new(), port));
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -52,7 +58,9 @@ impl RegistryProxy {
                     let service = hyper::service::service_fn(move |req| {
                         let state = state.clone();
                         async move {
-                            Ok::<_, Infallible>(handle(&state.0, &state.1, &state.2, req).await)
+                            Ok::<_, Infallible>(
+                                handle(&state.0, &state.1, &state.2, state.3, req).await,
+                            )
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -97,10 +105,17 @@ async fn handle(
     mode: &Mode,
     counts: &Mutex<HashMap<String, usize>>,
     http: &reqwest::Client,
+    port: u16,
     req: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
+    let accept = req.headers().get("accept").cloned();
     *counts.lock().unwrap().entry(path.clone()).or_default() += 1;
+    if let Mode::Token = mode
+        && let Some(denied) = token_gate(port, req).await
+    {
+        return denied;
+    }
     let is_manifest = path.contains("/manifests/");
     let is_blob = path.contains("/blobs/");
     if let (true, Mode::Manifest { body, content_type }) = (is_manifest, mode) {
@@ -109,8 +124,8 @@ async fn handle(
             .body(full(body.clone()))
             .unwrap();
     }
-    let mut upstream = http.request(req.method().clone(), format!("http://{REGISTRY}{path}"));
-    if let Some(accept) = req.headers().get("accept") {
+    let mut upstream = http.get(format!("http://{REGISTRY}{path}"));
+    if let Some(accept) = &accept {
         upstream = upstream.header("accept", accept);
     }
     let Ok(response) = upstream.send().await else {
@@ -148,4 +163,58 @@ async fn handle(
         _ => {}
     }
     builder.body(full(body)).unwrap()
+}
+
+/// The token dance: `Some(response)` answers the request here (the token
+/// endpoint, or a 401 challenge); `None` lets an authorized request through.
+async fn token_gate(port: u16, req: Request<hyper::body::Incoming>) -> Option<Response<Body>> {
+    use base64::Engine;
+    let path = req.uri().path().to_string();
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if path == "/token" {
+        let is_post = req.method() == hyper::Method::POST;
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("alice:s3cret")
+        );
+        let granted = if is_post {
+            String::from_utf8_lossy(&body).contains("refresh_token=refresh-1")
+        } else {
+            authorization == basic
+        };
+        let response = if granted {
+            Response::builder()
+                .header("Content-Type", "application/json")
+                .body(full(format!("{{\"token\":\"{TOKEN}\"}}")))
+        } else {
+            Response::builder()
+                .status(401)
+                .body(full("bad credentials"))
+        };
+        return Some(response.unwrap());
+    }
+    if authorization == format!("Bearer {TOKEN}") {
+        return None;
+    }
+    let challenge = format!(
+        "Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"test-registry\",scope=\"repository:e2e-test-images/busybox:pull\""
+    );
+    Some(
+        Response::builder()
+            .status(401)
+            .header("WWW-Authenticate", challenge)
+            .body(full("{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}"))
+            .unwrap(),
+    )
 }
