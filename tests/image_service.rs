@@ -416,28 +416,54 @@ async fn a_stalled_download_fails_after_the_progress_timeout() {
 
 #[tokio::test]
 async fn a_pull_past_its_deadline_is_deadline_exceeded() {
+    // The service is called in-process with the grpc-timeout header a Go
+    // client sends: over a socket, tonic's client would race the server with
+    // its own timer for the same deadline.
+    use deckhand::cri::image_service::CriImageService;
+    use deckhand::runtime::containerd::Containerd;
+    use deckhand::runtime::image::{ImageManager, ImageManagerConfig};
+    use k8s_cri::v1::image_service_server::ImageService;
+
+    require_environment();
     let proxy = RegistryProxy::start(Mode::StallBlobs).await;
-    let (_server, mut client) = CriServer::start_with(CriOptions {
-        extra_hosts: vec![("registry.k8s.io".into(), proxy.hosts_toml())],
-        progress_timeout: "5s",
-        ..Default::default()
-    })
-    .await;
+    let hosts = registry_config(&[("registry.k8s.io", &proxy.hosts_toml())]);
+    let namespace = format!("deckhand-test-{}-deadline", std::process::id());
+    let containerd = Containerd::connect(std::path::Path::new(CONTAINERD_SOCKET), &namespace)
+        .await
+        .unwrap();
+    let images = std::sync::Arc::new(ImageManager::new(
+        containerd,
+        ImageManagerConfig {
+            snapshotter: "overlayfs".into(),
+            snapshotter_root: "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs".into(),
+            registry_config_dir: hosts.path().to_path_buf(),
+            connect_timeout: Duration::from_secs(5),
+            progress_timeout: Duration::from_secs(30),
+        },
+    ));
+    let service = CriImageService::new(images);
     let mut request = tonic::Request::new(cri::PullImageRequest {
         image: image_spec(BUSYBOX),
         ..Default::default()
     });
-    // The deadline travels as grpc-timeout, as Go clients send it; no
-    // client-side timer, so the answer is the server's own.
     request
         .metadata_mut()
         .insert("grpc-timeout", "500m".parse().unwrap());
-    let err = tokio::time::timeout(Duration::from_secs(4), client.images.pull_image(request))
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(10), service.pull_image(request))
         .await
-        .expect("the server answers at its deadline, before the 5s progress timeout")
+        .expect("the deadline ends the call, long before the 30s progress timeout")
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
     assert!(err.message().contains(BUSYBOX), "{}", err.message());
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "not before the deadline"
+    );
+    drop(proxy);
+    // The stalled download ends once the proxy is gone; then nothing is left.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    remove_namespace(&namespace);
 }
 
 #[tokio::test]
