@@ -199,39 +199,43 @@ impl Drop for CriServer {
 }
 
 /// Deletes every image in the namespace (synchronously collecting content
-/// and snapshots), then the namespace.
+/// and snapshots), then the namespace. A pull that was cut off may still hold
+/// a lease or an ingest for a moment, so this retries briefly.
 pub fn remove_namespace(namespace: &str) {
-    let names = ctr(namespace, &["images", "ls", "-q"]);
-    let names: Vec<&str> = names.lines().filter(|l| !l.is_empty()).collect();
-    if !names.is_empty() {
-        let mut args = vec!["images", "rm", "--sync"];
-        args.extend(names);
-        ctr(namespace, &args);
-    }
-    for lease in ctr(namespace, &["leases", "ls", "-q"]).lines() {
-        ctr(namespace, &["leases", "rm", "--sync", lease]);
-    }
-    for ingest in ctr(namespace, &["content", "active"]).lines().skip(1) {
-        if let Some(r) = ingest.split_whitespace().next() {
-            ctr(namespace, &["content", "rm", r]);
+    let mut last_error = String::new();
+    for _ in 0..20 {
+        let names = ctr(namespace, &["images", "ls", "-q"]);
+        let names: Vec<&str> = names.lines().filter(|l| !l.is_empty()).collect();
+        if !names.is_empty() {
+            let mut args = vec!["images", "rm", "--sync"];
+            args.extend(names);
+            ctr(namespace, &args);
         }
+        for lease in ctr(namespace, &["leases", "ls", "-q"]).lines() {
+            ctr(namespace, &["leases", "rm", "--sync", lease]);
+        }
+        for ingest in ctr(namespace, &["content", "active"]).lines().skip(1) {
+            if let Some(r) = ingest.split_whitespace().next() {
+                ctr(namespace, &["content", "rm", r]);
+            }
+        }
+        let out = Command::new("ctr")
+            .args([
+                "--address",
+                CONTAINERD_SOCKET,
+                "namespaces",
+                "rm",
+                namespace,
+            ])
+            .output()
+            .expect("running ctr");
+        if out.status.success() {
+            return;
+        }
+        last_error = String::from_utf8_lossy(&out.stderr).into_owned();
+        std::thread::sleep(Duration::from_millis(250));
     }
-    let out = Command::new("ctr")
-        .args([
-            "--address",
-            CONTAINERD_SOCKET,
-            "namespaces",
-            "rm",
-            namespace,
-        ])
-        .output()
-        .expect("running ctr");
-    if !out.status.success() {
-        eprintln!(
-            "warning: namespace {namespace} not removed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    eprintln!("warning: namespace {namespace} not removed: {last_error}");
 }
 
 pub fn image_spec(image: &str) -> Option<cri::ImageSpec> {
