@@ -4,6 +4,20 @@ use clap::Parser;
 use deckhand::cli;
 
 fn main() -> std::process::ExitCode {
+    // Run as containerd's binary log driver (through a link of that name),
+    // the shim passes flags only, in no fixed order: no subcommand possible.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0).file_name()
+        == Some(std::ffi::OsStr::new(cli::log_driver::ARGV0))
+    {
+        return match cli::log_driver::run(cli::log_driver::LogDriverArgs::parse()) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("{}: {err:#}", cli::log_driver::ARGV0);
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let args = cli::Cli::parse();
     cli::init_tracing(args.log_level.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()

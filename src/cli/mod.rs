@@ -1,6 +1,7 @@
 //! Command line: one subcommand per role the binary plays.
 
 mod cri;
+pub mod log_driver;
 
 use clap::{Parser, Subcommand};
 

@@ -3,4 +3,5 @@
 pub mod container;
 pub mod containerd;
 pub mod image;
+pub mod log;
 pub mod registry;
