@@ -3,3 +3,4 @@
 pub mod containerd;
 pub mod image;
 pub mod registry;
+pub mod sandbox;
