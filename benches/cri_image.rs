@@ -97,7 +97,11 @@ async fn start_deckhand(binary: &Path) -> (Server, CriClient) {
     let server = Server { child, _dir: dir };
     for _ in 0..200 {
         if let Ok(mut client) = connect(&socket).await
-            && client.runtime.version(cri::VersionRequest::default()).await.is_ok()
+            && client
+                .runtime
+                .version(cri::VersionRequest::default())
+                .await
+                .is_ok()
         {
             return (server, client);
         }
@@ -121,9 +125,13 @@ async fn main() {
         .unwrap_or(20);
     let binary = std::env::var("DECKHAND_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/deckhand"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/deckhand")
+        });
     let (_server, mut deckhand) = start_deckhand(&binary).await;
-    let mut containerd = connect(Path::new(CONTAINERD_SOCKET)).await.expect("containerd CRI");
+    let mut containerd = connect(Path::new(CONTAINERD_SOCKET))
+        .await
+        .expect("containerd CRI");
 
     // One warm-up each: connections, DNS-free mirror config, caches.
     timed_pull(&mut deckhand, IMAGE).await;
@@ -138,9 +146,24 @@ async fn main() {
 
     let (o, t) = (stats(ours), stats(theirs));
     println!("cold pull of {IMAGE} from the local registry, {samples} samples each");
-    println!("{:<28} {:>10} {:>10} {:>10}", "runtime", "p50 ms", "p99 ms", "mean ms");
-    println!("{:<28} {:>10.1} {:>10.1} {:>10.1}", "deckhand cri", ms(o.p50), ms(o.p99), ms(o.mean));
-    println!("{:<28} {:>10.1} {:>10.1} {:>10.1}", "containerd CRI plugin", ms(t.p50), ms(t.p99), ms(t.mean));
+    println!(
+        "{:<28} {:>10} {:>10} {:>10}",
+        "runtime", "p50 ms", "p99 ms", "mean ms"
+    );
+    println!(
+        "{:<28} {:>10.1} {:>10.1} {:>10.1}",
+        "deckhand cri",
+        ms(o.p50),
+        ms(o.p99),
+        ms(o.mean)
+    );
+    println!(
+        "{:<28} {:>10.1} {:>10.1} {:>10.1}",
+        "containerd CRI plugin",
+        ms(t.p50),
+        ms(t.p99),
+        ms(t.mean)
+    );
     println!(
         "ratio deckhand/containerd:   p50 {:.2}  p99 {:.2}  mean {:.2}",
         ms(o.p50) / ms(t.p50),

@@ -40,6 +40,8 @@ pub fn init_tracing(level: Option<&str>) {
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Cri(args) => cri::run(args).await,
-        Command::SandboxInfra(_) => anyhow::bail!("sandbox-infra must run before an async runtime exists"),
+        Command::SandboxInfra(_) => {
+            anyhow::bail!("sandbox-infra must run before an async runtime exists")
+        }
     }
 }

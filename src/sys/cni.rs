@@ -82,10 +82,12 @@ pub fn load_file(path: &Path) -> Result<NetworkList, CniError> {
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    parse(&text, path.extension().is_some_and(|e| e == "conflist")).map_err(bad).map(|mut l| {
-        l.source = path.to_path_buf();
-        l
-    })
+    parse(&text, path.extension().is_some_and(|e| e == "conflist"))
+        .map_err(bad)
+        .map(|mut l| {
+            l.source = path.to_path_buf();
+            l
+        })
 }
 
 /// Parses a config; `conflist` says whether it must be a list.
@@ -98,7 +100,10 @@ pub fn parse(text: &str, conflist: bool) -> Result<NetworkList, String> {
         .to_string();
     let cni_version = value["cniVersion"].as_str().unwrap_or("0.4.0").to_string();
     let plugins = if let Some(plugins) = value.get("plugins") {
-        let plugins = plugins.as_array().ok_or("\"plugins\" is not a list")?.clone();
+        let plugins = plugins
+            .as_array()
+            .ok_or("\"plugins\" is not a list")?
+            .clone();
         if plugins.is_empty() {
             return Err("\"plugins\" is empty".into());
         }
@@ -238,7 +243,11 @@ impl Exec {
             return Err(CniError::Plugin {
                 plugin: kind,
                 command,
-                message: failure_message(&stdout, &String::from_utf8_lossy(&output.stderr), output.status),
+                message: failure_message(
+                    &stdout,
+                    &String::from_utf8_lossy(&output.stderr),
+                    output.status,
+                ),
             });
         }
         if command == "ADD" {
@@ -254,7 +263,12 @@ impl Exec {
 }
 
 /// The config one plugin of the chain receives on stdin.
-pub fn plugin_config(list: &NetworkList, plugin: &Value, prev: Option<&Value>, att: &Attachment) -> Value {
+pub fn plugin_config(
+    list: &NetworkList,
+    plugin: &Value,
+    prev: Option<&Value>,
+    att: &Attachment,
+) -> Value {
     let mut conf = plugin.clone();
     conf["name"] = json!(list.name);
     conf["cniVersion"] = json!(list.cni_version);
@@ -341,9 +355,17 @@ mod tests {
 
     #[test]
     fn parses_lists_and_single_configs() {
-        let l = parse(r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"bridge"},{"type":"portmap"}]}"#, true).unwrap();
+        let l = parse(
+            r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"bridge"},{"type":"portmap"}]}"#,
+            true,
+        )
+        .unwrap();
         assert_eq!((l.name.as_str(), l.plugins.len()), ("n", 2));
-        let c = parse(r#"{"cniVersion":"0.4.0","name":"n","type":"bridge"}"#, false).unwrap();
+        let c = parse(
+            r#"{"cniVersion":"0.4.0","name":"n","type":"bridge"}"#,
+            false,
+        )
+        .unwrap();
         assert_eq!(c.plugins[0]["type"], "bridge");
         assert!(parse(r#"{"name":"n","type":"bridge"}"#, true).is_err());
         assert!(parse(r#"{"name":"n","plugins":[]}"#, true).is_err());
@@ -355,8 +377,15 @@ mod tests {
     #[test]
     fn first_config_in_lexical_order_wins() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(load_default(dir.path()), Err(CniError::NoConfig(_))));
-        std::fs::write(dir.path().join("20-b.conflist"), r#"{"name":"b","plugins":[{"type":"x"}]}"#).unwrap();
+        assert!(matches!(
+            load_default(dir.path()),
+            Err(CniError::NoConfig(_))
+        ));
+        std::fs::write(
+            dir.path().join("20-b.conflist"),
+            r#"{"name":"b","plugins":[{"type":"x"}]}"#,
+        )
+        .unwrap();
         std::fs::write(dir.path().join("10-a.conf"), r#"{"name":"a","type":"x"}"#).unwrap();
         std::fs::write(dir.path().join("00-readme.txt"), "ignored").unwrap();
         assert_eq!(load_default(dir.path()).unwrap().name, "a");
@@ -375,7 +404,10 @@ mod tests {
         let second = plugin_config(&l, &l.plugins[1], Some(&prev), &att());
         assert_eq!(second["prevResult"], prev);
         assert_eq!(second["runtimeConfig"]["portMappings"][0]["hostPort"], 8080);
-        assert_eq!(second["runtimeConfig"]["portMappings"][0]["containerPort"], 80);
+        assert_eq!(
+            second["runtimeConfig"]["portMappings"][0]["containerPort"],
+            80
+        );
         assert_eq!(cni_args(&att().args), "IgnoreUnknown=1;K8S_POD_NAME=p");
     }
 
@@ -397,8 +429,18 @@ mod tests {
     fn failure_message_carries_error_json_and_stderr() {
         use std::os::unix::process::ExitStatusExt;
         let status = std::process::ExitStatus::from_raw(1 << 8);
-        let m = failure_message(r#"{"code":11,"msg":"no IPs","details":"range full"}"#, "boom", status);
-        assert!(m.contains("no IPs") && m.contains("range full") && m.contains("boom") && m.contains("11"), "{m}");
+        let m = failure_message(
+            r#"{"code":11,"msg":"no IPs","details":"range full"}"#,
+            "boom",
+            status,
+        );
+        assert!(
+            m.contains("no IPs")
+                && m.contains("range full")
+                && m.contains("boom")
+                && m.contains("11"),
+            "{m}"
+        );
         assert!(failure_message("", "", status).contains("exit status"));
     }
 }

@@ -54,7 +54,6 @@ impl PidFd {
         }
         Ok(())
     }
-
 }
 
 /// For readiness polling (tokio's AsyncFd): a pidfd is readable once the

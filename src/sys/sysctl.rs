@@ -71,7 +71,10 @@ pub fn proc_path(name: &str) -> Result<PathBuf, SysctlError> {
 /// Writes each sysctl inside the namespace it belongs to. `pinned` maps the
 /// namespaces the pod owns to their pinned paths; a sysctl for a namespace
 /// the pod shares with the host is refused rather than changing the node.
-pub fn apply(pinned: &[(PathBuf, NsKind)], sysctls: &[(String, String)]) -> Result<(), SysctlError> {
+pub fn apply(
+    pinned: &[(PathBuf, NsKind)],
+    sysctls: &[(String, String)],
+) -> Result<(), SysctlError> {
     if sysctls.is_empty() {
         return Ok(());
     }
@@ -111,7 +114,10 @@ mod tests {
     #[test]
     fn classifies_namespaced_sysctls() {
         assert_eq!(namespace_of("net.ipv4.ip_forward"), Some(NsKind::Net));
-        assert_eq!(namespace_of("net/ipv4/conf/eth0.1/forwarding"), Some(NsKind::Net));
+        assert_eq!(
+            namespace_of("net/ipv4/conf/eth0.1/forwarding"),
+            Some(NsKind::Net)
+        );
         assert_eq!(namespace_of("kernel.shmmax"), Some(NsKind::Ipc));
         assert_eq!(namespace_of("fs.mqueue.msg_max"), Some(NsKind::Ipc));
         assert_eq!(namespace_of("kernel.panic"), None);
@@ -141,7 +147,10 @@ mod tests {
         ));
         // A host-network pod may not set net.* sysctls.
         assert!(matches!(
-            apply(&[(PathBuf::from("/x"), NsKind::Ipc)], &s("net.ipv4.ip_forward")),
+            apply(
+                &[(PathBuf::from("/x"), NsKind::Ipc)],
+                &s("net.ipv4.ip_forward")
+            ),
             Err(SysctlError::NotNamespaced(_))
         ));
         assert!(apply(&[], &[]).is_ok());

@@ -49,7 +49,10 @@ mod tests {
     fn resolv_conf_renders_dns_config() {
         let dns = cri::DnsConfig {
             servers: vec!["10.96.0.10".into(), "8.8.8.8".into()],
-            searches: vec!["default.svc.cluster.local".into(), "svc.cluster.local".into()],
+            searches: vec![
+                "default.svc.cluster.local".into(),
+                "svc.cluster.local".into(),
+            ],
             options: vec!["ndots:5".into()],
         };
         assert_eq!(

@@ -71,7 +71,11 @@ impl InfraProcess {
 
 /// Starts the infra process from `exe` (normally /proc/self/exe) and waits
 /// for its namespaces to exist. Blocking: call from spawn_blocking.
-pub fn spawn(exe: &Path, args: &InfraArgs, cgroup: Option<&str>) -> Result<InfraProcess, InfraError> {
+pub fn spawn(
+    exe: &Path,
+    args: &InfraArgs,
+    cgroup: Option<&str>,
+) -> Result<InfraProcess, InfraError> {
     let mut cmd = Command::new(exe);
     cmd.arg("sandbox-infra");
     for kind in &args.namespaces {
@@ -110,7 +114,11 @@ pub fn spawn(exe: &Path, args: &InfraArgs, cgroup: Option<&str>) -> Result<Infra
     if answer.trim() != "ok" {
         kill(&mut child);
         let answer = answer.trim().trim_start_matches("error: ");
-        let answer = if answer.is_empty() { "exited without answering" } else { answer };
+        let answer = if answer.is_empty() {
+            "exited without answering"
+        } else {
+            answer
+        };
         return Err(InfraError::Setup(answer.to_string()));
     }
     let start_time = match process::start_time(pid) {
@@ -139,7 +147,11 @@ fn signals() -> SigSet {
 }
 
 fn prepare_signals() -> nix::Result<()> {
-    let action = SigAction::new(SigHandler::Handler(ignore), SaFlags::SA_RESTART, SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(ignore),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for sig in signals().iter() {
         // SAFETY: the handler does nothing, so it is async-signal-safe.
         unsafe { nix::sys::signal::sigaction(sig, &action) }?;
@@ -177,7 +189,11 @@ fn answer(line: &str) {
 /// After the handshake nobody listens: point stdio at /dev/null so a dead
 /// deckhand's pipes cannot hurt us.
 fn detach_stdio() {
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         let _ = nix::unistd::dup2_stdin(&null);
         let _ = nix::unistd::dup2_stdout(&null);
     }
@@ -204,17 +220,30 @@ fn setup(args: &InfraArgs) -> Result<Option<Pid>, String> {
     if !args.namespaces.contains(&NsKind::Pid) {
         return Ok(None);
     }
-    let holder = nix::unistd::getpid();
+    // A pipe whose write end only the holder keeps: the child sees EOF on it
+    // iff the holder is gone. (getppid() cannot tell: it is 0 inside the new
+    // PID namespace, the parent being outside.)
+    let (alive_r, alive_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+            .map_err(|e| format!("pipe: {e}"))?;
     // SAFETY: this process is single-threaded (no async runtime was built
     // for this subcommand), so the child may run any code.
     match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
-        ForkResult::Parent { child } => Ok(Some(child)),
+        ForkResult::Parent { child } => {
+            drop(alive_r);
+            // Kept open (leaked on purpose) for the holder's lifetime.
+            std::mem::forget(alive_w);
+            Ok(Some(child))
+        }
         ForkResult::Child => {
+            drop(alive_w);
             let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-            // The holder may have died before PDEATHSIG was armed.
-            if nix::unistd::getppid() != holder {
+            // The holder may have died before PDEATHSIG was armed: then the
+            // pipe reads EOF (0) instead of EAGAIN.
+            if matches!(nix::unistd::read(&alive_r, &mut [0u8; 1]), Ok(0)) {
                 std::process::exit(1);
             }
+            drop(alive_r);
             detach_stdio();
             std::process::exit(match wait_loop(None) {
                 c if c == ExitCode::SUCCESS => 0,

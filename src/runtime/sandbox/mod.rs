@@ -178,7 +178,9 @@ impl SandboxManager {
             return Ok(s.clone());
         }
         // A unique prefix is accepted, as crictl users expect.
-        let mut matches = sandboxes.iter().filter(|(k, _)| !id.is_empty() && k.starts_with(id));
+        let mut matches = sandboxes
+            .iter()
+            .filter(|(k, _)| !id.is_empty() && k.starts_with(id));
         match (matches.next(), matches.next()) {
             (Some((_, s)), None) => Ok(s.clone()),
             _ => Err(SandboxError::NotFound(id.to_string())),
@@ -186,7 +188,10 @@ impl SandboxManager {
     }
 
     /// RunPodSandbox.
-    pub async fn run(self: &Arc<Self>, request: cri::RunPodSandboxRequest) -> Result<String, SandboxError> {
+    pub async fn run(
+        self: &Arc<Self>,
+        request: cri::RunPodSandboxRequest,
+    ) -> Result<String, SandboxError> {
         let plan = Plan::from_request(request)?;
         let id = new_id();
         let reserved = record::reserved_name(&plan.name, &plan.namespace, &plan.uid, plan.attempt);
@@ -231,13 +236,20 @@ impl SandboxManager {
 
     /// Makes every resource in `record`, saving it before each step so that
     /// [`Self::release`] can undo any prefix of them.
-    async fn create(&self, record: &mut SandboxRecord, plan: &Plan) -> Result<InfraHandle, SandboxError> {
+    async fn create(
+        &self,
+        record: &mut SandboxRecord,
+        plan: &Plan,
+    ) -> Result<InfraHandle, SandboxError> {
         self.save(record)?;
         let dir = record.dir.clone();
-        std::fs::create_dir_all(dir.join("ns")).map_err(|e| SandboxError::failed("creating sandbox dir", e))?;
+        std::fs::create_dir_all(dir.join("ns"))
+            .map_err(|e| SandboxError::failed("creating sandbox dir", e))?;
 
         if let Some(cg) = record.cgroup.clone() {
-            blocking(move || cgroup::create(&cg)).await?.map_err(|e| SandboxError::failed("creating pod cgroup", e))?;
+            blocking(move || cgroup::create(&cg))
+                .await?
+                .map_err(|e| SandboxError::failed("creating pod cgroup", e))?;
         }
 
         let args = InfraArgs {
@@ -250,13 +262,19 @@ impl SandboxManager {
         let infra = infra.map_err(|e| SandboxError::failed("starting infra process", e))?;
         record.infra = Some(infra);
         self.save(record)?;
-        let handle = watch_infra(infra).map_err(|e| SandboxError::failed("watching infra process", e))?;
+        let handle =
+            watch_infra(infra).map_err(|e| SandboxError::failed("watching infra process", e))?;
 
         for kind in record.namespaces.clone() {
-            ns::pin(infra.pid, kind, &record.ns_path(kind)).map_err(|e| SandboxError::failed("pinning namespace", e))?;
+            ns::pin(infra.pid, kind, &record.ns_path(kind))
+                .map_err(|e| SandboxError::failed("pinning namespace", e))?;
         }
 
-        let pinned: Vec<(PathBuf, NsKind)> = record.namespaces.iter().map(|k| (record.ns_path(*k), *k)).collect();
+        let pinned: Vec<(PathBuf, NsKind)> = record
+            .namespaces
+            .iter()
+            .map(|k| (record.ns_path(*k), *k))
+            .collect();
         let sysctls = plan.sysctls.clone();
         blocking(move || sysctl::apply(&pinned, &sysctls))
             .await?
@@ -283,7 +301,12 @@ impl SandboxManager {
         Ok(handle)
     }
 
-    fn attachment(&self, record: &SandboxRecord, ifname: &str, ports: Vec<PortMapping>) -> Attachment {
+    fn attachment(
+        &self,
+        record: &SandboxRecord,
+        ifname: &str,
+        ports: Vec<PortMapping>,
+    ) -> Attachment {
         Attachment {
             container_id: record.id.clone(),
             netns: record.ns_path(NsKind::Net),
@@ -306,26 +329,33 @@ impl SandboxManager {
 
     /// CNI ADD: loopback (when the plugin exists, as containerd does), then
     /// the pod network on eth0.
-    async fn attach(&self, record: &SandboxRecord) -> Result<(Vec<String>, serde_json::Value, bool), SandboxError> {
+    async fn attach(
+        &self,
+        record: &SandboxRecord,
+    ) -> Result<(Vec<String>, serde_json::Value, bool), SandboxError> {
         let network = record.network.as_ref().expect("network planned");
         let exec = self.exec();
-        let loopback = self.config.cni_bin_dirs.iter().any(|d| d.join("loopback").is_file());
+        let loopback = self
+            .config
+            .cni_bin_dirs
+            .iter()
+            .any(|d| d.join("loopback").is_file());
         if loopback {
             exec.add(&loopback_list(), &self.attachment(record, "lo", vec![]))
                 .await
                 .map_err(|e| SandboxError::failed("setting up loopback", e))?;
         }
         let att = self.attachment(record, "eth0", network.port_mappings.clone());
-        let result = exec
-            .add(&network.list, &att)
-            .await
-            .map_err(|e| SandboxError::failed(&format!("CNI ADD on network {:?}", network.list.name), e))?;
+        let result = exec.add(&network.list, &att).await.map_err(|e| {
+            SandboxError::failed(&format!("CNI ADD on network {:?}", network.list.name), e)
+        })?;
         Ok((cni::result_ips(&result, "eth0"), result, loopback))
     }
 
     fn write_files(&self, record: &SandboxRecord, plan: &Plan) -> Result<(), SandboxError> {
         let write = |name: &str, body: &str| {
-            std::fs::write(record.dir.join(name), body).map_err(|e| SandboxError::failed(&format!("writing {name}"), e))
+            std::fs::write(record.dir.join(name), body)
+                .map_err(|e| SandboxError::failed(&format!("writing {name}"), e))
         };
         let resolv = match files::resolv_conf(plan.dns.as_ref()) {
             Some(r) => r,
@@ -342,11 +372,17 @@ impl SandboxManager {
     }
 
     fn save(&self, record: &SandboxRecord) -> Result<(), SandboxError> {
-        self.records.save(record).map_err(|e| SandboxError::failed("saving sandbox record", e))
+        self.records
+            .save(record)
+            .map_err(|e| SandboxError::failed("saving sandbox record", e))
     }
 
     /// CNI DEL (when owed) and the infra process's end. Idempotent.
-    async fn stop_parts(&self, record: &mut SandboxRecord, handle: Option<InfraHandle>) -> Result<(), SandboxError> {
+    async fn stop_parts(
+        &self,
+        record: &mut SandboxRecord,
+        handle: Option<InfraHandle>,
+    ) -> Result<(), SandboxError> {
         if let Some(network) = record.network.clone().filter(|n| n.attached) {
             let exec = self.exec();
             let att = self.attachment(record, "eth0", network.port_mappings.clone());
@@ -355,7 +391,13 @@ impl SandboxManager {
                 .map_err(|e| SandboxError::failed("CNI DEL", e))?;
             if network.loopback {
                 // lo goes away with the namespace: a failed DEL leaks nothing.
-                let _ = exec.del(&loopback_list(), &self.attachment(record, "lo", vec![]), None).await;
+                let _ = exec
+                    .del(
+                        &loopback_list(),
+                        &self.attachment(record, "lo", vec![]),
+                        None,
+                    )
+                    .await;
             }
             record.network.as_mut().expect("network").attached = false;
             self.save(record)?;
@@ -375,10 +417,15 @@ impl SandboxManager {
     }
 
     /// Releases everything the record holds, in reverse order of creation.
-    async fn release(&self, record: &mut SandboxRecord, handle: Option<InfraHandle>) -> Result<(), SandboxError> {
+    async fn release(
+        &self,
+        record: &mut SandboxRecord,
+        handle: Option<InfraHandle>,
+    ) -> Result<(), SandboxError> {
         self.stop_parts(record, handle).await?;
         for kind in record.namespaces.clone() {
-            ns::unpin(&record.ns_path(kind)).map_err(|e| SandboxError::failed("unpinning namespace", e))?;
+            ns::unpin(&record.ns_path(kind))
+                .map_err(|e| SandboxError::failed("unpinning namespace", e))?;
         }
         if let Some(cg) = record.cgroup.clone() {
             blocking(move || cgroup::remove(&cg))
@@ -441,7 +488,11 @@ impl SandboxManager {
     }
 
     /// PodSandboxStatus, from memory.
-    pub fn status(&self, id: &str, verbose: bool) -> Result<cri::PodSandboxStatusResponse, SandboxError> {
+    pub fn status(
+        &self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<cri::PodSandboxStatusResponse, SandboxError> {
         let sandbox = self.get(id)?;
         let record = sandbox.record.lock().unwrap();
         let mut info = HashMap::new();
@@ -463,7 +514,12 @@ impl SandboxManager {
                 created_at: record.created_at,
                 network: Some(cri::PodSandboxNetworkStatus {
                     ip: record.ips.first().cloned().unwrap_or_default(),
-                    additional_ips: record.ips.iter().skip(1).map(|ip| cri::PodIp { ip: ip.clone() }).collect(),
+                    additional_ips: record
+                        .ips
+                        .iter()
+                        .skip(1)
+                        .map(|ip| cri::PodIp { ip: ip.clone() })
+                        .collect(),
                 }),
                 linux: Some(cri::LinuxPodSandboxStatus {
                     namespaces: Some(cri::Namespace {
@@ -487,7 +543,8 @@ impl SandboxManager {
 
     /// ListPodSandbox, from memory.
     pub fn list(&self, filter: Option<&cri::PodSandboxFilter>) -> Vec<cri::PodSandbox> {
-        let sandboxes: Vec<Arc<Sandbox>> = self.sandboxes.lock().unwrap().values().cloned().collect();
+        let sandboxes: Vec<Arc<Sandbox>> =
+            self.sandboxes.lock().unwrap().values().cloned().collect();
         let mut out: Vec<cri::PodSandbox> = sandboxes
             .iter()
             .filter_map(|s| {
@@ -585,7 +642,10 @@ async fn stop_infra(handle: &InfraHandle) -> Result<(), SandboxError> {
     pidfd
         .signal(nix::sys::signal::Signal::SIGTERM)
         .map_err(|e| SandboxError::failed("signalling infra process", e))?;
-    if tokio::time::timeout(STOP_GRACE, exited.wait_for(|e| *e)).await.is_ok() {
+    if tokio::time::timeout(STOP_GRACE, exited.wait_for(|e| *e))
+        .await
+        .is_ok()
+    {
         return Ok(());
     }
     tracing::warn!(pid = pidfd.pid(), "infra process ignored SIGTERM; killing");
@@ -598,7 +658,9 @@ async fn stop_infra(handle: &InfraHandle) -> Result<(), SandboxError> {
         .map_err(|_| SandboxError::Failed(format!("infra process {} did not exit", pidfd.pid())))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, SandboxError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, SandboxError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| SandboxError::failed("blocking task", e))
@@ -621,7 +683,12 @@ fn new_id() -> String {
     {
         // Not reachable on Linux in practice; still unique per process.
         use sha2::Digest;
-        let seed = format!("{}-{}-{:?}", std::process::id(), now_ns(), std::thread::current().id());
+        let seed = format!(
+            "{}-{}-{:?}",
+            std::process::id(),
+            now_ns(),
+            std::thread::current().id()
+        );
         bytes.copy_from_slice(&sha2::Sha256::digest(seed.as_bytes()));
     }
     hex::encode(bytes)
@@ -651,11 +718,21 @@ struct Plan {
 impl Plan {
     fn from_request(request: cri::RunPodSandboxRequest) -> Result<Plan, SandboxError> {
         let invalid = |m: &str| SandboxError::InvalidArgument(m.to_string());
-        let config = request.config.ok_or_else(|| invalid("sandbox config is required"))?;
-        let meta = config.metadata.ok_or_else(|| invalid("sandbox metadata is required"))?;
-        for (field, value) in [("name", &meta.name), ("namespace", &meta.namespace), ("uid", &meta.uid)] {
+        let config = request
+            .config
+            .ok_or_else(|| invalid("sandbox config is required"))?;
+        let meta = config
+            .metadata
+            .ok_or_else(|| invalid("sandbox metadata is required"))?;
+        for (field, value) in [
+            ("name", &meta.name),
+            ("namespace", &meta.namespace),
+            ("uid", &meta.uid),
+        ] {
             if value.is_empty() {
-                return Err(SandboxError::InvalidArgument(format!("sandbox metadata.{field} is required")));
+                return Err(SandboxError::InvalidArgument(format!(
+                    "sandbox metadata.{field} is required"
+                )));
             }
         }
         let linux = config.linux.unwrap_or_default();
@@ -682,7 +759,8 @@ impl Plan {
         } else {
             linux.cgroup_parent.clone()
         };
-        let cgroup_parent = cgroup::validate_parent(&cgroup_parent).map_err(|e| SandboxError::InvalidArgument(e.to_string()))?;
+        let cgroup_parent = cgroup::validate_parent(&cgroup_parent)
+            .map_err(|e| SandboxError::InvalidArgument(e.to_string()))?;
         let hostname = if !config.hostname.is_empty() {
             config.hostname.clone()
         } else if network_mode == Node as i32 {
@@ -694,7 +772,9 @@ impl Plan {
             meta.name.clone()
         };
         if network_mode != Node as i32 && !files::valid_hostname(&hostname) {
-            return Err(SandboxError::InvalidArgument(format!("invalid hostname {hostname:?}")));
+            return Err(SandboxError::InvalidArgument(format!(
+                "invalid hostname {hostname:?}"
+            )));
         }
         let mut port_mappings = Vec::new();
         for p in &config.port_mappings {
@@ -720,8 +800,9 @@ impl Plan {
         let mut sysctls: Vec<(String, String)> = linux.sysctls.into_iter().collect();
         sysctls.sort();
         for (name, _) in &sysctls {
-            let kind = sysctl::namespace_of(name)
-                .ok_or_else(|| SandboxError::InvalidArgument(format!("sysctl {name:?} is not namespaced")))?;
+            let kind = sysctl::namespace_of(name).ok_or_else(|| {
+                SandboxError::InvalidArgument(format!("sysctl {name:?} is not namespaced"))
+            })?;
             let shared = match kind {
                 NsKind::Net | NsKind::Uts => network_mode == Node as i32,
                 NsKind::Ipc => ipc_mode == Node as i32,

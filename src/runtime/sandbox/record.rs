@@ -143,7 +143,9 @@ impl RecordStore {
                 .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
             {
                 Ok(record) => records.push(record),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "unreadable sandbox record"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "unreadable sandbox record")
+                }
             }
         }
         records

@@ -19,12 +19,19 @@ fn request(name: &str) -> cri::RunPodSandboxRequest {
     }
 }
 
-fn with_linux(mut r: cri::RunPodSandboxRequest, f: impl FnOnce(&mut cri::LinuxPodSandboxConfig)) -> cri::RunPodSandboxRequest {
+fn with_linux(
+    mut r: cri::RunPodSandboxRequest,
+    f: impl FnOnce(&mut cri::LinuxPodSandboxConfig),
+) -> cri::RunPodSandboxRequest {
     f(r.config.as_mut().unwrap().linux.as_mut().unwrap());
     r
 }
 
-fn ns_options(network: cri::NamespaceMode, pid: cri::NamespaceMode, ipc: cri::NamespaceMode) -> Option<cri::LinuxSandboxSecurityContext> {
+fn ns_options(
+    network: cri::NamespaceMode,
+    pid: cri::NamespaceMode,
+    ipc: cri::NamespaceMode,
+) -> Option<cri::LinuxSandboxSecurityContext> {
     Some(cri::LinuxSandboxSecurityContext {
         namespace_options: Some(cri::NamespaceOption {
             network: network as i32,
@@ -60,15 +67,21 @@ fn metadata_is_required() {
 
 #[test]
 fn cgroup_parent_must_be_absolute_and_contained() {
-    assert!(invalid(with_linux(request("p"), |l| l.cgroup_parent = "kubepods".into())));
-    assert!(invalid(with_linux(request("p"), |l| l.cgroup_parent = "/kubepods/../../x".into())));
+    assert!(invalid(
+        with_linux(request("p"), |l| l.cgroup_parent = "kubepods".into())
+    ));
+    assert!(invalid(with_linux(request("p"), |l| l.cgroup_parent =
+        "/kubepods/../../x".into())));
     let plan = Plan::from_request(request("p")).unwrap();
     assert_eq!(plan.cgroup_parent, "kubepods/pod1");
     let plan = Plan::from_request(with_linux(request("p"), |l| l.cgroup_parent.clear())).unwrap();
     assert_eq!(plan.cgroup_parent, "deckhand");
     let rec = plan.record("abc".into(), Path::new("/run/d"), None);
     assert_eq!(rec.cgroup.as_deref(), Some("deckhand/abc"));
-    assert_eq!(rec.ns_path(NsKind::Net), PathBuf::from("/run/d/sandboxes/abc/ns/net"));
+    assert_eq!(
+        rec.ns_path(NsKind::Net),
+        PathBuf::from("/run/d/sandboxes/abc/ns/net")
+    );
 }
 
 #[test]
@@ -76,15 +89,31 @@ fn namespaces_follow_the_options() {
     use cri::NamespaceMode::{Container, Node, Pod};
     let plan = Plan::from_request(request("p")).unwrap();
     // Defaults: pod network and IPC, per-container PID.
-    assert_eq!(plan.namespaces(), vec![NsKind::Net, NsKind::Uts, NsKind::Ipc]);
+    assert_eq!(
+        plan.namespaces(),
+        vec![NsKind::Net, NsKind::Uts, NsKind::Ipc]
+    );
     assert_eq!(plan.hostname, "p");
-    let plan = Plan::from_request(with_linux(request("p"), |l| l.security_context = ns_options(Pod, Pod, Pod))).unwrap();
-    assert_eq!(plan.namespaces(), vec![NsKind::Net, NsKind::Uts, NsKind::Ipc, NsKind::Pid]);
-    let plan = Plan::from_request(with_linux(request("p"), |l| l.security_context = ns_options(Node, Node, Node))).unwrap();
+    let plan = Plan::from_request(with_linux(request("p"), |l| {
+        l.security_context = ns_options(Pod, Pod, Pod)
+    }))
+    .unwrap();
+    assert_eq!(
+        plan.namespaces(),
+        vec![NsKind::Net, NsKind::Uts, NsKind::Ipc, NsKind::Pid]
+    );
+    let plan = Plan::from_request(with_linux(request("p"), |l| {
+        l.security_context = ns_options(Node, Node, Node)
+    }))
+    .unwrap();
     assert!(plan.namespaces().is_empty());
-    let plan = Plan::from_request(with_linux(request("p"), |l| l.security_context = ns_options(Node, Container, Pod))).unwrap();
+    let plan = Plan::from_request(with_linux(request("p"), |l| {
+        l.security_context = ns_options(Node, Container, Pod)
+    }))
+    .unwrap();
     assert_eq!(plan.namespaces(), vec![NsKind::Ipc]);
-    assert!(invalid(with_linux(request("p"), |l| l.security_context = ns_options(Container, Pod, Pod))));
+    assert!(invalid(with_linux(request("p"), |l| l.security_context =
+        ns_options(Container, Pod, Pod))));
 }
 
 #[test]
@@ -138,19 +167,37 @@ fn filters_by_id_state_and_labels() {
     let mut rec = plan.record("abcdef".into(), Path::new("/run/d"), None);
     rec.labels.insert("app".into(), "web".into());
     rec.state = SandboxState::Ready;
-    let f = |id: &str, state: Option<cri::PodSandboxState>, labels: &[(&str, &str)]| cri::PodSandboxFilter {
-        id: id.into(),
-        state: state.map(|s| cri::PodSandboxStateValue { state: s as i32 }),
-        label_selector: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    let f = |id: &str, state: Option<cri::PodSandboxState>, labels: &[(&str, &str)]| {
+        cri::PodSandboxFilter {
+            id: id.into(),
+            state: state.map(|s| cri::PodSandboxStateValue { state: s as i32 }),
+            label_selector: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
     };
     assert!(matches_filter(&rec, None));
     assert!(matches_filter(&rec, Some(&f("abc", None, &[]))));
     assert!(!matches_filter(&rec, Some(&f("x", None, &[]))));
-    assert!(matches_filter(&rec, Some(&f("", Some(cri::PodSandboxState::SandboxReady), &[("app", "web")]))));
-    assert!(!matches_filter(&rec, Some(&f("", Some(cri::PodSandboxState::SandboxNotready), &[]))));
+    assert!(matches_filter(
+        &rec,
+        Some(&f(
+            "",
+            Some(cri::PodSandboxState::SandboxReady),
+            &[("app", "web")]
+        ))
+    ));
+    assert!(!matches_filter(
+        &rec,
+        Some(&f("", Some(cri::PodSandboxState::SandboxNotready), &[]))
+    ));
     assert!(!matches_filter(&rec, Some(&f("", None, &[("app", "db")]))));
     rec.state = SandboxState::Creating;
-    assert!(matches_filter(&rec, Some(&f("", Some(cri::PodSandboxState::SandboxNotready), &[]))));
+    assert!(matches_filter(
+        &rec,
+        Some(&f("", Some(cri::PodSandboxState::SandboxNotready), &[]))
+    ));
 }
 
 #[test]
