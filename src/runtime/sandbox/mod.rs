@@ -107,7 +107,7 @@ impl SandboxManager {
             let id = record.id.clone();
             if record.state == SandboxState::Creating {
                 tracing::info!(%id, "releasing a sandbox whose creation was interrupted");
-                if let Err(e) = manager.release(&mut record, None).await {
+                if let Err(e) = manager.release(&mut record, None, true).await {
                     tracing::warn!(%id, error = %e, "releasing interrupted sandbox");
                 }
                 continue;
@@ -225,7 +225,7 @@ impl SandboxManager {
             }
             Err(e) => {
                 tracing::warn!(%id, error = %e, "RunPodSandbox failed; rolling back");
-                if let Err(re) = self.release(&mut record, None).await {
+                if let Err(re) = self.release(&mut record, None, true).await {
                     tracing::error!(%id, error = %re, "rollback incomplete");
                 }
                 self.names.lock().unwrap().remove(&reserved);
@@ -377,30 +377,39 @@ impl SandboxManager {
             .map_err(|e| SandboxError::failed("saving sandbox record", e))
     }
 
-    /// CNI DEL (when owed) and the infra process's end. Idempotent.
+    /// CNI DEL (when owed) and the infra process's end. Idempotent. The
+    /// infra is stopped even when DEL fails (a stopped pod must not keep
+    /// running); the DEL error is returned so the caller can retry it.
     async fn stop_parts(
         &self,
         record: &mut SandboxRecord,
         handle: Option<InfraHandle>,
     ) -> Result<(), SandboxError> {
+        let mut first_error = None;
         if let Some(network) = record.network.clone().filter(|n| n.attached) {
             let exec = self.exec();
             let att = self.attachment(record, "eth0", network.port_mappings.clone());
-            exec.del(&network.list, &att, network.result.as_ref())
-                .await
-                .map_err(|e| SandboxError::failed("CNI DEL", e))?;
-            if network.loopback {
-                // lo goes away with the namespace: a failed DEL leaks nothing.
-                let _ = exec
-                    .del(
-                        &loopback_list(),
-                        &self.attachment(record, "lo", vec![]),
-                        None,
-                    )
-                    .await;
+            match exec.del(&network.list, &att, network.result.as_ref()).await {
+                Ok(()) => {
+                    if network.loopback {
+                        // lo goes away with the namespace: a failed DEL leaks nothing.
+                        let _ = exec
+                            .del(
+                                &loopback_list(),
+                                &self.attachment(record, "lo", vec![]),
+                                None,
+                            )
+                            .await;
+                    }
+                    record.network.as_mut().expect("network").attached = false;
+                    if let Err(e) = self.save(record) {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(SandboxError::failed("CNI DEL", e));
+                }
             }
-            record.network.as_mut().expect("network").attached = false;
-            self.save(record)?;
         }
         if let Some(infra) = record.infra {
             let handle = match handle {
@@ -408,38 +417,68 @@ impl SandboxManager {
                 None if infra.alive() => watch_infra(infra).ok(),
                 None => None,
             };
-            if let Some(handle) = handle {
-                stop_infra(&handle).await?;
+            match handle {
+                Some(handle) => match stop_infra(&handle).await {
+                    Ok(()) => record.infra = None,
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                },
+                None => record.infra = None,
             }
-            record.infra = None;
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Releases everything the record holds, in reverse order of creation.
+    /// Strict (RemovePodSandbox): stops at the first failure and keeps the
+    /// record, so a retry resumes. Best effort (rollback of a failed
+    /// RunPodSandbox, where e.g. DEL may fail for the same reason ADD did):
+    /// every step is tried and the record goes regardless.
     async fn release(
         &self,
         record: &mut SandboxRecord,
         handle: Option<InfraHandle>,
+        best_effort: bool,
     ) -> Result<(), SandboxError> {
-        self.stop_parts(record, handle).await?;
+        let mut first_error: Option<SandboxError> = None;
+        let id = record.id.clone();
+        let mut step = |result: Result<(), SandboxError>| -> Result<(), SandboxError> {
+            match result {
+                Ok(()) => Ok(()),
+                Err(e) if best_effort => {
+                    tracing::warn!(%id, error = %e, "release step failed; going on");
+                    first_error.get_or_insert(e);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        step(self.stop_parts(record, handle).await)?;
         for kind in record.namespaces.clone() {
-            ns::unpin(&record.ns_path(kind))
-                .map_err(|e| SandboxError::failed("unpinning namespace", e))?;
+            step(
+                ns::unpin(&record.ns_path(kind))
+                    .map_err(|e| SandboxError::failed("unpinning namespace", e)),
+            )?;
         }
         if let Some(cg) = record.cgroup.clone() {
-            blocking(move || cgroup::remove(&cg))
-                .await?
-                .map_err(|e| SandboxError::failed("removing pod cgroup", e))?;
+            step(
+                blocking(move || cgroup::remove(&cg))
+                    .await
+                    .and_then(|r| r.map_err(|e| SandboxError::failed("removing pod cgroup", e))),
+            )?;
         }
         match std::fs::remove_dir_all(&record.dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(SandboxError::failed("removing sandbox dir", e)),
+            Err(e) => step(Err(SandboxError::failed("removing sandbox dir", e)))?,
         }
-        self.records
-            .delete(&record.id)
-            .map_err(|e| SandboxError::failed("removing sandbox record", e))
+        step(
+            self.records
+                .delete(&record.id)
+                .map_err(|e| SandboxError::failed("removing sandbox record", e)),
+        )?;
+        first_error.map_or(Ok(()), Err)
     }
 
     /// StopPodSandbox: unknown ids are fine (the kubelet retries stops).
@@ -472,7 +511,7 @@ impl SandboxManager {
         let _op = sandbox.op.lock().await;
         let mut record = sandbox.record.lock().unwrap().clone();
         let handle = sandbox.infra.lock().unwrap().clone();
-        let result = self.release(&mut record, handle).await;
+        let result = self.release(&mut record, handle, false).await;
         if record.infra.is_none() {
             *sandbox.infra.lock().unwrap() = None;
         }
