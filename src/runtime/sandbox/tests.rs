@@ -88,7 +88,16 @@ fn cgroup_parent_must_be_absolute_and_contained() {
 fn namespaces_follow_the_options() {
     use cri::NamespaceMode::{Container, Node, Pod};
     let plan = Plan::from_request(request("p")).unwrap();
-    // Defaults: pod network and IPC, per-container PID.
+    // The proto's zero value is POD for all three (the kubelet asks for
+    // CONTAINER PID explicitly).
+    assert_eq!(
+        plan.namespaces(),
+        vec![NsKind::Net, NsKind::Uts, NsKind::Ipc, NsKind::Pid]
+    );
+    let plan = Plan::from_request(with_linux(request("p"), |l| {
+        l.security_context = ns_options(Pod, Container, Pod)
+    }))
+    .unwrap();
     assert_eq!(
         plan.namespaces(),
         vec![NsKind::Net, NsKind::Uts, NsKind::Ipc]
