@@ -893,3 +893,61 @@ async fn status_reports_network_readiness() {
         .into_inner();
     assert!(condition(r, "NetworkReady").status);
 }
+
+/// Polls (bounded) until the sandbox reports `state`.
+async fn wait_state(client: &mut CriClient, id: &str, state: cri::PodSandboxState) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if status(client, id).await.unwrap().0.state == state as i32 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn infra_death_is_noticed_live_and_across_restart() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let net = TestNet::new(8);
+    let (mut server, mut client) = CriServer::start_with(net.options()).await;
+    let a = run(&mut client, config("a", "uid-death-a", &net))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    let b = run(&mut client, config("b", "uid-death-b", &net))
+        .await
+        .unwrap();
+    let pid_a = status(&mut client, &a).await.unwrap().1["pid"]
+        .as_i64()
+        .unwrap() as i32;
+    let pid_b = status(&mut client, &b).await.unwrap().1["pid"]
+        .as_i64()
+        .unwrap() as i32;
+
+    // Killed under a running deckhand: NOTREADY, and reaped (no zombie).
+    kill(Pid::from_raw(pid_a), Signal::SIGKILL).unwrap();
+    assert!(
+        wait_state(&mut client, &a, cri::PodSandboxState::SandboxNotready).await,
+        "{}",
+        server.log()
+    );
+    assert_eq!(zombie_children(server.pid() as i32), Vec::<i32>::new());
+    assert_eq!(
+        status(&mut client, &b).await.unwrap().0.state,
+        cri::PodSandboxState::SandboxReady as i32
+    );
+
+    // Killed while deckhand is down: NOTREADY after the restart.
+    server.kill9();
+    kill(Pid::from_raw(pid_b), Signal::SIGKILL).unwrap();
+    let mut client = server.restart().await;
+    assert!(wait_state(&mut client, &b, cri::PodSandboxState::SandboxNotready).await);
+    assert_eq!(list(&mut client, None).await.len(), 2);
+    for id in [&a, &b] {
+        stop(&mut client, id).await.unwrap();
+        remove(&mut client, id).await.unwrap();
+    }
+    assert!(list(&mut client, None).await.is_empty());
+    net.assert_clean(&server, &[pid_a]);
+}

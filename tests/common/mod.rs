@@ -150,10 +150,22 @@ impl CriServer {
     /// kill -9 of the server, then the same command line again (same
     /// socket, state and run dirs): a crash and a restart.
     pub async fn kill_and_restart(&mut self) -> CriClient {
+        self.kill9();
+        self.restart().await
+    }
+
+    /// kill -9 of the server (and reaping it): a crash.
+    pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Starts the server again after [`CriServer::kill9`], with the same
+    /// command line (same socket, state and run dirs).
+    pub async fn restart(&mut self) -> CriClient {
+        assert!(self.child.is_none(), "server still running");
         // The dead server left its socket file behind, as a crash does.
         self.child = Some(spawn_server(&self.args, self._dirs[0].path()));
         self.wait_ready().await
