@@ -125,7 +125,7 @@ runtime_service_impl! {{
     }
 
     async fn status(&self, _request: Request<cri::StatusRequest>) -> Result<Response<cri::StatusResponse>, Status> {
-        let network = self.sandboxes.network_status();
+        let network = self.sandboxes.network_status().await;
         let conditions = vec![
             cri::RuntimeCondition {
                 r#type: "RuntimeReady".into(),

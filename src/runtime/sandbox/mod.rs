@@ -103,7 +103,9 @@ impl SandboxManager {
             sandboxes: Mutex::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
         });
-        for mut record in manager.records.load_all() {
+        let store = manager.records.clone();
+        let records = blocking(move || store.load_all()).await.unwrap_or_default();
+        for mut record in records {
             let id = record.id.clone();
             if record.state == SandboxState::Creating {
                 tracing::info!(%id, "releasing a sandbox whose creation was interrupted");
@@ -118,7 +120,7 @@ impl SandboxManager {
             };
             if handle.is_none() && record.state == SandboxState::Ready {
                 record.state = SandboxState::NotReady;
-                let _ = manager.records.save(&record);
+                let _ = manager.save(&record).await;
             }
             tracing::info!(%id, state = ?record.state, "adopted sandbox");
             manager.insert(record, handle);
@@ -148,19 +150,37 @@ impl SandboxManager {
         let manager = Arc::downgrade(self);
         tokio::spawn(async move {
             let _ = handle.exited.wait_for(|e| *e).await;
-            let mut record = sandbox.record.lock().unwrap();
-            if record.state == SandboxState::Ready {
+            {
+                let mut record = sandbox.record.lock().unwrap();
+                if record.state != SandboxState::Ready {
+                    return;
+                }
                 tracing::warn!(id = %record.id, "infra process exited; sandbox not ready");
                 record.state = SandboxState::NotReady;
-                if let Some(manager) = manager.upgrade() {
-                    let _ = manager.records.save(&record);
-                }
+            }
+            // Persist under `op`, after any stop/remove in flight, and only
+            // while the sandbox still exists (a removed one has no record).
+            let _op = sandbox.op.lock().await;
+            let Some(manager) = manager.upgrade() else {
+                return;
+            };
+            let current = sandbox.record.lock().unwrap().clone();
+            let listed = manager
+                .sandboxes
+                .lock()
+                .unwrap()
+                .get(&current.id)
+                .is_some_and(|s| Arc::ptr_eq(s, &sandbox));
+            if listed {
+                let _ = manager.save(&current).await;
             }
         });
     }
 
-    pub fn network_status(&self) -> NetworkStatus {
-        match cni::load_default(&self.config.cni_conf_dir) {
+    pub async fn network_status(&self) -> NetworkStatus {
+        let dir = self.config.cni_conf_dir.clone();
+        let loaded = blocking(move || cni::load_default(&dir)).await;
+        match loaded.and_then(|r| r.map_err(|e| SandboxError::Failed(e.to_string()))) {
             Ok(list) => NetworkStatus {
                 ready: true,
                 message: format!("CNI network {:?} from {}", list.name, list.source.display()),
@@ -207,11 +227,15 @@ impl SandboxManager {
         let network = if plan.network_mode == cri::NamespaceMode::Node as i32 {
             None
         } else {
-            match cni::load_default(&self.config.cni_conf_dir) {
+            let dir = self.config.cni_conf_dir.clone();
+            match blocking(move || cni::load_default(&dir))
+                .await
+                .and_then(|r| r.map_err(|e| SandboxError::failed("network plugin not ready", e)))
+            {
                 Ok(list) => Some(list),
                 Err(e) => {
                     self.names.lock().unwrap().remove(&reserved);
-                    return Err(SandboxError::failed("network plugin not ready", e));
+                    return Err(e);
                 }
             }
         };
@@ -241,9 +265,10 @@ impl SandboxManager {
         record: &mut SandboxRecord,
         plan: &Plan,
     ) -> Result<InfraHandle, SandboxError> {
-        self.save(record)?;
-        let dir = record.dir.clone();
-        std::fs::create_dir_all(dir.join("ns"))
+        self.save(record).await?;
+        let dir = record.dir.join("ns");
+        blocking(move || std::fs::create_dir_all(dir))
+            .await?
             .map_err(|e| SandboxError::failed("creating sandbox dir", e))?;
 
         if let Some(cg) = record.cgroup.clone() {
@@ -261,20 +286,23 @@ impl SandboxManager {
         let infra = blocking(move || infra::spawn(&exe, &args, cg.as_deref())).await?;
         let infra = infra.map_err(|e| SandboxError::failed("starting infra process", e))?;
         record.infra = Some(infra);
-        self.save(record)?;
+        self.save(record).await?;
         let handle =
             watch_infra(infra).map_err(|e| SandboxError::failed("watching infra process", e))?;
-
-        for kind in record.namespaces.clone() {
-            ns::pin(infra.pid, kind, &record.ns_path(kind))
-                .map_err(|e| SandboxError::failed("pinning namespace", e))?;
-        }
 
         let pinned: Vec<(PathBuf, NsKind)> = record
             .namespaces
             .iter()
             .map(|k| (record.ns_path(*k), *k))
             .collect();
+        let pins = pinned.clone();
+        blocking(move || {
+            pins.iter()
+                .try_for_each(|(path, kind)| ns::pin(infra.pid, *kind, path))
+        })
+        .await?
+        .map_err(|e| SandboxError::failed("pinning namespace", e))?;
+
         let sysctls = plan.sysctls.clone();
         blocking(move || sysctl::apply(&pinned, &sysctls))
             .await?
@@ -287,7 +315,7 @@ impl SandboxManager {
 
         if let Some(network) = record.network.as_mut() {
             network.attached = true;
-            self.save(record)?;
+            self.save(record).await?;
             let (ips, result, loopback) = self.attach(record).await?;
             let network = record.network.as_mut().expect("network set");
             network.result = Some(result);
@@ -295,9 +323,10 @@ impl SandboxManager {
             record.ips = ips;
         }
 
-        self.write_files(record, plan)?;
+        let (rec, dns) = (record.clone(), plan.dns.clone());
+        blocking(move || write_files(&rec, dns.as_ref())).await??;
         record.state = SandboxState::Ready;
-        self.save(record)?;
+        self.save(record).await?;
         Ok(handle)
     }
 
@@ -352,28 +381,11 @@ impl SandboxManager {
         Ok((cni::result_ips(&result, "eth0"), result, loopback))
     }
 
-    fn write_files(&self, record: &SandboxRecord, plan: &Plan) -> Result<(), SandboxError> {
-        let write = |name: &str, body: &str| {
-            std::fs::write(record.dir.join(name), body)
-                .map_err(|e| SandboxError::failed(&format!("writing {name}"), e))
-        };
-        let resolv = match files::resolv_conf(plan.dns.as_ref()) {
-            Some(r) => r,
-            None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-        };
-        write("resolv.conf", &resolv)?;
-        write("hostname", &format!("{}\n", record.hostname))?;
-        let hosts = if record.owns(NsKind::Net) {
-            files::hosts(&record.hostname, &record.ips)
-        } else {
-            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-        };
-        write("hosts", &hosts)
-    }
-
-    fn save(&self, record: &SandboxRecord) -> Result<(), SandboxError> {
-        self.records
-            .save(record)
+    /// Saves the record (fsync'd: off the async threads).
+    async fn save(&self, record: &SandboxRecord) -> Result<(), SandboxError> {
+        let (store, record) = (self.records.clone(), record.clone());
+        blocking(move || store.save(&record))
+            .await?
             .map_err(|e| SandboxError::failed("saving sandbox record", e))
     }
 
@@ -402,7 +414,7 @@ impl SandboxManager {
                             .await;
                     }
                     record.network.as_mut().expect("network").attached = false;
-                    if let Err(e) = self.save(record) {
+                    if let Err(e) = self.save(record).await {
                         first_error.get_or_insert(e);
                     }
                 }
@@ -455,12 +467,16 @@ impl SandboxManager {
             }
         };
         step(self.stop_parts(record, handle).await)?;
-        for kind in record.namespaces.clone() {
-            step(
-                ns::unpin(&record.ns_path(kind))
-                    .map_err(|e| SandboxError::failed("unpinning namespace", e)),
-            )?;
-        }
+        let pins: Vec<PathBuf> = record
+            .namespaces
+            .iter()
+            .map(|k| record.ns_path(*k))
+            .collect();
+        step(
+            blocking(move || pins.iter().try_for_each(|p| ns::unpin(p)))
+                .await
+                .and_then(|r| r.map_err(|e| SandboxError::failed("unpinning namespace", e))),
+        )?;
         if let Some(cg) = record.cgroup.clone() {
             step(
                 blocking(move || cgroup::remove(&cg))
@@ -468,15 +484,20 @@ impl SandboxManager {
                     .and_then(|r| r.map_err(|e| SandboxError::failed("removing pod cgroup", e))),
             )?;
         }
-        match std::fs::remove_dir_all(&record.dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => step(Err(SandboxError::failed("removing sandbox dir", e)))?,
-        }
+        let dir = record.dir.clone();
         step(
-            self.records
-                .delete(&record.id)
-                .map_err(|e| SandboxError::failed("removing sandbox record", e)),
+            blocking(move || match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            })
+            .await
+            .and_then(|r| r.map_err(|e| SandboxError::failed("removing sandbox dir", e))),
+        )?;
+        let (store, id) = (self.records.clone(), record.id.clone());
+        step(
+            blocking(move || store.delete(&id))
+                .await
+                .and_then(|r| r.map_err(|e| SandboxError::failed("removing sandbox record", e))),
         )?;
         first_error.map_or(Ok(()), Err)
     }
@@ -498,7 +519,7 @@ impl SandboxManager {
         record.state = SandboxState::NotReady;
         *sandbox.record.lock().unwrap() = record.clone();
         result?;
-        self.save(&record)
+        self.save(&record).await
     }
 
     /// RemovePodSandbox: stops if needed, then frees everything.
@@ -602,6 +623,26 @@ impl SandboxManager {
         out.sort_by_key(|s| s.created_at);
         out
     }
+}
+
+/// resolv.conf, hostname and hosts in the sandbox dir. Blocking.
+fn write_files(record: &SandboxRecord, dns: Option<&cri::DnsConfig>) -> Result<(), SandboxError> {
+    let write = |name: &str, body: &str| {
+        std::fs::write(record.dir.join(name), body)
+            .map_err(|e| SandboxError::failed(&format!("writing {name}"), e))
+    };
+    let resolv = match files::resolv_conf(dns) {
+        Some(r) => r,
+        None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    };
+    write("resolv.conf", &resolv)?;
+    write("hostname", &format!("{}\n", record.hostname))?;
+    let hosts = if record.owns(NsKind::Net) {
+        files::hosts(&record.hostname, &record.ips)
+    } else {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+    };
+    write("hosts", &hosts)
 }
 
 fn matches_filter(record: &SandboxRecord, filter: Option<&cri::PodSandboxFilter>) -> bool {
