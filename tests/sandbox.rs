@@ -951,3 +951,62 @@ async fn infra_death_is_noticed_live_and_across_restart() {
     assert!(list(&mut client, None).await.is_empty());
     net.assert_clean(&server, &[pid_a]);
 }
+
+/// Exited (gone, or a zombie awaiting a reaper that is not deckhand), within
+/// a bounded wait.
+async fn wait_exited(pid: i32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(stat) if stat.contains(") Z ") => return true,
+            Ok(_) if Instant::now() > deadline => return false,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_creation_cut_short_by_a_crash_is_released_at_restart() {
+    let net = TestNet::new(9);
+    let (mut server, mut client) = CriServer::start_with(net.options()).await;
+    let id = run(&mut client, config("torn", "uid-torn", &net))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    let pid = status(&mut client, &id).await.unwrap().1["pid"]
+        .as_i64()
+        .unwrap() as i32;
+    assert_eq!(net.reserved_ips().len(), 1);
+
+    // Crash, and make the record look as if RunPodSandbox never finished.
+    server.kill9();
+    let path = server
+        .state_dir()
+        .join("sandboxes")
+        .join(format!("{id}.json"));
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("sandbox record")).unwrap();
+    assert_eq!(record["state"], "Ready");
+    record["state"] = "Creating".into();
+    std::fs::write(&path, record.to_string()).unwrap();
+
+    let mut client = server.restart().await;
+    assert!(list(&mut client, None).await.is_empty(), "{}", server.log());
+    assert_eq!(
+        status(&mut client, &id).await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+    assert!(!path.exists(), "record left");
+    assert!(wait_exited(pid).await, "infra {pid} still running");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(&*server.run_dir().to_string_lossy()));
+    assert_eq!(net.reserved_ips(), Vec::<String>::new());
+    for d in cgroup_dirs(&format!("{}/{id}", net.cgroup_parent)) {
+        assert!(!d.exists(), "{} left", d.display());
+    }
+    // The name is free again.
+    let again = run(&mut client, config("torn", "uid-torn", &net))
+        .await
+        .unwrap();
+    remove(&mut client, &again).await.unwrap();
+}

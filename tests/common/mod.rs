@@ -147,6 +147,11 @@ impl CriServer {
         self._dirs[0].path()
     }
 
+    /// The state dir (`--state-dir`): sandbox records live under it.
+    pub fn state_dir(&self) -> &Path {
+        self._dirs[1].path()
+    }
+
     /// kill -9 of the server, then the same command line again (same
     /// socket, state and run dirs): a crash and a restart.
     pub async fn kill_and_restart(&mut self) -> CriClient {
