@@ -92,7 +92,9 @@ pub fn pin(pid: i32, kind: NsKind, target: &Path) -> Result<(), NsError> {
 /// removes the file. Absent or never-mounted targets are fine: release must
 /// be idempotent for rollback and for repeated RemovePodSandbox.
 pub fn unpin(target: &Path) -> Result<(), NsError> {
-    match nix::mount::umount2(target, MntFlags::MNT_DETACH) {
+    let unmounted = nix::mount::umount2(target, MntFlags::MNT_DETACH);
+    tracing::debug!(path = %target.display(), result = ?unmounted, "unpin");
+    match unmounted {
         Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
         Err(e) => {
             return Err(NsError::Sys {

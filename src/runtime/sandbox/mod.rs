@@ -155,7 +155,7 @@ impl SandboxManager {
                 if record.state != SandboxState::Ready {
                     return;
                 }
-                tracing::warn!(id = %record.id, "infra process exited; sandbox not ready");
+                tracing::warn!(id = %record.id, "infra process exited by itself; sandbox not ready");
                 record.state = SandboxState::NotReady;
             }
             // Persist under `op`, after any stop/remove in flight, and only
@@ -510,7 +510,13 @@ impl SandboxManager {
             Err(e) => return Err(e),
         };
         let _op = sandbox.op.lock().await;
-        let mut record = sandbox.record.lock().unwrap().clone();
+        // Not ready from the moment it starts going away; this also tells
+        // the exit watcher that the infra's exit is expected.
+        let mut record = {
+            let mut current = sandbox.record.lock().unwrap();
+            current.state = SandboxState::NotReady;
+            current.clone()
+        };
         let handle = sandbox.infra.lock().unwrap().clone();
         let result = self.stop_parts(&mut record, handle).await;
         if record.infra.is_none() {
@@ -530,7 +536,13 @@ impl SandboxManager {
             Err(e) => return Err(e),
         };
         let _op = sandbox.op.lock().await;
-        let mut record = sandbox.record.lock().unwrap().clone();
+        // Not ready from the moment it starts going away; this also tells
+        // the exit watcher that the infra's exit is expected.
+        let mut record = {
+            let mut current = sandbox.record.lock().unwrap();
+            current.state = SandboxState::NotReady;
+            current.clone()
+        };
         let handle = sandbox.infra.lock().unwrap().clone();
         let result = self.release(&mut record, handle, false).await;
         if record.infra.is_none() {
