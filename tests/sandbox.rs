@@ -1010,3 +1010,66 @@ async fn a_creation_cut_short_by_a_crash_is_released_at_restart() {
         .unwrap();
     remove(&mut client, &again).await.unwrap();
 }
+
+fn nat_rules() -> String {
+    let out = std::process::Command::new("iptables")
+        .args(["-t", "nat", "-S"])
+        .output()
+        .expect("iptables (hack/install-deps installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn port_mappings_reach_the_pod_and_go_with_it() {
+    let net = TestNet::new(10);
+    let (server, mut client) = CriServer::start_with(net.options()).await;
+    let host_port = common::free_port();
+    let mut c = config("ports", "uid-ports", &net);
+    c.port_mappings = vec![cri::PortMapping {
+        protocol: cri::Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port: host_port as i32,
+        host_ip: String::new(),
+    }];
+    let id = run(&mut client, c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    let (_, info) = status(&mut client, &id).await.unwrap();
+    let pid = info["pid"].as_i64().unwrap() as i32;
+    assert!(
+        nat_rules().contains(&format!("--dport {host_port}")),
+        "no DNAT rule for {host_port}:\n{}",
+        nat_rules()
+    );
+
+    // A listener on the pod's 8080; the host dials its bridge address at the
+    // host port and portmap's DNAT carries it into the pod.
+    let listener = in_ns(&ns_path(&info, "net"), CloneFlags::CLONE_NEWNET, || {
+        std::net::TcpListener::bind("0.0.0.0:8080").unwrap()
+    });
+    let accept = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = String::new();
+        conn.read_to_string(&mut buf).unwrap();
+        buf
+    });
+    let target: std::net::SocketAddr = format!("{}1:{host_port}", net.subnet_prefix)
+        .parse()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut conn = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5))
+            .expect("host port reaches the pod");
+        conn.write_all(b"via hostPort").unwrap();
+    }
+    assert_eq!(accept.join().unwrap(), "via hostPort");
+
+    stop(&mut client, &id).await.unwrap();
+    assert!(
+        !nat_rules().contains(&format!("--dport {host_port}")),
+        "DNAT rule left after stop"
+    );
+    remove(&mut client, &id).await.unwrap();
+    net.assert_clean(&server, &[pid]);
+}
