@@ -207,8 +207,18 @@ impl SandboxManager {
         }
     }
 
-    /// RunPodSandbox.
+    /// RunPodSandbox. Runs to completion in its own task: a caller that
+    /// gives up (a kubelet timeout drops the gRPC future) must not cut a
+    /// creation or its rollback short and leak what was made so far.
     pub async fn run(
+        self: &Arc<Self>,
+        request: cri::RunPodSandboxRequest,
+    ) -> Result<String, SandboxError> {
+        let manager = self.clone();
+        detached(async move { manager.run_to_end(request).await }).await
+    }
+
+    async fn run_to_end(
         self: &Arc<Self>,
         request: cri::RunPodSandboxRequest,
     ) -> Result<String, SandboxError> {
@@ -503,7 +513,13 @@ impl SandboxManager {
     }
 
     /// StopPodSandbox: unknown ids are fine (the kubelet retries stops).
-    pub async fn stop(&self, id: &str) -> Result<(), SandboxError> {
+    /// Like [`Self::run`], it finishes even if the caller goes away.
+    pub async fn stop(self: &Arc<Self>, id: &str) -> Result<(), SandboxError> {
+        let (manager, id) = (self.clone(), id.to_string());
+        detached(async move { manager.stop_to_end(&id).await }).await
+    }
+
+    async fn stop_to_end(&self, id: &str) -> Result<(), SandboxError> {
         let sandbox = match self.get(id) {
             Ok(s) => s,
             Err(SandboxError::NotFound(_)) => return Ok(()),
@@ -528,8 +544,14 @@ impl SandboxManager {
         self.save(&record).await
     }
 
-    /// RemovePodSandbox: stops if needed, then frees everything.
-    pub async fn remove(&self, id: &str) -> Result<(), SandboxError> {
+    /// RemovePodSandbox: stops if needed, then frees everything; finishes
+    /// even if the caller goes away.
+    pub async fn remove(self: &Arc<Self>, id: &str) -> Result<(), SandboxError> {
+        let (manager, id) = (self.clone(), id.to_string());
+        detached(async move { manager.remove_to_end(&id).await }).await
+    }
+
+    async fn remove_to_end(&self, id: &str) -> Result<(), SandboxError> {
         let sandbox = match self.get(id) {
             Ok(s) => s,
             Err(SandboxError::NotFound(_)) => return Ok(()),
@@ -748,6 +770,16 @@ async fn stop_infra(handle: &InfraHandle) -> Result<(), SandboxError> {
         .await
         .map(|_| ())
         .map_err(|_| SandboxError::Failed(format!("infra process {} did not exit", pidfd.pid())))
+}
+
+/// Runs `f` as its own task and waits for it: dropping the wait does not
+/// cancel the work.
+async fn detached<T: Send + 'static>(
+    f: impl Future<Output = Result<T, SandboxError>> + Send + 'static,
+) -> Result<T, SandboxError> {
+    tokio::spawn(f)
+        .await
+        .map_err(|e| SandboxError::failed("sandbox task", e))?
 }
 
 async fn blocking<T: Send + 'static>(
