@@ -82,7 +82,8 @@ pub fn spawn(
         cmd.args(["--new", kind.name()]);
     }
     if let Some(hostname) = &args.hostname {
-        cmd.args(["--hostname", hostname]);
+        // `=` form: a value that starts with `-` stays a value.
+        cmd.arg(format!("--hostname={hostname}"));
     }
     let mut child = cmd
         .stdin(Stdio::piped())
