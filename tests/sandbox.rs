@@ -1073,3 +1073,42 @@ async fn port_mappings_reach_the_pod_and_go_with_it() {
     remove(&mut client, &id).await.unwrap();
     net.assert_clean(&server, &[pid]);
 }
+
+#[tokio::test]
+async fn concurrent_sandboxes_get_distinct_ips_and_all_go_away() {
+    let net = TestNet::new(11);
+    let (server, client) = CriServer::start_with(net.options()).await;
+    let runs = (0..6).map(|i| {
+        let mut client = client.clone();
+        let c = config(&format!("many{i}"), &format!("uid-many-{i}"), &net);
+        async move { run(&mut client, c).await }
+    });
+    let ids: Vec<String> = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("{e}\n{}", server.log())))
+        .collect();
+    let mut client = client.clone();
+    let mut ips = vec![];
+    let mut pids = vec![];
+    for id in &ids {
+        let (st, info) = status(&mut client, id).await.unwrap();
+        ips.push(st.network.unwrap().ip);
+        pids.push(info["pid"].as_i64().unwrap() as i32);
+    }
+    let mut unique = ips.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "{ips:?}");
+    assert_eq!(net.reserved_ips().len(), ids.len());
+    let removes = ids.iter().map(|id| {
+        let mut client = client.clone();
+        let id = id.clone();
+        async move { remove(&mut client, &id).await }
+    });
+    for r in futures::future::join_all(removes).await {
+        r.unwrap();
+    }
+    assert!(list(&mut client, None).await.is_empty());
+    net.assert_clean(&server, &pids);
+}
