@@ -69,6 +69,20 @@ impl NsKind {
     }
 }
 
+/// Moves the calling process into new namespaces of these kinds (for PID:
+/// its future children).
+pub fn unshare(kinds: &[NsKind]) -> nix::Result<()> {
+    let flags = kinds
+        .iter()
+        .fold(CloneFlags::empty(), |f, k| f | k.clone_flag());
+    nix::sched::unshare(flags)
+}
+
+/// Sets the hostname of the caller's UTS namespace.
+pub fn set_hostname(name: &str) -> nix::Result<()> {
+    nix::unistd::sethostname(name)
+}
+
 /// Bind-mounts `/proc/<pid>/ns/<kind>` onto `target` (created empty), so the
 /// namespace lives on after `pid` exits and others can join it by path.
 pub fn pin(pid: i32, kind: NsKind, target: &Path) -> Result<(), NsError> {

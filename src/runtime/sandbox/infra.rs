@@ -16,12 +16,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal};
-use nix::sys::wait::{WaitPidFlag, WaitStatus};
-use nix::unistd::{ForkResult, Pid};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
-use crate::sys::ns::NsKind;
-use crate::sys::{cgroup, process};
+use crate::sys::ns::{self, NsKind};
+use crate::sys::{cgroup, init, process};
 
 /// What the infra process must set up (its command line).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -134,32 +133,6 @@ pub fn spawn(
     Ok(InfraProcess { pid, start_time })
 }
 
-extern "C" fn ignore(_: libc::c_int) {}
-
-/// The signals the infra waits for. A PID-namespace init only receives
-/// signals it has a handler for, hence the no-op handlers; they stay blocked
-/// and are taken with sigwait.
-fn signals() -> SigSet {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGTERM);
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGCHLD);
-    set
-}
-
-fn prepare_signals() -> nix::Result<()> {
-    let action = SigAction::new(
-        SigHandler::Handler(ignore),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in signals().iter() {
-        // SAFETY: the handler does nothing, so it is async-signal-safe.
-        unsafe { nix::sys::signal::sigaction(sig, &action) }?;
-    }
-    signals().thread_block()
-}
-
 /// `deckhand sandbox-infra`: runs single-threaded, before any async runtime
 /// exists (unshare and fork want a single-threaded process).
 pub fn main(args: InfraArgs) -> ExitCode {
@@ -171,7 +144,9 @@ pub fn main(args: InfraArgs) -> ExitCode {
     match setup(&args) {
         Ok(pid1) => {
             answer("ok");
-            detach_stdio();
+            // After the handshake nobody listens: a dead deckhand's pipes
+            // must not hurt us.
+            init::detach_stdio();
             wait_loop(pid1)
         }
         Err(e) => {
@@ -187,65 +162,30 @@ fn answer(line: &str) {
     let _ = out.flush();
 }
 
-/// After the handshake nobody listens: point stdio at /dev/null so a dead
-/// deckhand's pipes cannot hurt us.
-fn detach_stdio() {
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        let _ = nix::unistd::dup2_stdin(&null);
-        let _ = nix::unistd::dup2_stdout(&null);
-    }
-}
-
 /// Creates the namespaces; returns the pod's PID 1 when this process is its
 /// holder, None when this process is itself the one to wait in.
 fn setup(args: &InfraArgs) -> Result<Option<Pid>, String> {
-    prepare_signals().map_err(|e| format!("signals: {e}"))?;
+    init::take_signals_synchronously().map_err(|e| format!("signals: {e}"))?;
     // Out of deckhand's session and process group: a terminal's ^C to
     // deckhand must not stop pods.
-    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-    let mut flags = nix::sched::CloneFlags::empty();
-    for kind in &args.namespaces {
-        flags |= kind.clone_flag();
-    }
-    nix::sched::unshare(flags).map_err(|e| format!("unshare: {e}"))?;
+    init::new_session().map_err(|e| format!("setsid: {e}"))?;
+    ns::unshare(&args.namespaces).map_err(|e| format!("unshare: {e}"))?;
     if let Some(hostname) = &args.hostname {
         if !args.namespaces.contains(&NsKind::Uts) {
             return Err("a hostname needs a new UTS namespace".into());
         }
-        nix::unistd::sethostname(hostname).map_err(|e| format!("sethostname: {e}"))?;
+        ns::set_hostname(hostname).map_err(|e| format!("sethostname: {e}"))?;
     }
     if !args.namespaces.contains(&NsKind::Pid) {
         return Ok(None);
     }
-    // A pipe whose write end only the holder keeps: the child sees EOF on it
-    // iff the holder is gone. (getppid() cannot tell: it is 0 inside the new
-    // PID namespace, the parent being outside.)
-    let (alive_r, alive_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-            .map_err(|e| format!("pipe: {e}"))?;
     // SAFETY: this process is single-threaded (no async runtime was built
-    // for this subcommand), so the child may run any code.
-    match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
-        ForkResult::Parent { child } => {
-            drop(alive_r);
-            // Kept open (leaked on purpose) for the holder's lifetime.
-            std::mem::forget(alive_w);
-            Ok(Some(child))
-        }
-        ForkResult::Child => {
-            drop(alive_w);
-            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-            // The holder may have died before PDEATHSIG was armed: then the
-            // pipe reads EOF (0) instead of EAGAIN.
-            if matches!(nix::unistd::read(&alive_r, &mut [0u8; 1]), Ok(0)) {
-                std::process::exit(1);
-            }
-            drop(alive_r);
-            detach_stdio();
+    // for this subcommand).
+    match unsafe { init::fork_bound_child() }.map_err(|e| format!("fork: {e}"))? {
+        Some(pid1) => Ok(Some(pid1)),
+        None => {
+            // The pod's PID 1: it dies with the holder (PDEATHSIG).
+            init::detach_stdio();
             std::process::exit(match wait_loop(None) {
                 c if c == ExitCode::SUCCESS => 0,
                 _ => 1,
@@ -257,26 +197,20 @@ fn setup(args: &InfraArgs) -> Result<Option<Pid>, String> {
 /// Waits for signals: reaps every exited child (this is an init), exits on
 /// SIGTERM/SIGINT, and as a holder exits with the pod's PID 1.
 fn wait_loop(pid1: Option<Pid>) -> ExitCode {
-    let set = signals();
     loop {
-        match set.wait() {
-            Ok(Signal::SIGCHLD) => loop {
-                match nix::sys::wait::waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::StillAlive) | Err(_) => break,
-                    Ok(status) => {
-                        if status.pid().is_some() && status.pid() == pid1 {
-                            return ExitCode::SUCCESS;
-                        }
-                    }
+        match init::wait_signal() {
+            Ok(Signal::SIGCHLD) => {
+                let reaped = init::reap_exited();
+                if pid1.is_some_and(|p| reaped.contains(&p)) {
+                    return ExitCode::SUCCESS;
                 }
-            },
+            }
             Ok(_) => {
                 if let Some(pid1) = pid1 {
                     // The namespace's init ignores what it has no handler for
                     // when sent from inside; from here SIGKILL always works and
                     // kills every process in the namespace with it.
-                    let _ = nix::sys::signal::kill(pid1, Signal::SIGKILL);
-                    let _ = nix::sys::wait::waitpid(pid1, None);
+                    init::kill_and_wait(pid1);
                 }
                 return ExitCode::SUCCESS;
             }
