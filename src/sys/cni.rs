@@ -443,4 +443,117 @@ mod tests {
         );
         assert!(failure_message("", "", status).contains("exit status"));
     }
+
+    /// Tests that write and run fake plugins take turns: a fork in one while
+    /// the other still has a script open for writing makes exec fail with
+    /// ETXTBSY.
+    static FAKE_PLUGINS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    /// Writes an executable plugin that logs its command, env and stdin to
+    /// `log` and answers with `answer` (or fails when FAIL is in its name).
+    fn fake_plugin(dir: &Path, name: &str, log: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let script = format!(
+            r#"#!/bin/sh
+conf=$(cat)
+printf '%s %s %s %s %s %s\n' "$CNI_COMMAND" "{name}" "$CNI_IFNAME" "$CNI_CONTAINERID" "$CNI_NETNS" "$CNI_ARGS" >> {log}
+printf '%s\n' "$conf" >> {log}.stdin
+case "{name}" in
+  *fail*) echo '{{"code":7,"msg":"boom","details":"it broke"}}'; echo "plugin stderr" >&2; exit 1;;
+esac
+if [ "$CNI_COMMAND" = ADD ]; then
+  echo '{{"cniVersion":"1.0.0","ips":[{{"address":"10.0.0.{n}/24"}}],"from":"{name}"}}'
+fi
+"#,
+            log = log.display(),
+            n = name.len(),
+        );
+        let path = dir.join(name);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn add_chains_prev_results_and_del_runs_in_reverse() {
+        let _turn = FAKE_PLUGINS.lock().await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        fake_plugin(dir.path(), "first", &log);
+        fake_plugin(dir.path(), "second", &log);
+        let list = parse(
+            r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"first"},{"type":"second","capabilities":{"portMappings":true}}]}"#,
+            true,
+        )
+        .unwrap();
+        let exec = Exec {
+            bin_dirs: vec![PathBuf::from("/nonexistent"), dir.path().to_path_buf()],
+        };
+        let result = exec.add(&list, &att()).await.unwrap();
+        assert_eq!(result["from"], "second");
+        let calls = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = calls.lines().collect();
+        assert_eq!(
+            lines,
+            vec![
+                "ADD first eth0 abc /run/ns IgnoreUnknown=1;K8S_POD_NAME=p",
+                "ADD second eth0 abc /run/ns IgnoreUnknown=1;K8S_POD_NAME=p",
+            ]
+        );
+        let stdins: Vec<Value> = std::fs::read_to_string(log.with_extension("stdin"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(stdins[0].get("prevResult").is_none());
+        assert_eq!(stdins[1]["prevResult"]["from"], "first");
+        assert_eq!(
+            stdins[1]["runtimeConfig"]["portMappings"][0]["hostPort"],
+            8080
+        );
+
+        exec.del(&list, &att(), Some(&result)).await.unwrap();
+        let calls = std::fs::read_to_string(&log).unwrap();
+        let dels: Vec<&str> = calls
+            .lines()
+            .skip(2)
+            .map(|l| &l[..l.find(" eth0").unwrap()])
+            .collect();
+        assert_eq!(dels, vec!["DEL second", "DEL first"]);
+    }
+
+    #[tokio::test]
+    async fn plugin_failures_carry_the_error_json_and_stderr() {
+        let _turn = FAKE_PLUGINS.lock().await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        fake_plugin(dir.path(), "ok", &log);
+        fake_plugin(dir.path(), "will-fail", &log);
+        let list = parse(
+            r#"{"name":"n","plugins":[{"type":"will-fail"},{"type":"ok"}]}"#,
+            true,
+        )
+        .unwrap();
+        let exec = Exec {
+            bin_dirs: vec![dir.path().to_path_buf()],
+        };
+        let err = exec.add(&list, &att()).await.unwrap_err().to_string();
+        assert!(
+            err.contains("will-fail")
+                && err.contains("boom")
+                && err.contains("it broke")
+                && err.contains("plugin stderr"),
+            "{err}"
+        );
+        // The chain stopped at the failure.
+        assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
+        // DEL tries every plugin even when one fails, and reports the failure.
+        let err = exec.del(&list, &att(), None).await.unwrap_err().to_string();
+        assert!(err.contains("boom"), "{err}");
+        assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
+        let missing = parse(r#"{"name":"n","type":"nope"}"#, false).unwrap();
+        assert!(matches!(
+            exec.add(&missing, &att()).await,
+            Err(CniError::PluginNotFound { .. })
+        ));
+    }
 }
