@@ -218,3 +218,29 @@ fn wait_loop(pid1: Option<Pid>) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_names_parse() {
+        assert_eq!(parse_kind("net"), Ok(NsKind::Net));
+        assert_eq!(parse_kind("pid"), Ok(NsKind::Pid));
+        assert!(parse_kind("mnt").is_err());
+    }
+
+    #[test]
+    fn an_infra_that_never_answers_is_an_error_and_is_reaped() {
+        // It may exit before or after our handshake byte: EOF or EPIPE.
+        let err = spawn(Path::new("/bin/true"), &InfraArgs::default(), None).unwrap_err();
+        assert!(matches!(err, InfraError::Setup(_)), "{err}");
+        let err = spawn(
+            Path::new("/nonexistent/deckhand"),
+            &InfraArgs::default(),
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, InfraError::Spawn(_)), "{err}");
+    }
+}
