@@ -231,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn an_infra_that_never_answers_is_an_error_and_is_reaped() {
+    fn infra_spawn_failures_are_errors() {
         // It may exit before or after our handshake byte: EOF or EPIPE.
         let err = spawn(Path::new("/bin/true"), &InfraArgs::default(), None).unwrap_err();
         assert!(matches!(err, InfraError::Setup(_)), "{err}");
