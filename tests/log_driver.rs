@@ -95,7 +95,7 @@ fn output_becomes_cri_log_lines_and_sigusr1_reopens_the_file() {
     let first = std::fs::read_to_string(&rotated).unwrap();
     let lines: Vec<&str> = first.lines().collect();
     assert_eq!(lines.len(), 3, "{first}");
-    let entry = |line: &str| line.splitn(2, ' ').nth(1).unwrap().to_string();
+    let entry = |line: &str| line.split_once(' ').unwrap().1.to_string();
     let mut entries: Vec<String> = lines.iter().map(|l| entry(l)).collect();
     entries.sort();
     assert_eq!(

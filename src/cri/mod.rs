@@ -13,6 +13,7 @@ use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 
 use crate::runtime::image::ImageManager;
+use crate::runtime::sandbox::SandboxManager;
 
 /// Largest message we accept or send: a ListImages/ListContainers reply on a
 /// busy node can pass tonic's 4 MiB default.
@@ -26,6 +27,7 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 pub async fn serve(
     socket_path: &Path,
     images: Arc<ImageManager>,
+    sandboxes: Arc<SandboxManager>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let mut listener = socket::bind(socket_path)?;
@@ -33,7 +35,7 @@ pub async fn serve(
     let images = ImageServiceServer::new(image_service::CriImageService::new(images))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let runtime = RuntimeServiceServer::new(runtime_service::CriRuntimeService)
+    let runtime = RuntimeServiceServer::new(runtime_service::CriRuntimeService::new(sandboxes))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     // Graceful shutdown waits for every connection to close, and a client such

@@ -5,3 +5,4 @@ pub mod containerd;
 pub mod image;
 pub mod log;
 pub mod registry;
+pub mod sandbox;

@@ -57,6 +57,10 @@ pub struct CriOptions {
     pub namespace: Option<String>,
     pub extra_hosts: Vec<(String, String)>,
     pub progress_timeout: &'static str,
+    /// `--cni-conf-dir`; deckhand's default unless set.
+    pub cni_conf_dir: Option<PathBuf>,
+    /// `--cni-bin-dir`; deckhand's default unless set.
+    pub cni_bin_dir: Option<PathBuf>,
 }
 
 impl Default for CriOptions {
@@ -65,6 +69,8 @@ impl Default for CriOptions {
             namespace: None,
             extra_hosts: vec![],
             progress_timeout: "30s",
+            cni_conf_dir: None,
+            cni_bin_dir: None,
         }
     }
 }
@@ -75,6 +81,8 @@ pub struct CriServer {
     pub socket: PathBuf,
     pub namespace: String,
     own_namespace: bool,
+    /// The command line, for [`CriServer::kill_and_restart`].
+    args: Vec<std::ffi::OsString>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -104,30 +112,68 @@ impl CriServer {
                 COUNTER.fetch_add(1, Ordering::SeqCst)
             )
         });
-        let log = std::fs::File::create(run.path().join("deckhand.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_deckhand"))
-            .args(["cri", "--listen"])
-            .arg(&socket)
-            .arg("--state-dir")
-            .arg(state.path())
-            .arg("--registry-config-dir")
-            .arg(hosts.path())
-            .args(["--containerd-namespace", &namespace])
-            .args(["--image-pull-progress-timeout", options.progress_timeout])
-            .args(["--log-level", "deckhand=debug"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting deckhand");
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["cri".into(), "--listen".into(), socket.clone().into()];
+        args.extend(["--state-dir".into(), state.path().into()]);
+        args.extend(["--run-dir".into(), run.path().into()]);
+        args.extend(["--registry-config-dir".into(), hosts.path().into()]);
+        args.extend(["--containerd-namespace".into(), namespace.clone().into()]);
+        args.extend([
+            "--image-pull-progress-timeout".into(),
+            options.progress_timeout.into(),
+        ]);
+        args.extend(["--log-level".into(), "deckhand=debug".into()]);
+        if let Some(dir) = &options.cni_conf_dir {
+            args.extend(["--cni-conf-dir".into(), dir.into()]);
+        }
+        if let Some(dir) = &options.cni_bin_dir {
+            args.extend(["--cni-bin-dir".into(), dir.into()]);
+        }
+        let child = spawn_server(&args, run.path());
         let server = CriServer {
             child: Some(child),
             socket: socket.clone(),
             namespace,
             own_namespace,
+            args,
             _dirs: vec![run, state, hosts],
         };
         let client = server.wait_ready().await;
         (server, client)
+    }
+
+    /// The run dir (`--run-dir`): sandbox pins live under it.
+    pub fn run_dir(&self) -> &Path {
+        self._dirs[0].path()
+    }
+
+    /// The state dir (`--state-dir`): sandbox records live under it.
+    pub fn state_dir(&self) -> &Path {
+        self._dirs[1].path()
+    }
+
+    /// kill -9 of the server, then the same command line again (same
+    /// socket, state and run dirs): a crash and a restart.
+    pub async fn kill_and_restart(&mut self) -> CriClient {
+        self.kill9();
+        self.restart().await
+    }
+
+    /// kill -9 of the server (and reaping it): a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again after [`CriServer::kill9`], with the same
+    /// command line (same socket, state and run dirs).
+    pub async fn restart(&mut self) -> CriClient {
+        assert!(self.child.is_none(), "server still running");
+        // The dead server left its socket file behind, as a crash does.
+        self.child = Some(spawn_server(&self.args, self._dirs[0].path()));
+        self.wait_ready().await
     }
 
     async fn wait_ready(&self) -> CriClient {
@@ -175,6 +221,20 @@ impl CriServer {
     pub fn ctr(&self, args: &[&str]) -> String {
         ctr(&self.namespace, args)
     }
+}
+
+fn spawn_server(args: &[std::ffi::OsString], run: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run.join("deckhand.log"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting deckhand")
 }
 
 pub fn ctr(namespace: &str, args: &[&str]) -> String {
