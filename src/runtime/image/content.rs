@@ -136,12 +136,7 @@ where
     let ingest_ref = format!("deckhand-{}", expected.digest);
     // A stale ingest under our ref (from a crash) would make containerd resume
     // at its offset; start clean instead.
-    let _ = cd
-        .content()
-        .abort(cd.request(AbortRequest {
-            r#ref: ingest_ref.clone(),
-        }))
-        .await;
+    abort(cd, &ingest_ref).await;
     let result = match write_ingest(cd, lease, &ingest_ref, expected, body, labels.clone()).await {
         // Committed meanwhile by someone else (containerd refuses a writer for
         // content it has): what we wanted is there; make sure of our labels.
@@ -151,14 +146,28 @@ where
         other => other,
     };
     if result.is_err() {
-        let _ = cd
-            .content()
-            .abort(cd.request(AbortRequest {
-                r#ref: ingest_ref.clone(),
-            }))
-            .await;
+        abort(cd, &ingest_ref).await;
     }
     result
+}
+
+/// Removes an ingest if there is one. containerd may still hold it locked for
+/// a moment after a stream ends, so a refusal is retried briefly.
+async fn abort(cd: &Containerd, ingest_ref: &str) {
+    for attempt in 0..10 {
+        let request = cd.request(AbortRequest {
+            r#ref: ingest_ref.to_string(),
+        });
+        match cd.content().abort(request).await {
+            Ok(_) => return,
+            Err(status) if status.code() == tonic::Code::NotFound => return,
+            Err(status) => {
+                tracing::debug!(%ingest_ref, %status, attempt, "aborting ingest");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+    tracing::warn!(%ingest_ref, "ingest left behind: containerd kept refusing to abort it");
 }
 
 async fn write_ingest<S>(
@@ -193,7 +202,31 @@ where
         .await
         .map_err(|s| ImageError::containerd(what(), s))?
         .into_inner();
-    next_response(&mut responses, &what()).await?;
+    let result = stream_into(&tx, &mut responses, base, expected, body, labels).await;
+    if result.is_err() {
+        // Close our side and wait for containerd to close its own: only then
+        // has it let go of the ingest, so the caller's abort can remove it.
+        drop(tx);
+        while let Ok(Some(_)) = responses.message().await {}
+    }
+    result
+}
+
+/// Sends the body on an open Write stream, verifying as it goes; commits
+/// only when size and digest match.
+async fn stream_into<S>(
+    tx: &tokio::sync::mpsc::Sender<WriteContentRequest>,
+    responses: &mut tonic::Streaming<containerd_client::services::v1::WriteContentResponse>,
+    base: WriteContentRequest,
+    expected: &Expected,
+    body: S,
+    labels: HashMap<String, String>,
+) -> Result<(), ImageError>
+where
+    S: Stream<Item = Result<Bytes, ImageError>> + Send,
+{
+    let what = || format!("writing {} to containerd", expected.digest);
+    next_response(responses, &what()).await?;
 
     let mut hasher = Sha256::new();
     let mut offset: u64 = 0;
@@ -223,7 +256,7 @@ where
             })
             .await
             .map_err(|_| ImageError::internal(what()))?;
-            next_response(&mut responses, &what()).await?;
+            next_response(responses, &what()).await?;
             offset += len;
         }
     }
@@ -256,7 +289,7 @@ where
     })
     .await
     .map_err(|_| ImageError::internal(what()))?;
-    next_response(&mut responses, &what()).await
+    next_response(responses, &what()).await
 }
 
 async fn next_response(
