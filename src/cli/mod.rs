@@ -1,5 +1,6 @@
 //! Command line: one subcommand per role the binary plays.
 
+mod apiserver;
 mod cri;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the CRI v1 RuntimeService and ImageService on a unix socket.
     Cri(cri::CriArgs),
+    /// Serve the bundled Kubernetes API server (HTTPS, embedded store).
+    Apiserver(apiserver::ApiserverArgs),
 }
 
 pub fn init_tracing(level: Option<&str>) {
@@ -37,5 +40,6 @@ pub fn init_tracing(level: Option<&str>) {
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Cri(args) => cri::run(args).await,
+        Command::Apiserver(args) => apiserver::run(args).await,
     }
 }

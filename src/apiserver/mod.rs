@@ -1,0 +1,211 @@
+//! The bundled Kubernetes API server: HTTPS with client-certificate and
+//! bearer-token authentication, REST + watch over an embedded crash-safe
+//! store, discovery, OpenAPI (enough for kubectl) and server-side tables.
+//!
+//! Modules, one concern each: `store` (redb + revisions + watch fan-out),
+//! `resources` (kinds and their hooks), `http` (routing, negotiation),
+//! `handlers` (verbs), `watch`, `patch`, `selectors`, `table`, `discovery`,
+//! `auth` (authn/authz), `pki` (certificates, kubeconfig), `error` (Status).
+
+pub mod auth;
+pub mod discovery;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod patch;
+pub mod pki;
+pub mod resources;
+pub mod selectors;
+pub mod store;
+pub mod table;
+pub mod watch;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::apiserver::error::ApiError;
+use crate::apiserver::store::{Store, object_key};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub write_kubeconfig: Option<PathBuf>,
+    pub token_auth_file: Option<PathBuf>,
+    /// How often watches with allowWatchBookmarks get a BOOKMARK.
+    pub bookmark_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    #[error("bootstrap: {0}")]
+    Bootstrap(ApiError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// Shared by every request.
+pub struct State {
+    pub store: Store,
+    pub tokens: auth::Tokens,
+    pub server_address: String,
+    pub ca_pem: String,
+    pub bookmark_interval: Duration,
+}
+
+/// Create what kube-apiserver and its controllers create on a fresh
+/// cluster: the four system namespaces (each with its default
+/// ServiceAccount and root CA ConfigMap) and the `kubernetes` Service.
+fn bootstrap(state: &State, port: u16) -> Result<(), ApiError> {
+    state.store.write(|txn| {
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let key = handlers::namespace_key(ns);
+            if txn.get(&key)?.is_none() {
+                let mut object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                    "name": ns, "uid": uuid::Uuid::new_v4().to_string(),
+                    "creationTimestamp": handlers::now_rfc3339()}});
+                resources::apply_defaults(resources::by_name("namespaces").unwrap_or(&resources::KINDS[0]), &mut object);
+                txn.put(&key, object)?;
+            }
+            handlers::namespace_side_effects(txn, ns, &state.ca_pem)?;
+        }
+        let key = object_key("", "services", "default", "kubernetes");
+        if txn.get(&key)?.is_none() {
+            txn.put(
+                &key,
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {
+                    "name": "kubernetes", "namespace": "default",
+                    "labels": {"component": "apiserver", "provider": "kubernetes"},
+                    "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": handlers::now_rfc3339()},
+                    "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
+                        "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "sessionAffinity": "None",
+                        "internalTrafficPolicy": "Cluster",
+                        "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}}),
+            )?;
+        }
+        Ok(())
+    })
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+    let what = what.into();
+    move |source| ServeError::Io { what, source }
+}
+
+/// Serve until the task is dropped or an unrecoverable error occurs.
+pub async fn run(config: Config) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(io(config.data_dir.display().to_string()))?;
+    let pki = pki::Pki::load_or_create(&config.data_dir.join("pki"))?;
+    let tokens = match &config.token_auth_file {
+        Some(path) => auth::Tokens::load(path)?,
+        None => auth::Tokens::default(),
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(io(format!("listen on {}", config.listen)))?;
+    let local = listener.local_addr().map_err(io("local address"))?;
+    // Clients connect to the loopback address when we listen on all.
+    let connect_ip = if local.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        local.ip()
+    };
+    let mut sans = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        connect_ip.to_string(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        "kubernetes.default.svc.cluster.local".into(),
+        "10.96.0.1".into(),
+    ];
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim().to_lowercase();
+        if !host.is_empty() {
+            sans.push(host);
+        }
+    }
+    sans.dedup();
+    let (cert, key) = pki.serving(&sans)?;
+    let tls = Arc::new(pki.server_config(&cert, &key)?);
+
+    let store = Store::open(&config.data_dir.join("store.redb"))?;
+    let server_address = SocketAddr::new(connect_ip, local.port()).to_string();
+    let state = Arc::new(State {
+        store,
+        tokens,
+        server_address: server_address.clone(),
+        ca_pem: pki.ca_pem.clone(),
+        bookmark_interval: config.bookmark_interval,
+    });
+    bootstrap(&state, local.port()).map_err(ServeError::Bootstrap)?;
+
+    if let Some(path) = &config.write_kubeconfig {
+        let (cert, key) = pki.admin()?;
+        let url = format!("https://{server_address}");
+        pki::write_file(path, &pki::kubeconfig(&url, &pki.ca_pem, &cert, &key), true)?;
+        tracing::info!(path = %path.display(), "wrote admin kubeconfig");
+    }
+    tracing::info!(address = %local, "apiserver listening");
+
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(err) => {
+                // Out of file descriptors and the like: back off, go on.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
+            let tls = match handshake {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(err)) => {
+                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let cert_user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|c| auth::user_from_cert(c));
+            let service = hyper::service::service_fn(move |req| {
+                let state = Arc::clone(&state);
+                let user = cert_user.clone();
+                async move { Ok::<_, Infallible>(http::handle(state, user, req).await) }
+            });
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(err) = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %err, "connection ended");
+            }
+        });
+    }
+}

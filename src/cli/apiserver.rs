@@ -1,0 +1,44 @@
+//! `deckhand apiserver`: the bundled Kubernetes API server alone.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::apiserver::{self, Config};
+
+#[derive(Debug, Args)]
+pub struct ApiserverArgs {
+    /// Where the store and the PKI (CA, serving and admin certs) live.
+    #[arg(long, default_value = "/var/lib/deckhand/apiserver")]
+    pub data_dir: PathBuf,
+    /// Address to serve HTTPS on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+    /// Write an admin kubeconfig (client cert in group system:masters) here.
+    #[arg(long)]
+    pub write_kubeconfig: Option<PathBuf>,
+    /// Static bearer tokens, kube-apiserver's CSV format: token,user,uid,"group1,group2".
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+    /// How often watches that allow bookmarks receive one (e.g. `30s`).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub bookmark_interval: Duration,
+}
+
+pub async fn run(args: ApiserverArgs) -> anyhow::Result<()> {
+    let config = Config {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        write_kubeconfig: args.write_kubeconfig,
+        token_auth_file: args.token_auth_file,
+        bookmark_interval: args.bookmark_interval,
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        res = apiserver::run(config) => Ok(res?),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = term.recv() => Ok(()),
+    }
+}
