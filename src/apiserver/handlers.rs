@@ -180,10 +180,18 @@ pub async fn list(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<B
     Ok(json_resp(StatusCode::OK, &body))
 }
 
-/// The body as a JSON object. Kubernetes protobuf is refused with 415:
-/// client-go's typed clients then retry the request as JSON.
-fn decode_body(ctx: &Ctx) -> Result<Value, ApiError> {
+/// The body as a JSON object; Kubernetes protobuf (what kubectl's typed
+/// clients send) is decoded for the kinds `protobuf` knows.
+fn decode_body(ctx: &Ctx, kind: &Kind) -> Result<Value, ApiError> {
     let ct = ctx.content_type.split(';').next().unwrap_or("").trim();
+    if ct == "application/vnd.kubernetes.protobuf" {
+        return crate::apiserver::protobuf::decode(
+            kind.resource,
+            &kind.api_version(),
+            kind.kind,
+            &ctx.body,
+        );
+    }
     if !matches!(ct, "" | "application/json" | "*/*") {
         return Err(ApiError::UnsupportedMediaType(format!(
             "the body of the request was in an unknown format - accepted media types include: application/json (got {ct})"
@@ -310,7 +318,7 @@ pub async fn create(
     mut t: Target,
 ) -> Result<Response<Body>, ApiError> {
     let kind = t.kind;
-    let body = decode_body(ctx)?;
+    let body = decode_body(ctx, kind)?;
     let (mut object, warnings) = normalize(kind, field_validation(ctx)?, body)?;
     ctx.warnings.extend(warnings);
     let meta = object["metadata"].as_object_mut().map(|_| ()).is_some();
@@ -620,7 +628,7 @@ pub async fn update(
     t: Target,
 ) -> Result<Response<Body>, ApiError> {
     let kind = t.kind;
-    let body = decode_body(ctx)?;
+    let body = decode_body(ctx, kind)?;
     let (new, warnings) = normalize(kind, field_validation(ctx)?, body)?;
     ctx.warnings.extend(warnings);
     let dry_run = ctx.param("dryRun").is_some();
@@ -855,7 +863,7 @@ pub async fn delete_collection(
 
 /// POST pods/<name>/binding: the scheduler's way to put a pod on a node.
 pub async fn bind(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<Body>, ApiError> {
-    let body = decode_body(ctx)?;
+    let body = decode_body(ctx, resources::by_name("pods").unwrap_or(t.kind))?;
     let node = body["target"]["name"].as_str().unwrap_or("").to_string();
     if node.is_empty() {
         return Err(ApiError::invalid(

@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod http;
 pub mod patch;
 pub mod pki;
+pub mod protobuf;
 pub mod resources;
 pub mod selectors;
 pub mod store;
