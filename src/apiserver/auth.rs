@@ -27,7 +27,9 @@ impl User {
         if !self.groups.iter().any(|g| g == "system:nodes") {
             return None;
         }
-        self.name.strip_prefix("system:node:").filter(|n| !n.is_empty())
+        self.name
+            .strip_prefix("system:node:")
+            .filter(|n| !n.is_empty())
     }
 }
 
@@ -128,7 +130,12 @@ impl Tokens {
 pub fn user_from_cert(der: &[u8]) -> Option<User> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     let groups = subject
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(String::from))
@@ -217,7 +224,10 @@ mod tests {
 
     #[test]
     fn token_file_format() {
-        let t = Tokens::parse("# comment\nabc,alice,1,\"system:masters,dev\"\nxyz,system:node:n1,2,system:nodes\n").unwrap();
+        let t = Tokens::parse(
+            "# comment\nabc,alice,1,\"system:masters,dev\"\nxyz,system:node:n1,2,system:nodes\n",
+        )
+        .unwrap();
         let alice = t.user("abc").unwrap();
         assert!(alice.is_admin());
         assert_eq!(alice.groups, vec!["system:masters", "dev"]);

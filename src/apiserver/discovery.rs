@@ -167,7 +167,10 @@ pub fn openapi_v3_doc(path: &str) -> Option<Value> {
         .into_iter()
         .find(|(g, v)| gv_path(g, v) == path)?;
     let mut paths = Map::new();
-    for k in resources::KINDS.iter().filter(|k| k.group == g && k.version == v) {
+    for k in resources::KINDS
+        .iter()
+        .filter(|k| k.group == g && k.version == v)
+    {
         let base = format!("/{}", gv_path(g, v));
         let item = if k.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}/{{name}}", k.resource)

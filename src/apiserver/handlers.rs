@@ -71,7 +71,10 @@ fn respond(ctx: &Ctx, kind: &Kind, status: StatusCode, object: &Value) -> Respon
 pub async fn get(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<Body>, ApiError> {
     let key = key_of(&t);
     let t2 = t.clone();
-    let object = blocking(state, move |s| s.store.get(&key)?.ok_or_else(|| not_found(&t2))).await?;
+    let object = blocking(state, move |s| {
+        s.store.get(&key)?.ok_or_else(|| not_found(&t2))
+    })
+    .await?;
     Ok(respond(ctx, t.kind, StatusCode::OK, &object))
 }
 
@@ -139,7 +142,11 @@ pub async fn list(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<B
         // Scan pages until `limit` matches; continue from the last key
         // returned. The continuation reads the latest state (not a snapshot
         // at the first page's revision), like resourceVersionMatch=NotOlderThan.
-        let page = if limit == 0 { usize::MAX } else { limit.max(100) };
+        let page = if limit == 0 {
+            usize::MAX
+        } else {
+            limit.max(100)
+        };
         let mut cursor = after;
         let mut items = Vec::new();
         let mut first_rev = None;
@@ -272,7 +279,10 @@ fn normalize(
             .collect::<Vec<_>>();
         match mode {
             FieldValidation::Strict => {
-                return Err(cannot(format!("strict decoding error: {}", list.join(", "))));
+                return Err(cannot(format!(
+                    "strict decoding error: {}",
+                    list.join(", ")
+                )));
             }
             FieldValidation::Warn => warnings = list,
             FieldValidation::Ignore => {}
@@ -466,15 +476,15 @@ fn allocate_cluster_ip(txn: &Txn<'_>, svc: &mut Value) -> Result<(), ApiError> {
 /// Merge a client's new version of an object with the stored one, the way
 /// kube's update strategies do, and check the optimistic-concurrency
 /// precondition. Returns None if nothing would change.
-fn merge_update(
-    t: &Target,
-    old: &Value,
-    mut new: Value,
-) -> Result<Option<Value>, ApiError> {
+fn merge_update(t: &Target, old: &Value, mut new: Value) -> Result<Option<Value>, ApiError> {
     let kind = t.kind;
     let new_rv = meta_str(&new, "resourceVersion");
     if !new_rv.is_empty() && new_rv != meta_str(old, "resourceVersion") {
-        return Err(ApiError::conflict_modified(kind.group, kind.resource, &t.name));
+        return Err(ApiError::conflict_modified(
+            kind.group,
+            kind.resource,
+            &t.name,
+        ));
     }
     let new_name = meta_str(&new, "name");
     if !new_name.is_empty() && new_name != t.name {
@@ -540,7 +550,8 @@ fn merge_update(
         return Ok(None);
     }
     if old["metadata"]["generation"].is_i64() && old.get("spec") != new.get("spec") {
-        new["metadata"]["generation"] = json!(old["metadata"]["generation"].as_i64().unwrap_or(0) + 1);
+        new["metadata"]["generation"] =
+            json!(old["metadata"]["generation"].as_i64().unwrap_or(0) + 1);
     }
     Ok(Some(new))
 }
@@ -558,7 +569,11 @@ fn check_pod_spec_update(old: &Value, new: &Value) -> Result<(), ApiError> {
             }
         }
         if let Some(m) = spec.as_object_mut() {
-            for f in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"] {
+            for f in [
+                "activeDeadlineSeconds",
+                "tolerations",
+                "terminationGracePeriodSeconds",
+            ] {
                 m.remove(f);
             }
         }
@@ -614,7 +629,10 @@ fn store_update(
         && new["metadata"]["finalizers"]
             .as_array()
             .is_none_or(Vec::is_empty)
-        && (t.kind.resource != "pods" || old["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()));
+        && (t.kind.resource != "pods"
+            || old["metadata"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty()));
     if finalized {
         txn.put(&key, new)?;
         return Ok(txn.delete(&key)?.unwrap_or_default());
@@ -790,7 +808,10 @@ fn delete_in_txn(
 /// an unbound or finished pod goes at once.
 fn pod_grace(pod: &Value, requested: Option<i64>) -> i64 {
     let unbound = pod["spec"]["nodeName"].as_str().unwrap_or("").is_empty();
-    let terminal = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    let terminal = matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
     if unbound || terminal {
         return 0;
     }
@@ -805,7 +826,12 @@ fn pod_grace(pod: &Value, requested: Option<i64>) -> i64 {
     }
 }
 
-fn mark_deleting(txn: &mut Txn<'_>, key: &str, mut old: Value, grace: i64) -> Result<Value, ApiError> {
+fn mark_deleting(
+    txn: &mut Txn<'_>,
+    key: &str,
+    mut old: Value,
+    grace: i64,
+) -> Result<Value, ApiError> {
     let current = old["metadata"]["deletionGracePeriodSeconds"].as_i64();
     if old["metadata"]["deletionTimestamp"].is_string() && current.is_none_or(|c| c <= grace) {
         return Ok(old);
@@ -821,7 +847,8 @@ pub async fn delete(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response
     let kind = t.kind;
     let pod_node = ctx.pod_node.clone();
     let object = blocking(state, move |s| {
-        s.store.write(|txn| delete_in_txn(txn, &t, &opts, &pod_node))
+        s.store
+            .write(|txn| delete_in_txn(txn, &t, &opts, &pod_node))
     })
     .await?;
     Ok(respond(ctx, kind, StatusCode::OK, &object))

@@ -47,7 +47,10 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.query.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.query
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn flag(&self, key: &str) -> bool {
@@ -130,7 +133,11 @@ fn authenticate(
             .ok_or(ApiError::Unauthorized)?;
         // A presented but unknown token is refused even with a client cert,
         // as kube-apiserver's union authenticator does on explicit failure.
-        return state.tokens.user(token).cloned().ok_or(ApiError::Unauthorized);
+        return state
+            .tokens
+            .user(token)
+            .cloned()
+            .ok_or(ApiError::Unauthorized);
     }
     cert_user.ok_or(ApiError::Unauthorized)
 }
@@ -146,8 +153,15 @@ async fn route(
     // supervisors probe them (kube allows the same via anonymous-auth
     // conditions on /healthz, /livez, /readyz).
     let health = ["/healthz", "/livez", "/readyz"];
-    if health.iter().any(|h| path == *h || path.starts_with(&format!("{h}/"))) {
-        return Ok(full(StatusCode::OK, "text/plain; charset=utf-8", b"ok".to_vec()));
+    if health
+        .iter()
+        .any(|h| path == *h || path.starts_with(&format!("{h}/")))
+    {
+        return Ok(full(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            b"ok".to_vec(),
+        ));
     }
     let user = authenticate(&state, cert_user, req.headers())?;
     let accept = req
@@ -165,7 +179,11 @@ async fn route(
     let query: HashMap<String, String> = req
         .uri()
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
 
     if method == Method::GET
@@ -207,15 +225,17 @@ async fn route(
         "get" => handlers::get(&state, &ctx, target).await?,
         "list" => handlers::list(&state, &ctx, target).await?,
         "watch" => crate::apiserver::watch::watch(&state, &ctx, target).await?,
-        "create" if target.subresource == "binding" => {
-            handlers::bind(&state, &ctx, target).await?
-        }
+        "create" if target.subresource == "binding" => handlers::bind(&state, &ctx, target).await?,
         "create" => handlers::create(&state, &mut ctx, target).await?,
         "update" => handlers::update(&state, &mut ctx, target).await?,
         "patch" => handlers::patch(&state, &mut ctx, target).await?,
         "delete" => handlers::delete(&state, &ctx, target).await?,
         "deletecollection" => handlers::delete_collection(&state, &ctx, target).await?,
-        other => return Err(ApiError::MethodNotAllowed(format!("verb {other} is not supported"))),
+        other => {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "verb {other} is not supported"
+            )));
+        }
     };
     for w in &ctx.warnings {
         let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
@@ -266,7 +286,8 @@ pub fn parse_path(path: &str) -> Result<(Target, bool), ApiError> {
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(ApiError::NoRoute),
     };
-    let lookup = |resource: &str| resources::lookup(group, version, resource).ok_or(ApiError::NoRoute);
+    let lookup =
+        |resource: &str| resources::lookup(group, version, resource).ok_or(ApiError::NoRoute);
     let namespaced_resource = |r: &str| lookup(r).ok().filter(|k| k.namespaced);
     let (kind, namespace, name, sub) = match rest {
         ["namespaces", ns, r, tail @ ..] if namespaced_resource(r).is_some() => {
@@ -361,7 +382,9 @@ async fn read_body(req: Request<hyper::body::Incoming>) -> Result<Bytes, ApiErro
     match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(ApiError::TooLarge),
-        Err(err) => Err(ApiError::BadRequest(format!("reading the request body: {err}"))),
+        Err(err) => Err(ApiError::BadRequest(format!(
+            "reading the request body: {err}"
+        ))),
     }
 }
 
@@ -372,13 +395,26 @@ mod tests {
     #[test]
     fn paths() {
         let (t, c) = parse_path("/api/v1/namespaces/default/pods/p/status").unwrap();
-        assert_eq!((t.kind.resource, t.namespace.as_str(), t.name.as_str(), t.subresource.as_str(), c),
-            ("pods", "default", "p", "status", false));
+        assert_eq!(
+            (
+                t.kind.resource,
+                t.namespace.as_str(),
+                t.name.as_str(),
+                t.subresource.as_str(),
+                c
+            ),
+            ("pods", "default", "p", "status", false)
+        );
         let (t, c) = parse_path("/api/v1/namespaces/default").unwrap();
-        assert_eq!((t.kind.resource, t.name.as_str(), c), ("namespaces", "default", false));
+        assert_eq!(
+            (t.kind.resource, t.name.as_str(), c),
+            ("namespaces", "default", false)
+        );
         let (t, c) = parse_path("/api/v1/pods").unwrap();
         assert_eq!((t.kind.resource, c), ("pods", true));
-        let (t, _) = parse_path("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1").unwrap();
+        let (t, _) =
+            parse_path("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1")
+                .unwrap();
         assert_eq!(t.kind.resource, "leases");
         assert!(parse_path("/api/v1/pods/x").is_err());
         assert!(parse_path("/api/v1/namespaces/default/pods/p/exec").is_err());
@@ -387,7 +423,9 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        assert!(wants_table("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"));
+        assert!(wants_table(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+        ));
         assert!(!wants_table("application/json"));
         assert!(accepts_json("application/vnd.kubernetes.protobuf, */*"));
         assert!(!accepts_json("application/vnd.kubernetes.protobuf"));

@@ -179,7 +179,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         let acceptor = acceptor.clone();
         let state = Arc::clone(&state);
         tokio::spawn(async move {
-            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
+            let handshake =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
             let tls = match handshake {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(err)) => {

@@ -32,20 +32,26 @@ impl PatchType {
     }
 }
 
-pub fn apply(kind_resource: &str, original: &Value, patch: &[u8], ty: PatchType) -> Result<Value, ApiError> {
+pub fn apply(
+    kind_resource: &str,
+    original: &Value,
+    patch: &[u8],
+    ty: PatchType,
+) -> Result<Value, ApiError> {
     match ty {
         PatchType::Json => {
             let ops: json_patch::Patch = serde_json::from_slice(patch)
                 .map_err(|e| ApiError::BadRequest(format!("invalid JSON patch: {e}")))?;
             let mut doc = original.clone();
-            json_patch::patch(&mut doc, &ops)
-                .map_err(|e| ApiError::Invalid {
-                    kind: String::new(),
-                    group: String::new(),
-                    name: String::new(),
-                    summary: format!("the server rejected our request due to an error in our request: {e}"),
-                    causes: Vec::new(),
-                })?;
+            json_patch::patch(&mut doc, &ops).map_err(|e| ApiError::Invalid {
+                kind: String::new(),
+                group: String::new(),
+                name: String::new(),
+                summary: format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ),
+                causes: Vec::new(),
+            })?;
             Ok(doc)
         }
         PatchType::Merge => {
@@ -61,7 +67,8 @@ pub fn apply(kind_resource: &str, original: &Value, patch: &[u8], ty: PatchType)
             Ok(doc)
         }
         PatchType::Apply => Err(ApiError::UnsupportedMediaType(
-            "server-side apply is not supported by this server; use client-side kubectl apply".into(),
+            "server-side apply is not supported by this server; use client-side kubectl apply"
+                .into(),
         )),
     }
 }
@@ -70,7 +77,9 @@ fn parse_object(patch: &[u8]) -> Result<Value, ApiError> {
     let v: Value = serde_json::from_slice(patch)
         .map_err(|e| ApiError::BadRequest(format!("invalid patch body: {e}")))?;
     if !v.is_object() {
-        return Err(ApiError::BadRequest("the patch must be a JSON object".into()));
+        return Err(ApiError::BadRequest(
+            "the patch must be a JSON object".into(),
+        ));
     }
     Ok(v)
 }
@@ -100,8 +109,15 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 fn merge_key(resource: &str, path: &str) -> Option<&'static str> {
     let field = path.rsplit('.').next().unwrap_or(path);
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes"
-        | "imagePullSecrets" | "resourceClaims" | "schedulingGates" | "secrets" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
+        | "resourceClaims"
+        | "schedulingGates"
+        | "secrets" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
         "hostAliases" => "ip",
@@ -300,9 +316,21 @@ mod tests {
         let patch = json!({"metadata": {"labels": {"a": null, "b": "2"}},
             "spec": {"containers": [{"name": "b", "image": "z"},
                                     {"name": "a", "env": [{"name": "F", "value": "2"}]}]}});
-        let out = apply("pods", &pod, patch.to_string().as_bytes(), PatchType::Strategic).unwrap();
+        let out = apply(
+            "pods",
+            &pod,
+            patch.to_string().as_bytes(),
+            PatchType::Strategic,
+        )
+        .unwrap();
         assert_eq!(out["metadata"]["labels"], json!({"b": "2"}));
-        assert_eq!(out["spec"]["containers"][0]["env"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            out["spec"]["containers"][0]["env"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(out["spec"]["containers"][1]["image"], "z");
     }
 
@@ -313,7 +341,13 @@ mod tests {
         let patch = json!({"spec": {"containers": [{"name": "a", "$patch": "delete"}],
             "$setElementOrder/containers": [{"name": "b"}]},
             "metadata": {"$deleteFromPrimitiveList/finalizers": ["x"]}});
-        let out = apply("pods", &pod, patch.to_string().as_bytes(), PatchType::Strategic).unwrap();
+        let out = apply(
+            "pods",
+            &pod,
+            patch.to_string().as_bytes(),
+            PatchType::Strategic,
+        )
+        .unwrap();
         assert_eq!(out["spec"]["containers"], json!([{"name": "b"}]));
         assert_eq!(out["metadata"]["finalizers"], json!(["y"]));
     }
@@ -321,11 +355,31 @@ mod tests {
     #[test]
     fn merge_and_json_patch() {
         let obj = json!({"data": {"a": "1", "b": "2"}});
-        let out = apply("configmaps", &obj, br#"{"data":{"a":null,"c":"3"}}"#, PatchType::Merge).unwrap();
+        let out = apply(
+            "configmaps",
+            &obj,
+            br#"{"data":{"a":null,"c":"3"}}"#,
+            PatchType::Merge,
+        )
+        .unwrap();
         assert_eq!(out["data"], json!({"b": "2", "c": "3"}));
-        let out = apply("configmaps", &obj, br#"[{"op":"replace","path":"/data/a","value":"9"}]"#, PatchType::Json).unwrap();
+        let out = apply(
+            "configmaps",
+            &obj,
+            br#"[{"op":"replace","path":"/data/a","value":"9"}]"#,
+            PatchType::Json,
+        )
+        .unwrap();
         assert_eq!(out["data"]["a"], "9");
         assert!(apply("configmaps", &obj, b"{not json", PatchType::Merge).is_err());
-        assert!(apply("configmaps", &obj, br#"[{"op":"remove","path":"/nope"}]"#, PatchType::Json).is_err());
+        assert!(
+            apply(
+                "configmaps",
+                &obj,
+                br#"[{"op":"remove","path":"/nope"}]"#,
+                PatchType::Json
+            )
+            .is_err()
+        );
     }
 }

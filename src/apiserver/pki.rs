@@ -117,7 +117,9 @@ impl Pki {
         usage: ExtendedKeyUsagePurpose,
     ) -> Result<(String, String), PkiError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         for o in organizations {
             params.distinguished_name.push(DnType::OrganizationName, *o);
         }
@@ -143,7 +145,12 @@ impl Pki {
     /// names it must cover changed.
     pub fn serving(&self, sans: &[String]) -> Result<(String, String), PkiError> {
         self.kept("server", &sans.join(","), || {
-            self.issue("deckhand-apiserver", &[], sans, ExtendedKeyUsagePurpose::ServerAuth)
+            self.issue(
+                "deckhand-apiserver",
+                &[],
+                sans,
+                ExtendedKeyUsagePurpose::ServerAuth,
+            )
         })
     }
 

@@ -188,7 +188,10 @@ impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, ApiError> {
         let mut out = 0u64;
         for shift in (0..64).step_by(7) {
-            let (&b, rest) = self.buf.split_first().ok_or_else(|| bad("truncated varint"))?;
+            let (&b, rest) = self
+                .buf
+                .split_first()
+                .ok_or_else(|| bad("truncated varint"))?;
             self.buf = rest;
             out |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
@@ -279,7 +282,9 @@ fn time(b: &[u8]) -> Result<Option<Value>, ApiError> {
         return Ok(None);
     }
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
-    Ok(Some(json!(humantime::format_rfc3339_seconds(t).to_string())))
+    Ok(Some(json!(
+        humantime::format_rfc3339_seconds(t).to_string()
+    )))
 }
 
 fn is_empty(v: &Value) -> bool {
@@ -321,7 +326,12 @@ fn message(b: &[u8], fields: &[Field], depth: usize) -> Result<Value, ApiError> 
                 }
                 continue;
             }
-            _ => return Err(bad(&format!("field {} has the wrong wire type", field.name))),
+            _ => {
+                return Err(bad(&format!(
+                    "field {} has the wrong wire type",
+                    field.name
+                )));
+            }
         };
         if field.repeated {
             let entry = out.entry(field.name).or_insert_with(|| json!([]));
@@ -338,18 +348,31 @@ fn message(b: &[u8], fields: &[Field], depth: usize) -> Result<Value, ApiError> 
 }
 
 /// Decode a protobuf request body for `resource` into its JSON form.
-pub fn decode(resource: &str, api_version: &str, kind: &str, body: &[u8]) -> Result<Value, ApiError> {
+pub fn decode(
+    resource: &str,
+    api_version: &str,
+    kind: &str,
+    body: &[u8],
+) -> Result<Value, ApiError> {
     let fields = schema(resource).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!(
             "protobuf bodies are not supported for {resource}; send application/json"
         ))
     })?;
-    let rest = body.strip_prefix(b"k8s\0").ok_or_else(|| bad("missing k8s envelope"))?;
+    let rest = body
+        .strip_prefix(b"k8s\0")
+        .ok_or_else(|| bad("missing k8s envelope"))?;
     let mut rd = Reader { buf: rest };
     let (mut raw, mut type_meta) = (None, None);
     while let Some((tag, wire)) = rd.next()? {
         match (tag, wire) {
-            (1, Wire::Len(b)) => type_meta = Some(message(b, &[f(1, "apiVersion", Str), f(2, "kind", Str)], 0)?),
+            (1, Wire::Len(b)) => {
+                type_meta = Some(message(
+                    b,
+                    &[f(1, "apiVersion", Str), f(2, "kind", Str)],
+                    0,
+                )?)
+            }
             (2, Wire::Len(b)) => raw = Some(b),
             _ => {}
         }

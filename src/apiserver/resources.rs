@@ -333,7 +333,10 @@ fn default_pod(pod: &mut Value) {
     default(spec, "priority", json!(0));
     default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
     default(spec, "serviceAccountName", json!("default"));
-    let sa = spec.get("serviceAccountName").cloned().unwrap_or(Value::Null);
+    let sa = spec
+        .get("serviceAccountName")
+        .cloned()
+        .unwrap_or(Value::Null);
     default(spec, "serviceAccount", sa);
     for list in ["initContainers", "containers"] {
         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
@@ -388,9 +391,7 @@ fn default_service(svc: &mut Value) {
 
 /// A DNS-1123 subdomain: what most object names must be.
 pub fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| is_label_chars(label, 63))
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(|label| is_label_chars(label, 63))
 }
 
 /// A DNS-1123 label (namespaces, container names).
@@ -509,7 +510,11 @@ fn validate_pod(pod: &Value, causes: &mut Vec<Cause>) {
                 ));
             }
             if c["image"].as_str().unwrap_or("").trim().is_empty() {
-                causes.push(cause("required", &format!("{base}.image"), "Required value"));
+                causes.push(cause(
+                    "required",
+                    &format!("{base}.image"),
+                    "Required value",
+                ));
             }
         }
     }
@@ -553,7 +558,8 @@ mod tests {
         assert_eq!(pod["spec"]["restartPolicy"], "Always");
         assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
         assert!(validate(kind, &pod).is_empty());
-        let bad = json!({"metadata": {"name": "Bad_Name"}, "spec": {"containers": [{"name": "c"}]}});
+        let bad =
+            json!({"metadata": {"name": "Bad_Name"}, "spec": {"containers": [{"name": "c"}]}});
         let fields: Vec<String> = validate(kind, &bad).into_iter().map(|c| c.field).collect();
         assert_eq!(fields, vec!["metadata.name", "spec.containers[0].image"]);
     }

@@ -277,7 +277,11 @@ mod tests {
             ("app=web,!missing", true),
             ("", true),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&p), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&p),
+                want,
+                "{sel}"
+            );
         }
     }
 
@@ -292,8 +296,16 @@ mod tests {
     fn field_selectors() {
         let kind = crate::apiserver::resources::by_name("pods").unwrap();
         let p = pod(json!({}));
-        assert!(FieldSelector::parse("spec.nodeName=n1", kind).unwrap().matches(&p));
-        assert!(!FieldSelector::parse("status.phase!=Running", kind).unwrap().matches(&p));
+        assert!(
+            FieldSelector::parse("spec.nodeName=n1", kind)
+                .unwrap()
+                .matches(&p)
+        );
+        assert!(
+            !FieldSelector::parse("status.phase!=Running", kind)
+                .unwrap()
+                .matches(&p)
+        );
         assert!(FieldSelector::parse("spec.bogus=1", kind).is_err());
         assert!(FieldSelector::parse("nonsense", kind).is_err());
     }

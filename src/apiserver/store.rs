@@ -144,9 +144,7 @@ impl Txn<'_> {
             key: key.into(),
             source,
         })?;
-        self.table
-            .insert(key, bytes.as_slice())
-            .map_err(db_err)?;
+        self.table.insert(key, bytes.as_slice()).map_err(db_err)?;
         self.events.push(Event {
             rev: self.rev,
             kind: if prev.is_some() {
@@ -221,10 +219,11 @@ fn read_range(
         if Some(key) == after {
             continue;
         }
-        let object = serde_json::from_slice(value.value()).map_err(|source| StoreError::Corrupt {
-            key: key.into(),
-            source,
-        })?;
+        let object =
+            serde_json::from_slice(value.value()).map_err(|source| StoreError::Corrupt {
+                key: key.into(),
+                source,
+            })?;
         out.push((key.to_string(), object));
         if out.len() >= limit {
             break;
@@ -263,7 +262,11 @@ impl Store {
     pub fn revision(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let meta = txn.open_table(META).map_err(db_err)?;
-        Ok(meta.get(REVISION).map_err(db_err)?.map(|g| g.value()).unwrap_or(0))
+        Ok(meta
+            .get(REVISION)
+            .map_err(db_err)?
+            .map(|g| g.value())
+            .unwrap_or(0))
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
@@ -282,7 +285,11 @@ impl Store {
     ) -> Result<(u64, Vec<(String, Value)>), StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let meta = txn.open_table(META).map_err(db_err)?;
-        let rev = meta.get(REVISION).map_err(db_err)?.map(|g| g.value()).unwrap_or(0);
+        let rev = meta
+            .get(REVISION)
+            .map_err(db_err)?
+            .map(|g| g.value())
+            .unwrap_or(0);
         let table = txn.open_table(OBJECTS).map_err(db_err)?;
         Ok((rev, read_range(&table, prefix, after, limit)?))
     }
@@ -297,7 +304,11 @@ impl Store {
         let txn = self.db.begin_write().map_err(db_err)?;
         let (result, events) = {
             let mut meta = txn.open_table(META).map_err(db_err)?;
-            let rev = meta.get(REVISION).map_err(db_err)?.map(|g| g.value()).unwrap_or(0);
+            let rev = meta
+                .get(REVISION)
+                .map_err(db_err)?
+                .map(|g| g.value())
+                .unwrap_or(0);
             let table = txn.open_table(OBJECTS).map_err(db_err)?;
             let mut t = Txn {
                 table,

@@ -194,7 +194,10 @@ pub fn human_duration(secs: u64) -> String {
 }
 
 fn count(v: &Value) -> usize {
-    v.as_object().map(|m| m.len()).or(v.as_array().map(Vec::len)).unwrap_or(0)
+    v.as_object()
+        .map(|m| m.len())
+        .or(v.as_array().map(Vec::len))
+        .unwrap_or(0)
 }
 
 fn cells(resource: &str, o: &Value, now: SystemTime) -> Vec<Value> {
@@ -343,14 +346,20 @@ fn pod_cells(o: &Value, name: Value, created: String) -> Vec<Value> {
     }
     if !init_blocking {
         let mut has_running = false;
-        let statuses = o["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+        let statuses = o["status"]["containerStatuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         for c in statuses.iter().rev() {
             restarts += c["restartCount"].as_i64().unwrap_or(0);
             let st = &c["state"];
             if let Some(r) = st["waiting"]["reason"].as_str().filter(|r| !r.is_empty()) {
                 reason = r.to_string();
             } else if st["terminated"].is_object() {
-                reason = match st["terminated"]["reason"].as_str().filter(|r| !r.is_empty()) {
+                reason = match st["terminated"]["reason"]
+                    .as_str()
+                    .filter(|r| !r.is_empty())
+                {
                     Some(r) => r.to_string(),
                     None => match st["terminated"]["signal"].as_i64().filter(|s| *s != 0) {
                         Some(sig) => format!("Signal:{sig}"),
@@ -462,7 +471,11 @@ fn service_cells(o: &Value, name: Value, created: String) -> Vec<Value> {
         .flatten()
         .map(|v| s(v).to_string())
         .collect();
-    for ing in o["status"]["loadBalancer"]["ingress"].as_array().into_iter().flatten() {
+    for ing in o["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         external.push(s(&ing["ip"]).to_string());
     }
     let ext = match (s(&spec["type"]), external.is_empty()) {

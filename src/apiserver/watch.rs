@@ -45,7 +45,8 @@ impl Encoder {
         } else {
             object.clone()
         };
-        let mut bytes = serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
+        let mut bytes =
+            serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
         bytes.push(b'\n');
         Bytes::from(bytes)
     }
@@ -92,7 +93,11 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
     };
     let prefix = list_prefix(&t);
     // A single object (`GET .../pods/x?watch=1`) watches just that name.
-    let name = if t.name.is_empty() { None } else { Some(t.name.clone()) };
+    let name = if t.name.is_empty() {
+        None
+    } else {
+        Some(t.name.clone())
+    };
     let prefix2 = prefix.clone();
     let start = blocking(state, move |s| {
         // Snapshot then subscribe from the snapshot's revision: every later
@@ -104,7 +109,11 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
                 (rev, items)
             }
         };
-        let from = if send_initial { snap_rev } else { rv.unwrap_or(snap_rev) };
+        let from = if send_initial {
+            snap_rev
+        } else {
+            rv.unwrap_or(snap_rev)
+        };
         let sub = s.store.subscribe(from);
         Ok((from, initial, sub))
     })
@@ -146,7 +155,11 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
                 .is_none_or(|n| e.object["metadata"]["name"].as_str() == Some(n))
     };
     let filter = Arc::new(filter);
-    let name_for_initial = if t.name.is_empty() { None } else { Some(t.name.clone()) };
+    let name_for_initial = if t.name.is_empty() {
+        None
+    } else {
+        Some(t.name.clone())
+    };
     let bookmark_every = state.bookmark_interval;
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -156,11 +169,19 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
                 let name_ok = name_for_initial
                     .as_deref()
                     .is_none_or(|n| object["metadata"]["name"].as_str() == Some(n));
-                if name_ok && filter.matches(object) && tx.send(enc.line("ADDED", object)).await.is_err() {
+                if name_ok
+                    && filter.matches(object)
+                    && tx.send(enc.line("ADDED", object)).await.is_err()
+                {
                     return;
                 }
             }
-            if bookmarks && tx.send(enc.line("BOOKMARK", &bookmark(kind, from, true))).await.is_err() {
+            if bookmarks
+                && tx
+                    .send(enc.line("BOOKMARK", &bookmark(kind, from, true)))
+                    .await
+                    .is_err()
+            {
                 return;
             }
         }
