@@ -1,0 +1,917 @@
+//! End-to-end tests of `deckhand apiserver`: the real binary on a temp dir
+//! and a free port, driven by the real kubectl (/usr/bin/kubectl), by the
+//! kube crate, and by raw HTTPS requests for the error paths. No root needed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use serde_json::{Value, json};
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+const ADMIN_TOKEN: &str = "admin-token";
+const N1_TOKEN: &str = "node1-token";
+const TOKENS: &str = "admin-token,alice,100,\"system:masters\"\n\
+node1-token,system:node:n1,101,system:nodes\n\
+viewer-token,bob,102,\"dev\"\n";
+
+/// A running server; killed (and reaped) on drop.
+struct Server {
+    child: Option<Child>,
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    url: String,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut s = Server::start_in(&dir, &[]);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Start on `dir` (reused across restarts) with extra flags.
+    fn start_in(dir: &Path, extra: &[&str]) -> Server {
+        let kubeconfig = dir.join("kubeconfig");
+        let _ = std::fs::remove_file(&kubeconfig);
+        let tokens = dir.join("tokens.csv");
+        std::fs::write(&tokens, TOKENS).expect("token file");
+        let log = std::fs::File::create(dir.join("server.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_deckhand"))
+            .args(["apiserver", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("data"))
+            .arg("--write-kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--token-auth-file")
+            .arg(&tokens)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start deckhand apiserver");
+        let mut server = Server {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            kubeconfig: kubeconfig.clone(),
+            url: String::new(),
+            _tmp: None,
+        };
+        // The kubeconfig is written once the port is bound.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&kubeconfig)
+                && let Some(line) = text.lines().find(|l| l.trim().starts_with("server:"))
+            {
+                server.url = line.trim().trim_start_matches("server:").trim().to_string();
+                break;
+            }
+            if let Some(status) = server
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("server exited early ({status}): {}", server.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not start: {}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// kubectl that must fail; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} should have failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("kube config");
+        kube::Client::try_from(config).expect("kube client")
+    }
+
+    /// A raw HTTPS client trusting the server's CA, with no credentials.
+    fn http(&self) -> reqwest::Client {
+        let ca = std::fs::read(self.dir.join("data/pki/ca.crt")).expect("ca.crt");
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("ca pem"))
+            .build()
+            .expect("http client")
+    }
+
+    /// A raw request with a bearer token (or none); returns (status, body).
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http()
+            .request(method, format!("{}{path}", self.url))
+            .header("Content-Type", content_type)
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn pod_json(name: &str, node: Option<&str>) -> Value {
+    let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    if let Some(n) = node {
+        pod["spec"]["nodeName"] = json!(n);
+    }
+    pod
+}
+
+#[test]
+fn kubectl_basic_workflow_and_tables() {
+    let s = Server::start();
+    let ns = s.ok(&["get", "namespaces", "-o", "name"]);
+    for want in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(ns.contains(&format!("namespace/{want}")), "{ns}");
+    }
+    // Protobuf bodies (kubectl's typed clients).
+    s.ok(&["create", "namespace", "team"]);
+    s.ok(&[
+        "-n",
+        "team",
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=color=blue",
+    ]);
+    assert_eq!(
+        s.ok(&[
+            "-n",
+            "team",
+            "get",
+            "configmap",
+            "settings",
+            "-o",
+            "jsonpath={.data.color}"
+        ]),
+        "blue"
+    );
+    // Absent protobuf fields stay absent.
+    let cm: Value =
+        serde_json::from_str(&s.ok(&["-n", "team", "get", "cm", "settings", "-o", "json"]))
+            .unwrap();
+    assert!(cm["metadata"].get("generateName").is_none(), "{cm}");
+    // Every namespace gets its default ServiceAccount.
+    s.ok(&["-n", "team", "get", "serviceaccount", "default"]);
+
+    s.ok(&["run", "web", "--image=nginx", "--labels=app=web,tier=fe"]);
+    let table = s.ok(&["get", "pods"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{table}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["web", "0/1", "Pending", "0"], "{table}");
+
+    let wide = s.ok(&["get", "pods", "-o", "wide"]);
+    let header = wide.lines().next().unwrap();
+    for col in ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"] {
+        assert!(header.contains(col), "{wide}");
+    }
+    // Defaults were applied on create.
+    let pod: Value = serde_json::from_str(&s.ok(&["get", "pod", "web", "-o", "json"])).unwrap();
+    assert_eq!(pod["spec"]["restartPolicy"], "Always");
+    assert_eq!(pod["spec"]["dnsPolicy"], "ClusterFirst");
+    assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], 30);
+    assert_eq!(pod["spec"]["schedulerName"], "default-scheduler");
+    assert!(
+        pod["metadata"]["uid"]
+            .as_str()
+            .is_some_and(|u| !u.is_empty())
+    );
+
+    // Labels, selectors.
+    s.ok(&["label", "pod", "web", "stage=prod"]);
+    s.ok(&["annotate", "pod", "web", "note=hi"]);
+    s.ok(&["run", "db", "--image=postgres", "--labels=app=db"]);
+    let names = s.ok(&["get", "pods", "-l", "app in (web),stage", "-o", "name"]);
+    assert_eq!(names.trim(), "pod/web");
+    let names = s.ok(&["get", "pods", "-l", "app!=web", "-o", "name"]);
+    assert_eq!(names.trim(), "pod/db");
+    let names = s.ok(&[
+        "get",
+        "pods",
+        "--field-selector",
+        "metadata.name=db",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(names.trim(), "pod/db");
+    let names = s.ok(&[
+        "get",
+        "pods",
+        "--field-selector",
+        "status.phase=Running",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(names.trim(), "");
+    let err = s.fails(&["get", "pods", "-l", "app in (web"]);
+    assert!(!err.is_empty());
+    let err = s.fails(&["get", "pods", "--field-selector", "spec.bogus=1"]);
+    assert!(err.contains("field label not supported"), "{err}");
+
+    // All namespaces shows a NAMESPACE column from the row metadata.
+    let all = s.ok(&["get", "configmaps", "-A"]);
+    assert!(
+        all.lines().next().unwrap().starts_with("NAMESPACE"),
+        "{all}"
+    );
+    assert!(all.contains("team"), "{all}");
+
+    // A pod never bound to a node is deleted at once.
+    s.ok(&["delete", "pod", "db"]);
+    let err = s.fails(&["get", "pod", "db"]);
+    assert!(
+        err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
+
+    // Objects in a namespace that does not exist: 404.
+    let err = s.fails(&[
+        "-n",
+        "nope",
+        "create",
+        "configmap",
+        "x",
+        "--from-literal=a=b",
+    ]);
+    assert!(err.contains("not found"), "{err}");
+
+    // Deleting a namespace removes what is in it.
+    s.ok(&["delete", "namespace", "team"]);
+    let err = s.fails(&["-n", "team", "get", "configmap", "settings"]);
+    assert!(err.contains("not found"), "{err}");
+    let err = s.fails(&["delete", "namespace", "default"]);
+    assert!(err.contains("forbidden"), "{err}");
+}
+
+#[test]
+fn kubectl_apply_twice_is_unchanged() {
+    let s = Server::start();
+    let manifest = |image: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: app\n  labels:\n    app: demo\nspec:\n  containers:\n  - name: main\n    image: {image}\n    ports:\n    - containerPort: 80\n    env:\n    - name: MODE\n      value: prod\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: conf\ndata:\n  key: value\n"
+        )
+    };
+    let apply = |m: &str| {
+        let out = s.kubectl_stdin(&["apply", "-f", "-"], m);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = apply(&manifest("nginx:1.25"));
+    assert!(
+        first.contains("pod/app created") && first.contains("configmap/conf created"),
+        "{first}"
+    );
+    let second = apply(&manifest("nginx:1.25"));
+    assert!(
+        second.contains("pod/app unchanged") && second.contains("configmap/conf unchanged"),
+        "{second}"
+    );
+    let third = apply(&manifest("nginx:1.26"));
+    assert!(third.contains("pod/app configured"), "{third}");
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "pod",
+            "app",
+            "-o",
+            "jsonpath={.spec.containers[0].image} {.spec.containers[0].env[0].value}"
+        ]),
+        "nginx:1.26 prod"
+    );
+    // kubectl create -f validates strictly (server-side, no --validate=false).
+    let bad = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\nbogus: 1\n";
+    let out = s.kubectl_stdin(&["create", "-f", "-"], bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field \"bogus\""), "{err}");
+    let out = s.kubectl_stdin(&["create", "-f", "-"], &bad.replace("bogus: 1\n", ""));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn kubectl_watch_prints_table_rows() {
+    let s = Server::start();
+    let mut watch = Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&s.kubeconfig)
+        .args(["get", "configmaps", "-w", "--request-timeout=20s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl get -w");
+    std::thread::sleep(Duration::from_millis(1500));
+    s.ok(&["create", "configmap", "watched", "--from-literal=a=b"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = watch.kill();
+    let out = watch.wait_with_output().expect("watch output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let header: Vec<&str> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "DATA", "AGE"], "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().take(2).eq(["watched", "1"])),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn kube_crate_crud_conflict_and_watch() {
+    let s = Server::start();
+    let client = s.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let list = cms.list(&ListParams::default()).await.expect("list");
+    let start_rv = list.metadata.resource_version.clone().expect("list rv");
+
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"generateName": "gen-"}, "data": {"a": "1"}}))
+            .unwrap();
+    let created = cms
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("create");
+    let name = created.metadata.name.clone().unwrap();
+    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    assert!(created.metadata.creation_timestamp.is_some());
+
+    // Optimistic concurrency: a write with a stale resourceVersion is 409.
+    let mut fresh = created.clone();
+    fresh.data = Some([("a".to_string(), "2".to_string())].into());
+    let updated = cms
+        .replace(&name, &PostParams::default(), &fresh)
+        .await
+        .expect("replace");
+    assert_ne!(
+        updated.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    let mut stale = created.clone();
+    stale.data = Some([("a".to_string(), "3".to_string())].into());
+    match cms.replace(&name, &PostParams::default(), &stale).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 409);
+            assert_eq!(status.reason, "Conflict");
+        }
+        other => panic!("expected 409, got {other:?}"),
+    }
+    assert_eq!(cms.get(&name).await.unwrap().data.unwrap()["a"], "2");
+
+    // Patches: merge and JSON patch.
+    let p = kube::api::Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}));
+    cms.patch(&name, &Default::default(), &p)
+        .await
+        .expect("merge patch");
+    let p: kube::api::Patch<()> = kube::api::Patch::Json(
+        serde_json::from_value(json!([{"op": "add", "path": "/data/b", "value": "2"}])).unwrap(),
+    );
+    let patched = cms
+        .patch(&name, &Default::default(), &p)
+        .await
+        .expect("json patch");
+    assert_eq!(patched.metadata.labels.unwrap()["x"], "y");
+    assert_eq!(patched.data.unwrap()["b"], "2");
+
+    // Watch from the first list's resourceVersion replays what came after.
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(10), &start_rv)
+        .await
+        .expect("watch")
+        .boxed();
+    let mut seen = Vec::new();
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .ok()
+        .flatten()
+    {
+        match ev.expect("event") {
+            WatchEvent::Added(o) => seen.push(("ADDED", o.metadata.name.unwrap())),
+            WatchEvent::Modified(o) => seen.push(("MODIFIED", o.metadata.name.unwrap())),
+            other => panic!("unexpected {other:?}"),
+        }
+        if seen.len() == 4 {
+            break;
+        }
+    }
+    assert_eq!(seen[0], ("ADDED", name.clone()));
+    assert!(
+        seen[1..].iter().all(|e| *e == ("MODIFIED", name.clone())),
+        "{seen:?}"
+    );
+
+    // Pagination.
+    for i in 0..5 {
+        let cm: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": format!("page-{i}"), "labels": {"page": "yes"}}}),
+        )
+        .unwrap();
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let mut names = Vec::new();
+    let mut lp = ListParams::default().labels("page=yes").limit(2);
+    loop {
+        let page = cms.list(&lp).await.expect("page");
+        assert!(page.items.len() <= 2);
+        names.extend(page.items.into_iter().map(|c| c.metadata.name.unwrap()));
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+            _ => break,
+        }
+    }
+    assert_eq!(names, ["page-0", "page-1", "page-2", "page-3", "page-4"]);
+}
+
+#[tokio::test]
+async fn watch_bookmarks_and_gone_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Server::start_in(tmp.path(), &["--bookmark-interval", "1s"]);
+    let client = s.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "one"}})).unwrap();
+    let created = cms.create(&PostParams::default(), &cm).await.unwrap();
+    let rv = created.metadata.resource_version.unwrap();
+
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let ev = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("a bookmark within 5s")
+        .expect("stream open")
+        .expect("event");
+    assert!(matches!(ev, WatchEvent::Bookmark(_)), "{ev:?}");
+    drop(stream);
+
+    // After a restart, the watch history starts anew: an old
+    // resourceVersion is 410 Gone, and clients must re-list.
+    s.kill9();
+    let s2 = Server::start_in(tmp.path(), &[]);
+    let cms: Api<ConfigMap> = Api::namespaced(s2.client().await, "default");
+    assert!(cms.get("one").await.is_ok());
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(5), "1")
+        .await
+        .unwrap()
+        .boxed();
+    match stream.next().await {
+        Some(Ok(WatchEvent::Error(e))) => assert_eq!(e.code, 410, "{e:?}"),
+        other => panic!("expected a 410 error event, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn graceful_delete_of_bound_pods() {
+    let s = Server::start();
+    let pods: Api<Pod> = Api::namespaced(s.client().await, "default");
+    let bound: Pod = serde_json::from_value(pod_json("bound", Some("n1"))).unwrap();
+    pods.create(&PostParams::default(), &bound).await.unwrap();
+    pods.delete("bound", &Default::default())
+        .await
+        .expect("delete");
+    let pod = pods
+        .get("bound")
+        .await
+        .expect("still there while terminating");
+    assert!(pod.metadata.deletion_timestamp.is_some());
+    assert_eq!(pod.metadata.deletion_grace_period_seconds, Some(30));
+    let table = s.ok(&["get", "pod", "bound"]);
+    assert!(table.contains("Terminating"), "{table}");
+    // The kubelet's final delete.
+    pods.delete("bound", &kube::api::DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    assert!(pods.get_opt("bound").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn authentication_and_bad_input() {
+    use reqwest::Method;
+    let s = Server::start();
+    // Anonymous: 401 with a Status body.
+    let (code, body) = s
+        .call(
+            Method::GET,
+            "/api/v1/namespaces",
+            None,
+            "application/json",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 401);
+    assert_eq!(body["kind"], "Status");
+    let (code, _) = s
+        .call(
+            Method::GET,
+            "/api/v1/namespaces",
+            Some("wrong"),
+            "application/json",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 401);
+    let (code, _) = s.call(Method::GET, "/healthz", None, "", vec![]).await;
+    assert_eq!(code, 200);
+    // A token user without system:masters may not read objects.
+    let (code, body) = s
+        .call(
+            Method::GET,
+            "/api/v1/namespaces/default/pods",
+            Some("viewer-token"),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 403, "{body}");
+    // The admin token works.
+    let (code, body) = s
+        .call(
+            Method::GET,
+            "/api/v1/namespaces",
+            Some(ADMIN_TOKEN),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(body["kind"], "NamespaceList");
+
+    let post = |body: Vec<u8>, ct: &'static str| {
+        s.call(
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            Some(ADMIN_TOKEN),
+            ct,
+            body,
+        )
+    };
+    // Malformed JSON: 400 Status, nothing stored.
+    let (code, body) = post(b"{\"metadata\": {".to_vec(), "application/json").await;
+    assert_eq!((code, body["reason"].as_str()), (400, Some("BadRequest")));
+    // Wrong types: 400.
+    let (code, _) = post(
+        br#"{"metadata": {"name": "t"}, "data": 5}"#.to_vec(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(code, 400);
+    // Oversized: 413.
+    let big = format!(
+        r#"{{"metadata": {{"name": "big"}}, "data": {{"a": "{}"}}}}"#,
+        "x".repeat(4 << 20)
+    );
+    let (code, _) = post(big.into_bytes(), "application/json").await;
+    assert_eq!(code, 413);
+    // Unknown fields with fieldValidation=Strict: 400.
+    let (code, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+            Some(ADMIN_TOKEN),
+            "application/json",
+            br#"{"metadata": {"name": "strict"}, "extra": 1}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field \"extra\""),
+        "{body}"
+    );
+    // Invalid objects: 422 with field paths.
+    let (code, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/default/pods",
+            Some(ADMIN_TOKEN),
+            "application/json",
+            serde_json::to_vec(
+                &json!({"metadata": {"name": "Bad_Name"}, "spec": {"containers": [{"name": "c"}]}}),
+            )
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    let fields: Vec<&str> = body["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["metadata.name", "spec.containers[0].image"]);
+    // Invalid selectors: 400.
+    let (code, _) = s
+        .call(
+            Method::GET,
+            "/api/v1/pods?labelSelector=a%20in%20(b",
+            Some(ADMIN_TOKEN),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 400);
+    // Duplicate: 409 AlreadyExists.
+    let (code, _) = post(
+        br#"{"metadata": {"name": "dup"}}"#.to_vec(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(code, 201);
+    let (code, body) = post(
+        br#"{"metadata": {"name": "dup"}}"#.to_vec(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(
+        (code, body["reason"].as_str()),
+        (409, Some("AlreadyExists"))
+    );
+    // None of the bad requests left anything behind.
+    let names = s.ok(&["get", "configmaps", "-o", "name"]);
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        ["configmap/dup", "configmap/kube-root-ca.crt"]
+    );
+}
+
+#[tokio::test]
+async fn node_identity_is_restricted_to_its_own_objects() {
+    use reqwest::Method;
+    let s = Server::start();
+    let admin = |path: &'static str, body: Value| {
+        s.call(
+            Method::POST,
+            path,
+            Some(ADMIN_TOKEN),
+            "application/json",
+            serde_json::to_vec(&body).unwrap(),
+        )
+    };
+    assert_eq!(
+        admin(
+            "/api/v1/namespaces/default/pods",
+            pod_json("mine", Some("n1"))
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        admin(
+            "/api/v1/namespaces/default/pods",
+            pod_json("theirs", Some("n2"))
+        )
+        .await
+        .0,
+        201
+    );
+
+    let node_patch = |path: &'static str| {
+        s.call(
+            Method::PATCH,
+            path,
+            Some(N1_TOKEN),
+            "application/merge-patch+json",
+            br#"{"status": {"phase": "Running"}}"#.to_vec(),
+        )
+    };
+    let (code, body) = node_patch("/api/v1/namespaces/default/pods/mine/status").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"]["phase"], "Running");
+    let (code, body) = node_patch("/api/v1/namespaces/default/pods/theirs/status").await;
+    assert_eq!(code, 403, "{body}");
+    // Spec edits are not for nodes at all.
+    let (code, _) = node_patch("/api/v1/namespaces/default/pods/mine").await;
+    assert_eq!(code, 403);
+    let (code, _) = s
+        .call(
+            Method::DELETE,
+            "/api/v1/namespaces/default/pods/theirs",
+            Some(N1_TOKEN),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 403);
+    let pods = s.ok(&["get", "pods", "-o", "jsonpath={.items[*].status.phase}"]);
+    assert_eq!(pods, "Running Pending");
+
+    // Its own Node and Lease, nobody else's.
+    let node = |name: &str| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+    let create_as_node = |path: &'static str, body: Value| {
+        s.call(
+            Method::POST,
+            path,
+            Some(N1_TOKEN),
+            "application/json",
+            serde_json::to_vec(&body).unwrap(),
+        )
+    };
+    assert_eq!(create_as_node("/api/v1/nodes", node("n1")).await.0, 201);
+    let (code, _) = s
+        .call(
+            Method::PATCH,
+            "/api/v1/nodes/n2",
+            Some(N1_TOKEN),
+            "application/merge-patch+json",
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(code, 403);
+    let lease = |name: &str| json!({"metadata": {"name": name}, "spec": {"holderIdentity": name}});
+    assert_eq!(
+        create_as_node(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+            lease("n1")
+        )
+        .await
+        .0,
+        201
+    );
+    let (code, _) = s
+        .call(
+            Method::PUT,
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n2",
+            Some(N1_TOKEN),
+            "application/json",
+            serde_json::to_vec(&lease("n2")).unwrap(),
+        )
+        .await;
+    assert_eq!(code, 403);
+    // Nodes may read.
+    let (code, _) = s
+        .call(Method::GET, "/api/v1/pods", Some(N1_TOKEN), "", vec![])
+        .await;
+    assert_eq!(code, 200);
+    let nodes = s.ok(&["get", "nodes", "-o", "name"]);
+    assert_eq!(nodes.trim(), "node/n1");
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Server::start_in(tmp.path(), &[]);
+    let cms: Api<ConfigMap> = Api::namespaced(s.client().await, "default");
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = {
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            for i in 0.. {
+                let cm: ConfigMap = serde_json::from_value(
+                    json!({"metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}}),
+                )
+                .unwrap();
+                match cms.create(&PostParams::default(), &cm).await {
+                    Ok(_) => acked.lock().unwrap().push(format!("cm-{i}")),
+                    Err(_) => break,
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.kill9();
+    let _ = tokio::time::timeout(Duration::from_secs(30), writer).await;
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 5,
+        "the write loop made too little progress: {}",
+        acked.len()
+    );
+
+    let s2 = Server::start_in(tmp.path(), &[]);
+    let cms: Api<ConfigMap> = Api::namespaced(s2.client().await, "default");
+    let names: std::collections::HashSet<String> = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    let lost: Vec<&String> = acked.iter().filter(|n| !names.contains(*n)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost after kill -9, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+    // And the store still takes writes.
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "after"}})).unwrap();
+    cms.create(&PostParams::default(), &cm)
+        .await
+        .expect("write after restart");
+}
