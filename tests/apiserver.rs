@@ -100,12 +100,7 @@ impl Server {
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new(KUBECTL)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .output()
-            .expect("run kubectl")
+        self.kubectl_cmd().args(args).output().expect("run kubectl")
     }
 
     /// kubectl that must succeed; returns stdout.
@@ -131,11 +126,21 @@ impl Server {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// kubectl with this server's kubeconfig and a discovery cache of its
+    /// own (never stale, and nothing left in $HOME).
+    fn kubectl_cmd(&self) -> Command {
+        let mut cmd = Command::new(KUBECTL);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.join("kubectl-cache"));
+        cmd
+    }
+
     fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
         use std::io::Write;
-        let mut child = Command::new(KUBECTL)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
+        let mut child = self
+            .kubectl_cmd()
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -398,9 +403,8 @@ fn kubectl_apply_twice_is_unchanged() {
 #[test]
 fn kubectl_watch_prints_table_rows() {
     let s = Server::start();
-    let mut watch = Command::new(KUBECTL)
-        .arg("--kubeconfig")
-        .arg(&s.kubeconfig)
+    let mut watch = s
+        .kubectl_cmd()
         .args(["get", "configmaps", "-w", "--request-timeout=20s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -914,4 +918,54 @@ async fn acknowledged_writes_survive_kill_9() {
     cms.create(&PostParams::default(), &cm)
         .await
         .expect("write after restart");
+}
+
+#[test]
+fn kubectl_auth_server_side_apply_and_impersonation() {
+    let s = Server::start();
+    let who = s.ok(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(who, "kubernetes-admin");
+    assert_eq!(s.ok(&["auth", "can-i", "create", "pods"]).trim(), "yes");
+    let node = ["--as=system:node:n1", "--as-group=system:nodes"];
+    let out = s.kubectl(&["auth", "can-i", "create", "configmaps", node[0], node[1]]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
+    let who = s.ok(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+        node[0],
+        node[1],
+    ]);
+    assert_eq!(who, "system:node:n1");
+    let err = s.fails(&["create", "configmap", "x", node[0], node[1]]);
+    assert!(err.contains("forbidden"), "{err}");
+    // A non-admin may not impersonate.
+    let out = s.kubectl(&["--token", "viewer-token", "--as", "alice", "get", "pods"]);
+    assert!(!out.status.success());
+
+    // Server-side apply creates, then merges.
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: \"1\"\n";
+    let out = s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], cm);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("serverside-applied"));
+    let out = s.kubectl_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        &cm.replace("\"1\"", "\"2\""),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.ok(&["get", "cm", "ssa", "-o", "jsonpath={.data.a}"]), "2");
 }

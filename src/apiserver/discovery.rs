@@ -14,6 +14,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::apiserver::resources::{self, Kind};
+use crate::apiserver::reviews;
 
 /// The Kubernetes version this server implements the API of.
 pub const KUBE_MAJOR: &str = "1";
@@ -59,8 +60,19 @@ fn group_entry(group: &str, version: &str) -> Value {
     })
 }
 
+/// Served group versions: the stored kinds', then the review resources'.
+fn all_group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out = resources::group_versions();
+    for (g, v, _, _) in reviews::REVIEWS {
+        if !out.contains(&(*g, *v)) {
+            out.push((g, v));
+        }
+    }
+    out
+}
+
 pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = resources::group_versions()
+    let groups: Vec<Value> = all_group_versions()
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, v)| group_entry(g, v))
@@ -69,7 +81,7 @@ pub fn api_group_list() -> Value {
 }
 
 pub fn api_group(group: &str) -> Option<Value> {
-    let (g, v) = resources::group_versions()
+    let (g, v) = all_group_versions()
         .into_iter()
         .find(|(g, _)| !g.is_empty() && *g == group)?;
     let mut entry = group_entry(g, v);
@@ -83,10 +95,22 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         .iter()
         .filter(|k| k.group == group && k.version == version)
         .collect();
-    if kinds.is_empty() {
+    let mut list = Vec::new();
+    for (_, _, resource, kind) in reviews::REVIEWS
+        .iter()
+        .filter(|(g, v, _, _)| *g == group && *v == version)
+    {
+        list.push(json!({
+            "name": resource,
+            "singularName": resource.trim_end_matches('s'),
+            "namespaced": false,
+            "kind": kind,
+            "verbs": ["create"],
+        }));
+    }
+    if kinds.is_empty() && list.is_empty() {
         return None;
     }
-    let mut list = Vec::new();
     for k in kinds {
         list.push(json!({
             "name": k.resource,
@@ -95,6 +119,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "kind": k.kind,
             "verbs": k.verbs(),
             "shortNames": k.short_names,
+            "categories": if matches!(k.resource, "pods" | "services") { vec!["all"] } else { vec![] },
         }));
         if k.status {
             list.push(json!({

@@ -325,24 +325,41 @@ fn ensure_namespace(txn: &Txn<'_>, kind: &Kind, ns: &str) -> Result<(), ApiError
 pub async fn create(
     state: &Arc<State>,
     ctx: &mut Ctx,
-    mut t: Target,
+    t: Target,
 ) -> Result<Response<Body>, ApiError> {
     let kind = t.kind;
     let body = decode_body(ctx, kind)?;
-    let (mut object, warnings) = normalize(kind, field_validation(ctx)?, body)?;
+    let (object, warnings) = normalize(kind, field_validation(ctx)?, body)?;
     ctx.warnings.extend(warnings);
-    let meta = object["metadata"].as_object_mut().map(|_| ()).is_some();
-    if !meta {
+    let object = prepare_create(kind, &t.namespace, object)?;
+    let dry_run = ctx.param("dryRun").is_some();
+    let ca_pem = state.ca_pem.clone();
+    let created = blocking(state, move |s| {
+        s.store
+            .write(|txn| store_create(txn, kind, &t.namespace, object, dry_run, &ca_pem))
+    })
+    .await?;
+    Ok(respond(ctx, kind, StatusCode::CREATED, &created))
+}
+
+/// Kinds whose status a client cannot set on create (kube's create
+/// strategies reset it; nodes keep theirs, as kubelets register with one).
+const STATUS_RESET_ON_CREATE: &[&str] = &["pods", "namespaces", "services"];
+
+/// Everything about a create that needs no store: namespace, name
+/// generation, server-owned metadata, defaults, validation.
+fn prepare_create(kind: &Kind, namespace: &str, mut object: Value) -> Result<Value, ApiError> {
+    if !object["metadata"].is_object() {
         object["metadata"] = json!({});
     }
     if kind.namespaced {
         let body_ns = meta_str(&object, "namespace");
-        if !body_ns.is_empty() && body_ns != t.namespace {
+        if !body_ns.is_empty() && body_ns != namespace {
             return Err(ApiError::BadRequest(
                 "the namespace of the provided object does not match the namespace sent on the request".into(),
             ));
         }
-        object["metadata"]["namespace"] = json!(t.namespace);
+        object["metadata"]["namespace"] = json!(namespace);
     } else if let Some(m) = object["metadata"].as_object_mut() {
         m.remove("namespace");
     }
@@ -366,37 +383,46 @@ pub async fn create(
         m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         m.insert("creationTimestamp".into(), json!(now_rfc3339()));
     }
+    if STATUS_RESET_ON_CREATE.contains(&kind.resource)
+        && let Some(m) = object.as_object_mut()
+    {
+        m.remove("status");
+    }
     resources::apply_defaults(kind, &mut object);
     check_valid(kind, &object)?;
-    t.name = meta_str(&object, "name").to_string();
-    let dry_run = ctx.param("dryRun").is_some();
-    let ca_pem = state.ca_pem.clone();
-    let created = blocking(state, move |s| {
-        s.store.write(|txn| {
-            ensure_namespace(txn, kind, &t.namespace)?;
-            let key = key_of(&t);
-            if txn.get(&key)?.is_some() {
-                return Err(ApiError::AlreadyExists {
-                    group: kind.group.into(),
-                    resource: kind.resource.into(),
-                    name: t.name.clone(),
-                });
-            }
-            if kind.resource == "services" {
-                allocate_cluster_ip(txn, &mut object)?;
-            }
-            if dry_run {
-                return Ok(object);
-            }
-            let stored = txn.put(&key, object)?;
-            if kind.resource == "namespaces" {
-                namespace_side_effects(txn, &t.name, &ca_pem)?;
-            }
-            Ok(stored)
-        })
-    })
-    .await?;
-    Ok(respond(ctx, kind, StatusCode::CREATED, &created))
+    Ok(object)
+}
+
+/// The store half of a create, inside a write transaction.
+fn store_create(
+    txn: &mut Txn<'_>,
+    kind: &'static Kind,
+    namespace: &str,
+    mut object: Value,
+    dry_run: bool,
+    ca_pem: &str,
+) -> Result<Value, ApiError> {
+    ensure_namespace(txn, kind, namespace)?;
+    let name = meta_str(&object, "name").to_string();
+    let key = object_key(kind.group, kind.resource, namespace, &name);
+    if txn.get(&key)?.is_some() {
+        return Err(ApiError::AlreadyExists {
+            group: kind.group.into(),
+            resource: kind.resource.into(),
+            name,
+        });
+    }
+    if kind.resource == "services" {
+        allocate_cluster_ip(txn, &mut object)?;
+    }
+    if dry_run {
+        return Ok(object);
+    }
+    let stored = txn.put(&key, object)?;
+    if kind.resource == "namespaces" {
+        namespace_side_effects(txn, &name, ca_pem)?;
+    }
+    Ok(stored)
 }
 
 /// What kube's controllers put in every namespace: the `default`
@@ -674,13 +700,38 @@ pub async fn patch(
             ctx.content_type
         ))
     })?;
+    if ty == PatchType::Apply && ctx.param("fieldManager").is_none() {
+        return Err(ApiError::BadRequest(
+            "PATCH, application/apply-patch+yaml requires fieldManager to be set".into(),
+        ));
+    }
     let mode = field_validation(ctx)?;
     let dry_run = ctx.param("dryRun").is_some();
     let body = ctx.body.clone();
     let pod_node = ctx.pod_node.clone();
-    let (stored, warnings) = blocking(state, move |s| {
-        s.store.write(|txn| {
-            let old = txn.get(&key_of(&t))?.ok_or_else(|| not_found(&t))?;
+    let ca_pem = state.ca_pem.clone();
+    let (stored, warnings, code) =
+        blocking(state, move |s| {
+            s.store.write(|txn| {
+            let Some(old) = txn.get(&key_of(&t))? else {
+                // Apply creates what does not exist yet (a pod's status
+                // cannot be applied into existence, nor anything by a node).
+                if ty != PatchType::Apply || !t.subresource.is_empty() || pod_node.is_some() {
+                    return Err(not_found(&t));
+                }
+                let body = patch::apply_body(&body)?;
+                let name = body["metadata"]["name"].as_str().unwrap_or("");
+                if name != t.name {
+                    return Err(ApiError::BadRequest(format!(
+                        "the name of the object ({name}) does not match the name on the URL ({})",
+                        t.name
+                    )));
+                }
+                let (object, warnings) = normalize(kind, mode, body)?;
+                let object = prepare_create(kind, &t.namespace, object)?;
+                let created = store_create(txn, kind, &t.namespace, object, dry_run, &ca_pem)?;
+                return Ok((created, warnings, StatusCode::CREATED));
+            };
             check_pod_node(&pod_node, &t, &old)?;
             let patched = patch::apply(kind.resource, &old, &body, ty).map_err(|e| match e {
                 ApiError::Invalid { summary, .. } => ApiError::invalid(
@@ -696,12 +747,12 @@ pub async fn patch(
                 other => other,
             })?;
             let (new, warnings) = normalize(kind, mode, patched)?;
-            Ok((store_update(txn, &t, &old, new, dry_run)?, warnings))
+            Ok((store_update(txn, &t, &old, new, dry_run)?, warnings, StatusCode::OK))
         })
-    })
-    .await?;
+        })
+        .await?;
     ctx.warnings.extend(warnings);
-    Ok(respond(ctx, kind, StatusCode::OK, &stored))
+    Ok(respond(ctx, kind, code, &stored))
 }
 
 /// Namespaces kube-apiserver refuses to delete.

@@ -18,6 +18,7 @@ use crate::apiserver::discovery;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::handlers;
 use crate::apiserver::resources::{self, Kind};
+use crate::apiserver::reviews;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -142,6 +143,44 @@ fn authenticate(
     cert_user.ok_or(ApiError::Unauthorized)
 }
 
+/// `kubectl --as/--as-group`: system:masters may act as another user
+/// (kube-apiserver's impersonation, with the admin always allowed).
+/// Anyone else asking is refused rather than silently ignored.
+fn impersonate(user: User, headers: &http::HeaderMap) -> Result<User, ApiError> {
+    let values = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(String::from)
+            .collect()
+    };
+    let names = values("impersonate-user");
+    let groups = values("impersonate-group");
+    if names.is_empty() {
+        if groups.is_empty() {
+            return Ok(user);
+        }
+        return Err(ApiError::BadRequest(
+            "requested impersonation of groups without a user".into(),
+        ));
+    }
+    if !user.is_admin() {
+        return Err(ApiError::Forbidden(format!(
+            "users \"{}\" is forbidden: User \"{}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
+            names[0], user.name
+        )));
+    }
+    Ok(User {
+        name: names[0].clone(),
+        uid: values("impersonate-uid")
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
+        groups,
+    })
+}
+
 async fn route(
     state: Arc<State>,
     cert_user: Option<User>,
@@ -164,6 +203,7 @@ async fn route(
         ));
     }
     let user = authenticate(&state, cert_user, req.headers())?;
+    let user = impersonate(user, req.headers())?;
     let accept = req
         .headers()
         .get(header::ACCEPT)
@@ -190,6 +230,13 @@ async fn route(
         && let Some(resp) = discovery_route(&state, &path)?
     {
         return Ok(resp);
+    }
+
+    if method == Method::POST && reviews::matches(&path) {
+        let body = read_body(req).await?;
+        let review =
+            reviews::handle(&path, &user, &content_type, &body).ok_or(ApiError::NoRoute)??;
+        return Ok(json(StatusCode::CREATED, &review));
     }
 
     let (target, collection) = parse_path(&path)?;

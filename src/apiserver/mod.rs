@@ -16,6 +16,7 @@ pub mod patch;
 pub mod pki;
 pub mod protobuf;
 pub mod resources;
+pub mod reviews;
 pub mod selectors;
 pub mod store;
 pub mod table;

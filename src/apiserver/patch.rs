@@ -66,11 +66,33 @@ pub fn apply(
             strategic(&mut doc, &p, kind_resource, "");
             Ok(doc)
         }
-        PatchType::Apply => Err(ApiError::UnsupportedMediaType(
-            "server-side apply is not supported by this server; use client-side kubectl apply"
-                .into(),
-        )),
+        PatchType::Apply => {
+            // Server-side apply, approximated: the applied configuration is
+            // merged like a strategic merge patch. There is no field
+            // ownership (managedFields), so no conflicts are reported and
+            // fields a manager stops applying are kept, not removed.
+            let p = apply_body(patch)?;
+            let mut doc = original.clone();
+            strategic(&mut doc, &p, kind_resource, "");
+            Ok(doc)
+        }
     }
+}
+
+/// An apply body: JSON only (clients such as kubectl and kube-rs send JSON,
+/// which is valid YAML); YAML proper is refused rather than misread.
+pub fn apply_body(patch: &[u8]) -> Result<Value, ApiError> {
+    let v: Value = serde_json::from_slice(patch).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "this server accepts apply configurations as JSON only: {e}"
+        ))
+    })?;
+    if !v.is_object() {
+        return Err(ApiError::BadRequest(
+            "the apply configuration must be an object".into(),
+        ));
+    }
+    Ok(v)
 }
 
 fn parse_object(patch: &[u8]) -> Result<Value, ApiError> {

@@ -159,8 +159,31 @@ const SERVICE: &[Field] = &[
     f(2, "spec", Msg(SERVICE_SPEC)),
 ];
 
+const RESOURCE_ATTRIBUTES: &[Field] = &[
+    f(1, "namespace", Str),
+    f(2, "verb", Str),
+    f(3, "group", Str),
+    f(4, "version", Str),
+    f(5, "resource", Str),
+    f(6, "subresource", Str),
+    f(7, "name", Str),
+];
+
+const SELF_SUBJECT_ACCESS_REVIEW: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Msg(&[f(1, "resourceAttributes", Msg(RESOURCE_ATTRIBUTES))]),
+    ),
+];
+
+const SELF_SUBJECT_REVIEW: &[Field] = &[f(1, "metadata", Msg(OBJECT_META))];
+
 fn schema(resource: &str) -> Option<&'static [Field]> {
     Some(match resource {
+        "selfsubjectaccessreviews" => SELF_SUBJECT_ACCESS_REVIEW,
+        "selfsubjectreviews" => SELF_SUBJECT_REVIEW,
         "namespaces" => NAMESPACE,
         "configmaps" => CONFIG_MAP,
         "secrets" => SECRET,
