@@ -825,6 +825,7 @@ async fn node_identity_is_restricted_to_its_own_objects() {
         )
     };
     assert_eq!(create_as_node("/api/v1/nodes", node("n1")).await.0, 201);
+    assert_eq!(create_as_node("/api/v1/nodes", node("n2")).await.0, 403);
     let (code, _) = s
         .call(
             Method::PATCH,
@@ -844,6 +845,15 @@ async fn node_identity_is_restricted_to_its_own_objects() {
         .await
         .0,
         201
+    );
+    assert_eq!(
+        create_as_node(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+            lease("n2")
+        )
+        .await
+        .0,
+        403
     );
     let (code, _) = s
         .call(

@@ -162,6 +162,9 @@ pub enum Decision {
     Allow,
     /// Allowed only if the pod involved is bound to this node.
     IfPodOnNode(String),
+    /// A create allowed only if the new object has this name (a node
+    /// registering its own Node or Lease).
+    IfNamed(String),
 }
 
 pub fn forbidden(user: &User, a: &Attributes<'_>) -> ApiError {
@@ -196,9 +199,15 @@ pub fn authorize(user: &User, a: &Attributes<'_>) -> Result<Decision, ApiError> 
     let read = matches!(a.verb, "get" | "list" | "watch");
     let allowed = match (a.group, a.resource, a.subresource) {
         _ if read => true,
-        ("", "nodes", _) => a.name == node || (a.verb == "create" && a.name.is_empty()),
-        ("coordination.k8s.io", "leases", "") => {
-            a.namespace == "kube-node-lease" && (a.name == node || a.verb == "create")
+        ("", "nodes", _) if a.verb == "create" && a.name.is_empty() => {
+            return Ok(Decision::IfNamed(node.into()));
+        }
+        ("", "nodes", _) => a.name == node,
+        ("coordination.k8s.io", "leases", "") if a.namespace == "kube-node-lease" => {
+            if a.verb == "create" && a.name.is_empty() {
+                return Ok(Decision::IfNamed(node.into()));
+            }
+            a.name == node
         }
         ("", "events", "") | ("events.k8s.io", "events", "") => {
             matches!(a.verb, "create" | "update" | "patch")
@@ -260,5 +269,9 @@ mod tests {
             Decision::IfPodOnNode("n1".into())
         );
         assert!(authorize(&node, &attrs("list", "pods", "", "", "")).is_ok());
+        assert_eq!(
+            authorize(&node, &attrs("create", "nodes", "", "", "")).unwrap(),
+            Decision::IfNamed("n1".into())
+        );
     }
 }

@@ -332,6 +332,17 @@ pub async fn create(
     let (object, warnings) = normalize(kind, field_validation(ctx)?, body)?;
     ctx.warnings.extend(warnings);
     let object = prepare_create(kind, &t.namespace, object)?;
+    if let Some(allowed) = &ctx.create_name
+        && meta_str(&object, "name") != allowed
+    {
+        return Err(ApiError::Forbidden(format!(
+            "{} \"{}\" is forbidden: User \"{}\" may only create the {} named \"{allowed}\"",
+            qualified(kind.group, kind.resource),
+            meta_str(&object, "name"),
+            ctx.user.name,
+            kind.singular,
+        )));
+    }
     let dry_run = ctx.param("dryRun").is_some();
     let ca_pem = state.ca_pem.clone();
     let created = blocking(state, move |s| {

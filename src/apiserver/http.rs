@@ -44,6 +44,8 @@ pub struct Ctx {
     pub warnings: Vec<String>,
     /// Set when a node may act only on pods bound to it.
     pub pod_node: Option<String>,
+    /// Set when a create is allowed only for an object of this name.
+    pub create_name: Option<String>,
 }
 
 impl Ctx {
@@ -255,9 +257,10 @@ async fn route(
         namespace: &target.namespace,
         name: &target.name,
     };
-    let pod_node = match auth::authorize(&user, &attrs)? {
-        Decision::Allow => None,
-        Decision::IfPodOnNode(node) => Some(node),
+    let (pod_node, create_name) = match auth::authorize(&user, &attrs)? {
+        Decision::Allow => (None, None),
+        Decision::IfPodOnNode(node) => (Some(node), None),
+        Decision::IfNamed(name) => (None, Some(name)),
     };
     let mut ctx = Ctx {
         user,
@@ -267,6 +270,7 @@ async fn route(
         table: wants_table(&accept),
         warnings: Vec::new(),
         pod_node,
+        create_name,
     };
     let mut resp = match verb {
         "get" => handlers::get(&state, &ctx, target).await?,

@@ -113,6 +113,7 @@ fn answer(
                     Ok(Decision::IfPodOnNode(node)) => {
                         (true, format!("only for pods bound to node {node}"))
                     }
+                    Ok(Decision::IfNamed(name)) => (true, format!("only for the one named {name}")),
                     // kube's RBAC gives no reason for a denial; kubectl
                     // then prints a bare "no".
                     Err(_) => (false, String::new()),
