@@ -743,6 +743,83 @@ async fn authentication_and_bad_input() {
         (code, body["reason"].as_str()),
         (409, Some("AlreadyExists"))
     );
+    // Bad patches and bodies: 4xx Status errors, never a 5xx.
+    let cm_path = "/api/v1/namespaces/default/configmaps/dup";
+    for (method, ct, body, want) in [
+        (
+            Method::PATCH,
+            "application/json-patch+json",
+            &b"{\"not\": \"a list\"}"[..],
+            400,
+        ),
+        (
+            Method::PATCH,
+            "application/json-patch+json",
+            br#"[{"op":"test","path":"/data/x","value":"1"}]"#,
+            422,
+        ),
+        (
+            Method::PATCH,
+            "application/strategic-merge-patch+json",
+            b"[1, 2]",
+            400,
+        ),
+        (
+            Method::PATCH,
+            "application/merge-patch+json",
+            b"\xff\xfe",
+            400,
+        ),
+        (Method::PATCH, "text/plain", b"{}", 415),
+        (
+            Method::PATCH,
+            "application/merge-patch+json",
+            br#"{"metadata": {"name": "other"}}"#,
+            400,
+        ),
+        (
+            Method::PATCH,
+            "application/merge-patch+json",
+            br#"{"data": {"a": 1}}"#,
+            400,
+        ),
+        (
+            Method::PUT,
+            "application/json",
+            br#"{"metadata": {"name": "other"}}"#,
+            400,
+        ),
+        (
+            Method::PUT,
+            "application/vnd.kubernetes.protobuf",
+            b"k8s\x00\x0a\xff",
+            400,
+        ),
+        (Method::PUT, "application/json", b"null", 400),
+    ] {
+        let (code, status) = s
+            .call(
+                method.clone(),
+                cm_path,
+                Some(ADMIN_TOKEN),
+                ct,
+                body.to_vec(),
+            )
+            .await;
+        assert_eq!(
+            code,
+            want,
+            "{method} {ct} {}: {status}",
+            String::from_utf8_lossy(body)
+        );
+        assert_eq!(status["kind"], "Status");
+    }
+    let (code, _) = s.call(Method::GET, "/readyz", None, "", vec![]).await;
+    assert_eq!(code, 200);
+    let (_, dup) = s
+        .call(Method::GET, cm_path, Some(ADMIN_TOKEN), "", vec![])
+        .await;
+    assert!(dup.get("data").is_none(), "{dup}");
     // None of the bad requests left anything behind.
     let names = s.ok(&["get", "configmaps", "-o", "name"]);
     assert_eq!(
@@ -978,4 +1055,75 @@ fn kubectl_auth_server_side_apply_and_impersonation() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(s.ok(&["get", "cm", "ssa", "-o", "jsonpath={.data.a}"]), "2");
+}
+
+#[test]
+fn node_client_certificate_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node_kc = tmp.path().join("n1.kubeconfig");
+    let flag = format!("n1={}", node_kc.display());
+    let s = Server::start_in(tmp.path(), &["--write-node-kubeconfig", &flag]);
+    s.ok(&[
+        "run",
+        "mine",
+        "--image=busybox",
+        "--overrides={\"spec\":{\"nodeName\":\"n1\"}}",
+    ]);
+    s.ok(&[
+        "run",
+        "theirs",
+        "--image=busybox",
+        "--overrides={\"spec\":{\"nodeName\":\"n2\"}}",
+    ]);
+    let as_node = |args: &[&str]| {
+        Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(&node_kc)
+            .arg("--cache-dir")
+            .arg(tmp.path().join("node-cache"))
+            .args(args)
+            .output()
+            .expect("kubectl")
+    };
+    let out = as_node(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "system:node:n1");
+    let out = as_node(&["get", "pods", "-o", "name"]);
+    assert!(out.status.success());
+    let patch = r#"{"status":{"phase":"Running"}}"#;
+    let out = as_node(&[
+        "patch",
+        "pod",
+        "mine",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        patch,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_node(&[
+        "patch",
+        "pod",
+        "theirs",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        patch,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
+    let out = as_node(&["delete", "pod", "theirs"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        s.ok(&["get", "pods", "-o", "jsonpath={.items[*].status.phase}"]),
+        "Running Pending"
+    );
 }

@@ -40,6 +40,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub write_kubeconfig: Option<PathBuf>,
     pub token_auth_file: Option<PathBuf>,
+    /// Kubeconfigs to write for node identities: (node name, path).
+    pub node_kubeconfigs: Vec<(String, PathBuf)>,
     /// How often watches with allowWatchBookmarks get a BOOKMARK.
     pub bookmark_interval: Duration,
 }
@@ -52,6 +54,8 @@ pub enum ServeError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
+    #[error("invalid node name {0:?}: must be a DNS-1123 subdomain")]
+    NodeName(String),
     #[error("bootstrap: {0}")]
     Bootstrap(ApiError),
     #[error("{what}: {source}")]
@@ -163,6 +167,16 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         let url = format!("https://{server_address}");
         pki::write_file(path, &pki::kubeconfig(&url, &pki.ca_pem, &cert, &key), true)?;
         tracing::info!(path = %path.display(), "wrote admin kubeconfig");
+    }
+    for (name, path) in &config.node_kubeconfigs {
+        // The name becomes a file name in the PKI dir: no path tricks.
+        if !resources::is_dns_subdomain(name) {
+            return Err(ServeError::NodeName(name.clone()));
+        }
+        let (cert, key) = pki.node(name)?;
+        let url = format!("https://{server_address}");
+        pki::write_file(path, &pki::kubeconfig(&url, &pki.ca_pem, &cert, &key), true)?;
+        tracing::info!(node = %name, path = %path.display(), "wrote node kubeconfig");
     }
     tracing::info!(address = %local, "apiserver listening");
 

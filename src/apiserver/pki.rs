@@ -166,6 +166,19 @@ impl Pki {
         })
     }
 
+    /// A node's client certificate: user `system:node:<name>` in group
+    /// `system:nodes`, the identity kubelets use. Kept across restarts.
+    pub fn node(&self, name: &str) -> Result<(String, String), PkiError> {
+        self.kept(&format!("node-{name}"), name, || {
+            self.issue(
+                &format!("system:node:{name}"),
+                &["system:nodes"],
+                &[],
+                ExtendedKeyUsagePurpose::ClientAuth,
+            )
+        })
+    }
+
     fn kept(
         &self,
         name: &str,

@@ -22,9 +22,22 @@ pub struct ApiserverArgs {
     /// Static bearer tokens, kube-apiserver's CSV format: token,user,uid,"group1,group2".
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
+    /// Write a kubeconfig for a node identity (user system:node:NAME, group
+    /// system:nodes), as NAME=PATH. Repeatable.
+    #[arg(long = "write-node-kubeconfig", value_name = "NAME=PATH", value_parser = parse_node_kubeconfig)]
+    pub node_kubeconfigs: Vec<(String, PathBuf)>,
     /// How often watches that allow bookmarks receive one (e.g. `30s`).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub bookmark_interval: Duration,
+}
+
+fn parse_node_kubeconfig(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(path)))
+        }
+        _ => Err(format!("expected NAME=PATH, got {s:?}")),
+    }
 }
 
 pub async fn run(args: ApiserverArgs) -> anyhow::Result<()> {
@@ -33,6 +46,7 @@ pub async fn run(args: ApiserverArgs) -> anyhow::Result<()> {
         listen: args.listen,
         write_kubeconfig: args.write_kubeconfig,
         token_auth_file: args.token_auth_file,
+        node_kubeconfigs: args.node_kubeconfigs,
         bookmark_interval: args.bookmark_interval,
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
