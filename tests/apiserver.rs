@@ -222,6 +222,24 @@ fn kubectl_basic_workflow_and_tables() {
     for want in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(ns.contains(&format!("namespace/{want}")), "{ns}");
     }
+    // The `kubernetes` Service leads to this server.
+    let port = s.url.rsplit(':').next().unwrap().to_string();
+    let ep = s.ok(&[
+        "get",
+        "endpoints",
+        "kubernetes",
+        "-o",
+        "jsonpath={.subsets[0].ports[0].port}",
+    ]);
+    assert_eq!(ep, port);
+    let svc = s.ok(&[
+        "get",
+        "svc",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    assert_eq!(svc, "10.96.0.1");
     // Protobuf bodies (kubectl's typed clients).
     s.ok(&["create", "namespace", "team"]);
     s.ok(&[

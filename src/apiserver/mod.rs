@@ -77,7 +77,7 @@ pub struct State {
 /// Create what kube-apiserver and its controllers create on a fresh
 /// cluster: the four system namespaces (each with its default
 /// ServiceAccount and root CA ConfigMap) and the `kubernetes` Service.
-fn bootstrap(state: &State, port: u16) -> Result<(), ApiError> {
+fn bootstrap(state: &State, ip: IpAddr, port: u16) -> Result<(), ApiError> {
     state.store.write(|txn| {
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let key = handlers::namespace_key(ns);
@@ -91,7 +91,15 @@ fn bootstrap(state: &State, port: u16) -> Result<(), ApiError> {
             handlers::namespace_side_effects(txn, ns, &state.ca_pem)?;
         }
         let key = object_key("", "services", "default", "kubernetes");
-        if txn.get(&key)?.is_none() {
+        let existing = txn.get(&key)?;
+        if let Some(mut svc) = existing.clone()
+            && svc["spec"]["ports"][0]["targetPort"] != json!(port)
+        {
+            // Listening on another port than last time.
+            svc["spec"]["ports"][0]["targetPort"] = json!(port);
+            txn.put(&key, svc)?;
+        }
+        if existing.is_none() {
             txn.put(
                 &key,
                 json!({"apiVersion": "v1", "kind": "Service", "metadata": {
@@ -103,6 +111,42 @@ fn bootstrap(state: &State, port: u16) -> Result<(), ApiError> {
                         "internalTrafficPolicy": "Cluster",
                         "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}}),
             )?;
+        }
+        // Where the `kubernetes` Service leads: this server, as of this start.
+        let endpoints = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {
+            "name": "kubernetes", "namespace": "default",
+            "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": ip.to_string()}],
+                         "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
+        let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {
+            "name": "kubernetes", "namespace": "default",
+            "labels": {"kubernetes.io/service-name": "kubernetes",
+                       "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+            "addressType": if ip.is_ipv4() { "IPv4" } else { "IPv6" },
+            "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
+        for (group, resource, mut desired, field) in [
+            ("", "endpoints", endpoints, "subsets"),
+            ("discovery.k8s.io", "endpointslices", slice, "endpoints"),
+        ] {
+            let key = object_key(group, resource, "default", "kubernetes");
+            match txn.get(&key)? {
+                Some(old) if old[field] == desired[field] && old["ports"] == desired["ports"] => {}
+                old => {
+                    let meta = &mut desired["metadata"];
+                    match old {
+                        Some(old) => {
+                            meta["uid"] = old["metadata"]["uid"].clone();
+                            meta["creationTimestamp"] = old["metadata"]["creationTimestamp"].clone();
+                        }
+                        None => {
+                            meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
+                            meta["creationTimestamp"] = json!(handlers::now_rfc3339());
+                        }
+                    }
+                    txn.put(&key, desired)?;
+                }
+            }
         }
         Ok(())
     })
@@ -160,7 +204,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         ca_pem: pki.ca_pem.clone(),
         bookmark_interval: config.bookmark_interval,
     });
-    bootstrap(&state, local.port()).map_err(ServeError::Bootstrap)?;
+    bootstrap(&state, connect_ip, local.port()).map_err(ServeError::Bootstrap)?;
 
     if let Some(path) = &config.write_kubeconfig {
         let (cert, key) = pki.admin()?;

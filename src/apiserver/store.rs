@@ -27,8 +27,10 @@ const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const REVISION: &str = "revision";
 
-/// How many committed events a watch can resume across.
+/// How many committed events a watch can resume across...
 const HISTORY: usize = 10_000;
+/// ...within this much memory (objects can be up to ~1.5 MiB each).
+const HISTORY_BYTES: usize = 64 << 20;
 /// A watcher that falls this far behind is dropped (it will re-list).
 const SUBSCRIBER_BUFFER: usize = 4096;
 
@@ -76,6 +78,8 @@ pub struct Event {
     /// The state before, to tell watchers with selectors that an object left
     /// their view.
     pub prev: Option<Value>,
+    /// Approximate memory held, for bounding the history.
+    size: usize,
 }
 
 impl Event {
@@ -98,6 +102,7 @@ pub fn collection_prefix(group: &str, resource: &str) -> String {
 
 struct Hub {
     history: VecDeque<Arc<Event>>,
+    history_bytes: usize,
     /// The oldest revision a watch may start after.
     floor: u64,
     subscribers: Vec<mpsc::Sender<Arc<Event>>>,
@@ -145,7 +150,9 @@ impl Txn<'_> {
             source,
         })?;
         self.table.insert(key, bytes.as_slice()).map_err(db_err)?;
+        let size = 2 * bytes.len();
         self.events.push(Event {
+            size,
             rev: self.rev,
             kind: if prev.is_some() {
                 EventKind::Modified
@@ -170,6 +177,7 @@ impl Txn<'_> {
         let mut object = prev.clone();
         set_resource_version(&mut object, self.rev);
         self.events.push(Event {
+            size: 2 * object.to_string().len(),
             rev: self.rev,
             kind: EventKind::Deleted,
             key: key.into(),
@@ -250,6 +258,7 @@ impl Store {
             write_lock: Mutex::new(()),
             hub: Mutex::new(Hub {
                 history: VecDeque::new(),
+                history_bytes: 0,
                 floor: 0,
                 subscribers: Vec::new(),
             }),
@@ -336,10 +345,13 @@ impl Store {
             let event = Arc::new(event);
             hub.subscribers
                 .retain(|tx| tx.try_send(Arc::clone(&event)).is_ok());
+            hub.history_bytes += event.size;
             hub.history.push_back(event);
-            if hub.history.len() > HISTORY
-                && let Some(old) = hub.history.pop_front()
-            {
+            while hub.history.len() > HISTORY || hub.history_bytes > HISTORY_BYTES {
+                let Some(old) = hub.history.pop_front() else {
+                    break;
+                };
+                hub.history_bytes -= old.size;
                 hub.floor = old.rev;
             }
         }
