@@ -745,6 +745,26 @@ async fn authentication_and_bad_input() {
         )
         .await;
     assert_eq!(code, 400);
+    // YAML bodies, as kube-apiserver takes them.
+    let (code, body) = post(
+        b"metadata:\n  name: from-yaml\ndata:\n  k: v\n".to_vec(),
+        "application/yaml",
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["data"]["k"], "v");
+    let (code, _) = post(b"metadata: [unclosed\n".to_vec(), "application/yaml").await;
+    assert_eq!(code, 400);
+    let (code, _) = s
+        .call(
+            Method::DELETE,
+            "/api/v1/namespaces/default/configmaps/from-yaml",
+            Some(ADMIN_TOKEN),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 200);
     // Duplicate: 409 AlreadyExists.
     let (code, _) = post(
         br#"{"metadata": {"name": "dup"}}"#.to_vec(),

@@ -199,9 +199,12 @@ fn decode_body(ctx: &Ctx, kind: &Kind) -> Result<Value, ApiError> {
             &ctx.body,
         );
     }
+    if ct == "application/yaml" {
+        return crate::apiserver::patch::yaml_object(&ctx.body);
+    }
     if !matches!(ct, "" | "application/json" | "*/*") {
         return Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json (got {ct})"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ct})"
         )));
     }
     let v: Value = serde_json::from_slice(&ctx.body)

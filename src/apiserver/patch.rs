@@ -79,17 +79,26 @@ pub fn apply(
     }
 }
 
-/// An apply body: JSON only (clients such as kubectl and kube-rs send JSON,
-/// which is valid YAML); YAML proper is refused rather than misread.
+/// An apply body: YAML (JSON, what kubectl and kube-rs send, is YAML too).
 pub fn apply_body(patch: &[u8]) -> Result<Value, ApiError> {
-    let v: Value = serde_json::from_slice(patch).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "this server accepts apply configurations as JSON only: {e}"
-        ))
-    })?;
+    match serde_json::from_slice::<Value>(patch) {
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(_) => Err(ApiError::BadRequest(
+            "the apply configuration must be an object".into(),
+        )),
+        Err(_) => yaml_object(patch),
+    }
+}
+
+/// One YAML document that must be a mapping, as JSON. serde-saphyr's
+/// default budget bounds alias expansion, so a "billion laughs" document
+/// is an error, not an out-of-memory.
+pub fn yaml_object(body: &[u8]) -> Result<Value, ApiError> {
+    let v: Value = serde_saphyr::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid YAML: {e}")))?;
     if !v.is_object() {
         return Err(ApiError::BadRequest(
-            "the apply configuration must be an object".into(),
+            "the request body must be a YAML mapping".into(),
         ));
     }
     Ok(v)
@@ -394,6 +403,10 @@ mod tests {
         .unwrap();
         assert_eq!(out["data"]["a"], "9");
         assert!(apply("configmaps", &obj, b"{not json", PatchType::Merge).is_err());
+        let out = apply("configmaps", &obj, b"data:\n  c: '3'\n", PatchType::Apply).unwrap();
+        assert_eq!(out["data"], json!({"a": "1", "b": "2", "c": "3"}));
+        let bomb = b"a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: [*f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
+        assert!(yaml_object(bomb).is_err());
         assert!(
             apply(
                 "configmaps",
