@@ -489,6 +489,27 @@ async fn kube_crate_crud_conflict_and_watch() {
     }
     assert_eq!(cms.get(&name).await.unwrap().data.unwrap()["a"], "2");
 
+    // A PUT that leaves out defaulted fields changes nothing about them
+    // (pods are strict about spec changes).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(pod_json("plain", None)).unwrap();
+    let stored = pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+    let mut again = pod.clone();
+    again.metadata.resource_version = stored.metadata.resource_version.clone();
+    again.metadata.labels = Some([("l".to_string(), "v".to_string())].into());
+    let replaced = pods
+        .replace("plain", &PostParams::default(), &again)
+        .await
+        .expect("replace pod");
+    assert_eq!(replaced.metadata.labels.unwrap()["l"], "v");
+    assert_eq!(
+        replaced.spec.unwrap().restart_policy.as_deref(),
+        Some("Always")
+    );
+
     // Patches: merge and JSON patch.
     let p = kube::api::Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}));
     cms.patch(&name, &Default::default(), &p)

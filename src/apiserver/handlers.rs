@@ -652,9 +652,12 @@ fn store_update(
     txn: &mut Txn<'_>,
     t: &Target,
     old: &Value,
-    new: Value,
+    mut new: Value,
     dry_run: bool,
 ) -> Result<Value, ApiError> {
+    // Default first, as kube does before validating: a client that leaves
+    // out a defaulted field has not changed it.
+    resources::apply_defaults(t.kind, &mut new);
     let Some(mut new) = merge_update(t, old, new)? else {
         return Ok(old.clone());
     };

@@ -116,7 +116,12 @@ pub async fn handle(
             resp
         }
         Err(err) => {
-            tracing::debug!(%method, %path, status = err.code().as_u16(), error = %err, "request failed");
+            let status = err.code().as_u16();
+            if err.code().is_server_error() {
+                tracing::warn!(%method, %path, status, error = %err, "request failed");
+            } else {
+                tracing::debug!(%method, %path, status, error = %err, "request refused");
+            }
             error(&err)
         }
     }
