@@ -572,6 +572,63 @@ async fn kube_crate_crud_conflict_and_watch() {
         }
     }
     assert_eq!(names, ["page-0", "page-1", "page-2", "page-3", "page-4"]);
+
+    // Streaming list: initial ADDED events, then a bookmark marking their end.
+    let mut stream = cms
+        .watch(
+            &WatchParams::streaming_lists()
+                .labels("page=yes")
+                .timeout(10),
+            "0",
+        )
+        .await
+        .expect("streaming watch")
+        .boxed();
+    let mut added = 0;
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("event in time")
+            .expect("stream open")
+            .expect("event");
+        match ev {
+            WatchEvent::Added(_) => added += 1,
+            WatchEvent::Bookmark(b) => {
+                assert_eq!(
+                    b.metadata
+                        .annotations
+                        .get("k8s.io/initial-events-end")
+                        .map(String::as_str),
+                    Some("true")
+                );
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(added, 5);
+    drop(stream);
+
+    // deletecollection with a selector removes just the selection.
+    cms.delete_collection(
+        &Default::default(),
+        &ListParams::default().labels("page=yes"),
+    )
+    .await
+    .expect("delete collection");
+    let left = cms.list(&ListParams::default()).await.unwrap();
+    assert!(left.items.iter().all(|c| {
+        !c.metadata
+            .name
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("page-")
+    }));
+    assert!(
+        left.items
+            .iter()
+            .any(|c| c.metadata.name.as_deref() == Some(name.as_str()))
+    );
 }
 
 #[tokio::test]
@@ -636,6 +693,38 @@ async fn graceful_delete_of_bound_pods() {
         .await
         .unwrap();
     assert!(pods.get_opt("bound").await.unwrap().is_none());
+
+    // pods/binding: the scheduler's way onto a node, once.
+    let pending: Pod = serde_json::from_value(pod_json("pending", None)).unwrap();
+    pods.create(&PostParams::default(), &pending).await.unwrap();
+    let binding = |node: &str| {
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": "pending"}, "target": {"kind": "Node", "name": node}}))
+        .unwrap()
+    };
+    let path = "/api/v1/namespaces/default/pods/pending/binding";
+    let (code, body) = s
+        .call(
+            reqwest::Method::POST,
+            path,
+            Some(ADMIN_TOKEN),
+            "application/json",
+            binding("n1"),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let (code, _) = s
+        .call(
+            reqwest::Method::POST,
+            path,
+            Some(ADMIN_TOKEN),
+            "application/json",
+            binding("n2"),
+        )
+        .await;
+    assert_eq!(code, 409);
+    let pod = pods.get("pending").await.unwrap();
+    assert_eq!(pod.spec.unwrap().node_name.as_deref(), Some("n1"));
 }
 
 #[tokio::test]
