@@ -1275,3 +1275,35 @@ fn node_client_certificate_identity() {
         "Running Pending"
     );
 }
+
+#[test]
+fn events_expire_after_ttl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_in(tmp.path(), &["--event-ttl", "2s"]);
+    let event = "apiVersion: v1\nkind: Event\nmetadata:\n  name: e1\ninvolvedObject:\n  kind: Pod\n  name: p\n  namespace: default\nreason: Test\nmessage: hello\ntype: Normal\n";
+    let out = s.kubectl_stdin(&["create", "-f", "-"], event);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = s.ok(&["get", "events"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{table}"
+    );
+    assert!(
+        table.contains("pod/p") && table.contains("hello"),
+        "{table}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if s.ok(&["get", "events", "-o", "name"]).trim().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "event did not expire");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

@@ -44,6 +44,8 @@ pub struct Config {
     pub node_kubeconfigs: Vec<(String, PathBuf)>,
     /// How often watches with allowWatchBookmarks get a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// How long core/v1 Events are kept (kube-apiserver's --event-ttl).
+    pub event_ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +226,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     }
     tracing::info!(address = %local, "apiserver listening");
 
+    tokio::spawn(expire_events(Arc::clone(&state), config.event_ttl));
+
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -268,5 +272,48 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
                 tracing::debug!(%peer, error = %err, "connection ended");
             }
         });
+    }
+}
+
+/// Events expire, as with etcd leases in kube-apiserver: without this a
+/// node's event stream would grow the store forever. Sweeps once a minute
+/// (or per TTL if shorter) by creation time.
+async fn expire_events(state: Arc<State>, ttl: Duration) {
+    let mut tick = tokio::time::interval(ttl.min(Duration::from_secs(60)));
+    loop {
+        tick.tick().await;
+        let state = Arc::clone(&state);
+        let swept = tokio::task::spawn_blocking(move || {
+            let cutoff = std::time::SystemTime::now() - ttl;
+            let prefix = store::collection_prefix("", "events");
+            let (_, events) = state.store.list(&prefix, None, usize::MAX)?;
+            let expired: Vec<String> = events
+                .into_iter()
+                .filter(|(_, e)| {
+                    e["metadata"]["creationTimestamp"]
+                        .as_str()
+                        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+                        .is_some_and(|t| t < cutoff)
+                })
+                .map(|(k, _)| k)
+                .collect();
+            let n = expired.len();
+            if n > 0 {
+                state.store.write(|txn| {
+                    for key in &expired {
+                        txn.delete(key)?;
+                    }
+                    Ok(())
+                })?;
+            }
+            Ok::<usize, ApiError>(n)
+        })
+        .await;
+        match swept {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(expired = n, "expired events"),
+            Ok(Err(err)) => tracing::warn!(error = %err, "expiring events failed"),
+            Err(err) => tracing::warn!(error = %err, "event expiry task failed"),
+        }
     }
 }

@@ -29,6 +29,9 @@ pub struct ApiserverArgs {
     /// How often watches that allow bookmarks receive one (e.g. `30s`).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub bookmark_interval: Duration,
+    /// How long Events are kept after they are created.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub event_ttl: Duration,
 }
 
 fn parse_node_kubeconfig(s: &str) -> Result<(String, PathBuf), String> {
@@ -48,6 +51,7 @@ pub async fn run(args: ApiserverArgs) -> anyhow::Result<()> {
         token_auth_file: args.token_auth_file,
         node_kubeconfigs: args.node_kubeconfigs,
         bookmark_interval: args.bookmark_interval,
+        event_ttl: args.event_ttl,
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
