@@ -263,8 +263,14 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
                 let user = cert_user.clone();
                 async move { Ok::<_, Infallible>(http::handle(state, user, req).await) }
             });
-            let builder =
+            let mut builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            // A client that never finishes its request headers must not
+            // hold a connection forever.
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30));
             if let Err(err) = builder
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                 .await
