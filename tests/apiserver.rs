@@ -694,6 +694,47 @@ async fn graceful_delete_of_bound_pods() {
         .unwrap();
     assert!(pods.get_opt("bound").await.unwrap().is_none());
 
+    // Garbage collection by ownerReferences: deleting the owner deletes its
+    // dependents (a bound one gracefully), unless asked to orphan them.
+    let owner: Pod = serde_json::from_value(pod_json("owner", None)).unwrap();
+    let owner = pods.create(&PostParams::default(), &owner).await.unwrap();
+    let owned = |name: &str, node: Option<&str>| -> Pod {
+        let mut p = pod_json(name, node);
+        p["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Pod",
+            "name": "owner", "uid": owner.metadata.uid.clone().unwrap()}]);
+        serde_json::from_value(p).unwrap()
+    };
+    pods.create(&PostParams::default(), &owned("child", None))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &owned("bound-child", Some("n1")))
+        .await
+        .unwrap();
+    pods.delete("owner", &Default::default()).await.unwrap();
+    assert!(pods.get_opt("owner").await.unwrap().is_none());
+    assert!(pods.get_opt("child").await.unwrap().is_none());
+    let bound_child = pods
+        .get("bound-child")
+        .await
+        .expect("terminating, not gone");
+    assert!(bound_child.metadata.deletion_timestamp.is_some());
+
+    let owner: Pod = serde_json::from_value(pod_json("owner", None)).unwrap();
+    let owner = pods.create(&PostParams::default(), &owner).await.unwrap();
+    let mut p = pod_json("orphan", None);
+    p["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Pod",
+        "name": "owner", "uid": owner.metadata.uid.clone().unwrap()}]);
+    pods.create(&PostParams::default(), &serde_json::from_value(p).unwrap())
+        .await
+        .unwrap();
+    let orphan = kube::api::DeleteParams {
+        propagation_policy: Some(kube::api::PropagationPolicy::Orphan),
+        ..Default::default()
+    };
+    pods.delete("owner", &orphan).await.unwrap();
+    let kept = pods.get("orphan").await.expect("orphaned, not deleted");
+    assert!(kept.metadata.owner_references.is_none());
+
     // pods/binding: the scheduler's way onto a node, once.
     let pending: Pod = serde_json::from_value(pod_json("pending", None)).unwrap();
     pods.create(&PostParams::default(), &pending).await.unwrap();

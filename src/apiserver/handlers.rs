@@ -775,11 +775,14 @@ pub async fn patch(
 /// Namespaces kube-apiserver refuses to delete.
 const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
+#[derive(Default)]
 struct DeleteOptions {
     grace: Option<i64>,
     uid: Option<String>,
     resource_version: Option<String>,
     dry_run: bool,
+    /// propagationPolicy=Orphan (or orphanDependents): keep dependents.
+    orphan: bool,
 }
 
 fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, ApiError> {
@@ -804,6 +807,11 @@ fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, ApiError> {
             .map(String::from),
         dry_run: ctx.param("dryRun").is_some()
             || body["dryRun"].as_array().is_some_and(|d| !d.is_empty()),
+        orphan: ctx
+            .param("propagationPolicy")
+            .or(body["propagationPolicy"].as_str())
+            == Some("Orphan")
+            || body["orphanDependents"].as_bool() == Some(true),
     })
 }
 
@@ -814,6 +822,16 @@ fn delete_in_txn(
     t: &Target,
     opts: &DeleteOptions,
     pod_node: &Option<String>,
+) -> Result<Value, ApiError> {
+    delete_with_dependents(txn, t, opts, pod_node, 0)
+}
+
+fn delete_with_dependents(
+    txn: &mut Txn<'_>,
+    t: &Target,
+    opts: &DeleteOptions,
+    pod_node: &Option<String>,
+    depth: usize,
 ) -> Result<Value, ApiError> {
     let kind = t.kind;
     let key = key_of(t);
@@ -869,7 +887,64 @@ fn delete_in_txn(
             }
         }
     }
-    txn.delete(&key)?.ok_or_else(|| not_found(t))
+    let deleted = txn.delete(&key)?.ok_or_else(|| not_found(t))?;
+    // Namespace contents went above; events own nothing.
+    if !matches!(kind.resource, "namespaces" | "events") {
+        collect_dependents(txn, meta_str(&deleted, "uid"), opts.orphan, depth)?;
+    }
+    Ok(deleted)
+}
+
+/// The garbage collector's work, done in the owner's delete transaction:
+/// an object whose owner (by ownerReferences uid) is deleted goes too
+/// (background propagation; a bound pod still terminates gracefully), or
+/// keeps living without the reference if it has other owners or the
+/// delete asked to orphan.
+fn collect_dependents(
+    txn: &mut Txn<'_>,
+    owner_uid: &str,
+    orphan: bool,
+    depth: usize,
+) -> Result<(), ApiError> {
+    // uids are unique, so ownership cannot cycle; the bound is belt and braces.
+    if owner_uid.is_empty() || depth >= 8 {
+        return Ok(());
+    }
+    for kind in resources::KINDS {
+        for (key, _) in txn.list(&collection_prefix(kind.group, kind.resource))? {
+            // Re-read: an earlier cascade step may have changed or removed it.
+            let Some(mut object) = txn.get(&key)? else {
+                continue;
+            };
+            let Some(refs) = object["metadata"]["ownerReferences"].as_array() else {
+                continue;
+            };
+            if !refs.iter().any(|r| r["uid"] == owner_uid) {
+                continue;
+            }
+            let others = refs.iter().filter(|r| r["uid"] != owner_uid).count();
+            if orphan || others > 0 {
+                if let Some(refs) = object["metadata"]["ownerReferences"].as_array_mut() {
+                    refs.retain(|r| r["uid"] != owner_uid);
+                }
+                if others == 0
+                    && let Some(m) = object["metadata"].as_object_mut()
+                {
+                    m.remove("ownerReferences");
+                }
+                txn.put(&key, object)?;
+                continue;
+            }
+            let target = Target {
+                kind,
+                namespace: meta_str(&object, "namespace").to_string(),
+                name: meta_str(&object, "name").to_string(),
+                subresource: String::new(),
+            };
+            delete_with_dependents(txn, &target, &DeleteOptions::default(), &None, depth + 1)?;
+        }
+    }
+    Ok(())
 }
 
 /// A pod on a node gets its grace period (the kubelet finishes the delete);
