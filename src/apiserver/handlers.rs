@@ -294,6 +294,14 @@ fn normalize(
     Ok((typed, warnings))
 }
 
+/// A create/update body, decoded and normalized; warnings go to the reply.
+fn decode_normalized(ctx: &mut Ctx, kind: &Kind) -> Result<Value, ApiError> {
+    let body = decode_body(ctx, kind)?;
+    let (object, warnings) = normalize(kind, field_validation(ctx)?, body)?;
+    ctx.warnings.extend(warnings);
+    Ok(object)
+}
+
 fn generate_name(prefix: &str) -> String {
     // apimachinery's alphabet: no vowels (no words), no confusable digits.
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -331,9 +339,7 @@ pub async fn create(
     t: Target,
 ) -> Result<Response<Body>, ApiError> {
     let kind = t.kind;
-    let body = decode_body(ctx, kind)?;
-    let (object, warnings) = normalize(kind, field_validation(ctx)?, body)?;
-    ctx.warnings.extend(warnings);
+    let object = decode_normalized(ctx, kind)?;
     let object = prepare_create(kind, &t.namespace, object)?;
     if let Some(allowed) = &ctx.create_name
         && meta_str(&object, "name") != allowed
@@ -689,9 +695,7 @@ pub async fn update(
     t: Target,
 ) -> Result<Response<Body>, ApiError> {
     let kind = t.kind;
-    let body = decode_body(ctx, kind)?;
-    let (new, warnings) = normalize(kind, field_validation(ctx)?, body)?;
-    ctx.warnings.extend(warnings);
+    let new = decode_normalized(ctx, kind)?;
     let dry_run = ctx.param("dryRun").is_some();
     let pod_node = ctx.pod_node.clone();
     let stored = blocking(state, move |s| {

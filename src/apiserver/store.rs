@@ -188,6 +188,14 @@ impl Txn<'_> {
     }
 }
 
+fn read_revision(meta: &impl ReadableTable<&'static str, u64>) -> Result<u64, StoreError> {
+    Ok(meta
+        .get(REVISION)
+        .map_err(db_err)?
+        .map(|g| g.value())
+        .unwrap_or(0))
+}
+
 fn set_resource_version(object: &mut Value, rev: u64) {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
@@ -271,11 +279,7 @@ impl Store {
     pub fn revision(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let meta = txn.open_table(META).map_err(db_err)?;
-        Ok(meta
-            .get(REVISION)
-            .map_err(db_err)?
-            .map(|g| g.value())
-            .unwrap_or(0))
+        read_revision(&meta)
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
@@ -294,11 +298,7 @@ impl Store {
     ) -> Result<(u64, Vec<(String, Value)>), StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let meta = txn.open_table(META).map_err(db_err)?;
-        let rev = meta
-            .get(REVISION)
-            .map_err(db_err)?
-            .map(|g| g.value())
-            .unwrap_or(0);
+        let rev = read_revision(&meta)?;
         let table = txn.open_table(OBJECTS).map_err(db_err)?;
         Ok((rev, read_range(&table, prefix, after, limit)?))
     }
@@ -313,11 +313,7 @@ impl Store {
         let txn = self.db.begin_write().map_err(db_err)?;
         let (result, events) = {
             let mut meta = txn.open_table(META).map_err(db_err)?;
-            let rev = meta
-                .get(REVISION)
-                .map_err(db_err)?
-                .map(|g| g.value())
-                .unwrap_or(0);
+            let rev = read_revision(&meta)?;
             let table = txn.open_table(OBJECTS).map_err(db_err)?;
             let mut t = Txn {
                 table,

@@ -185,13 +185,17 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
                 return;
             }
         }
+        // What this watcher sees of a committed change, if anything.
+        let encode = |event: &Event, enc: &mut Encoder| {
+            if !wanted(event) {
+                return None;
+            }
+            visible(event, &filter).map(|k| enc.line(k.as_str(), &event.object))
+        };
         for event in std::mem::take(&mut sub.backlog) {
             last_rev = event.rev;
-            if !wanted(&event) {
-                continue;
-            }
-            if let Some(k) = visible(&event, &filter)
-                && tx.send(enc.line(k.as_str(), &event.object)).await.is_err()
+            if let Some(line) = encode(&event, &mut enc)
+                && tx.send(line).await.is_err()
             {
                 return;
             }
@@ -205,11 +209,8 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
                     // the stream makes the client re-watch or re-list.
                     let Some(event) = event else { return };
                     last_rev = event.rev;
-                    if !wanted(&event) {
-                        continue;
-                    }
-                    if let Some(k) = visible(&event, &filter)
-                        && tx.send(enc.line(k.as_str(), &event.object)).await.is_err()
+                    if let Some(line) = encode(&event, &mut enc)
+                        && tx.send(line).await.is_err()
                     {
                         return;
                     }
