@@ -87,7 +87,7 @@ fn bootstrap(state: &State, ip: IpAddr, port: u16) -> Result<(), ApiError> {
                 let mut object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
                     "name": ns, "uid": uuid::Uuid::new_v4().to_string(),
                     "creationTimestamp": handlers::now_rfc3339()}});
-                resources::apply_defaults(resources::by_name("namespaces").unwrap_or(&resources::KINDS[0]), &mut object);
+                resources::apply_defaults(resources::namespaces(), &mut object);
                 txn.put(&key, object)?;
             }
             handlers::namespace_side_effects(txn, ns, &state.ca_pem)?;

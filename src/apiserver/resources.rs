@@ -230,6 +230,11 @@ pub fn lookup(group: &str, version: &str, resource: &str) -> Option<&'static Kin
         .find(|k| k.group == group && k.version == version && k.resource == resource)
 }
 
+/// The Namespace kind (first in `KINDS`).
+pub fn namespaces() -> &'static Kind {
+    &KINDS[0]
+}
+
 pub fn by_name(resource: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| k.resource == resource)
 }
@@ -344,6 +349,21 @@ fn default_pod(pod: &mut Value) {
                 default(c, "terminationMessagePath", json!("/dev/termination-log"));
                 default(c, "terminationMessagePolicy", json!("File"));
                 default(c, "resources", json!({}));
+                // Requests default to limits (kube's defaulting).
+                let limits = c["resources"]["limits"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                if !limits.is_empty()
+                    && let Some(resources) = c.get_mut("resources").and_then(Value::as_object_mut)
+                {
+                    let requests = resources.entry("requests").or_insert_with(|| json!({}));
+                    if let Some(requests) = requests.as_object_mut() {
+                        for (k, v) in limits {
+                            requests.entry(k).or_insert(v);
+                        }
+                    }
+                }
                 let image = c.get("image").and_then(Value::as_str).unwrap_or("");
                 default(c, "imagePullPolicy", json!(pull_policy(image)));
                 if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
@@ -354,9 +374,34 @@ fn default_pod(pod: &mut Value) {
             }
         }
     }
+    let qos = qos_class(&pod["spec"]);
     if let Some(status) = obj(pod, "status") {
         default(status, "phase", json!("Pending"));
-        default(status, "qosClass", json!("BestEffort"));
+        default(status, "qosClass", json!(qos));
+    }
+}
+
+/// kube's QoS class: Guaranteed when every container's cpu and memory
+/// requests equal its limits, BestEffort when nothing asks for anything,
+/// Burstable otherwise. (Quantities compare as written: `1` vs `1000m`
+/// counts as different.)
+fn qos_class(spec: &Value) -> &'static str {
+    let mut any = false;
+    let mut guaranteed = true;
+    for list in ["initContainers", "containers"] {
+        for c in spec[list].as_array().into_iter().flatten() {
+            for res in ["cpu", "memory"] {
+                let request = &c["resources"]["requests"][res];
+                let limit = &c["resources"]["limits"][res];
+                any |= !request.is_null() || !limit.is_null();
+                guaranteed &= !limit.is_null() && request == limit;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
     }
 }
 
@@ -544,6 +589,11 @@ mod tests {
     }
 
     #[test]
+    fn namespaces_is_first() {
+        assert_eq!(namespaces().kind, "Namespace");
+    }
+
+    #[test]
     fn roundtrip_rejects_wrong_types() {
         let pod = json!({"metadata": {"name": "a"}, "spec": {"containers": "no"}});
         let err = (by_name("pods").unwrap().roundtrip)(pod).unwrap_err();
@@ -558,6 +608,19 @@ mod tests {
         assert_eq!(pod["spec"]["restartPolicy"], "Always");
         assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
         assert!(validate(kind, &pod).is_empty());
+        assert_eq!(pod["status"]["qosClass"], "BestEffort");
+        let mut pod = json!({"metadata": {"name": "g"}, "spec": {"containers": [{"name": "c", "image": "x",
+            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
+        apply_defaults(kind, &mut pod);
+        assert_eq!(
+            pod["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+            "1"
+        );
+        assert_eq!(pod["status"]["qosClass"], "Guaranteed");
+        let mut pod = json!({"metadata": {"name": "b"}, "spec": {"containers": [{"name": "c", "image": "x",
+            "resources": {"requests": {"cpu": "1"}}}]}});
+        apply_defaults(kind, &mut pod);
+        assert_eq!(pod["status"]["qosClass"], "Burstable");
         let bad =
             json!({"metadata": {"name": "Bad_Name"}, "spec": {"containers": [{"name": "c"}]}});
         let fields: Vec<String> = validate(kind, &bad).into_iter().map(|c| c.field).collect();
