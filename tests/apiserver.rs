@@ -299,6 +299,17 @@ fn kubectl_basic_workflow_and_tables() {
             .is_some_and(|u| !u.is_empty())
     );
 
+    // Services get cluster IPs and, for NodePort, node ports.
+    s.ok(&["create", "service", "nodeport", "np", "--tcp=80:8080"]);
+    let svc = s.ok(&["get", "svc", "np", "--no-headers"]);
+    let cols: Vec<&str> = svc.split_whitespace().collect();
+    assert_eq!(cols[1], "NodePort", "{svc}");
+    assert!(cols[2].starts_with("10.96."), "{svc}");
+    assert!(
+        cols[4].starts_with("80:3") && cols[4].ends_with("/TCP"),
+        "{svc}"
+    );
+
     // Labels, selectors.
     s.ok(&["label", "pod", "web", "stage=prod"]);
     s.ok(&["annotate", "pod", "web", "note=hi"]);

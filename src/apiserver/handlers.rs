@@ -477,8 +477,14 @@ fn allocate_cluster_ip(txn: &Txn<'_>, svc: &mut Value) -> Result<(), ApiError> {
     if svc["spec"]["type"] == "ExternalName" {
         return Ok(());
     }
-    let used: std::collections::HashSet<String> = txn
-        .list(&collection_prefix("", "services"))?
+    let services = txn.list(&collection_prefix("", "services"))?;
+    if matches!(
+        svc["spec"]["type"].as_str(),
+        Some("NodePort" | "LoadBalancer")
+    ) {
+        allocate_node_ports(&services, svc)?;
+    }
+    let used: std::collections::HashSet<String> = services
         .into_iter()
         .filter_map(|(_, s)| s["spec"]["clusterIP"].as_str().map(String::from))
         .collect();
@@ -515,6 +521,49 @@ fn allocate_cluster_ip(txn: &Txn<'_>, svc: &mut Value) -> Result<(), ApiError> {
     if ip != "None" || svc["spec"]["ipFamilies"].is_null() {
         svc["spec"]["ipFamilies"] = json!(["IPv4"]);
         svc["spec"]["ipFamilyPolicy"] = json!("SingleStack");
+    }
+    Ok(())
+}
+
+/// NodePort and LoadBalancer services get a node port per port, from
+/// kube's default range 30000-32767, unless they name a free one.
+fn allocate_node_ports(services: &[(String, Value)], svc: &mut Value) -> Result<(), ApiError> {
+    const RANGE: std::ops::RangeInclusive<i64> = 30000..=32767;
+    let mut used: std::collections::HashSet<i64> = services
+        .iter()
+        .flat_map(|(_, s)| s["spec"]["ports"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["nodePort"].as_i64())
+        .collect();
+    let name = meta_str(svc, "name").to_string();
+    let Some(ports) = svc["spec"]["ports"].as_array_mut() else {
+        return Ok(());
+    };
+    for (i, port) in ports.iter_mut().enumerate() {
+        match port["nodePort"].as_i64() {
+            Some(n) if !RANGE.contains(&n) || !used.insert(n) => {
+                return Err(ApiError::invalid(
+                    "Service",
+                    "",
+                    &name,
+                    vec![crate::apiserver::error::Cause {
+                        reason: "FieldValueInvalid",
+                        field: format!("spec.ports[{i}].nodePort"),
+                        message: format!(
+                            "Invalid value: {n}: provided port is already allocated or not in the valid range 30000-32767"
+                        ),
+                    }],
+                ));
+            }
+            Some(_) => {}
+            None => {
+                let n = RANGE
+                    .clone()
+                    .find(|n| !used.contains(n))
+                    .ok_or_else(|| ApiError::Internal("no node ports left".into()))?;
+                used.insert(n);
+                port["nodePort"] = json!(n);
+            }
+        }
     }
     Ok(())
 }
