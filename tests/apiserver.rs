@@ -996,6 +996,18 @@ async fn authentication_and_bad_input() {
             400,
         ),
         (Method::PUT, "application/json", b"null", 400),
+        (
+            Method::PATCH,
+            "application/json-patch+json",
+            br#"[{"op":"replace","path":"","value":[1]}]"#,
+            400,
+        ),
+        (
+            Method::PATCH,
+            "application/json-patch+json",
+            br#"[{"op":"replace","path":"/metadata","value":"x"}]"#,
+            400,
+        ),
     ] {
         let (code, status) = s
             .call(

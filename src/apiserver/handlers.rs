@@ -249,6 +249,10 @@ fn normalize(
             kind.kind, kind.version, kind.kind
         ))
     };
+    // A JSON patch can turn the whole document into a non-object.
+    if !object.is_object() {
+        return Err(cannot("the object must be a JSON object".into()));
+    }
     let api_version = kind.api_version();
     match object.get("apiVersion").and_then(Value::as_str) {
         None | Some("") => object["apiVersion"] = json!(api_version),

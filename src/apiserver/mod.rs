@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::apiserver::error::ApiError;
@@ -96,9 +96,12 @@ fn bootstrap(state: &State, ip: IpAddr, port: u16) -> Result<(), ApiError> {
         let existing = txn.get(&key)?;
         if let Some(mut svc) = existing.clone()
             && svc["spec"]["ports"][0]["targetPort"] != json!(port)
+            && let Some(first) = svc
+                .pointer_mut("/spec/ports/0")
+                .and_then(Value::as_object_mut)
         {
             // Listening on another port than last time.
-            svc["spec"]["ports"][0]["targetPort"] = json!(port);
+            first.insert("targetPort".into(), json!(port));
             txn.put(&key, svc)?;
         }
         if existing.is_none() {
