@@ -415,6 +415,9 @@ fn kubectl_apply_twice_is_unchanged() {
         ]),
         "nginx:1.26 prod"
     );
+    // The OpenAPI v3 documents carry real schemas: kubectl explain works.
+    let explained = s.ok(&["explain", "pod.spec.containers.image"]);
+    assert!(explained.contains("Container image name"), "{explained}");
     // kubectl create -f validates strictly (server-side, no --validate=false).
     let bad = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\nbogus: 1\n";
     let out = s.kubectl_stdin(&["create", "-f", "-"], bad);

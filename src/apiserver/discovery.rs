@@ -2,7 +2,8 @@
 //! anything. Legacy (unaggregated) discovery is served; kubectl falls back to
 //! it when the response is not the aggregated format.
 //!
-//! OpenAPI v3 is served just deep enough for kubectl's field-validation
+//! OpenAPI v3 carries the kinds' schemas (from k8s-openapi, for `kubectl
+//! explain`) and is shaped for kubectl's field-validation
 //! probe: each group-version document lists every resource path whose PATCH
 //! operation carries the `fieldValidation` query parameter and the
 //! `x-kubernetes-group-version-kind` extension. That makes `kubectl apply` /
@@ -161,37 +162,48 @@ fn gv_path(group: &str, version: &str) -> String {
     }
 }
 
-/// `/openapi/v3`: where each group-version's document lives.
+/// `/openapi/v3`: where each group-version's document lives. The hash in
+/// each URL is of the document itself, so client caches never go stale.
 pub fn openapi_v3_root() -> Value {
     let mut paths = Map::new();
-    for (g, v) in resources::group_versions() {
-        let p = gv_path(g, v);
+    for (path, (_, hash)) in openapi_docs() {
         paths.insert(
-            p.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", doc_hash())}),
+            path.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
         );
     }
     json!({"paths": paths})
 }
 
-/// Changes whenever the served API could: clients cache by this.
-fn doc_hash() -> String {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    h.update(GIT_VERSION);
-    h.update(env!("CARGO_PKG_VERSION"));
-    for k in resources::KINDS {
-        h.update(k.resource);
-    }
-    hex::encode(&h.finalize()[..16])
+/// `/openapi/v3/api/v1` and `/openapi/v3/apis/<group>/<version>`.
+pub fn openapi_v3_doc(path: &str) -> Option<&'static Value> {
+    openapi_docs().get(path).map(|(doc, _)| doc)
 }
 
-/// `/openapi/v3/api/v1` and `/openapi/v3/apis/<group>/<version>`.
-pub fn openapi_v3_doc(path: &str) -> Option<Value> {
-    let (g, v) = resources::group_versions()
-        .into_iter()
-        .find(|(g, v)| gv_path(g, v) == path)?;
+/// Every group-version document with its hash, built once.
+fn openapi_docs() -> &'static std::collections::BTreeMap<String, (Value, String)> {
+    static DOCS: std::sync::OnceLock<std::collections::BTreeMap<String, (Value, String)>> =
+        std::sync::OnceLock::new();
+    DOCS.get_or_init(|| {
+        use sha2::Digest;
+        resources::group_versions()
+            .into_iter()
+            .map(|(g, v)| {
+                let doc = build_doc(g, v);
+                let hash = hex::encode(&sha2::Sha256::digest(doc.to_string().as_bytes())[..16]);
+                (gv_path(g, v), (doc, hash))
+            })
+            .collect()
+    })
+}
+
+/// One group-version's document: the resource paths (for kubectl's
+/// fieldValidation probe) and the kinds' schemas from k8s-openapi, tagged
+/// with their group-version-kind (for `kubectl explain`).
+fn build_doc(g: &str, v: &str) -> Value {
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
     let mut paths = Map::new();
+    let mut names = Vec::new();
     for k in resources::KINDS
         .iter()
         .filter(|k| k.group == g && k.version == v)
@@ -221,11 +233,18 @@ pub fn openapi_v3_doc(path: &str) -> Option<Value> {
                 "patch": op("patch"),
             }),
         );
+        names.push(((k.schema)(&mut generator), gvk));
     }
-    Some(json!({
+    let mut schemas = generator.take_definitions(true);
+    for (name, gvk) in names {
+        if let Some(schema) = schemas.get_mut(&name).and_then(Value::as_object_mut) {
+            schema.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
+        }
+    }
+    json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": GIT_VERSION},
         "paths": paths,
-        "components": {"schemas": {}},
-    }))
+        "components": {"schemas": schemas},
+    })
 }

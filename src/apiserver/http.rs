@@ -318,7 +318,7 @@ fn discovery_route(state: &State, path: &str) -> Result<Option<Response<Body>>, 
     }
     if let Some(rest) = path.strip_prefix("/openapi/v3/") {
         let doc = discovery::openapi_v3_doc(rest).ok_or(ApiError::NoRoute)?;
-        return Ok(Some(json(StatusCode::OK, &doc)));
+        return Ok(Some(json(StatusCode::OK, doc)));
     }
     let segs: Vec<&str> = path.split('/').skip(1).collect();
     let doc = match segs.as_slice() {

@@ -25,6 +25,9 @@ pub struct Kind {
     /// ignores status changes).
     pub status: bool,
     pub roundtrip: Roundtrip,
+    /// Registers the kind's OpenAPI schema (and everything it references)
+    /// with a generator; returns the schema's name (`io.k8s.api.core.v1.Pod`).
+    pub schema: fn(&mut schemars::SchemaGenerator) -> String,
     /// Field selector keys besides metadata.name / metadata.namespace.
     pub field_labels: &'static [&'static str],
 }
@@ -64,6 +67,11 @@ fn roundtrip<T: DeserializeOwned + Serialize>(value: Value) -> Result<Value, Str
     serde_json::to_value(typed).map_err(|err| err.to_string())
 }
 
+fn schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> String {
+    generator.subschema_for::<T>();
+    T::schema_name().into_owned()
+}
+
 use k8s_openapi::api::coordination::v1 as coordination;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
@@ -79,6 +87,7 @@ pub static KINDS: &[Kind] = &[
         short_names: &["ns"],
         status: true,
         roundtrip: roundtrip::<core::Namespace>,
+        schema: schema::<core::Namespace>,
         field_labels: &["status.phase"],
     },
     Kind {
@@ -91,6 +100,7 @@ pub static KINDS: &[Kind] = &[
         short_names: &["po"],
         status: true,
         roundtrip: roundtrip::<core::Pod>,
+        schema: schema::<core::Pod>,
         field_labels: &[
             "spec.nodeName",
             "spec.restartPolicy",
@@ -112,6 +122,7 @@ pub static KINDS: &[Kind] = &[
         short_names: &["no"],
         status: true,
         roundtrip: roundtrip::<core::Node>,
+        schema: schema::<core::Node>,
         field_labels: &["spec.unschedulable"],
     },
     Kind {
@@ -124,6 +135,7 @@ pub static KINDS: &[Kind] = &[
         short_names: &["ev"],
         status: false,
         roundtrip: roundtrip::<core::Event>,
+        schema: schema::<core::Event>,
         field_labels: &[
             "involvedObject.kind",
             "involvedObject.namespace",
@@ -148,6 +160,7 @@ pub static KINDS: &[Kind] = &[
         short_names: &["cm"],
         status: false,
         roundtrip: roundtrip::<core::ConfigMap>,
+        schema: schema::<core::ConfigMap>,
         field_labels: &[],
     },
     Kind {
@@ -160,6 +173,7 @@ pub static KINDS: &[Kind] = &[
         short_names: &[],
         status: false,
         roundtrip: roundtrip::<core::Secret>,
+        schema: schema::<core::Secret>,
         field_labels: &["type"],
     },
     Kind {
@@ -172,6 +186,7 @@ pub static KINDS: &[Kind] = &[
         short_names: &["sa"],
         status: false,
         roundtrip: roundtrip::<core::ServiceAccount>,
+        schema: schema::<core::ServiceAccount>,
         field_labels: &[],
     },
     Kind {
@@ -184,6 +199,7 @@ pub static KINDS: &[Kind] = &[
         short_names: &["svc"],
         status: true,
         roundtrip: roundtrip::<core::Service>,
+        schema: schema::<core::Service>,
         field_labels: &["spec.clusterIP", "spec.type"],
     },
     Kind {
@@ -196,6 +212,7 @@ pub static KINDS: &[Kind] = &[
         short_names: &["ep"],
         status: false,
         roundtrip: roundtrip::<core::Endpoints>,
+        schema: schema::<core::Endpoints>,
         field_labels: &[],
     },
     Kind {
@@ -208,6 +225,7 @@ pub static KINDS: &[Kind] = &[
         short_names: &[],
         status: false,
         roundtrip: roundtrip::<coordination::Lease>,
+        schema: schema::<coordination::Lease>,
         field_labels: &[],
     },
     Kind {
@@ -220,6 +238,7 @@ pub static KINDS: &[Kind] = &[
         short_names: &[],
         status: false,
         roundtrip: roundtrip::<discovery::EndpointSlice>,
+        schema: schema::<discovery::EndpointSlice>,
         field_labels: &["addressType"],
     },
 ];
