@@ -434,32 +434,68 @@ fn kubectl_apply_twice_is_unchanged() {
 
 #[test]
 fn kubectl_watch_prints_table_rows() {
+    use std::io::BufRead;
     let s = Server::start();
     let mut watch = s
         .kubectl_cmd()
-        .args(["get", "configmaps", "-w", "--request-timeout=20s"])
+        .args(["get", "configmaps", "-w", "--request-timeout=60s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("kubectl get -w");
-    std::thread::sleep(Duration::from_millis(1500));
-    s.ok(&["create", "configmap", "watched", "--from-literal=a=b"]);
-    std::thread::sleep(Duration::from_millis(1500));
-    let _ = watch.kill();
-    let out = watch.wait_with_output().expect("watch output");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let header: Vec<&str> = text
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    assert_eq!(header, ["NAME", "DATA", "AGE"], "{text}");
-    assert!(
-        text.lines()
-            .any(|l| l.split_whitespace().take(2).eq(["watched", "1"])),
-        "{text}"
+    // Read lines as they come; wait for what we expect instead of sleeping.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = watch.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    fn wait_for(
+        rx: &std::sync::mpsc::Receiver<String>,
+        lines: &mut Vec<String>,
+        pred: impl Fn(&str) -> bool,
+        what: &str,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = pred(&line);
+                    lines.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => panic!("no {what} from kubectl get -w: {lines:?}"),
+            }
+        }
+    }
+    // The initial list: header, then the existing kube-root-ca.crt row.
+    wait_for(
+        &rx,
+        &mut lines,
+        |l| l.starts_with("kube-root-ca.crt"),
+        "initial row",
     );
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["NAME", "DATA", "AGE"], "{lines:?}");
+    s.ok(&["create", "configmap", "watched", "--from-literal=a=b"]);
+    wait_for(
+        &rx,
+        &mut lines,
+        |l| l.split_whitespace().take(2).eq(["watched", "1"]),
+        "row for the new configmap",
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
 }
 
 #[tokio::test]
