@@ -1198,6 +1198,57 @@ async fn node_identity_is_restricted_to_its_own_objects() {
         .call(Method::GET, "/api/v1/pods", Some(N1_TOKEN), "", vec![])
         .await;
     assert_eq!(code, 200);
+
+    // ...but secrets and config maps only as its pods use them, one at a time.
+    for (path, body) in [
+        (
+            "/api/v1/namespaces/default/secrets",
+            json!({"metadata": {"name": "used"}, "stringData": {"k": "v"}}),
+        ),
+        (
+            "/api/v1/namespaces/default/secrets",
+            json!({"metadata": {"name": "other"}, "stringData": {"k": "v"}}),
+        ),
+        (
+            "/api/v1/namespaces/default/configmaps",
+            json!({"metadata": {"name": "cm-used"}}),
+        ),
+        (
+            "/api/v1/namespaces/default/configmaps",
+            json!({"metadata": {"name": "cm-other"}}),
+        ),
+    ] {
+        assert_eq!(admin(path, body).await.0, 201);
+    }
+    let mut uses = pod_json("uses", Some("n1"));
+    uses["spec"]["containers"][0]["env"] =
+        json!([{"name": "K", "valueFrom": {"secretKeyRef": {"name": "used", "key": "k"}}}]);
+    uses["spec"]["volumes"] = json!([{"name": "v", "configMap": {"name": "cm-used"}}]);
+    assert_eq!(admin("/api/v1/namespaces/default/pods", uses).await.0, 201);
+    let node_get = |path: &'static str| s.call(Method::GET, path, Some(N1_TOKEN), "", vec![]);
+    for (path, want) in [
+        ("/api/v1/namespaces/default/secrets/used", 200),
+        ("/api/v1/namespaces/default/secrets/other", 403),
+        ("/api/v1/namespaces/default/secrets", 403),
+        ("/api/v1/secrets", 403),
+        (
+            "/api/v1/namespaces/default/secrets?fieldSelector=metadata.name%3Dused",
+            200,
+        ),
+        (
+            "/api/v1/namespaces/default/secrets?fieldSelector=metadata.name%3Dother",
+            403,
+        ),
+        ("/api/v1/namespaces/default/configmaps/cm-used", 200),
+        ("/api/v1/namespaces/default/configmaps/cm-other", 403),
+        (
+            "/api/v1/namespaces/default/configmaps/kube-root-ca.crt",
+            200,
+        ),
+    ] {
+        let (code, body) = node_get(path).await;
+        assert_eq!(code, want, "{path}: {body}");
+    }
     let nodes = s.ok(&["get", "nodes", "-o", "name"]);
     assert_eq!(nodes.trim(), "node/n1");
 }

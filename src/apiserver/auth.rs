@@ -162,6 +162,9 @@ pub enum Decision {
     Allow,
     /// Allowed only if the pod involved is bound to this node.
     IfPodOnNode(String),
+    /// A read allowed only of one object that a pod bound to this node
+    /// uses (a secret or config map in its volumes, env or pull secrets).
+    IfUsedOnNode(String),
     /// A create allowed only if the new object has this name (a node
     /// registering its own Node or Lease).
     IfNamed(String),
@@ -198,6 +201,11 @@ pub fn authorize(user: &User, a: &Attributes<'_>) -> Result<Decision, ApiError> 
     };
     let read = matches!(a.verb, "get" | "list" | "watch");
     let allowed = match (a.group, a.resource, a.subresource) {
+        // Secrets and config maps: only those its pods use (the Node
+        // authorizer's graph rule), one object at a time.
+        ("", "secrets" | "configmaps", "") if read => {
+            return Ok(Decision::IfUsedOnNode(node.into()));
+        }
         _ if read => true,
         ("", "nodes", _) if a.verb == "create" && a.name.is_empty() => {
             return Ok(Decision::IfNamed(node.into()));
@@ -225,6 +233,59 @@ pub fn authorize(user: &User, a: &Attributes<'_>) -> Result<Decision, ApiError> 
     } else {
         Err(forbidden(user, a))
     }
+}
+
+/// Whether `pod` uses the secret or config map `name` (of `resource`).
+pub fn pod_uses(pod: &serde_json::Value, resource: &str, name: &str) -> bool {
+    use serde_json::Value;
+    let spec = &pod["spec"];
+    let is = |v: &Value| v.as_str() == Some(name);
+    let secret = resource == "secrets";
+    let volumes = spec["volumes"].as_array().into_iter().flatten();
+    for v in volumes {
+        let direct = if secret {
+            is(&v["secret"]["secretName"])
+        } else {
+            is(&v["configMap"]["name"])
+        };
+        let projected = v["projected"]["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|src| is(&src[if secret { "secret" } else { "configMap" }]["name"]));
+        if direct || projected {
+            return true;
+        }
+    }
+    if secret
+        && spec["imagePullSecrets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| is(&r["name"]))
+    {
+        return true;
+    }
+    let (key_ref, from_ref) = if secret {
+        ("secretKeyRef", "secretRef")
+    } else {
+        ("configMapKeyRef", "configMapRef")
+    };
+    ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|list| spec[*list].as_array().into_iter().flatten())
+        .any(|c| {
+            c["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| is(&e["valueFrom"][key_ref]["name"]))
+                || c["envFrom"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|e| is(&e[from_ref]["name"]))
+        })
 }
 
 #[cfg(test)]
@@ -269,6 +330,10 @@ mod tests {
             Decision::IfPodOnNode("n1".into())
         );
         assert!(authorize(&node, &attrs("list", "pods", "", "", "")).is_ok());
+        assert_eq!(
+            authorize(&node, &attrs("get", "secrets", "", "default", "s")).unwrap(),
+            Decision::IfUsedOnNode("n1".into())
+        );
         assert_eq!(
             authorize(&node, &attrs("create", "nodes", "", "", "")).unwrap(),
             Decision::IfNamed("n1".into())

@@ -68,7 +68,50 @@ fn respond(ctx: &Ctx, kind: &Kind, status: StatusCode, object: &Value) -> Respon
     }
 }
 
+/// For a node reading a secret or config map: the one object named (by URL
+/// or `metadata.name=` field selector) must be used by a pod bound to it.
+/// The root CA bundle is public and every pod may mount it.
+pub async fn check_used_on_node(state: &Arc<State>, ctx: &Ctx, t: &Target) -> Result<(), ApiError> {
+    let Some(node) = ctx.used_on_node.clone() else {
+        return Ok(());
+    };
+    let selected = FieldSelector::parse(ctx.param("fieldSelector").unwrap_or(""), t.kind)?
+        .name()
+        .map(String::from);
+    let name = if t.name.is_empty() {
+        selected
+    } else {
+        Some(t.name.clone())
+    };
+    let forbidden = || {
+        ApiError::Forbidden(format!(
+            "{} is forbidden: node \"{node}\" may only read {} that its pods use, one at a time",
+            qualified(t.kind.group, t.kind.resource),
+            t.kind.resource,
+        ))
+    };
+    let (Some(name), false) = (name, t.namespace.is_empty()) else {
+        return Err(forbidden());
+    };
+    if t.kind.resource == "configmaps" && name == "kube-root-ca.crt" {
+        return Ok(());
+    }
+    let prefix = format!("{}{}/", collection_prefix("", "pods"), t.namespace);
+    let resource = t.kind.resource;
+    let node2 = node.clone();
+    let used = blocking(state, move |s| {
+        let (_, pods) = s.store.list(&prefix, None, usize::MAX)?;
+        Ok(pods.iter().any(|(_, p)| {
+            p["spec"]["nodeName"].as_str() == Some(node2.as_str())
+                && crate::apiserver::auth::pod_uses(p, resource, &name)
+        }))
+    })
+    .await?;
+    if used { Ok(()) } else { Err(forbidden()) }
+}
+
 pub async fn get(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<Body>, ApiError> {
+    check_used_on_node(state, ctx, &t).await?;
     let key = key_of(&t);
     let t2 = t.clone();
     let object = blocking(state, move |s| {
@@ -126,6 +169,7 @@ fn decode_continue(token: &str, prefix: &str) -> Result<String, ApiError> {
 }
 
 pub async fn list(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<Body>, ApiError> {
+    check_used_on_node(state, ctx, &t).await?;
     let filter = Filter::from_ctx(ctx, t.kind)?;
     let limit = match ctx.param("limit") {
         Some(l) => l

@@ -46,6 +46,8 @@ pub struct Ctx {
     pub pod_node: Option<String>,
     /// Set when a create is allowed only for an object of this name.
     pub create_name: Option<String>,
+    /// Set when a read is allowed only of one object this node's pods use.
+    pub used_on_node: Option<String>,
 }
 
 impl Ctx {
@@ -262,11 +264,13 @@ async fn route(
         namespace: &target.namespace,
         name: &target.name,
     };
-    let (pod_node, create_name) = match auth::authorize(&user, &attrs)? {
-        Decision::Allow => (None, None),
-        Decision::IfPodOnNode(node) => (Some(node), None),
-        Decision::IfNamed(name) => (None, Some(name)),
-    };
+    let (mut pod_node, mut create_name, mut used_on_node) = (None, None, None);
+    match auth::authorize(&user, &attrs)? {
+        Decision::Allow => {}
+        Decision::IfPodOnNode(node) => pod_node = Some(node),
+        Decision::IfNamed(name) => create_name = Some(name),
+        Decision::IfUsedOnNode(node) => used_on_node = Some(node),
+    }
     let mut ctx = Ctx {
         user,
         query,
@@ -276,6 +280,7 @@ async fn route(
         warnings: Vec::new(),
         pod_node,
         create_name,
+        used_on_node,
     };
     let mut resp = match verb {
         "get" => handlers::get(&state, &ctx, target).await?,

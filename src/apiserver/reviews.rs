@@ -114,6 +114,9 @@ fn answer(
                         (true, format!("only for pods bound to node {node}"))
                     }
                     Ok(Decision::IfNamed(name)) => (true, format!("only for the one named {name}")),
+                    Ok(Decision::IfUsedOnNode(node)) => {
+                        (true, format!("only for those used by pods on node {node}"))
+                    }
                     // kube's RBAC gives no reason for a denial; kubectl
                     // then prints a bare "no".
                     Err(_) => (false, String::new()),

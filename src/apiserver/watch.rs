@@ -74,6 +74,7 @@ fn visible(event: &Event, filter: &Filter) -> Option<EventKind> {
 }
 
 pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<Body>, ApiError> {
+    crate::apiserver::handlers::check_used_on_node(state, ctx, &t).await?;
     let filter = Filter::from_ctx(ctx, t.kind)?;
     let rv = match ctx.param("resourceVersion") {
         None | Some("0") => None,
