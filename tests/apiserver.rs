@@ -1452,9 +1452,26 @@ fn events_expire_after_ttl() {
         table.contains("pod/p") && table.contains("hello"),
         "{table}"
     );
+    // events.k8s.io/v1, as newer recorders (client-go, kube-rs) write them.
+    let new_style = "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata:\n  name: e2\neventTime: \"2026-01-01T00:00:00.000000Z\"\nregarding:\n  kind: Node\n  name: n1\nreason: Started\nnote: node up\ntype: Normal\naction: Start\nreportingController: deckhand\nreportingInstance: n1\n";
+    let out = s.kubectl_stdin(&["create", "-f", "-"], new_style);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = s.ok(&["get", "events.events.k8s.io"]);
+    assert!(
+        table.contains("node/n1") && table.contains("node up"),
+        "{table}"
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if s.ok(&["get", "events", "-o", "name"]).trim().is_empty() {
+        if s.ok(&["get", "events", "-o", "name"]).trim().is_empty()
+            && s.ok(&["get", "events.events.k8s.io", "-o", "name"])
+                .trim()
+                .is_empty()
+        {
             break;
         }
         assert!(Instant::now() < deadline, "event did not expire");

@@ -284,7 +284,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     }
 }
 
-/// Events expire, as with etcd leases in kube-apiserver: without this a
+/// Events (core/v1 and events.k8s.io/v1) expire, as with etcd leases in kube-apiserver: without this a
 /// node's event stream would grow the store forever. Sweeps once a minute
 /// (or per TTL if shorter) by creation time.
 async fn expire_events(state: Arc<State>, ttl: Duration) {
@@ -294,8 +294,11 @@ async fn expire_events(state: Arc<State>, ttl: Duration) {
         let state = Arc::clone(&state);
         let swept = tokio::task::spawn_blocking(move || {
             let cutoff = std::time::SystemTime::now() - ttl;
-            let prefix = store::collection_prefix("", "events");
-            let (_, events) = state.store.list(&prefix, None, usize::MAX)?;
+            let mut events = Vec::new();
+            for group in ["", "events.k8s.io"] {
+                let prefix = store::collection_prefix(group, "events");
+                events.extend(state.store.list(&prefix, None, usize::MAX)?.1);
+            }
             let expired: Vec<String> = events
                 .into_iter()
                 .filter(|(_, e)| {

@@ -75,6 +75,7 @@ fn schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) ->
 use k8s_openapi::api::coordination::v1 as coordination;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
+use k8s_openapi::api::events::v1 as events;
 
 pub static KINDS: &[Kind] = &[
     Kind {
@@ -214,6 +215,27 @@ pub static KINDS: &[Kind] = &[
         roundtrip: roundtrip::<core::Endpoints>,
         schema: schema::<core::Endpoints>,
         field_labels: &[],
+    },
+    Kind {
+        group: "events.k8s.io",
+        version: "v1",
+        resource: "events",
+        kind: "Event",
+        singular: "event",
+        namespaced: true,
+        short_names: &["ev"],
+        status: false,
+        roundtrip: roundtrip::<events::Event>,
+        schema: schema::<events::Event>,
+        field_labels: &[
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "reason",
+            "reportingController",
+            "type",
+        ],
     },
     Kind {
         group: "coordination.k8s.io",

@@ -259,35 +259,60 @@ fn cells(resource: &str, o: &Value, now: SystemTime) -> Vec<Value> {
             ]
         }
         "events" => {
-            let last = if o["lastTimestamp"].is_string() {
-                &o["lastTimestamp"]
-            } else if o["eventTime"].is_string() {
-                &o["eventTime"]
-            } else {
-                &o["metadata"]["creationTimestamp"]
+            // core/v1 and events.k8s.io/v1 name the same things differently.
+            let first_string = |fields: &[&Value]| -> Value {
+                fields
+                    .iter()
+                    .find(|v| v.is_string())
+                    .map_or(Value::Null, |v| (*v).clone())
             };
-            let first = if o["firstTimestamp"].is_string() {
-                &o["firstTimestamp"]
+            let last = first_string(&[
+                &o["lastTimestamp"],
+                &o["deprecatedLastTimestamp"],
+                &o["series"]["lastObservedTime"],
+                &o["eventTime"],
+                &o["metadata"]["creationTimestamp"],
+            ]);
+            let first = first_string(&[
+                &o["firstTimestamp"],
+                &o["deprecatedFirstTimestamp"],
+                &o["eventTime"],
+                &last,
+            ]);
+            let inv = if o["involvedObject"].is_object() {
+                &o["involvedObject"]
             } else {
-                last
+                &o["regarding"]
             };
-            let inv = &o["involvedObject"];
             let object = format!("{}/{}", s(&inv["kind"]).to_lowercase(), s(&inv["name"]));
             let source = match (s(&o["source"]["component"]), s(&o["source"]["host"])) {
+                ("", _) if o["reportingController"].is_string() => {
+                    s(&o["reportingController"]).to_string()
+                }
                 ("", _) => s(&o["reportingComponent"]).to_string(),
                 (c, "") => c.to_string(),
                 (c, h) => format!("{c}, {h}"),
             };
+            let message = if o["message"].is_string() {
+                s(&o["message"])
+            } else {
+                s(&o["note"])
+            };
+            let count = o["count"]
+                .as_i64()
+                .or(o["series"]["count"].as_i64())
+                .or(o["deprecatedCount"].as_i64())
+                .unwrap_or(1);
             vec![
-                json!(age(last, now)),
+                json!(age(&last, now)),
                 json!(s(&o["type"])),
                 json!(s(&o["reason"])),
                 json!(object),
                 json!(s(&inv["fieldPath"])),
                 json!(source),
-                json!(s(&o["message"]).trim()),
-                json!(age(first, now)),
-                json!(o["count"].as_i64().unwrap_or(1).to_string()),
+                json!(message.trim()),
+                json!(age(&first, now)),
+                json!(count.to_string()),
                 name,
             ]
         }
