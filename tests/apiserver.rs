@@ -785,6 +785,42 @@ async fn graceful_delete_of_bound_pods() {
     let kept = pods.get("orphan").await.expect("orphaned, not deleted");
     assert!(kept.metadata.owner_references.is_none());
 
+    // Deleting a namespace: Terminating while a bound pod terminates, no new
+    // content meanwhile, gone with the kubelet's final delete of the pod.
+    s.ok(&["create", "namespace", "doomed"]);
+    let in_doomed: Api<Pod> = Api::namespaced(s.client().await, "doomed");
+    let p: Pod = serde_json::from_value(pod_json("running", Some("n1"))).unwrap();
+    in_doomed.create(&PostParams::default(), &p).await.unwrap();
+    s.ok(&["delete", "namespace", "doomed", "--wait=false"]);
+    let phase = s.ok(&[
+        "get",
+        "namespace",
+        "doomed",
+        "-o",
+        "jsonpath={.status.phase}",
+    ]);
+    assert_eq!(phase, "Terminating");
+    assert!(
+        in_doomed
+            .get("running")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    let err = s.fails(&["-n", "doomed", "create", "configmap", "late"]);
+    assert!(err.contains("being terminated"), "{err}");
+    in_doomed
+        .delete(
+            "running",
+            &kube::api::DeleteParams::default().grace_period(0),
+        )
+        .await
+        .unwrap();
+    let err = s.fails(&["get", "namespace", "doomed"]);
+    assert!(err.contains("not found"), "{err}");
+
     // pods/binding: the scheduler's way onto a node, once.
     let pending: Pod = serde_json::from_value(pod_json("pending", None)).unwrap();
     pods.create(&PostParams::default(), &pending).await.unwrap();

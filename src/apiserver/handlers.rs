@@ -375,8 +375,43 @@ fn check_valid(kind: &Kind, object: &Value) -> Result<(), ApiError> {
 }
 
 fn ensure_namespace(txn: &Txn<'_>, kind: &Kind, ns: &str) -> Result<(), ApiError> {
-    if kind.namespaced && txn.get(&namespace_key(ns))?.is_none() {
-        return Err(ApiError::not_found("", "namespaces", ns));
+    if !kind.namespaced {
+        return Ok(());
+    }
+    match txn.get(&namespace_key(ns))? {
+        None => Err(ApiError::not_found("", "namespaces", ns)),
+        Some(n) if n["metadata"]["deletionTimestamp"].is_string() => {
+            Err(ApiError::Forbidden(format!(
+                "{} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                qualified(kind.group, kind.resource)
+            )))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Whether anything is left in namespace `ns`.
+fn namespace_empty(txn: &Txn<'_>, ns: &str) -> Result<bool, ApiError> {
+    for k in resources::KINDS.iter().filter(|k| k.namespaced) {
+        let mut prefix = collection_prefix(k.group, k.resource);
+        prefix.push_str(ns);
+        prefix.push('/');
+        if !txn.list(&prefix)?.is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The namespace controller's last step: a terminating namespace goes once
+/// its last object (say, a pod a kubelet just finished) is gone.
+fn finish_namespace(txn: &mut Txn<'_>, ns: &str) -> Result<(), ApiError> {
+    let key = namespace_key(ns);
+    if let Some(n) = txn.get(&key)?
+        && n["metadata"]["deletionTimestamp"].is_string()
+        && namespace_empty(txn, ns)?
+    {
+        txn.delete(&key)?;
     }
     Ok(())
 }
@@ -781,7 +816,11 @@ fn store_update(
                 .is_some_and(|f| !f.is_empty()));
     if finalized {
         txn.put(&key, new)?;
-        return Ok(txn.delete(&key)?.unwrap_or_default());
+        let deleted = txn.delete(&key)?.unwrap_or_default();
+        if t.kind.namespaced {
+            finish_namespace(txn, &t.namespace)?;
+        }
+        return Ok(deleted);
     }
     Ok(txn.put(&key, new)?)
 }
@@ -977,23 +1016,50 @@ fn delete_with_dependents(
         return mark_deleting(txn, &key, old, 0);
     }
     if kind.resource == "namespaces" {
-        // The namespace controller's job, done at once: remove everything
-        // in the namespace along with it.
-        for k in resources::KINDS.iter().filter(|k| k.namespaced) {
-            let mut prefix = collection_prefix(k.group, k.resource);
-            prefix.push_str(&t.name);
-            prefix.push('/');
-            for (child, _) in txn.list(&prefix)? {
-                txn.delete(&child)?;
-            }
-        }
+        return terminate_namespace(txn, t, old);
     }
     let deleted = txn.delete(&key)?.ok_or_else(|| not_found(t))?;
-    // Namespace contents went above; events own nothing.
-    if !matches!(kind.resource, "namespaces" | "events") {
+    // Events own nothing.
+    if kind.resource != "events" {
         collect_dependents(txn, meta_str(&deleted, "uid"), opts.orphan, depth)?;
     }
+    if kind.namespaced {
+        finish_namespace(txn, &t.namespace)?;
+    }
     Ok(deleted)
+}
+
+/// The namespace controller's job, done in the delete: the namespace turns
+/// Terminating, its contents are deleted (pods bound to a node gracefully,
+/// so their kubelet can stop them), and it goes when nothing is left.
+fn terminate_namespace(txn: &mut Txn<'_>, t: &Target, mut ns: Value) -> Result<Value, ApiError> {
+    if !ns["metadata"]["deletionTimestamp"].is_string() {
+        ns["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        ns["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        ns["status"]["phase"] = json!("Terminating");
+        ns = txn.put(&namespace_key(&t.name), ns)?;
+    }
+    for k in resources::KINDS.iter().filter(|k| k.namespaced) {
+        let mut prefix = collection_prefix(k.group, k.resource);
+        prefix.push_str(&t.name);
+        prefix.push('/');
+        for (child, object) in txn.list(&prefix)? {
+            if k.resource == "pods" {
+                let grace = pod_grace(&object, None);
+                if grace > 0 {
+                    mark_deleting(txn, &child, object, grace)?;
+                    continue;
+                }
+            }
+            txn.delete(&child)?;
+        }
+    }
+    if namespace_empty(txn, &t.name)? {
+        return txn
+            .delete(&namespace_key(&t.name))?
+            .ok_or_else(|| not_found(t));
+    }
+    Ok(ns)
 }
 
 /// The garbage collector's work, done in the owner's delete transaction:
