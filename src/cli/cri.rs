@@ -9,6 +9,7 @@ use clap::Args;
 
 use crate::runtime::containerd::Containerd;
 use crate::runtime::image::{ImageManager, ImageManagerConfig};
+use crate::runtime::sandbox::{SandboxManager, SandboxManagerConfig};
 
 #[derive(Debug, Args)]
 pub struct CriArgs {
@@ -36,6 +37,15 @@ pub struct CriArgs {
     /// Fail a pull that makes no progress for this long (e.g. `30s`, `5m`).
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub image_pull_progress_timeout: Duration,
+    /// Volatile runtime state: pinned namespaces, per-sandbox resolv.conf/hosts.
+    #[arg(long, default_value = "/run/deckhand")]
+    pub run_dir: PathBuf,
+    /// CNI network configuration: the first file in lexical order is used.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+    /// Where CNI plugin binaries are (repeat or separate with ':').
+    #[arg(long, default_value = "/usr/lib/cni", value_delimiter = ':')]
+    pub cni_bin_dir: Vec<PathBuf>,
     /// Give up connecting to a registry after this long.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub registry_connect_timeout: Duration,
@@ -57,8 +67,17 @@ pub async fn run(args: CriArgs) -> anyhow::Result<()> {
             progress_timeout: args.image_pull_progress_timeout,
         },
     ));
+    let sandboxes = SandboxManager::new(SandboxManagerConfig {
+        run_dir: args.run_dir,
+        state_dir: args.state_dir,
+        cni_conf_dir: args.cni_conf_dir,
+        cni_bin_dirs: args.cni_bin_dir,
+        // The running binary itself, even if the file was replaced since.
+        infra_exe: "/proc/self/exe".into(),
+    })
+    .await;
     let socket = crate::cri::socket::socket_path(&args.listen);
-    crate::cri::serve(&socket, images, shutdown_signal()).await
+    crate::cri::serve(&socket, images, sandboxes, shutdown_signal()).await
 }
 
 /// SIGINT or SIGTERM: stop accepting, finish, remove the socket.

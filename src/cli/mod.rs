@@ -2,6 +2,7 @@
 
 mod apiserver;
 mod cri;
+pub mod log_driver;
 
 use clap::{Parser, Subcommand};
 
@@ -20,7 +21,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the CRI v1 RuntimeService and ImageService on a unix socket.
-    Cri(cri::CriArgs),
+    Cri(Box<cri::CriArgs>),
+    /// A pod sandbox's infra process (deckhand starts it itself).
+    #[command(hide = true)]
+    SandboxInfra(crate::runtime::sandbox::infra::InfraArgs),
     /// Serve the bundled Kubernetes API server (HTTPS, embedded store).
     Apiserver(apiserver::ApiserverArgs),
 }
@@ -39,7 +43,10 @@ pub fn init_tracing(level: Option<&str>) {
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Cri(args) => cri::run(args).await,
+        Command::Cri(args) => cri::run(*args).await,
+        Command::SandboxInfra(_) => {
+            anyhow::bail!("sandbox-infra must run before an async runtime exists")
+        }
         Command::Apiserver(args) => apiserver::run(args).await,
     }
 }

@@ -138,11 +138,17 @@ impl ImageService for CriImageService {
         let started = std::time::Instant::now();
         let pull = self.images.pull(&name, credentials);
         let result = match deadline {
-            Some(limit) => tokio::time::timeout(limit, pull).await.map_err(|_| {
-                Status::deadline_exceeded(format!(
-                    "pulling image {name}: deadline of {limit:?} exceeded"
-                ))
-            })?,
+            // Answer a little before the client's own timer fires, so it sees
+            // our status (naming the image) instead of a bare client timeout.
+            Some(limit) => {
+                tokio::time::timeout(limit - (limit / 20).min(Duration::from_millis(100)), pull)
+                    .await
+                    .map_err(|_| {
+                        Status::deadline_exceeded(format!(
+                            "pulling image {name}: deadline of {limit:?} exceeded"
+                        ))
+                    })?
+            }
             None => pull.await,
         };
         match result {

@@ -13,16 +13,21 @@ use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 
 use crate::runtime::image::ImageManager;
+use crate::runtime::sandbox::SandboxManager;
 
 /// Largest message we accept or send: a ListImages/ListContainers reply on a
 /// busy node can pass tonic's 4 MiB default.
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// How long a stopping server lets in-flight calls finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Serves CRI on `socket_path` until `shutdown` resolves; the socket file is
 /// removed when serving ends.
 pub async fn serve(
     socket_path: &Path,
     images: Arc<ImageManager>,
+    sandboxes: Arc<SandboxManager>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let mut listener = socket::bind(socket_path)?;
@@ -30,14 +35,34 @@ pub async fn serve(
     let images = ImageServiceServer::new(image_service::CriImageService::new(images))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let runtime = RuntimeServiceServer::new(runtime_service::CriRuntimeService)
+    let runtime = RuntimeServiceServer::new(runtime_service::CriRuntimeService::new(sandboxes))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let result = tonic::transport::Server::builder()
+    // Graceful shutdown waits for every connection to close, and a client such
+    // as the kubelet keeps its connection forever: give in-flight calls a grace
+    // period, then stop regardless.
+    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            stopping.notify_one();
+        }
+    };
+    let server = tonic::transport::Server::builder()
         .add_service(images)
         .add_service(runtime)
-        .serve_with_incoming_shutdown(listener.incoming(), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(listener.incoming(), signal);
+    let result = tokio::select! {
+        result = server => result.map_err(|e| anyhow::anyhow!("CRI server: {e}")),
+        _ = async {
+            stopping.notified().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; stopping anyway");
+            Ok(())
+        }
+    };
     drop(listener);
-    result.map_err(|e| anyhow::anyhow!("CRI server: {e}"))
+    result
 }

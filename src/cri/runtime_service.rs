@@ -1,16 +1,37 @@
-//! `runtime.v1.RuntimeService`. Version and RuntimeConfig are served; the pod
-//! and container calls answer Unimplemented until the runtime lands them.
+//! `runtime.v1.RuntimeService`. Version, RuntimeConfig, Status and the pod
+//! sandbox calls are served; container calls answer Unimplemented until the
+//! runtime lands them.
+
+use std::sync::Arc;
 
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
+use crate::runtime::sandbox::{SandboxError, SandboxManager};
+
 /// The CRI API version we speak.
 pub const CRI_API_VERSION: &str = "v1";
 pub const RUNTIME_NAME: &str = "deckhand";
 
-#[derive(Default)]
-pub struct CriRuntimeService;
+pub struct CriRuntimeService {
+    sandboxes: Arc<SandboxManager>,
+}
+
+impl CriRuntimeService {
+    pub fn new(sandboxes: Arc<SandboxManager>) -> Self {
+        Self { sandboxes }
+    }
+}
+
+fn status(e: SandboxError) -> Status {
+    match e {
+        SandboxError::InvalidArgument(m) => Status::invalid_argument(m),
+        SandboxError::AlreadyExists(m) => Status::already_exists(m),
+        e @ SandboxError::NotFound(_) => Status::not_found(e.to_string()),
+        SandboxError::Failed(m) => Status::internal(m),
+    }
+}
 
 /// The impl block, with the calls not built yet answering Unimplemented.
 /// (async_trait must see the generated methods, so the macro emits the block.)
@@ -59,12 +80,73 @@ runtime_service_impl! {{
         Err(Status::unimplemented("get_container_events is not implemented by deckhand yet"))
     }
 
+    async fn run_pod_sandbox(
+        &self,
+        request: Request<cri::RunPodSandboxRequest>,
+    ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
+        let pod_sandbox_id = self.sandboxes.run(request.into_inner()).await.map_err(status)?;
+        Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        request: Request<cri::StopPodSandboxRequest>,
+    ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
+        self.sandboxes.stop(&request.into_inner().pod_sandbox_id).await.map_err(status)?;
+        Ok(Response::new(cri::StopPodSandboxResponse {}))
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        request: Request<cri::RemovePodSandboxRequest>,
+    ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
+        self.sandboxes.remove(&request.into_inner().pod_sandbox_id).await.map_err(status)?;
+        Ok(Response::new(cri::RemovePodSandboxResponse {}))
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        request: Request<cri::PodSandboxStatusRequest>,
+    ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
+        let request = request.into_inner();
+        let response = self
+            .sandboxes
+            .status(&request.pod_sandbox_id, request.verbose)
+            .map_err(status)?;
+        Ok(Response::new(response))
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        request: Request<cri::ListPodSandboxRequest>,
+    ) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
+        let items = self.sandboxes.list(request.into_inner().filter.as_ref());
+        Ok(Response::new(cri::ListPodSandboxResponse { items }))
+    }
+
+    async fn status(&self, _request: Request<cri::StatusRequest>) -> Result<Response<cri::StatusResponse>, Status> {
+        let network = self.sandboxes.network_status().await;
+        let conditions = vec![
+            cri::RuntimeCondition {
+                r#type: "RuntimeReady".into(),
+                status: true,
+                reason: String::new(),
+                message: String::new(),
+            },
+            cri::RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: network.ready,
+                reason: if network.ready { String::new() } else { "NetworkPluginNotReady".into() },
+                message: if network.ready { String::new() } else { network.message },
+            },
+        ];
+        Ok(Response::new(cri::StatusResponse {
+            status: Some(cri::RuntimeStatus { conditions }),
+            ..Default::default()
+        }))
+    }
+
 } unimplemented {
-        run_pod_sandbox(RunPodSandboxRequest) -> RunPodSandboxResponse;
-        stop_pod_sandbox(StopPodSandboxRequest) -> StopPodSandboxResponse;
-        remove_pod_sandbox(RemovePodSandboxRequest) -> RemovePodSandboxResponse;
-        pod_sandbox_status(PodSandboxStatusRequest) -> PodSandboxStatusResponse;
-        list_pod_sandbox(ListPodSandboxRequest) -> ListPodSandboxResponse;
         create_container(CreateContainerRequest) -> CreateContainerResponse;
         start_container(StartContainerRequest) -> StartContainerResponse;
         stop_container(StopContainerRequest) -> StopContainerResponse;
@@ -82,7 +164,6 @@ runtime_service_impl! {{
         pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse;
         list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse;
         update_runtime_config(UpdateRuntimeConfigRequest) -> UpdateRuntimeConfigResponse;
-        status(StatusRequest) -> StatusResponse;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse;

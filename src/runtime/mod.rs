@@ -1,5 +1,8 @@
 //! The container runtime: images, sandboxes, containers; backends containerd | runc.
 
+pub mod container;
 pub mod containerd;
 pub mod image;
+pub mod log;
 pub mod registry;
+pub mod sandbox;

@@ -1,1 +1,10 @@
 //! Thin wrappers over the kernel: namespaces, cgroups, capabilities, mounts, CNI exec.
+//! One file per concern; each syscall sits behind a small function so the
+//! logic above it can be unit-tested without root.
+
+pub mod cgroup;
+pub mod cni;
+pub mod init;
+pub mod ns;
+pub mod process;
+pub mod sysctl;

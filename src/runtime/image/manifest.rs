@@ -223,10 +223,19 @@ pub struct RootFs {
     pub diff_ids: Vec<String>,
 }
 
+/// How the image wants its process run (the OCI config's `config` object).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ExecConfig {
     #[serde(rename = "User", default)]
     pub user: Option<String>,
+    #[serde(rename = "Entrypoint", default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(rename = "Cmd", default)]
+    pub cmd: Option<Vec<String>>,
+    #[serde(rename = "Env", default)]
+    pub env: Option<Vec<String>>,
+    #[serde(rename = "WorkingDir", default)]
+    pub working_dir: Option<String>,
 }
 
 impl ImageConfig {
@@ -315,6 +324,7 @@ mod tests {
         let c = |u: &str| ImageConfig {
             config: Some(ExecConfig {
                 user: Some(u.into()),
+                ..Default::default()
             }),
             ..Default::default()
         };

@@ -108,15 +108,37 @@ pub async fn pull(
         .await
         .map_err(|s| ImageError::containerd("creating a lease", s))?;
     let result = async {
-        fetch_layers(
-            images,
-            &session,
-            &lease,
-            image,
-            &manifest,
-            &config.rootfs.diff_ids,
-        )
-        .await?;
+        // The chain id is known from the config, so the manifests and config
+        // (with their GC labels) are written while the layers download.
+        let top_chain = unpack::chain_ids(&config.rootfs.diff_ids)
+            .pop()
+            .unwrap_or_default();
+        let metadata = Metadata {
+            config: (&manifest.config, config_bytes.clone()),
+            manifest: (&manifest, manifest_bytes.clone()),
+            index: index
+                .as_ref()
+                .zip(manifest_descriptor.as_ref())
+                .map(|((_, bytes), chosen)| {
+                    (
+                        top_media_type.clone(),
+                        top_digest.clone(),
+                        bytes.clone(),
+                        chosen,
+                    )
+                }),
+        };
+        tokio::try_join!(
+            fetch_layers(
+                images,
+                &session,
+                &lease,
+                image,
+                &manifest,
+                &config.rootfs.diff_ids
+            ),
+            store_metadata(images, &lease, &top_chain, metadata),
+        )?;
         let layers: Vec<Layer> = manifest
             .layers
             .iter()
@@ -126,61 +148,7 @@ pub async fn pull(
                 diff_id: diff_id.clone(),
             })
             .collect();
-        let top_chain = unpack::unpack(cd, &lease, &images.snapshotter, &layers).await?;
-
-        // Parents after children, each naming its children for the GC.
-        let config_labels = HashMap::from([(
-            format!("containerd.io/gc.ref.snapshot.{}", images.snapshotter),
-            top_chain,
-        )]);
-        store_small(
-            images,
-            &lease,
-            &manifest.config,
-            config_bytes.clone(),
-            config_labels,
-        )
-        .await?;
-        let manifest_digest = sha256_digest(&manifest_bytes);
-        let manifest_expected = Descriptor {
-            media_type: manifest.media_type.clone(),
-            digest: manifest_digest,
-            size: manifest_bytes.len() as i64,
-            platform: None,
-            annotations: Default::default(),
-        };
-        let mut manifest_labels = HashMap::from([(
-            "containerd.io/gc.ref.content.config".to_string(),
-            manifest.config.digest.clone(),
-        )]);
-        for (i, layer) in manifest.layers.iter().enumerate() {
-            manifest_labels.insert(
-                format!("containerd.io/gc.ref.content.l.{i}"),
-                layer.digest.clone(),
-            );
-        }
-        store_small(
-            images,
-            &lease,
-            &manifest_expected,
-            manifest_bytes.clone(),
-            manifest_labels,
-        )
-        .await?;
-        if let (Some((_, index_bytes)), Some(chosen)) = (&index, &manifest_descriptor) {
-            let index_expected = Descriptor {
-                media_type: top_media_type.clone(),
-                digest: top_digest.clone(),
-                size: index_bytes.len() as i64,
-                platform: None,
-                annotations: Default::default(),
-            };
-            let labels = HashMap::from([(
-                "containerd.io/gc.ref.content.m.0".to_string(),
-                chosen.digest.clone(),
-            )]);
-            store_small(images, &lease, &index_expected, index_bytes.clone(), labels).await?;
-        }
+        unpack::unpack(cd, &lease, &images.snapshotter, &layers).await?;
 
         let target = containerd_client::types::Descriptor {
             media_type: top_media_type.clone(),
@@ -265,6 +233,72 @@ fn resolve_error(image: &ImageRef, errors: Vec<RegistryError>) -> ImageError {
         kind,
         format!("image {image}: {summary} (tried: {})", all.join("; ")),
     )
+}
+
+/// The small documents of a pull, stored with the labels that keep their
+/// children alive: index -> manifest -> config + layers, config -> snapshot.
+struct Metadata<'a> {
+    config: (&'a Descriptor, Bytes),
+    manifest: (&'a Manifest, Bytes),
+    /// (media type, digest, bytes, the chosen entry) when the image is an index.
+    index: Option<(String, String, Bytes, &'a Descriptor)>,
+}
+
+async fn store_metadata(
+    images: &ImageManager,
+    lease: &Lease,
+    top_chain: &str,
+    metadata: Metadata<'_>,
+) -> Result<(), ImageError> {
+    let (config, config_bytes) = metadata.config;
+    let config_labels = HashMap::from([(
+        format!("containerd.io/gc.ref.snapshot.{}", images.snapshotter),
+        top_chain.to_string(),
+    )]);
+    store_small(images, lease, config, config_bytes, config_labels).await?;
+
+    let (manifest, manifest_bytes) = metadata.manifest;
+    let manifest_descriptor = Descriptor {
+        media_type: manifest.media_type.clone(),
+        digest: sha256_digest(&manifest_bytes),
+        size: manifest_bytes.len() as i64,
+        platform: None,
+        annotations: Default::default(),
+    };
+    let mut manifest_labels = HashMap::from([(
+        "containerd.io/gc.ref.content.config".to_string(),
+        manifest.config.digest.clone(),
+    )]);
+    for (i, layer) in manifest.layers.iter().enumerate() {
+        manifest_labels.insert(
+            format!("containerd.io/gc.ref.content.l.{i}"),
+            layer.digest.clone(),
+        );
+    }
+    store_small(
+        images,
+        lease,
+        &manifest_descriptor,
+        manifest_bytes,
+        manifest_labels,
+    )
+    .await?;
+
+    if let Some((media_type, digest, bytes, chosen)) = metadata.index {
+        let index_descriptor = Descriptor {
+            media_type,
+            digest,
+            size: bytes.len() as i64,
+            platform: None,
+            annotations: Default::default(),
+        };
+        let labels = HashMap::from([(
+            "containerd.io/gc.ref.content.m.0".to_string(),
+            chosen.digest.clone(),
+        )]);
+        store_small(images, lease, &index_descriptor, bytes, labels).await?;
+    }
+    Ok(())
 }
 
 async fn fetch_small_blob(

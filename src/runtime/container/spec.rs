@@ -1,0 +1,739 @@
+//! A CRI container config becomes an OCI runtime spec: the image's process
+//! settings merged with the request's, joined to the sandbox's namespaces and
+//! cgroup, with kubelet/containerd defaults for what the request leaves out.
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+
+use k8s_cri::v1 as cri;
+use oci_spec::runtime::{
+    Capability, LinuxCapabilities, LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxNamespace,
+    LinuxNamespaceType, LinuxResources, LinuxSeccomp, LinuxSeccompAction, LinuxSyscall, Mount,
+    Spec, User,
+};
+
+use super::user::ResolvedUser;
+use crate::runtime::image::manifest::ExecConfig;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SpecError(pub String);
+
+fn invalid(message: impl Into<String>) -> SpecError {
+    SpecError(message.into())
+}
+
+/// The sandbox a container joins: `None` for a namespace means the host's.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxContext {
+    pub network: Option<PathBuf>,
+    pub ipc: Option<PathBuf>,
+    pub uts: Option<PathBuf>,
+    /// The pod's PID namespace when the pod shares one; with `None` and no
+    /// host PID the container gets a PID namespace of its own.
+    pub pid: Option<PathBuf>,
+    pub host_pid: bool,
+    pub cgroups_path: String,
+    pub hostname: String,
+    /// Files the sandbox wrote for its containers, bind-mounted read-only
+    /// unless the request mounts its own at the same path.
+    pub etc_hostname: Option<PathBuf>,
+    pub etc_hosts: Option<PathBuf>,
+    pub resolv_conf: Option<PathBuf>,
+    pub dev_shm: Option<PathBuf>,
+}
+
+/// What containerd grants a container when nobody says otherwise.
+pub const DEFAULT_CAPABILITIES: &[Capability] = &[
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+const DEFAULT_MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+const DEFAULT_READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Syscalls RuntimeDefault refuses (EPERM): those docker's and containerd's
+/// default profiles keep from unprivileged containers.
+const RUNTIME_DEFAULT_DENIED: &[&str] = &[
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "move_pages",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "perf_event_open",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "query_module",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "setns",
+    "settimeofday",
+    "stime",
+    "swapoff",
+    "swapon",
+    "syslog",
+    "_sysctl",
+    "umount",
+    "umount2",
+    "unshare",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vm86",
+    "vm86old",
+];
+
+/// Parses a CRI capability name (`NET_ADMIN` or `CAP_NET_ADMIN`); `ALL` is
+/// handled by the caller.
+fn capability(name: &str) -> Result<Capability, SpecError> {
+    let bare = name.trim().to_ascii_uppercase();
+    let bare = bare.strip_prefix("CAP_").unwrap_or(&bare);
+    Capability::from_str(bare).map_err(|_| invalid(format!("unknown capability {name:?}")))
+}
+
+/// Every capability the kernel and the caps crate know.
+fn all_capabilities() -> Vec<Capability> {
+    caps::all()
+        .into_iter()
+        .filter_map(|c| capability(&c.to_string()).ok())
+        .collect()
+}
+
+/// The effective capability set: defaults (or all when privileged), plus
+/// adds, minus drops; `ALL` in add or drop means every capability.
+pub fn capabilities(
+    privileged: bool,
+    requested: Option<&cri::Capability>,
+) -> Result<Vec<Capability>, SpecError> {
+    let mut set: Vec<Capability> = if privileged {
+        all_capabilities()
+    } else {
+        DEFAULT_CAPABILITIES.to_vec()
+    };
+    let Some(requested) = requested else {
+        return Ok(set);
+    };
+    let is_all = |names: &[String]| names.iter().any(|n| n.eq_ignore_ascii_case("ALL"));
+    if is_all(&requested.add_capabilities) {
+        set = all_capabilities();
+    } else {
+        for name in &requested.add_capabilities {
+            let cap = capability(name)?;
+            if !set.contains(&cap) {
+                set.push(cap);
+            }
+        }
+    }
+    if is_all(&requested.drop_capabilities) {
+        // Dropping ALL keeps only what is added explicitly, as containerd does.
+        set.clear();
+        for name in requested
+            .add_capabilities
+            .iter()
+            .filter(|n| !n.eq_ignore_ascii_case("ALL"))
+        {
+            set.push(capability(name)?);
+        }
+    } else {
+        for name in &requested.drop_capabilities {
+            let cap = capability(name)?;
+            set.retain(|c| *c != cap);
+        }
+    }
+    Ok(set)
+}
+
+/// The process's argv: the request's command replaces the image entrypoint
+/// (and then the image cmd is dropped); the request's args replace the cmd.
+pub fn process_args(
+    config: &cri::ContainerConfig,
+    image: &ExecConfig,
+) -> Result<Vec<String>, SpecError> {
+    let mut args: Vec<String> = if !config.command.is_empty() {
+        config.command.clone()
+    } else {
+        image.entrypoint.clone().unwrap_or_default()
+    };
+    if !config.args.is_empty() {
+        args.extend(config.args.iter().cloned());
+    } else if config.command.is_empty() {
+        args.extend(image.cmd.clone().unwrap_or_default());
+    }
+    if args.is_empty() {
+        return Err(invalid(
+            "no command specified: neither the request nor the image gives one",
+        ));
+    }
+    Ok(args)
+}
+
+/// Image env first, then the request's, a later key replacing an earlier one.
+pub fn process_env(
+    config: &cri::ContainerConfig,
+    image: &ExecConfig,
+    hostname: &str,
+) -> Vec<String> {
+    let mut env: Vec<String> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut set = |entry: String| {
+        let key = entry.split('=').next().unwrap_or("").to_string();
+        match index.get(&key) {
+            Some(&i) => env[i] = entry,
+            None => {
+                index.insert(key, env.len());
+                env.push(entry);
+            }
+        }
+    };
+    set("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string());
+    if !hostname.is_empty() {
+        set(format!("HOSTNAME={hostname}"));
+    }
+    for entry in image.env.iter().flatten() {
+        set(entry.clone());
+    }
+    for kv in &config.envs {
+        set(format!("{}={}", kv.key, kv.value));
+    }
+    env
+}
+
+/// A path inside the container must be absolute and must not climb out.
+fn container_path(path: &str) -> Result<PathBuf, SpecError> {
+    let p = Path::new(path);
+    if !p.is_absolute() {
+        return Err(invalid(format!("container path {path:?} is not absolute")));
+    }
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(invalid(format!(
+            "container path {path:?} must not contain \"..\""
+        )));
+    }
+    Ok(p.to_path_buf())
+}
+
+/// A CRI mount as an OCI bind mount: the host path must exist (symlinks are
+/// resolved, as the kubelet expects), the container path must be clean.
+pub fn bind_mount(mount: &cri::Mount) -> Result<Mount, SpecError> {
+    let destination = container_path(&mount.container_path)?;
+    if !Path::new(&mount.host_path).is_absolute() {
+        return Err(invalid(format!(
+            "host path {:?} is not absolute",
+            mount.host_path
+        )));
+    }
+    let source = std::fs::canonicalize(&mount.host_path).map_err(|e| {
+        invalid(format!(
+            "host path {:?} of mount {:?}: {e}",
+            mount.host_path, mount.container_path
+        ))
+    })?;
+    let propagation = match cri::MountPropagation::try_from(mount.propagation) {
+        Ok(cri::MountPropagation::PropagationHostToContainer) => "rslave",
+        Ok(cri::MountPropagation::PropagationBidirectional) => "rshared",
+        _ => "rprivate",
+    };
+    let mut options = vec!["rbind".to_string(), propagation.to_string()];
+    options.push(if mount.readonly { "ro" } else { "rw" }.to_string());
+    let mut built = Mount::default();
+    built.set_destination(destination);
+    built.set_source(Some(source));
+    built.set_typ(Some("bind".into()));
+    built.set_options(Some(options));
+    Ok(built)
+}
+
+fn ro_bind(source: &Path, destination: &str, readonly: bool) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(destination.into());
+    m.set_source(Some(source.to_path_buf()));
+    m.set_typ(Some("bind".into()));
+    m.set_options(Some(vec![
+        "rbind".into(),
+        "rprivate".into(),
+        if readonly { "ro" } else { "rw" }.into(),
+    ]));
+    m
+}
+
+fn resources(r: &cri::LinuxContainerResources) -> Result<LinuxResources, SpecError> {
+    let mut resources = LinuxResources::default();
+    let mut cpu = LinuxCpu::default();
+    if r.cpu_shares > 0 {
+        cpu.set_shares(Some(r.cpu_shares as u64));
+    }
+    if r.cpu_quota != 0 {
+        cpu.set_quota(Some(r.cpu_quota));
+    }
+    if r.cpu_period > 0 {
+        cpu.set_period(Some(r.cpu_period as u64));
+    }
+    if !r.cpuset_cpus.is_empty() {
+        cpu.set_cpus(Some(r.cpuset_cpus.clone()));
+    }
+    if !r.cpuset_mems.is_empty() {
+        cpu.set_mems(Some(r.cpuset_mems.clone()));
+    }
+    resources.set_cpu(Some(cpu));
+    let mut memory = LinuxMemory::default();
+    if r.memory_limit_in_bytes > 0 {
+        memory.set_limit(Some(r.memory_limit_in_bytes));
+    }
+    if r.memory_swap_limit_in_bytes > 0 {
+        memory.set_swap(Some(r.memory_swap_limit_in_bytes));
+    }
+    resources.set_memory(Some(memory));
+    if !r.hugepage_limits.is_empty() {
+        let limits = r
+            .hugepage_limits
+            .iter()
+            .map(|h| {
+                let mut l = LinuxHugepageLimit::default();
+                l.set_page_size(h.page_size.clone());
+                l.set_limit(h.limit as i64);
+                l
+            })
+            .collect();
+        resources.set_hugepage_limits(Some(limits));
+    }
+    if !r.unified.is_empty() {
+        resources.set_unified(Some(r.unified.clone()));
+    }
+    Ok(resources)
+}
+
+fn namespace(typ: LinuxNamespaceType, path: Option<&Path>) -> LinuxNamespace {
+    let mut ns = LinuxNamespace::default();
+    ns.set_typ(typ);
+    ns.set_path(path.map(Path::to_path_buf));
+    ns
+}
+
+fn runtime_default_seccomp() -> LinuxSeccomp {
+    let mut syscall = LinuxSyscall::default();
+    syscall.set_names(
+        RUNTIME_DEFAULT_DENIED
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
+    syscall.set_action(LinuxSeccompAction::ScmpActErrno);
+    syscall.set_errno_ret(Some(libc_eperm()));
+    let mut seccomp = LinuxSeccomp::default();
+    seccomp.set_default_action(LinuxSeccompAction::ScmpActAllow);
+    seccomp.set_syscalls(Some(vec![syscall]));
+    seccomp
+}
+
+const fn libc_eperm() -> u32 {
+    1
+}
+
+/// Everything the spec needs besides the request.
+pub struct SpecInputs<'a> {
+    pub config: &'a cri::ContainerConfig,
+    pub image: &'a ExecConfig,
+    pub sandbox: &'a SandboxContext,
+    pub user: &'a ResolvedUser,
+    /// Seccomp profile files for `Localhost` profiles live under this root.
+    pub seccomp_root: &'a Path,
+}
+
+pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
+    let config = inputs.config;
+    let linux_config = config.linux.clone().unwrap_or_default();
+    let security = linux_config.security_context.clone().unwrap_or_default();
+    let privileged = security.privileged;
+
+    let mut spec = Spec::default();
+    spec.set_hostname(Some(inputs.sandbox.hostname.clone()));
+
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(process_args(config, inputs.image)?));
+    process.set_env(Some(process_env(
+        config,
+        inputs.image,
+        &inputs.sandbox.hostname,
+    )));
+    let cwd = match (&config.working_dir, &inputs.image.working_dir) {
+        (w, _) if !w.is_empty() => w.clone(),
+        (_, Some(w)) if !w.is_empty() => w.clone(),
+        _ => "/".to_string(),
+    };
+    process.set_cwd(container_path(&cwd)?);
+    process.set_terminal(Some(config.tty));
+    let mut user = User::default();
+    user.set_uid(inputs.user.uid);
+    user.set_gid(inputs.user.gid);
+    user.set_additional_gids(Some(inputs.user.additional_gids.clone()));
+    process.set_user(user);
+    let caps = capabilities(privileged, security.capabilities.as_ref())?;
+    let caps: oci_spec::runtime::Capabilities = caps.into_iter().collect();
+    let mut capabilities = LinuxCapabilities::default();
+    capabilities.set_bounding(Some(caps.clone()));
+    capabilities.set_effective(Some(caps.clone()));
+    capabilities.set_permitted(Some(caps.clone()));
+    capabilities.set_inheritable(None);
+    capabilities.set_ambient(None);
+    process.set_capabilities(Some(capabilities));
+    process.set_no_new_privileges(Some(security.no_new_privs));
+    // Root here lacks CAP_SYS_RESOURCE, and no one may lower it: clamp at 0.
+    let oom = linux_config
+        .resources
+        .as_ref()
+        .map(|r| r.oom_score_adj)
+        .unwrap_or_default()
+        .clamp(0, 1000);
+    process.set_oom_score_adj(Some(oom as i32));
+    spec.set_process(Some(process));
+
+    let mut root = spec.root().clone().unwrap_or_default();
+    root.set_path("rootfs".into());
+    root.set_readonly(Some(security.readonly_rootfs));
+    spec.set_root(Some(root));
+
+    // Mounts: runtime defaults, then the sandbox's files, then the request's,
+    // a later mount at the same destination replacing an earlier one.
+    let mut mounts: Vec<Mount> = spec.mounts().clone().unwrap_or_default();
+    let sandbox = inputs.sandbox;
+    let requested: Vec<Mount> = config
+        .mounts
+        .iter()
+        .map(bind_mount)
+        .collect::<Result<_, _>>()?;
+    let requested_at = |dest: &str| requested.iter().any(|m| m.destination() == Path::new(dest));
+    for (file, dest) in [
+        (&sandbox.etc_hostname, "/etc/hostname"),
+        (&sandbox.etc_hosts, "/etc/hosts"),
+        (&sandbox.resolv_conf, "/etc/resolv.conf"),
+    ] {
+        if let Some(file) = file
+            && !requested_at(dest)
+        {
+            mounts.push(ro_bind(file, dest, security.readonly_rootfs));
+        }
+    }
+    if let Some(shm) = &sandbox.dev_shm {
+        mounts.retain(|m| m.destination() != Path::new("/dev/shm"));
+        mounts.push(ro_bind(shm, "/dev/shm", false));
+    }
+    for mount in requested {
+        mounts.retain(|m| m.destination() != mount.destination());
+        mounts.push(mount);
+    }
+    if privileged {
+        // A privileged container sees /sys and cgroups writable.
+        for m in &mut mounts {
+            let sys = m.destination() == Path::new("/sys")
+                || m.destination() == Path::new("/sys/fs/cgroup");
+            if sys && let Some(options) = m.options().clone() {
+                m.set_options(Some(options.into_iter().filter(|o| o != "ro").collect()));
+            }
+        }
+    }
+    spec.set_mounts(Some(mounts));
+
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut namespaces = vec![
+        namespace(LinuxNamespaceType::Mount, None),
+        namespace(LinuxNamespaceType::Cgroup, None),
+    ];
+    for (typ, path) in [
+        (LinuxNamespaceType::Network, &sandbox.network),
+        (LinuxNamespaceType::Ipc, &sandbox.ipc),
+        (LinuxNamespaceType::Uts, &sandbox.uts),
+    ] {
+        if let Some(path) = path {
+            namespaces.push(namespace(typ, Some(path)));
+        }
+    }
+    if !sandbox.host_pid {
+        namespaces.push(namespace(LinuxNamespaceType::Pid, sandbox.pid.as_deref()));
+    }
+    linux.set_namespaces(Some(namespaces));
+    linux.set_cgroups_path(Some(PathBuf::from(&sandbox.cgroups_path)));
+    // Sysctls are the pod's, set once in its namespaces by the sandbox.
+    linux.set_sysctl(None);
+    if let Some(r) = &linux_config.resources {
+        linux.set_resources(Some(resources(r)?));
+    }
+    if privileged {
+        linux.set_masked_paths(Some(vec![]));
+        linux.set_readonly_paths(Some(vec![]));
+    } else {
+        let masked = if security.masked_paths.is_empty() {
+            DEFAULT_MASKED_PATHS.iter().map(|s| s.to_string()).collect()
+        } else {
+            security.masked_paths.clone()
+        };
+        let readonly = if security.readonly_paths.is_empty() {
+            DEFAULT_READONLY_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            security.readonly_paths.clone()
+        };
+        linux.set_masked_paths(Some(masked));
+        linux.set_readonly_paths(Some(readonly));
+    }
+    linux.set_seccomp(seccomp(&security, privileged, inputs.seccomp_root)?);
+    spec.set_linux(Some(linux));
+    Ok(spec)
+}
+
+fn seccomp(
+    security: &cri::LinuxContainerSecurityContext,
+    privileged: bool,
+    root: &Path,
+) -> Result<Option<LinuxSeccomp>, SpecError> {
+    let Some(profile) = &security.seccomp else {
+        return Ok(None);
+    };
+    match cri::security_profile::ProfileType::try_from(profile.profile_type) {
+        Ok(cri::security_profile::ProfileType::Unconfined) | Err(_) => Ok(None),
+        Ok(cri::security_profile::ProfileType::RuntimeDefault) if privileged => Ok(None),
+        Ok(cri::security_profile::ProfileType::RuntimeDefault) => {
+            Ok(Some(runtime_default_seccomp()))
+        }
+        Ok(cri::security_profile::ProfileType::Localhost) => {
+            let path = Path::new(&profile.localhost_ref);
+            let path = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                root.join(path)
+            };
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| invalid(format!("seccomp profile {}: {e}", path.display())))?;
+            let parsed: LinuxSeccomp = serde_json::from_str(&text)
+                .map_err(|e| invalid(format!("seccomp profile {}: {e}", path.display())))?;
+            Ok(Some(parsed))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> ExecConfig {
+        ExecConfig {
+            entrypoint: Some(vec!["/entry".into()]),
+            cmd: Some(vec!["default-arg".into()]),
+            env: Some(vec!["A=image".into(), "B=image".into()]),
+            ..Default::default()
+        }
+    }
+
+    fn config() -> cri::ContainerConfig {
+        cri::ContainerConfig::default()
+    }
+
+    #[test]
+    fn command_and_args_merge_like_the_kubelet() {
+        let image = image();
+        let mut c = config();
+        assert_eq!(process_args(&c, &image).unwrap(), ["/entry", "default-arg"]);
+        c.args = vec!["x".into()];
+        assert_eq!(process_args(&c, &image).unwrap(), ["/entry", "x"]);
+        c.command = vec!["/bin/sh".into()];
+        c.args = vec![];
+        assert_eq!(process_args(&c, &image).unwrap(), ["/bin/sh"]);
+        assert!(process_args(&config(), &ExecConfig::default()).is_err());
+    }
+
+    #[test]
+    fn request_env_overrides_image_env() {
+        let mut c = config();
+        c.envs = vec![cri::KeyValue {
+            key: "B".into(),
+            value: "request".into(),
+        }];
+        let env = process_env(&c, &image(), "pod");
+        assert!(env.contains(&"A=image".to_string()));
+        assert!(env.contains(&"B=request".to_string()));
+        assert!(!env.contains(&"B=image".to_string()));
+        assert!(env.contains(&"HOSTNAME=pod".to_string()));
+    }
+
+    #[test]
+    fn capabilities_add_drop_and_all() {
+        let req = |add: &[&str], drop: &[&str]| cri::Capability {
+            add_capabilities: add.iter().map(|s| s.to_string()).collect(),
+            drop_capabilities: drop.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let caps = capabilities(false, Some(&req(&["NET_ADMIN"], &["CAP_CHOWN"]))).unwrap();
+        assert!(caps.contains(&Capability::NetAdmin));
+        assert!(!caps.contains(&Capability::Chown));
+        let caps = capabilities(false, Some(&req(&["NET_RAW"], &["ALL"]))).unwrap();
+        assert_eq!(caps, vec![Capability::NetRaw]);
+        let caps = capabilities(false, Some(&req(&["ALL"], &[]))).unwrap();
+        assert!(caps.contains(&Capability::SysAdmin));
+        assert!(capabilities(false, Some(&req(&["FLY"], &[]))).is_err());
+        assert!(
+            capabilities(true, None)
+                .unwrap()
+                .contains(&Capability::SysAdmin)
+        );
+    }
+
+    #[test]
+    fn mounts_must_exist_and_stay_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        let m = bind_mount(&cri::Mount {
+            container_path: "/data".into(),
+            host_path: link.display().to_string(),
+            readonly: true,
+            propagation: cri::MountPropagation::PropagationHostToContainer as i32,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            m.source().as_deref(),
+            Some(std::fs::canonicalize(dir.path()).unwrap().as_path())
+        );
+        assert_eq!(m.options().as_ref().unwrap(), &["rbind", "rslave", "ro"]);
+        let bad = |container: &str, host: &str| {
+            bind_mount(&cri::Mount {
+                container_path: container.into(),
+                host_path: host.into(),
+                ..Default::default()
+            })
+            .is_err()
+        };
+        assert!(bad("/data", "/no/such/path"));
+        assert!(bad("relative", "/tmp"));
+        assert!(bad("/a/../../etc", "/tmp"));
+        assert!(bad("/data", "relative/host"));
+    }
+
+    #[test]
+    fn a_spec_joins_the_sandbox_and_applies_limits() {
+        let mut c = config();
+        c.linux = Some(cri::LinuxContainerConfig {
+            resources: Some(cri::LinuxContainerResources {
+                cpu_shares: 512,
+                cpu_quota: 50_000,
+                cpu_period: 100_000,
+                memory_limit_in_bytes: 64 << 20,
+                oom_score_adj: -998,
+                ..Default::default()
+            }),
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                readonly_rootfs: true,
+                no_new_privs: true,
+                seccomp: Some(cri::SecurityProfile {
+                    profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        });
+        let sandbox = SandboxContext {
+            network: Some("/run/deckhand/sb/ns/net".into()),
+            ipc: Some("/run/deckhand/sb/ns/ipc".into()),
+            uts: Some("/run/deckhand/sb/ns/uts".into()),
+            cgroups_path: "/kubepods/pod1/ctr1".into(),
+            hostname: "pod".into(),
+            ..Default::default()
+        };
+        let user = ResolvedUser::default();
+        let spec = build(&SpecInputs {
+            config: &c,
+            image: &image(),
+            sandbox: &sandbox,
+            user: &user,
+            seccomp_root: Path::new("/var/lib/kubelet/seccomp"),
+        })
+        .unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        let ns = linux.namespaces().as_ref().unwrap();
+        let net = ns
+            .iter()
+            .find(|n| n.typ() == LinuxNamespaceType::Network)
+            .unwrap();
+        assert_eq!(
+            net.path().as_deref(),
+            Some(Path::new("/run/deckhand/sb/ns/net"))
+        );
+        assert!(
+            ns.iter()
+                .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
+        );
+        let resources = linux.resources().as_ref().unwrap();
+        assert_eq!(resources.cpu().as_ref().unwrap().shares(), Some(512));
+        assert_eq!(resources.memory().as_ref().unwrap().limit(), Some(64 << 20));
+        let process = spec.process().as_ref().unwrap();
+        assert_eq!(process.oom_score_adj(), Some(0), "never negative");
+        assert_eq!(process.no_new_privileges(), Some(true));
+        assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
+        assert!(linux.seccomp().is_some());
+        assert!(
+            linux
+                .masked_paths()
+                .as_ref()
+                .unwrap()
+                .contains(&"/proc/kcore".to_string())
+        );
+        // The spec serializes to what runc reads.
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["linux"]["cgroupsPath"], "/kubepods/pod1/ctr1");
+        assert_eq!(json["process"]["args"][0], "/entry");
+    }
+}

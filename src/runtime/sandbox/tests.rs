@@ -1,0 +1,218 @@
+use super::*;
+
+fn request(name: &str) -> cri::RunPodSandboxRequest {
+    cri::RunPodSandboxRequest {
+        config: Some(cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: name.into(),
+                uid: "uid-1".into(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                cgroup_parent: "/kubepods/pod1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        runtime_handler: String::new(),
+    }
+}
+
+fn with_linux(
+    mut r: cri::RunPodSandboxRequest,
+    f: impl FnOnce(&mut cri::LinuxPodSandboxConfig),
+) -> cri::RunPodSandboxRequest {
+    f(r.config.as_mut().unwrap().linux.as_mut().unwrap());
+    r
+}
+
+fn ns_options(
+    network: cri::NamespaceMode,
+    pid: cri::NamespaceMode,
+    ipc: cri::NamespaceMode,
+) -> Option<cri::LinuxSandboxSecurityContext> {
+    Some(cri::LinuxSandboxSecurityContext {
+        namespace_options: Some(cri::NamespaceOption {
+            network: network as i32,
+            pid: pid as i32,
+            ipc: ipc as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+fn invalid(r: cri::RunPodSandboxRequest) -> bool {
+    matches!(Plan::from_request(r), Err(SandboxError::InvalidArgument(_)))
+}
+
+#[test]
+fn metadata_is_required() {
+    assert!(invalid(cri::RunPodSandboxRequest::default()));
+    for field in 0..3 {
+        let mut r = request("p");
+        let m = r.config.as_mut().unwrap().metadata.as_mut().unwrap();
+        match field {
+            0 => m.name.clear(),
+            1 => m.namespace.clear(),
+            _ => m.uid.clear(),
+        }
+        assert!(invalid(r), "field {field}");
+    }
+    let mut r = request("p");
+    r.config.as_mut().unwrap().metadata = None;
+    assert!(invalid(r));
+}
+
+#[test]
+fn cgroup_parent_must_be_absolute_and_contained() {
+    assert!(invalid(
+        with_linux(request("p"), |l| l.cgroup_parent = "kubepods".into())
+    ));
+    assert!(invalid(with_linux(request("p"), |l| l.cgroup_parent =
+        "/kubepods/../../x".into())));
+    let plan = Plan::from_request(request("p")).unwrap();
+    assert_eq!(plan.cgroup_parent, "kubepods/pod1");
+    let plan = Plan::from_request(with_linux(request("p"), |l| l.cgroup_parent.clear())).unwrap();
+    assert_eq!(plan.cgroup_parent, "deckhand");
+    let rec = plan.record("abc".into(), Path::new("/run/d"), None);
+    assert_eq!(rec.cgroup.as_deref(), Some("deckhand/abc"));
+    assert_eq!(
+        rec.ns_path(NsKind::Net),
+        PathBuf::from("/run/d/sandboxes/abc/ns/net")
+    );
+}
+
+#[test]
+fn namespaces_follow_the_options() {
+    use cri::NamespaceMode::{Container, Node, Pod};
+    let plan = Plan::from_request(request("p")).unwrap();
+    // The proto's zero value is POD for all three (the kubelet asks for
+    // CONTAINER PID explicitly).
+    assert_eq!(
+        plan.namespaces(),
+        vec![NsKind::Net, NsKind::Uts, NsKind::Ipc, NsKind::Pid]
+    );
+    let plan = Plan::from_request(with_linux(request("p"), |l| {
+        l.security_context = ns_options(Pod, Container, Pod)
+    }))
+    .unwrap();
+    assert_eq!(
+        plan.namespaces(),
+        vec![NsKind::Net, NsKind::Uts, NsKind::Ipc]
+    );
+    assert_eq!(plan.hostname, "p");
+    let plan = Plan::from_request(with_linux(request("p"), |l| {
+        l.security_context = ns_options(Pod, Pod, Pod)
+    }))
+    .unwrap();
+    assert_eq!(
+        plan.namespaces(),
+        vec![NsKind::Net, NsKind::Uts, NsKind::Ipc, NsKind::Pid]
+    );
+    let plan = Plan::from_request(with_linux(request("p"), |l| {
+        l.security_context = ns_options(Node, Node, Node)
+    }))
+    .unwrap();
+    assert!(plan.namespaces().is_empty());
+    let plan = Plan::from_request(with_linux(request("p"), |l| {
+        l.security_context = ns_options(Node, Container, Pod)
+    }))
+    .unwrap();
+    assert_eq!(plan.namespaces(), vec![NsKind::Ipc]);
+    assert!(invalid(with_linux(request("p"), |l| l.security_context =
+        ns_options(Container, Pod, Pod))));
+}
+
+#[test]
+fn sysctls_must_stay_inside_the_pod() {
+    use cri::NamespaceMode::{Node, Pod};
+    let set = |name: &str| {
+        let name = name.to_string();
+        move |l: &mut cri::LinuxPodSandboxConfig| {
+            l.sysctls.insert(name, "1".into());
+        }
+    };
+    assert!(Plan::from_request(with_linux(request("p"), set("net.ipv4.ip_forward"))).is_ok());
+    assert!(invalid(with_linux(request("p"), set("kernel.panic"))));
+    assert!(invalid(with_linux(request("p"), set("net/../../x"))));
+    assert!(invalid(with_linux(request("p"), |l| {
+        l.security_context = ns_options(Node, Pod, Pod);
+        l.sysctls.insert("net.ipv4.ip_forward".into(), "1".into());
+    })));
+}
+
+#[test]
+fn port_mappings_become_the_capability() {
+    let mut r = request("p");
+    r.config.as_mut().unwrap().port_mappings = vec![
+        cri::PortMapping {
+            protocol: cri::Protocol::Udp as i32,
+            container_port: 53,
+            host_port: 5353,
+            host_ip: "127.0.0.1".into(),
+        },
+        cri::PortMapping {
+            container_port: 80,
+            ..Default::default()
+        },
+    ];
+    let plan = Plan::from_request(r).unwrap();
+    assert_eq!(
+        plan.port_mappings,
+        vec![PortMapping {
+            host_port: 5353,
+            container_port: 53,
+            protocol: "udp".into(),
+            host_ip: "127.0.0.1".into()
+        }]
+    );
+}
+
+#[test]
+fn filters_by_id_state_and_labels() {
+    let plan = Plan::from_request(request("p")).unwrap();
+    let mut rec = plan.record("abcdef".into(), Path::new("/run/d"), None);
+    rec.labels.insert("app".into(), "web".into());
+    rec.state = SandboxState::Ready;
+    let f = |id: &str, state: Option<cri::PodSandboxState>, labels: &[(&str, &str)]| {
+        cri::PodSandboxFilter {
+            id: id.into(),
+            state: state.map(|s| cri::PodSandboxStateValue { state: s as i32 }),
+            label_selector: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    };
+    assert!(matches_filter(&rec, None));
+    assert!(matches_filter(&rec, Some(&f("abc", None, &[]))));
+    assert!(!matches_filter(&rec, Some(&f("x", None, &[]))));
+    assert!(matches_filter(
+        &rec,
+        Some(&f(
+            "",
+            Some(cri::PodSandboxState::SandboxReady),
+            &[("app", "web")]
+        ))
+    ));
+    assert!(!matches_filter(
+        &rec,
+        Some(&f("", Some(cri::PodSandboxState::SandboxNotready), &[]))
+    ));
+    assert!(!matches_filter(&rec, Some(&f("", None, &[("app", "db")]))));
+    rec.state = SandboxState::Creating;
+    assert!(matches_filter(
+        &rec,
+        Some(&f("", Some(cri::PodSandboxState::SandboxNotready), &[]))
+    ));
+}
+
+#[test]
+fn ids_are_unique_hex() {
+    let a = new_id();
+    assert_eq!(a.len(), 64);
+    assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_ne!(a, new_id());
+}

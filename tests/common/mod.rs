@@ -1,0 +1,388 @@
+//! Shared test harness: a real `deckhand cri` process on a temporary socket,
+//! against the real containerd and the local registry that `hack/test-env up`
+//! starts. Each server gets its own containerd namespace, removed afterwards.
+
+#![allow(dead_code)]
+
+pub mod registry_proxy;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use deckhand::cri::client::{CriClient, connect};
+use k8s_cri::v1 as cri;
+
+pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+pub const REGISTRY: &str = "127.0.0.1:5000";
+pub const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
+
+/// Fails loudly (never skips) when the environment is missing.
+pub fn require_environment() {
+    assert!(
+        Path::new(CONTAINERD_SOCKET).exists(),
+        "containerd is not running at {CONTAINERD_SOCKET}: run `hack/test-env up` (as root)"
+    );
+    let ok =
+        std::net::TcpStream::connect_timeout(&REGISTRY.parse().unwrap(), Duration::from_secs(2))
+            .is_ok();
+    assert!(
+        ok,
+        "no registry on {REGISTRY}: run `hack/test-env up` (as root)"
+    );
+}
+
+/// The repository's `hack/certs.d` (mirrors of registry.k8s.io, gcr.io and
+/// docker.io to the local registry), copied so a test may add hosts.
+pub fn registry_config(extra: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/certs.d");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        let dest = dir.path().join(entry.file_name());
+        std::fs::create_dir_all(&dest).unwrap();
+        std::fs::copy(entry.path().join("hosts.toml"), dest.join("hosts.toml")).unwrap();
+    }
+    for (host, toml) in extra {
+        let dest = dir.path().join(host);
+        std::fs::create_dir_all(&dest).unwrap();
+        std::fs::write(dest.join("hosts.toml"), toml).unwrap();
+    }
+    dir
+}
+
+pub struct CriOptions {
+    /// containerd namespace; a fresh one per server unless set.
+    pub namespace: Option<String>,
+    pub extra_hosts: Vec<(String, String)>,
+    pub progress_timeout: &'static str,
+    /// `--cni-conf-dir`; deckhand's default unless set.
+    pub cni_conf_dir: Option<PathBuf>,
+    /// `--cni-bin-dir`; deckhand's default unless set.
+    pub cni_bin_dir: Option<PathBuf>,
+}
+
+impl Default for CriOptions {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            extra_hosts: vec![],
+            progress_timeout: "30s",
+            cni_conf_dir: None,
+            cni_bin_dir: None,
+        }
+    }
+}
+
+/// A running `deckhand cri`, stopped and cleaned up on drop.
+pub struct CriServer {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    pub namespace: String,
+    own_namespace: bool,
+    /// The command line, for [`CriServer::kill_and_restart`].
+    args: Vec<std::ffi::OsString>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl CriServer {
+    pub async fn start() -> (Self, CriClient) {
+        Self::start_with(CriOptions::default()).await
+    }
+
+    pub async fn start_with(options: CriOptions) -> (Self, CriClient) {
+        require_environment();
+        let run = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let extra: Vec<(&str, &str)> = options
+            .extra_hosts
+            .iter()
+            .map(|(h, t)| (h.as_str(), t.as_str()))
+            .collect();
+        let hosts = registry_config(&extra);
+        let socket = run.path().join("cri.sock");
+        let own_namespace = options.namespace.is_none();
+        let namespace = options.namespace.unwrap_or_else(|| {
+            format!(
+                "deckhand-test-{}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::SeqCst)
+            )
+        });
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["cri".into(), "--listen".into(), socket.clone().into()];
+        args.extend(["--state-dir".into(), state.path().into()]);
+        args.extend(["--run-dir".into(), run.path().into()]);
+        args.extend(["--registry-config-dir".into(), hosts.path().into()]);
+        args.extend(["--containerd-namespace".into(), namespace.clone().into()]);
+        args.extend([
+            "--image-pull-progress-timeout".into(),
+            options.progress_timeout.into(),
+        ]);
+        args.extend(["--log-level".into(), "deckhand=debug".into()]);
+        if let Some(dir) = &options.cni_conf_dir {
+            args.extend(["--cni-conf-dir".into(), dir.into()]);
+        }
+        if let Some(dir) = &options.cni_bin_dir {
+            args.extend(["--cni-bin-dir".into(), dir.into()]);
+        }
+        let child = spawn_server(&args, run.path());
+        let server = CriServer {
+            child: Some(child),
+            socket: socket.clone(),
+            namespace,
+            own_namespace,
+            args,
+            _dirs: vec![run, state, hosts],
+        };
+        let client = server.wait_ready().await;
+        (server, client)
+    }
+
+    /// The run dir (`--run-dir`): sandbox pins live under it.
+    pub fn run_dir(&self) -> &Path {
+        self._dirs[0].path()
+    }
+
+    /// The state dir (`--state-dir`): sandbox records live under it.
+    pub fn state_dir(&self) -> &Path {
+        self._dirs[1].path()
+    }
+
+    /// kill -9 of the server, then the same command line again (same
+    /// socket, state and run dirs): a crash and a restart.
+    pub async fn kill_and_restart(&mut self) -> CriClient {
+        self.kill9();
+        self.restart().await
+    }
+
+    /// kill -9 of the server (and reaping it): a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again after [`CriServer::kill9`], with the same
+    /// command line (same socket, state and run dirs).
+    pub async fn restart(&mut self) -> CriClient {
+        assert!(self.child.is_none(), "server still running");
+        // The dead server left its socket file behind, as a crash does.
+        self.child = Some(spawn_server(&self.args, self._dirs[0].path()));
+        self.wait_ready().await
+    }
+
+    async fn wait_ready(&self) -> CriClient {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.socket.exists()
+                && let Ok(mut client) = connect(&self.socket).await
+                && client
+                    .runtime
+                    .version(cri::VersionRequest::default())
+                    .await
+                    .is_ok()
+            {
+                return client;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "deckhand cri did not come up:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dirs[0].path().join("deckhand.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// SIGTERM and wait: a clean shutdown.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        child.wait().unwrap()
+    }
+
+    /// `ctr -n <our namespace> ARGS`, stdout as a string.
+    pub fn ctr(&self, args: &[&str]) -> String {
+        ctr(&self.namespace, args)
+    }
+}
+
+fn spawn_server(args: &[std::ffi::OsString], run: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run.join("deckhand.log"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting deckhand")
+}
+
+pub fn ctr(namespace: &str, args: &[&str]) -> String {
+    let out = Command::new("ctr")
+        .args(["--address", CONTAINERD_SOCKET, "-n", namespace])
+        .args(args)
+        .output()
+        .expect("running ctr");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Drop for CriServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if self.own_namespace {
+            remove_namespace(&self.namespace);
+        }
+    }
+}
+
+/// Deletes every image in the namespace (synchronously collecting content
+/// and snapshots), then the namespace. A pull that was cut off may still hold
+/// a lease or an ingest for a moment, so this retries briefly.
+pub fn remove_namespace(namespace: &str) {
+    let mut last_error = String::new();
+    for _ in 0..20 {
+        let names = ctr(namespace, &["images", "ls", "-q"]);
+        let names: Vec<&str> = names.lines().filter(|l| !l.is_empty()).collect();
+        if !names.is_empty() {
+            let mut args = vec!["images", "rm", "--sync"];
+            args.extend(names);
+            ctr(namespace, &args);
+        }
+        for lease in ctr(namespace, &["leases", "ls", "-q"]).lines() {
+            ctr(namespace, &["leases", "rm", "--sync", lease]);
+        }
+        for ingest in ctr(namespace, &["content", "active"]).lines().skip(1) {
+            if let Some(r) = ingest.split_whitespace().next() {
+                ctr(namespace, &["content", "rm", r]);
+            }
+        }
+        let out = Command::new("ctr")
+            .args([
+                "--address",
+                CONTAINERD_SOCKET,
+                "namespaces",
+                "rm",
+                namespace,
+            ])
+            .output()
+            .expect("running ctr");
+        if out.status.success() {
+            return;
+        }
+        last_error = String::from_utf8_lossy(&out.stderr).into_owned();
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!("warning: namespace {namespace} not removed: {last_error}");
+}
+
+pub fn image_spec(image: &str) -> Option<cri::ImageSpec> {
+    Some(cri::ImageSpec {
+        image: image.to_string(),
+        ..Default::default()
+    })
+}
+
+pub async fn pull(client: &mut CriClient, image: &str) -> Result<String, tonic::Status> {
+    pull_with_auth(client, image, None).await
+}
+
+pub async fn pull_with_auth(
+    client: &mut CriClient,
+    image: &str,
+    auth: Option<cri::AuthConfig>,
+) -> Result<String, tonic::Status> {
+    client
+        .images
+        .pull_image(cri::PullImageRequest {
+            image: image_spec(image),
+            auth,
+            sandbox_config: None,
+        })
+        .await
+        .map(|r| r.into_inner().image_ref)
+}
+
+pub async fn status(client: &mut CriClient, image: &str) -> Option<cri::Image> {
+    client
+        .images
+        .image_status(cri::ImageStatusRequest {
+            image: image_spec(image),
+            verbose: false,
+        })
+        .await
+        .expect("image status")
+        .into_inner()
+        .image
+}
+
+pub async fn list(client: &mut CriClient) -> Vec<cri::Image> {
+    client
+        .images
+        .list_images(cri::ListImagesRequest::default())
+        .await
+        .expect("list images")
+        .into_inner()
+        .images
+}
+
+pub async fn remove(client: &mut CriClient, image: &str) -> Result<(), tonic::Status> {
+    client
+        .images
+        .remove_image(cri::RemoveImageRequest {
+            image: image_spec(image),
+        })
+        .await
+        .map(|_| ())
+}
+
+/// The manifest digest the local registry serves for `repo:tag`.
+pub async fn registry_digest(repository: &str, tag: &str) -> String {
+    let response = reqwest::Client::new()
+        .head(format!("http://{REGISTRY}/v2/{repository}/manifests/{tag}"))
+        .header(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+        )
+        .send()
+        .await
+        .unwrap();
+    response
+        .headers()
+        .get("Docker-Content-Digest")
+        .expect("registry digest header")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,116 @@
+//! `deckhand-log-driver` as containerd's shim runs it: stdout on fd 3, stderr
+//! on fd 4, a readiness pipe on fd 5; output lands in the CRI log format, and
+//! SIGUSR1 reopens the file after a rotation.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+/// Close-on-exec pipes: only what dup2 puts on fds 3-5 reaches the driver
+/// (a stray copy of a write end would keep its reads from ever ending).
+fn pipe() -> (OwnedFd, OwnedFd) {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap()
+}
+
+#[test]
+fn output_becomes_cri_log_lines_and_sigusr1_reopens_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = dir.path().join("deckhand-log-driver");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_deckhand"), &driver).unwrap();
+    let log = dir.path().join("ctr/0.log");
+    let pid_file = dir.path().join("driver.pid");
+
+    let (out_r, out_w) = pipe();
+    let (err_r, err_w) = pipe();
+    let (ready_r, ready_w) = pipe();
+    let fds = [out_r.as_raw_fd(), err_r.as_raw_fd(), ready_w.as_raw_fd()];
+    let mut command = Command::new(&driver);
+    // Flags in the order the shim happens to pick.
+    command
+        .args(["--pid-file"])
+        .arg(&pid_file)
+        .arg("--path")
+        .arg(&log)
+        .stdin(Stdio::null());
+    // SAFETY: dup2 is async-signal-safe; the closure runs between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            // Move the pipes out of the way first: one may already sit on
+            // fd 3..5, where a plain dup2 would clobber it or keep CLOEXEC.
+            let mut high = [0; 3];
+            for (slot, fd) in high.iter_mut().zip(fds) {
+                *slot = nix::libc::fcntl(fd, nix::libc::F_DUPFD_CLOEXEC, 100);
+                if *slot < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (target, fd) in [3, 4, 5].into_iter().zip(high) {
+                if nix::libc::dup2(fd, target) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    drop((out_r, err_r, ready_w));
+
+    // Ready means fd 5 closed: our read end sees EOF.
+    let mut ready = std::fs::File::from(ready_r);
+    let mut buf = Vec::new();
+    ready.read_to_end(&mut buf).unwrap();
+
+    let mut out = std::fs::File::from(out_w);
+    let mut err = std::fs::File::from(err_w);
+    out.write_all(b"hello\nwor").unwrap();
+    err.write_all(b"oops\n").unwrap();
+    out.write_all(b"ld\n").unwrap();
+    // Let both lines land before rotating.
+    for _ in 0..100 {
+        if std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 3
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let rotated = dir.path().join("ctr/0.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    out.write_all(b"after rotation\nunfinished").unwrap();
+    drop((out, err));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+
+    let first = std::fs::read_to_string(&rotated).unwrap();
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines.len(), 3, "{first}");
+    let entry = |line: &str| line.split_once(' ').unwrap().1.to_string();
+    let mut entries: Vec<String> = lines.iter().map(|l| entry(l)).collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        ["stderr F oops", "stdout F hello", "stdout F world"]
+    );
+    // Timestamps are RFC 3339 with nanoseconds.
+    let ts = lines[0].split(' ').next().unwrap();
+    assert!(
+        ts.ends_with('Z') && ts.contains('T') && ts.len() == 30,
+        "{ts}"
+    );
+
+    let second = std::fs::read_to_string(&log).unwrap();
+    let entries: Vec<String> = second.lines().map(entry).collect();
+    assert_eq!(entries, ["stdout F after rotation", "stdout P unfinished"]);
+    assert!(!pid_file.exists(), "pid file removed on exit");
+}
