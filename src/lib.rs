@@ -1,6 +1,7 @@
 //! deckhand: a Kubernetes node in one binary. ../shared/DESIGN.md is the map;
 //! modules follow its layers, top to bottom: cli -> cri -> runtime -> sys.
 
+pub mod apiserver;
 pub mod cli;
 pub mod cri;
 pub mod runtime;

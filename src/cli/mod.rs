@@ -1,5 +1,6 @@
 //! Command line: one subcommand per role the binary plays.
 
+mod apiserver;
 mod cri;
 pub mod log_driver;
 
@@ -24,6 +25,8 @@ pub enum Command {
     /// A pod sandbox's infra process (deckhand starts it itself).
     #[command(hide = true)]
     SandboxInfra(crate::runtime::sandbox::infra::InfraArgs),
+    /// Serve the bundled Kubernetes API server (HTTPS, embedded store).
+    Apiserver(apiserver::ApiserverArgs),
 }
 
 pub fn init_tracing(level: Option<&str>) {
@@ -44,5 +47,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::SandboxInfra(_) => {
             anyhow::bail!("sandbox-infra must run before an async runtime exists")
         }
+        Command::Apiserver(args) => apiserver::run(args).await,
     }
 }

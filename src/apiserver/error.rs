@@ -1,0 +1,210 @@
+//! API errors, rendered the way kube-apiserver renders them: a `meta/v1`
+//! `Status` object with a machine-readable `reason` and the HTTP code, because
+//! kubectl and client libraries switch on those, not on the message text.
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+/// One field-level problem, as in `Status.details.causes`.
+#[derive(Debug, Clone)]
+pub struct Cause {
+    pub reason: &'static str,
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error("{resource} \"{name}\" not found")]
+    NotFound {
+        group: String,
+        resource: String,
+        name: String,
+    },
+    #[error("{resource} \"{name}\" already exists")]
+    AlreadyExists {
+        group: String,
+        resource: String,
+        name: String,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{kind} \"{name}\" is invalid: {summary}")]
+    Invalid {
+        kind: String,
+        group: String,
+        name: String,
+        summary: String,
+        causes: Vec<Cause>,
+    },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Unauthorized")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the server could not find the requested resource")]
+    NoRoute,
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("the request is too large")]
+    TooLarge,
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
+    NotAcceptable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
+        ApiError::NotFound {
+            group: group.into(),
+            resource: resource.into(),
+            name: name.into(),
+        }
+    }
+
+    pub fn conflict_modified(group: &str, resource: &str, name: &str) -> Self {
+        let qualified = qualified(group, resource);
+        ApiError::Conflict(format!(
+            "Operation cannot be fulfilled on {qualified} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+        ))
+    }
+
+    pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> Self {
+        let summary = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let summary = if causes.len() > 1 {
+            format!("[{summary}]")
+        } else {
+            summary
+        };
+        ApiError::Invalid {
+            kind: kind.into(),
+            group: group.into(),
+            name: name.into(),
+            summary,
+            causes,
+        }
+    }
+
+    pub fn code(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound { .. } | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            ApiError::NotFound { .. } | ApiError::NoRoute => "NotFound",
+            ApiError::AlreadyExists { .. } => "AlreadyExists",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::Invalid { .. } => "Invalid",
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Unauthorized => "Unauthorized",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::TooLarge => "RequestEntityTooLarge",
+            ApiError::Gone(_) => "Expired",
+            ApiError::NotAcceptable(_) => "NotAcceptable",
+            ApiError::Internal(_) => "InternalError",
+        }
+    }
+
+    /// The `Status` object kube-apiserver would send for this error.
+    pub fn status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message(),
+            "reason": self.reason(),
+            "code": self.code().as_u16(),
+        });
+        let details = match self {
+            ApiError::NotFound {
+                group,
+                resource,
+                name,
+            }
+            | ApiError::AlreadyExists {
+                group,
+                resource,
+                name,
+            } => Some(json!({"name": name, "group": group, "kind": resource})),
+            ApiError::Invalid {
+                kind,
+                group,
+                name,
+                causes,
+                ..
+            } => Some(json!({
+                "name": name,
+                "group": group,
+                "kind": kind,
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.reason,
+                    "message": c.message,
+                    "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
+            _ => None,
+        };
+        if let Some(details) = details {
+            status["details"] = details;
+        }
+        status
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::NotFound {
+                group,
+                resource,
+                name,
+            } => format!("{} \"{name}\" not found", qualified(group, resource)),
+            ApiError::AlreadyExists {
+                group,
+                resource,
+                name,
+            } => format!("{} \"{name}\" already exists", qualified(group, resource)),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// `pods` for the core group, `leases.coordination.k8s.io` otherwise: how
+/// kube-apiserver names a resource in messages.
+pub fn qualified(group: &str, resource: &str) -> String {
+    if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    }
+}
+
+impl From<crate::apiserver::store::StoreError> for ApiError {
+    fn from(err: crate::apiserver::store::StoreError) -> Self {
+        ApiError::Internal(err.to_string())
+    }
+}

@@ -1,0 +1,494 @@
+//! Request routing: authenticate, parse the Kubernetes REST path into a
+//! target (kind, namespace, name, subresource) and verb, authorize, and
+//! dispatch to the verb handlers. Also content negotiation (JSON or Table)
+//! and the request body limit.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use serde_json::Value;
+
+use crate::apiserver::State;
+use crate::apiserver::auth::{self, Attributes, Decision, User};
+use crate::apiserver::discovery;
+use crate::apiserver::error::ApiError;
+use crate::apiserver::handlers;
+use crate::apiserver::resources::{self, Kind};
+use crate::apiserver::reviews;
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// kube-apiserver's limit for a request body is 3 MiB; larger is a 413.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// What a resource request addresses.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub kind: &'static Kind,
+    pub namespace: String,
+    pub name: String,
+    pub subresource: String,
+}
+
+/// Everything about a request but its target.
+pub struct Ctx {
+    pub user: User,
+    pub query: HashMap<String, String>,
+    pub body: Bytes,
+    pub content_type: String,
+    pub table: bool,
+    pub warnings: Vec<String>,
+    /// Set when a node may act only on pods bound to it.
+    pub pod_node: Option<String>,
+    /// Set when a create is allowed only for an object of this name.
+    pub create_name: Option<String>,
+    /// Set when a read is allowed only of one object this node's pods use.
+    pub used_on_node: Option<String>,
+}
+
+impl Ctx {
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.query
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.param(key), Some("true" | "1"))
+    }
+}
+
+pub fn full(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
+    *resp.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+pub fn json(status: StatusCode, body: &Value) -> Response<Body> {
+    full(
+        status,
+        "application/json",
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
+}
+
+pub fn error(err: &ApiError) -> Response<Body> {
+    json(err.code(), &err.status())
+}
+
+fn wants_table(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let params: Vec<&str> = range.split(';').map(str::trim).collect();
+        params.contains(&"as=Table") && params.contains(&"g=meta.k8s.io")
+    })
+}
+
+/// Only JSON (and Table-as-JSON) responses are produced; a client that
+/// accepts nothing JSON-like gets 406.
+fn accepts_json(accept: &str) -> bool {
+    accept.is_empty()
+        || accept.split(',').any(|range| {
+            let base = range.split(';').next().unwrap_or("").trim();
+            matches!(
+                base,
+                "application/json" | "application/*" | "*/*" | "*" | "application/json-patch+json"
+            )
+        })
+}
+
+pub async fn handle(
+    state: Arc<State>,
+    cert_user: Option<User>,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let result = route(state, cert_user, req).await;
+    match result {
+        Ok(resp) => {
+            tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
+            resp
+        }
+        Err(err) => {
+            let status = err.code().as_u16();
+            if err.code().is_server_error() {
+                tracing::warn!(%method, %path, status, error = %err, "request failed");
+            } else {
+                tracing::debug!(%method, %path, status, error = %err, "request refused");
+            }
+            error(&err)
+        }
+    }
+}
+
+fn authenticate(
+    state: &State,
+    cert_user: Option<User>,
+    headers: &http::HeaderMap,
+) -> Result<User, ApiError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(ApiError::Unauthorized)?;
+        // A presented but unknown token is refused even with a client cert,
+        // as kube-apiserver's union authenticator does on explicit failure.
+        return state
+            .tokens
+            .user(token)
+            .cloned()
+            .ok_or(ApiError::Unauthorized);
+    }
+    cert_user.ok_or(ApiError::Unauthorized)
+}
+
+/// `kubectl --as/--as-group`: system:masters may act as another user
+/// (kube-apiserver's impersonation, with the admin always allowed).
+/// Anyone else asking is refused rather than silently ignored.
+fn impersonate(user: User, headers: &http::HeaderMap) -> Result<User, ApiError> {
+    let values = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(String::from)
+            .collect()
+    };
+    let names = values("impersonate-user");
+    let groups = values("impersonate-group");
+    if names.is_empty() {
+        if groups.is_empty() {
+            return Ok(user);
+        }
+        return Err(ApiError::BadRequest(
+            "requested impersonation of groups without a user".into(),
+        ));
+    }
+    if !user.is_admin() {
+        return Err(ApiError::Forbidden(format!(
+            "users \"{}\" is forbidden: User \"{}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
+            names[0], user.name
+        )));
+    }
+    Ok(User {
+        name: names[0].clone(),
+        uid: values("impersonate-uid")
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
+        groups,
+    })
+}
+
+async fn route(
+    state: Arc<State>,
+    cert_user: Option<User>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let method = req.method().clone();
+    // Health endpoints answer without credentials: load balancers and
+    // supervisors probe them (kube allows the same via anonymous-auth
+    // conditions on /healthz, /livez, /readyz).
+    let health = ["/healthz", "/livez", "/readyz"];
+    if health
+        .iter()
+        .any(|h| path == *h || path.starts_with(&format!("{h}/")))
+    {
+        return Ok(full(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            b"ok".to_vec(),
+        ));
+    }
+    let user = authenticate(&state, cert_user, req.headers())?;
+    let user = impersonate(user, req.headers())?;
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let query: HashMap<String, String> = req
+        .uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+
+    if method == Method::GET
+        && let Some(resp) = discovery_route(&state, &path)?
+    {
+        return Ok(resp);
+    }
+
+    if method == Method::POST && reviews::matches(&path) {
+        let body = read_body(req).await?;
+        let review =
+            reviews::handle(&path, &user, &content_type, &body).ok_or(ApiError::NoRoute)??;
+        return Ok(json(StatusCode::CREATED, &review));
+    }
+
+    let (target, collection) = parse_path(&path)?;
+    if !accepts_json(&accept) {
+        return Err(ApiError::NotAcceptable(format!(
+            "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io (got {accept})"
+        )));
+    }
+    let body = read_body(req).await?;
+    let verb = verb_for(&method, &target, collection, &query)?;
+    let attrs = Attributes {
+        verb,
+        group: target.kind.group,
+        resource: target.kind.resource,
+        subresource: &target.subresource,
+        namespace: &target.namespace,
+        name: &target.name,
+    };
+    let (mut pod_node, mut create_name, mut used_on_node) = (None, None, None);
+    match auth::authorize(&user, &attrs)? {
+        Decision::Allow => {}
+        Decision::IfPodOnNode(node) => pod_node = Some(node),
+        Decision::IfNamed(name) => create_name = Some(name),
+        Decision::IfUsedOnNode(node) => used_on_node = Some(node),
+    }
+    let mut ctx = Ctx {
+        user,
+        query,
+        body,
+        content_type,
+        table: wants_table(&accept),
+        warnings: Vec::new(),
+        pod_node,
+        create_name,
+        used_on_node,
+    };
+    let mut resp = match verb {
+        "get" => handlers::get(&state, &ctx, target).await?,
+        "list" => handlers::list(&state, &ctx, target).await?,
+        "watch" => crate::apiserver::watch::watch(&state, &ctx, target).await?,
+        "create" if target.subresource == "binding" => handlers::bind(&state, &ctx, target).await?,
+        "create" => handlers::create(&state, &mut ctx, target).await?,
+        "update" => handlers::update(&state, &mut ctx, target).await?,
+        "patch" => handlers::patch(&state, &mut ctx, target).await?,
+        "delete" => handlers::delete(&state, &ctx, target).await?,
+        "deletecollection" => handlers::delete_collection(&state, &ctx, target).await?,
+        other => {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "verb {other} is not supported"
+            )));
+        }
+    };
+    for w in &ctx.warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    Ok(resp)
+}
+
+fn discovery_route(state: &State, path: &str) -> Result<Option<Response<Body>>, ApiError> {
+    let doc = match path {
+        "/version" => Some(discovery::version()),
+        "/api" => Some(discovery::api_versions(&state.server_address)),
+        "/apis" => Some(discovery::api_group_list()),
+        "/openapi/v3" => Some(discovery::openapi_v3_root()),
+        "/openapi/v2" => {
+            return Err(ApiError::NoRoute);
+        }
+        _ => None,
+    };
+    if let Some(doc) = doc {
+        return Ok(Some(json(StatusCode::OK, &doc)));
+    }
+    if let Some(rest) = path.strip_prefix("/openapi/v3/") {
+        let doc = discovery::openapi_v3_doc(rest).ok_or(ApiError::NoRoute)?;
+        return Ok(Some(json(StatusCode::OK, doc)));
+    }
+    let segs: Vec<&str> = path.split('/').skip(1).collect();
+    let doc = match segs.as_slice() {
+        ["api", v] => discovery::resource_list("", v),
+        ["apis", g] => discovery::api_group(g),
+        ["apis", g, v] => discovery::resource_list(g, v),
+        _ => return Ok(None),
+    };
+    match doc {
+        Some(doc) => Ok(Some(json(StatusCode::OK, &doc))),
+        None => Err(ApiError::NoRoute),
+    }
+}
+
+/// Parse `/api/v1/...` or `/apis/<group>/<version>/...`. Returns the target
+/// and whether it names a collection.
+pub fn parse_path(path: &str) -> Result<(Target, bool), ApiError> {
+    let segs: Vec<&str> = path.split('/').skip(1).collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(ApiError::NoRoute),
+    };
+    let lookup =
+        |resource: &str| resources::lookup(group, version, resource).ok_or(ApiError::NoRoute);
+    let namespaced_resource = |r: &str| lookup(r).ok().filter(|k| k.namespaced);
+    let (kind, namespace, name, sub) = match rest {
+        ["namespaces", ns, r, tail @ ..] if namespaced_resource(r).is_some() => {
+            let kind = lookup(r)?;
+            match tail {
+                [] => (kind, *ns, "", ""),
+                [name] => (kind, *ns, *name, ""),
+                [name, sub] => (kind, *ns, *name, *sub),
+                _ => return Err(ApiError::NoRoute),
+            }
+        }
+        [r] => (lookup(r)?, "", "", ""),
+        [r, name] => {
+            let kind = lookup(r)?;
+            if kind.namespaced {
+                return Err(ApiError::NoRoute);
+            }
+            (kind, "", *name, "")
+        }
+        [r, name, sub] => {
+            let kind = lookup(r)?;
+            if kind.namespaced {
+                return Err(ApiError::NoRoute);
+            }
+            (kind, "", *name, *sub)
+        }
+        _ => return Err(ApiError::NoRoute),
+    };
+    let sub_ok = match sub {
+        "" => true,
+        "status" => kind.status,
+        "binding" => kind.resource == "pods",
+        _ => false,
+    };
+    if !sub_ok {
+        return Err(ApiError::NoRoute);
+    }
+    let collection = name.is_empty();
+    Ok((
+        Target {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            subresource: sub.to_string(),
+        },
+        collection,
+    ))
+}
+
+fn verb_for(
+    method: &Method,
+    target: &Target,
+    collection: bool,
+    query: &HashMap<String, String>,
+) -> Result<&'static str, ApiError> {
+    let watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    let verb = match (method.as_str(), collection) {
+        ("GET", true) if watch => "watch",
+        ("GET", true) => "list",
+        ("GET", false) if watch => "watch",
+        ("GET", false) => "get",
+        ("POST", true) => "create",
+        ("POST", false) if target.subresource == "binding" => "create",
+        ("PUT", false) => "update",
+        ("PATCH", false) => "patch",
+        ("DELETE", false) => "delete",
+        ("DELETE", true) => "deletecollection",
+        _ => {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "the server does not allow this method on the requested resource ({method})"
+            )));
+        }
+    };
+    if target.subresource == "binding" && verb != "create" {
+        return Err(ApiError::MethodNotAllowed(
+            "only create is allowed on pods/binding".into(),
+        ));
+    }
+    Ok(verb)
+}
+
+async fn read_body(req: Request<hyper::body::Incoming>) -> Result<Bytes, ApiError> {
+    let too_large = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > MAX_BODY);
+    if too_large {
+        return Err(ApiError::TooLarge);
+    }
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(ApiError::TooLarge),
+        Err(err) => Err(ApiError::BadRequest(format!(
+            "reading the request body: {err}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let (t, c) = parse_path("/api/v1/namespaces/default/pods/p/status").unwrap();
+        assert_eq!(
+            (
+                t.kind.resource,
+                t.namespace.as_str(),
+                t.name.as_str(),
+                t.subresource.as_str(),
+                c
+            ),
+            ("pods", "default", "p", "status", false)
+        );
+        let (t, c) = parse_path("/api/v1/namespaces/default").unwrap();
+        assert_eq!(
+            (t.kind.resource, t.name.as_str(), c),
+            ("namespaces", "default", false)
+        );
+        let (t, c) = parse_path("/api/v1/pods").unwrap();
+        assert_eq!((t.kind.resource, c), ("pods", true));
+        let (t, _) =
+            parse_path("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1")
+                .unwrap();
+        assert_eq!(t.kind.resource, "leases");
+        assert!(parse_path("/api/v1/pods/x").is_err());
+        assert!(parse_path("/api/v1/namespaces/default/pods/p/exec").is_err());
+        assert!(parse_path("/api/v2/pods").is_err());
+    }
+
+    #[test]
+    fn negotiation() {
+        assert!(wants_table(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+        ));
+        assert!(!wants_table("application/json"));
+        assert!(accepts_json("application/vnd.kubernetes.protobuf, */*"));
+        assert!(!accepts_json("application/vnd.kubernetes.protobuf"));
+    }
+}
