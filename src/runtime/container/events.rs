@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use containerd_client::events::{TaskExit, TaskOom};
-use containerd_client::services::v1::{DeleteTaskRequest, SubscribeRequest};
+use containerd_client::services::v1::{DeleteTaskRequest, PublishRequest, SubscribeRequest};
 use containerd_client::types::Envelope;
 use prost::Message;
 
@@ -17,18 +17,51 @@ const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
 type EventStream = tonic::codec::Streaming<Envelope>;
 
+/// Our own topic: published until the subscription sees it, which proves
+/// the subscription is live (containerd sends a stream's headers with its
+/// first event, so the call alone tells nothing).
+const PROBE_TOPIC: &str = "/deckhand/events-probe";
+/// How often the probe is published while we wait.
+const PROBE_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a subscription may take to become live.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn subscribe(manager: &ContainerManager) -> Result<EventStream, tonic::Status> {
     let ns = manager.containerd.namespace();
-    let filters = ["/tasks/exit", "/tasks/oom"]
+    let filters = ["/tasks/exit", "/tasks/oom", PROBE_TOPIC]
         .iter()
         .map(|topic| format!("topic==\"{topic}\",namespace==\"{ns}\""))
         .collect();
     let cd = &manager.containerd;
-    Ok(cd
-        .events()
-        .subscribe(cd.request(SubscribeRequest { filters }))
-        .await?
-        .into_inner())
+    let mut events = cd.events();
+    let subscribed = events.subscribe(cd.request(SubscribeRequest { filters }));
+    let probe = async {
+        loop {
+            let request = PublishRequest {
+                topic: PROBE_TOPIC.into(),
+                event: Some(prost_types::Any {
+                    type_url: "deckhand.events.Probe".into(),
+                    value: vec![],
+                }),
+            };
+            if let Err(status) = cd.events().publish(cd.request(request)).await {
+                tracing::debug!(%status, "publishing events probe");
+            }
+            tokio::time::sleep(PROBE_INTERVAL).await;
+        }
+    };
+    let live = async {
+        tokio::select! {
+            r = subscribed => r,
+            () = probe => unreachable!("the probe loop never ends"),
+        }
+    };
+    match tokio::time::timeout(SUBSCRIBE_TIMEOUT, live).await {
+        Ok(r) => Ok(r?.into_inner()),
+        Err(_) => Err(tonic::Status::deadline_exceeded(
+            "containerd event subscription did not become live",
+        )),
+    }
 }
 
 /// Subscribes now (so the caller knows events flow before any task starts)

@@ -73,6 +73,9 @@ impl ContainerManager {
                 ..Default::default()
             }))
             .await;
+        // Taken before Start: a quick process's exit (timestamped by
+        // containerd) may be recorded before Start returns.
+        let started_at = now_ns();
         let started = match created {
             Ok(_) => cd
                 .tasks()
@@ -88,7 +91,7 @@ impl ContainerManager {
             Ok(pid) => {
                 let mut rt = container.runtime.lock().unwrap();
                 rt.pid = pid;
-                rt.started_at = now_ns();
+                rt.started_at = started_at;
                 // A fast process may have exited (and been recorded) already.
                 if rt.state == State::Created {
                     rt.state = State::Running;
