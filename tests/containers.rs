@@ -614,3 +614,94 @@ async fn stopping_and_removing_a_sandbox_takes_its_containers() {
     assert_eq!(err.code(), tonic::Code::NotFound);
     pod.assert_clean(&server, &[pid]);
 }
+
+#[tokio::test]
+async fn a_rotated_log_is_reopened() {
+    let pod = TestPod::new(5);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "rotate").await;
+    let id = create(
+        &mut client,
+        &sandbox,
+        container_config("ticker", "while true; do echo tick; sleep 0.1; done"),
+        &pod,
+        "rotate",
+    )
+    .await
+    .unwrap();
+    let reopen = |client: &mut CriClient, id: &str| {
+        let request = cri::ReopenContainerLogRequest {
+            container_id: id.into(),
+        };
+        let mut runtime = client.runtime.clone();
+        async move { runtime.reopen_container_log(request).await }
+    };
+    // Not running yet: nothing to reopen.
+    let err = reopen(&mut client, &id).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    start(&mut client, &id).await;
+    let log = pod.logs.path().join("ticker/0.log");
+    wait_for_lines(&log, &[" stdout F tick"]).await;
+
+    let rotated = log.with_extension("log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    reopen(&mut client, &id).await.expect("reopen");
+    wait_for_lines(&log, &[" stdout F tick"]).await;
+
+    let (_, info) = status(&mut client, &id).await.unwrap();
+    let pid = info["pid"].as_u64().unwrap() as u32;
+    stop(&mut client, &id, 0).await;
+    remove(&mut client, &id).await;
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server, &[pid]);
+}
+
+#[tokio::test]
+async fn exec_sync_returns_output_and_code_and_times_out_alone() {
+    let pod = TestPod::new(6);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "exec").await;
+    let id = create(
+        &mut client,
+        &sandbox,
+        container_config("target", "sleep 3600"),
+        &pod,
+        "exec",
+    )
+    .await
+    .unwrap();
+    let exec = |client: &mut CriClient, cmd: &str, timeout: i64| {
+        let request = cri::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sh".into(), "-c".into(), cmd.into()],
+            timeout,
+        };
+        let mut runtime = client.runtime.clone();
+        async move { runtime.exec_sync(request).await.map(|r| r.into_inner()) }
+    };
+    let err = exec(&mut client, "true", 0).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    start(&mut client, &id).await;
+
+    let r = exec(&mut client, "echo out; echo err >&2; hostname; exit 7", 10)
+        .await
+        .expect("exec");
+    assert_eq!(r.stdout, b"out\nexec\n");
+    assert_eq!(r.stderr, b"err\n");
+    assert_eq!(r.exit_code, 7);
+
+    let started = Instant::now();
+    let err = exec(&mut client, "sleep 60", 1).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Only the exec died: the container runs on.
+    let (s, info) = status(&mut client, &id).await.unwrap();
+    assert_eq!(s.state, cri::ContainerState::ContainerRunning as i32);
+    let r = exec(&mut client, "echo still", 10).await.expect("exec");
+    assert_eq!(r.stdout, b"still\n");
+
+    let pid = info["pid"].as_u64().unwrap() as u32;
+    remove(&mut client, &id).await;
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server, &[pid]);
+}

@@ -35,6 +35,7 @@ fn container_status(e: ContainerError) -> Status {
         ContainerError::NotFound(m) => Status::not_found(m),
         ContainerError::AlreadyExists(m) => Status::already_exists(m),
         ContainerError::FailedPrecondition(m) => Status::failed_precondition(m),
+        ContainerError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
         ContainerError::Failed(m) => Status::internal(m),
     }
 }
@@ -222,10 +223,33 @@ runtime_service_impl! {{
         Ok(Response::new(response))
     }
 
+    async fn reopen_container_log(
+        &self,
+        request: Request<cri::ReopenContainerLogRequest>,
+    ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
+        self.containers.reopen_log(&request.into_inner().container_id).await.map_err(container_status)?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
+    }
+
+    async fn exec_sync(
+        &self,
+        request: Request<cri::ExecSyncRequest>,
+    ) -> Result<Response<cri::ExecSyncResponse>, Status> {
+        let request = request.into_inner();
+        let output = self
+            .containers
+            .exec_sync(&request.container_id, request.cmd, request.timeout)
+            .await
+            .map_err(container_status)?;
+        Ok(Response::new(cri::ExecSyncResponse {
+            stdout: output.stdout,
+            stderr: output.stderr,
+            exit_code: output.exit_code,
+        }))
+    }
+
 } unimplemented {
         update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse;
-        reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse;
-        exec_sync(ExecSyncRequest) -> ExecSyncResponse;
         exec(ExecRequest) -> ExecResponse;
         attach(AttachRequest) -> AttachResponse;
         port_forward(PortForwardRequest) -> PortForwardResponse;

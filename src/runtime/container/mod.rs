@@ -5,7 +5,9 @@
 
 mod create;
 mod events;
+mod exec;
 mod remove;
+mod reopen;
 mod rootfs;
 pub mod spec;
 mod start;
@@ -39,6 +41,8 @@ pub enum ContainerError {
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error("{0}")]
     Failed(String),
 }
