@@ -243,13 +243,30 @@ fn oom_killed(cgroup: &str) -> bool {
         format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"),
         format!("/sys/fs/cgroup/{rel}/memory.events"),
     ];
-    files.iter().any(|f| {
-        std::fs::read_to_string(f).is_ok_and(|body| {
-            body.lines().any(|l| {
-                l.strip_prefix("oom_kill ")
-                    .and_then(|n| n.trim().parse::<u64>().ok())
-                    .is_some_and(|n| n > 0)
-            })
-        })
-    })
+    files
+        .iter()
+        .any(|f| std::fs::read_to_string(f).is_ok_and(|body| oom_kills(&body) > 0))
+}
+
+/// The `oom_kill N` counter of a memory.oom_control or memory.events file.
+fn oom_kills(body: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::oom_kills;
+
+    #[test]
+    fn oom_kill_counters_are_read_from_v1_and_v2_files() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        assert_eq!(oom_kills(v1), 2);
+        let v2 = "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(oom_kills(v2), 1);
+        assert_eq!(oom_kills("oom_kill_disable 0\nunder_oom 0\n"), 0);
+        assert_eq!(oom_kills(""), 0);
+    }
 }
