@@ -127,6 +127,17 @@ impl TestPod {
                 .collect();
             assert!(children.is_empty(), "cgroups left: {children:?}");
         }
+        // A hybrid host's v2 tree, where runc makes cgroups as well.
+        let unified =
+            Path::new("/sys/fs/cgroup/unified").join(self.cgroup_parent.trim_start_matches('/'));
+        if unified.exists() {
+            let children: Vec<_> = std::fs::read_dir(&unified)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_type().unwrap().is_dir())
+                .collect();
+            assert!(children.is_empty(), "v2 cgroups left: {children:?}");
+        }
         for pid in pids {
             assert!(
                 !Path::new(&format!("/proc/{pid}")).exists(),
@@ -704,4 +715,34 @@ async fn exec_sync_returns_output_and_code_and_times_out_alone() {
     remove(&mut client, &id).await;
     remove_sandbox(&mut client, &sandbox).await;
     pod.assert_clean(&server, &[pid]);
+}
+
+#[tokio::test]
+async fn a_container_over_its_memory_limit_is_oom_killed() {
+    let pod = TestPod::new(7);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "oom").await;
+    // A shell variable far larger than the limit.
+    let mut config = container_config(
+        "hog",
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+    );
+    config.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 16 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = create(&mut client, &sandbox, config, &pod, "oom")
+        .await
+        .unwrap();
+    start(&mut client, &id).await;
+    let s = wait_exited(&mut client, &id).await;
+    assert_eq!(s.reason, "OOMKilled", "{s:?}");
+    assert_ne!(s.exit_code, 0);
+
+    remove(&mut client, &id).await;
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server, &[]);
 }

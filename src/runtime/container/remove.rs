@@ -6,7 +6,10 @@ use std::sync::Arc;
 use containerd_client::services::v1::DeleteTaskRequest;
 
 use super::create::{Made, Plan};
-use super::{ContainerError, ContainerManager, detached, is_not_found};
+use super::{ContainerError, ContainerManager, State, detached, is_not_found};
+
+/// How long RemoveContainer waits for an exit being recorded.
+const EXIT_HANDLER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl ContainerManager {
     pub async fn remove(self: &Arc<Self>, id: &str) -> Result<(), ContainerError> {
@@ -22,9 +25,15 @@ impl ContainerManager {
         };
         let _op = container.op.lock().await;
         self.stop_locked(&container, 0).await?;
+        if container.snapshot().state == State::Exited {
+            // The exit handler may be deleting the task right now; a second
+            // delete racing it fails as the shim goes away.
+            let mut exited = container.exited.subscribe();
+            let _ = tokio::time::timeout(EXIT_HANDLER_WAIT, exited.wait_for(|e| *e)).await;
+        }
         let cd = &self.containerd;
-        // The exit handler deletes the task; a created-only container or a
-        // failed start may still have one.
+        // The exit handler deletes the task; a created-only container may
+        // still have none, or a handler that timed out may have left one.
         if let Err(status) = cd
             .tasks()
             .delete(cd.request(DeleteTaskRequest {
