@@ -562,6 +562,18 @@ async fn bad_requests_are_refused_and_leave_nothing() {
     stop(&mut client, "no-such-container", 1).await;
     remove(&mut client, "no-such-container").await;
 
+    // Removal frees the name.
+    remove(&mut client, &first).await;
+    let first = create(
+        &mut client,
+        &sandbox,
+        container_config("a", "true"),
+        &pod,
+        "bad",
+    )
+    .await
+    .expect("the name is free again after removal");
+
     // A sandbox that is not ready takes no new containers.
     client
         .runtime
@@ -582,6 +594,7 @@ async fn bad_requests_are_refused_and_leave_nothing() {
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
 
     remove(&mut client, &first).await;
+    assert_eq!(server.ctr(&["containers", "ls", "-q"]).trim(), "");
     remove_sandbox(&mut client, &sandbox).await;
     pod.assert_clean(&server, &[]);
 }
@@ -603,6 +616,34 @@ async fn stopping_and_removing_a_sandbox_takes_its_containers() {
     start(&mut client, &id).await;
     let (_, info) = status(&mut client, &id).await.unwrap();
     let pid = info["pid"].as_u64().unwrap() as u32;
+    // One created and never started goes as well.
+    let idle = create(
+        &mut client,
+        &sandbox,
+        container_config("idle", "true"),
+        &pod,
+        "owner",
+    )
+    .await
+    .unwrap();
+    let by_prefix = client
+        .runtime
+        .list_containers(cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                id: idle[..12].to_string(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(by_prefix.len(), 1);
+    assert_eq!(by_prefix[0].id, idle);
+    assert_eq!(
+        by_prefix[0].state,
+        cri::ContainerState::ContainerCreated as i32
+    );
 
     client
         .runtime
@@ -621,8 +662,10 @@ async fn stopping_and_removing_a_sandbox_takes_its_containers() {
         })
         .await
         .unwrap();
-    let err = status(&mut client, &id).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::NotFound);
+    for gone in [&id, &idle] {
+        let err = status(&mut client, gone).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound);
+    }
     pod.assert_clean(&server, &[pid]);
 }
 
