@@ -523,6 +523,13 @@ async fn bad_requests_are_refused_and_leave_nothing() {
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     assert!(err.message().contains("no-such-image"), "{err:?}");
 
+    let mut malformed = container_config("a", "true");
+    malformed.image = common::image_spec("UPPER/Case:tag");
+    let err = create(&mut client, &sandbox, malformed, &pod, "bad")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
     let mut nameless = container_config("a", "true");
     nameless.metadata = None;
     let err = create(&mut client, &sandbox, nameless, &pod, "bad")

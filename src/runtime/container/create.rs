@@ -21,6 +21,7 @@ use super::{
     Container, ContainerError, ContainerManager, RUNTIME, Runtime, SPEC_TYPE_URL, State, blocking,
     detached, now_ns, rootfs,
 };
+use crate::runtime::image::ErrorKind;
 use crate::runtime::image::manifest::ExecConfig;
 use crate::runtime::sandbox::SandboxInfo;
 use crate::sys::ns::NsKind;
@@ -72,7 +73,12 @@ impl ContainerManager {
             .images
             .find(&image_name)
             .await
-            .map_err(|e| ContainerError::failed("looking up image", e))?
+            .map_err(|e| match e.kind {
+                ErrorKind::InvalidArgument => {
+                    ContainerError::InvalidArgument(format!("image {image_name:?}: {e}"))
+                }
+                _ => ContainerError::failed("looking up image", e),
+            })?
             .ok_or_else(|| ContainerError::NotFound(format!("image {image_name:?} not found")))?;
 
         let id = crate::runtime::sandbox::new_id();
