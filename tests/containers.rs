@@ -796,3 +796,79 @@ async fn a_container_over_its_memory_limit_is_oom_killed() {
     remove_sandbox(&mut client, &sandbox).await;
     pod.assert_clean(&server, &[]);
 }
+
+#[tokio::test]
+async fn a_restarted_deckhand_adopts_its_containers() {
+    let pod = TestPod::new(8);
+    let (mut server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "adopt").await;
+    let running = create(
+        &mut client,
+        &sandbox,
+        container_config("runs", "sleep 3600"),
+        &pod,
+        "adopt",
+    )
+    .await
+    .unwrap();
+    let done = create(
+        &mut client,
+        &sandbox,
+        container_config("done", "exit 3"),
+        &pod,
+        "adopt",
+    )
+    .await
+    .unwrap();
+    let idle = create(
+        &mut client,
+        &sandbox,
+        container_config("idle", "true"),
+        &pod,
+        "adopt",
+    )
+    .await
+    .unwrap();
+    start(&mut client, &running).await;
+    start(&mut client, &done).await;
+    wait_exited(&mut client, &done).await;
+    let (before, info) = status(&mut client, &running).await.unwrap();
+    let pid = info["pid"].as_u64().unwrap() as u32;
+
+    let mut client = server.kill_and_restart().await;
+    let (s, info) = status(&mut client, &running).await.expect("adopted");
+    assert_eq!(s.state, cri::ContainerState::ContainerRunning as i32);
+    assert_eq!(info["pid"].as_u64().unwrap() as u32, pid);
+    assert_eq!(s.started_at, before.started_at);
+    assert_eq!(s.labels, before.labels);
+    assert_eq!(s.log_path, before.log_path);
+    let (s, _) = status(&mut client, &done).await.unwrap();
+    assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
+    assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"));
+    let (s, _) = status(&mut client, &idle).await.unwrap();
+    assert_eq!(s.state, cri::ContainerState::ContainerCreated as i32);
+    // Names stay reserved across the restart.
+    let err = create(
+        &mut client,
+        &sandbox,
+        container_config("runs", "true"),
+        &pod,
+        "adopt",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err:?}");
+
+    // Exits are seen by the new process.
+    stop(&mut client, &running, 1).await;
+    let (s, _) = status(&mut client, &running).await.unwrap();
+    assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
+    assert!(s.exit_code == 137 || s.exit_code == 143, "{s:?}");
+
+    remove_sandbox(&mut client, &sandbox).await;
+    for id in [&running, &done, &idle] {
+        let err = status(&mut client, id).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound);
+    }
+    pod.assert_clean(&server, &[pid]);
+}

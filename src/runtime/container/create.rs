@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use super::spec::{self, SandboxContext, SpecInputs};
 use super::user::{self, SupplementalGroupsPolicy, UserRequest};
 use super::{
-    Container, ContainerError, ContainerManager, RUNTIME, Runtime, SPEC_TYPE_URL, State, blocking,
+    Container, ContainerError, ContainerManager, RUNTIME, Runtime, SPEC_TYPE_URL, blocking,
     detached, now_ns, rootfs,
 };
 use crate::runtime::image::ErrorKind;
@@ -107,37 +107,33 @@ impl ContainerManager {
             image_name: image_name.clone(),
             cgroup: cgroup.clone(),
             dir: dir.clone(),
+            record: None,
+        };
+        let container = Arc::new(Container {
+            id: id.clone(),
+            sandbox_id: sandbox.id.clone(),
+            metadata,
+            image: image_name,
+            image_ref: image.id.clone(),
+            labels: config.labels.clone(),
+            annotations: config.annotations.clone(),
+            mounts: config.mounts.clone(),
+            log_path,
+            created_at: now_ns(),
+            reserved_name: reserved_name.clone(),
+            dir,
+            cgroup,
+            runtime: Mutex::new(Runtime::created()),
+            exited: watch::Sender::new(false),
+            op: tokio::sync::Mutex::new(()),
+        });
+        let plan = Plan {
+            record: Some(super::adopt::record(&container)),
+            ..plan
         };
         let mut made = Made::default();
         match self.make(&plan, &config, &exec, &sandbox, &mut made).await {
             Ok(()) => {
-                let container = Arc::new(Container {
-                    id: id.clone(),
-                    sandbox_id: sandbox.id.clone(),
-                    metadata,
-                    image: image_name,
-                    image_ref: image.id.clone(),
-                    labels: config.labels.clone(),
-                    annotations: config.annotations.clone(),
-                    mounts: config.mounts.clone(),
-                    log_path,
-                    created_at: now_ns(),
-                    reserved_name,
-                    dir,
-                    cgroup,
-                    runtime: Mutex::new(Runtime {
-                        state: State::Created,
-                        pid: 0,
-                        started_at: 0,
-                        finished_at: 0,
-                        exit_code: 0,
-                        reason: String::new(),
-                        message: String::new(),
-                        oom: false,
-                    }),
-                    exited: watch::Sender::new(false),
-                    op: tokio::sync::Mutex::new(()),
-                });
                 self.containers
                     .lock()
                     .unwrap()
@@ -259,27 +255,34 @@ impl ContainerManager {
         labels.insert("io.deckhand.sandbox-id".into(), sandbox.id.clone());
         made.container = true;
         cd.containers()
-            .create(cd.request_in(
-                CreateContainerRequest {
-                    container: Some(ContainerdContainer {
-                        id: plan.id.clone(),
-                        labels,
-                        image: plan.image_name.clone(),
-                        runtime: Some(ContainerRuntime {
-                            name: RUNTIME.into(),
-                            options: None,
+            .create(
+                cd.request_in(
+                    CreateContainerRequest {
+                        container: Some(ContainerdContainer {
+                            id: plan.id.clone(),
+                            labels,
+                            image: plan.image_name.clone(),
+                            runtime: Some(ContainerRuntime {
+                                name: RUNTIME.into(),
+                                options: None,
+                            }),
+                            spec: Some(prost_types::Any {
+                                type_url: SPEC_TYPE_URL.into(),
+                                value: spec,
+                            }),
+                            snapshotter: snapshotter.clone(),
+                            snapshot_key: plan.id.clone(),
+                            extensions: plan
+                                .record
+                                .iter()
+                                .map(|r| (super::adopt::EXTENSION.to_string(), r.clone()))
+                                .collect(),
+                            ..Default::default()
                         }),
-                        spec: Some(prost_types::Any {
-                            type_url: SPEC_TYPE_URL.into(),
-                            value: spec,
-                        }),
-                        snapshotter: snapshotter.clone(),
-                        snapshot_key: plan.id.clone(),
-                        ..Default::default()
-                    }),
-                },
-                Some(lease),
-            ))
+                    },
+                    Some(lease),
+                ),
+            )
             .await
             .map_err(|s| ContainerError::failed("creating containerd container", s.message()))?;
         Ok(())
@@ -339,6 +342,8 @@ pub(super) struct Plan {
     pub image_name: String,
     pub cgroup: String,
     pub dir: PathBuf,
+    /// What a restarted deckhand re-adopts the container from.
+    pub record: Option<prost_types::Any>,
 }
 
 /// What a creation got to (each flag set just before its step, so a step

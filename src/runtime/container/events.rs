@@ -178,6 +178,8 @@ impl ContainerManager {
             };
         }
         tracing::info!(id = %container.id, code, "container exited");
+        // Saved before the task goes: its exit status dies with it.
+        self.save_record(container).await;
         let cd = &self.containerd;
         if let Err(status) = cd
             .tasks()

@@ -3,6 +3,7 @@
 //! in containerd: create, start, stop, remove, status (one file each), with
 //! exits learnt from containerd's event stream (events.rs).
 
+mod adopt;
 mod create;
 mod events;
 mod exec;
@@ -123,6 +124,21 @@ struct Container {
     op: tokio::sync::Mutex<()>,
 }
 
+impl Runtime {
+    fn created() -> Self {
+        Runtime {
+            state: State::Created,
+            pid: 0,
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            oom: false,
+        }
+    }
+}
+
 impl Container {
     fn snapshot(&self) -> Runtime {
         self.runtime.lock().unwrap().clone()
@@ -157,6 +173,7 @@ impl ContainerManager {
             names: Mutex::new(HashMap::new()),
         });
         events::watch(&manager).await?;
+        manager.adopt().await;
         Ok(manager)
     }
 

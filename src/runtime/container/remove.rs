@@ -50,6 +50,7 @@ impl ContainerManager {
             image_name: String::new(),
             cgroup: container.cgroup.clone(),
             dir: container.dir.clone(),
+            record: None,
         };
         self.unmake(
             &plan,

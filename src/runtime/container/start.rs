@@ -89,14 +89,17 @@ impl ContainerManager {
         };
         match started {
             Ok(pid) => {
-                let mut rt = container.runtime.lock().unwrap();
-                rt.pid = pid;
-                rt.started_at = started_at;
-                // A fast process may have exited (and been recorded) already.
-                if rt.state == State::Created {
-                    rt.state = State::Running;
+                {
+                    let mut rt = container.runtime.lock().unwrap();
+                    rt.pid = pid;
+                    rt.started_at = started_at;
+                    // A fast process may have exited (and been recorded) already.
+                    if rt.state == State::Created {
+                        rt.state = State::Running;
+                    }
                 }
                 tracing::info!(id = %container.id, pid, "container started");
+                self.save_record(&container).await;
                 Ok(())
             }
             Err(status) => {
