@@ -492,6 +492,25 @@ async fn exit_codes_and_reasons_come_from_the_exit_event() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
 
+    // A binary that is not there: the start fails, and says so.
+    let mut missing = container_config("missing", "");
+    missing.command = vec!["/no/such/binary".into()];
+    let missing = create(&mut client, &sandbox, missing, &pod, "codes")
+        .await
+        .unwrap();
+    let err = client
+        .runtime
+        .start_container(cri::StartContainerRequest {
+            container_id: missing.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("no/such/binary"), "{err:?}");
+    let (s, _) = status(&mut client, &missing).await.unwrap();
+    assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
+    assert_eq!((s.exit_code, s.reason.as_str()), (128, "StartError"));
+
+    remove(&mut client, &missing).await;
     remove(&mut client, &failing).await;
     remove(&mut client, &passing).await;
     remove_sandbox(&mut client, &sandbox).await;

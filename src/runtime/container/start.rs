@@ -124,6 +124,7 @@ impl ContainerManager {
                     rt.message = status.message().to_string();
                 }
                 container.exited.send_replace(true);
+                self.save_record(&container).await;
                 Err(ContainerError::failed(
                     "starting container",
                     status.message(),
