@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use crate::runtime::container::{ContainerManager, ContainerManagerConfig};
 use crate::runtime::containerd::Containerd;
 use crate::runtime::image::{ImageManager, ImageManagerConfig};
 use crate::runtime::sandbox::{SandboxManager, SandboxManagerConfig};
@@ -61,23 +62,50 @@ pub async fn run(args: CriArgs) -> anyhow::Result<()> {
             snapshotter_root: args
                 .containerd_root
                 .join(format!("io.containerd.snapshotter.v1.{}", args.snapshotter)),
-            snapshotter: args.snapshotter,
+            snapshotter: args.snapshotter.clone(),
             registry_config_dir: args.registry_config_dir,
             connect_timeout: args.registry_connect_timeout,
             progress_timeout: args.image_pull_progress_timeout,
         },
     ));
+    let log_driver = install_log_driver(&args.state_dir)?;
     let sandboxes = SandboxManager::new(SandboxManagerConfig {
-        run_dir: args.run_dir,
-        state_dir: args.state_dir,
+        run_dir: args.run_dir.clone(),
+        state_dir: args.state_dir.clone(),
         cni_conf_dir: args.cni_conf_dir,
         cni_bin_dirs: args.cni_bin_dir,
         // The running binary itself, even if the file was replaced since.
         infra_exe: "/proc/self/exe".into(),
     })
     .await;
+    let containers = ContainerManager::new(
+        ContainerManagerConfig {
+            run_dir: args.run_dir,
+            log_driver,
+            snapshotter: args.snapshotter,
+            seccomp_root: args.state_dir.join("seccomp"),
+        },
+        images.clone(),
+        sandboxes.clone(),
+    )
+    .await?;
     let socket = crate::cri::socket::socket_path(&args.listen);
-    crate::cri::serve(&socket, images, sandboxes, shutdown_signal()).await
+    crate::cri::serve(&socket, images, sandboxes, containers, shutdown_signal()).await
+}
+
+/// `<state_dir>/bin/deckhand-log-driver`, a link to the binary now running:
+/// the shim runs it by that name (the driver dispatches on argv[0]). The
+/// link is renewed at every start so it follows an upgraded binary.
+fn install_log_driver(state_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let exe = std::fs::read_link("/proc/self/exe").context("resolving /proc/self/exe")?;
+    let dir = state_dir.join("bin");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let link = dir.join(crate::cli::log_driver::ARGV0);
+    let tmp = dir.join(format!(".{}.tmp", crate::cli::log_driver::ARGV0));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&exe, &tmp).with_context(|| format!("linking {}", tmp.display()))?;
+    std::fs::rename(&tmp, &link).with_context(|| format!("installing {}", link.display()))?;
+    Ok(link)
 }
 
 /// SIGINT or SIGTERM: stop accepting, finish, remove the socket.

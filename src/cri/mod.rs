@@ -12,6 +12,7 @@ use std::sync::Arc;
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 
+use crate::runtime::container::ContainerManager;
 use crate::runtime::image::ImageManager;
 use crate::runtime::sandbox::SandboxManager;
 
@@ -28,6 +29,7 @@ pub async fn serve(
     socket_path: &Path,
     images: Arc<ImageManager>,
     sandboxes: Arc<SandboxManager>,
+    containers: Arc<ContainerManager>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let mut listener = socket::bind(socket_path)?;
@@ -35,9 +37,11 @@ pub async fn serve(
     let images = ImageServiceServer::new(image_service::CriImageService::new(images))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let runtime = RuntimeServiceServer::new(runtime_service::CriRuntimeService::new(sandboxes))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let runtime = RuntimeServiceServer::new(runtime_service::CriRuntimeService::new(
+        sandboxes, containers,
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     // Graceful shutdown waits for every connection to close, and a client such
     // as the kubelet keeps its connection forever: give in-flight calls a grace
     // period, then stop regardless.

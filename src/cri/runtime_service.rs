@@ -1,6 +1,6 @@
-//! `runtime.v1.RuntimeService`. Version, RuntimeConfig, Status and the pod
-//! sandbox calls are served; container calls answer Unimplemented until the
-//! runtime lands them.
+//! `runtime.v1.RuntimeService`. Version, RuntimeConfig, Status, the pod
+//! sandbox calls and the container lifecycle are served; the rest answer
+//! Unimplemented until the runtime lands them.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
+use crate::runtime::container::{ContainerError, ContainerManager};
 use crate::runtime::sandbox::{SandboxError, SandboxManager};
 
 /// The CRI API version we speak.
@@ -16,11 +17,26 @@ pub const RUNTIME_NAME: &str = "deckhand";
 
 pub struct CriRuntimeService {
     sandboxes: Arc<SandboxManager>,
+    containers: Arc<ContainerManager>,
 }
 
 impl CriRuntimeService {
-    pub fn new(sandboxes: Arc<SandboxManager>) -> Self {
-        Self { sandboxes }
+    pub fn new(sandboxes: Arc<SandboxManager>, containers: Arc<ContainerManager>) -> Self {
+        Self {
+            sandboxes,
+            containers,
+        }
+    }
+}
+
+fn container_status(e: ContainerError) -> Status {
+    match e {
+        ContainerError::InvalidArgument(m) => Status::invalid_argument(m),
+        ContainerError::NotFound(m) => Status::not_found(m),
+        ContainerError::AlreadyExists(m) => Status::already_exists(m),
+        ContainerError::FailedPrecondition(m) => Status::failed_precondition(m),
+        ContainerError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
+        ContainerError::Failed(m) => Status::internal(m),
     }
 }
 
@@ -92,7 +108,10 @@ runtime_service_impl! {{
         &self,
         request: Request<cri::StopPodSandboxRequest>,
     ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
-        self.sandboxes.stop(&request.into_inner().pod_sandbox_id).await.map_err(status)?;
+        let id = request.into_inner().pod_sandbox_id;
+        // Containers first: they live in the sandbox's namespaces and cgroup.
+        self.containers.stop_in_sandbox(&id).await.map_err(container_status)?;
+        self.sandboxes.stop(&id).await.map_err(status)?;
         Ok(Response::new(cri::StopPodSandboxResponse {}))
     }
 
@@ -100,7 +119,9 @@ runtime_service_impl! {{
         &self,
         request: Request<cri::RemovePodSandboxRequest>,
     ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
-        self.sandboxes.remove(&request.into_inner().pod_sandbox_id).await.map_err(status)?;
+        let id = request.into_inner().pod_sandbox_id;
+        self.containers.remove_in_sandbox(&id).await.map_err(container_status)?;
+        self.sandboxes.remove(&id).await.map_err(status)?;
         Ok(Response::new(cri::RemovePodSandboxResponse {}))
     }
 
@@ -146,16 +167,89 @@ runtime_service_impl! {{
         }))
     }
 
+    async fn create_container(
+        &self,
+        request: Request<cri::CreateContainerRequest>,
+    ) -> Result<Response<cri::CreateContainerResponse>, Status> {
+        let container_id = self.containers.create(request.into_inner()).await.map_err(container_status)?;
+        Ok(Response::new(cri::CreateContainerResponse { container_id }))
+    }
+
+    async fn start_container(
+        &self,
+        request: Request<cri::StartContainerRequest>,
+    ) -> Result<Response<cri::StartContainerResponse>, Status> {
+        self.containers.start(&request.into_inner().container_id).await.map_err(container_status)?;
+        Ok(Response::new(cri::StartContainerResponse {}))
+    }
+
+    async fn stop_container(
+        &self,
+        request: Request<cri::StopContainerRequest>,
+    ) -> Result<Response<cri::StopContainerResponse>, Status> {
+        let request = request.into_inner();
+        self.containers
+            .stop(&request.container_id, request.timeout)
+            .await
+            .map_err(container_status)?;
+        Ok(Response::new(cri::StopContainerResponse {}))
+    }
+
+    async fn remove_container(
+        &self,
+        request: Request<cri::RemoveContainerRequest>,
+    ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
+        self.containers.remove(&request.into_inner().container_id).await.map_err(container_status)?;
+        Ok(Response::new(cri::RemoveContainerResponse {}))
+    }
+
+    async fn list_containers(
+        &self,
+        request: Request<cri::ListContainersRequest>,
+    ) -> Result<Response<cri::ListContainersResponse>, Status> {
+        let containers = self.containers.list(request.into_inner().filter.as_ref());
+        Ok(Response::new(cri::ListContainersResponse { containers }))
+    }
+
+    async fn container_status(
+        &self,
+        request: Request<cri::ContainerStatusRequest>,
+    ) -> Result<Response<cri::ContainerStatusResponse>, Status> {
+        let request = request.into_inner();
+        let response = self
+            .containers
+            .status(&request.container_id, request.verbose)
+            .map_err(container_status)?;
+        Ok(Response::new(response))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        request: Request<cri::ReopenContainerLogRequest>,
+    ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
+        self.containers.reopen_log(&request.into_inner().container_id).await.map_err(container_status)?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
+    }
+
+    async fn exec_sync(
+        &self,
+        request: Request<cri::ExecSyncRequest>,
+    ) -> Result<Response<cri::ExecSyncResponse>, Status> {
+        let request = request.into_inner();
+        let output = self
+            .containers
+            .exec_sync(&request.container_id, request.cmd, request.timeout)
+            .await
+            .map_err(container_status)?;
+        Ok(Response::new(cri::ExecSyncResponse {
+            stdout: output.stdout,
+            stderr: output.stderr,
+            exit_code: output.exit_code,
+        }))
+    }
+
 } unimplemented {
-        create_container(CreateContainerRequest) -> CreateContainerResponse;
-        start_container(StartContainerRequest) -> StartContainerResponse;
-        stop_container(StopContainerRequest) -> StopContainerResponse;
-        remove_container(RemoveContainerRequest) -> RemoveContainerResponse;
-        list_containers(ListContainersRequest) -> ListContainersResponse;
-        container_status(ContainerStatusRequest) -> ContainerStatusResponse;
         update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse;
-        reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse;
-        exec_sync(ExecSyncRequest) -> ExecSyncResponse;
         exec(ExecRequest) -> ExecResponse;
         attach(AttachRequest) -> AttachResponse;
         port_forward(PortForwardRequest) -> PortForwardResponse;

@@ -71,11 +71,30 @@ pub fn exists(path: &str) -> bool {
 
 /// Removes the cgroup; absent is fine (idempotent release).
 pub fn remove(path: &str) -> Result<(), CgroupError> {
+    remove_hybrid_unified(path);
     let cg = Cgroup::load(hierarchies::auto(), path);
     if !cg.exists() {
         return Ok(());
     }
     cg.delete().map_err(sys(path))
+}
+
+/// On a hybrid host (v1 controllers plus a v2 tree at
+/// /sys/fs/cgroup/unified) runc also makes a container's cgroup, and its
+/// missing parents, in the v2 tree, which cgroups-rs does not manage: the
+/// pod's dir there is ours to remove once its containers are gone.
+fn remove_hybrid_unified(path: &str) {
+    let unified = std::path::Path::new("/sys/fs/cgroup/unified");
+    if unified.join("cgroup.procs").exists()
+        && !std::path::Path::new("/sys/fs/cgroup/cgroup.procs").exists()
+    {
+        let dir = unified.join(path.trim_start_matches('/'));
+        if let Err(e) = std::fs::remove_dir(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "removing v2 cgroup of a hybrid host");
+        }
+    }
 }
 
 /// The pids in the cgroup (from the first hierarchy that has it).

@@ -1,5 +1,263 @@
 //! Containers: how a CRI container config becomes an OCI runtime spec
-//! (spec.rs) and which identity its process runs as (user.rs).
+//! (spec.rs), which identity its process runs as (user.rs), and their life
+//! in containerd: create, start, stop, remove, status (one file each), with
+//! exits learnt from containerd's event stream (events.rs).
 
+mod adopt;
+mod create;
+mod events;
+mod exec;
+mod remove;
+mod reopen;
+mod rootfs;
 pub mod spec;
+mod start;
+mod status;
+mod stop;
 pub mod user;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use k8s_cri::v1 as cri;
+use tokio::sync::watch;
+
+use crate::runtime::containerd::Containerd;
+use crate::runtime::image::ImageManager;
+use crate::runtime::sandbox::{SandboxError, SandboxManager};
+
+/// The runtime every container runs under.
+const RUNTIME: &str = "io.containerd.runc.v2";
+/// The type containerd stores an OCI spec under.
+const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ContainerError {
+    fn failed(context: &str, e: impl std::fmt::Display) -> Self {
+        ContainerError::Failed(format!("{context}: {e}"))
+    }
+}
+
+impl From<SandboxError> for ContainerError {
+    fn from(e: SandboxError) -> Self {
+        match e {
+            e @ SandboxError::NotFound(_) => ContainerError::NotFound(e.to_string()),
+            SandboxError::InvalidArgument(m) => ContainerError::InvalidArgument(m),
+            SandboxError::AlreadyExists(m) => ContainerError::AlreadyExists(m),
+            SandboxError::Failed(m) => ContainerError::Failed(m),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ContainerManagerConfig {
+    /// Per-container files (the log driver's pid file, the passwd view's
+    /// mount point): `<run_dir>/containers/<id>/`.
+    pub run_dir: PathBuf,
+    /// `deckhand-log-driver`: a link to this binary under that name (the
+    /// driver dispatches on argv[0]).
+    pub log_driver: PathBuf,
+    pub snapshotter: String,
+    /// Where `Localhost` seccomp profiles live.
+    pub seccomp_root: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Created,
+    Running,
+    Exited,
+}
+
+/// What changes over a container's life.
+#[derive(Debug, Clone)]
+struct Runtime {
+    state: State,
+    pid: u32,
+    started_at: i64,
+    finished_at: i64,
+    exit_code: i32,
+    reason: String,
+    message: String,
+    /// containerd reported an OOM kill in the container's cgroup.
+    oom: bool,
+}
+
+struct Container {
+    id: String,
+    sandbox_id: String,
+    metadata: cri::ContainerMetadata,
+    /// The image as the request named it, and its id.
+    image: String,
+    image_ref: String,
+    labels: HashMap<String, String>,
+    annotations: HashMap<String, String>,
+    mounts: Vec<cri::Mount>,
+    log_path: Option<PathBuf>,
+    created_at: i64,
+    /// `<sandbox id>/<name>/<attempt>`: the name this container holds.
+    reserved_name: String,
+    /// `<run_dir>/containers/<id>`.
+    dir: PathBuf,
+    /// The container's cgroup (cgroupfs path), for the OOM check.
+    cgroup: String,
+    runtime: Mutex<Runtime>,
+    /// True once the init process's exit is recorded and its task deleted.
+    exited: watch::Sender<bool>,
+    /// Serialises start/stop/remove of one container.
+    op: tokio::sync::Mutex<()>,
+}
+
+impl Runtime {
+    fn created() -> Self {
+        Runtime {
+            state: State::Created,
+            pid: 0,
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            oom: false,
+        }
+    }
+}
+
+impl Container {
+    fn snapshot(&self) -> Runtime {
+        self.runtime.lock().unwrap().clone()
+    }
+}
+
+pub struct ContainerManager {
+    config: ContainerManagerConfig,
+    containerd: Containerd,
+    images: Arc<ImageManager>,
+    sandboxes: Arc<SandboxManager>,
+    containers: Mutex<HashMap<String, Arc<Container>>>,
+    /// Reserved names to container ids.
+    names: Mutex<HashMap<String, String>>,
+}
+
+impl ContainerManager {
+    /// Subscribes to containerd's task events before returning, so no exit
+    /// of a container started through this manager can be missed.
+    pub async fn new(
+        config: ContainerManagerConfig,
+        images: Arc<ImageManager>,
+        sandboxes: Arc<SandboxManager>,
+    ) -> Result<Arc<Self>, ContainerError> {
+        let containerd = images.containerd().clone();
+        let manager = Arc::new(ContainerManager {
+            config,
+            containerd,
+            images,
+            sandboxes,
+            containers: Mutex::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
+        });
+        events::watch(&manager).await?;
+        manager.adopt().await;
+        Ok(manager)
+    }
+
+    /// The container `id` names: the id itself or a unique prefix of one.
+    fn get(&self, id: &str) -> Result<Arc<Container>, ContainerError> {
+        let containers = self.containers.lock().unwrap();
+        if let Some(c) = containers.get(id) {
+            return Ok(c.clone());
+        }
+        let mut matches = containers
+            .iter()
+            .filter(|(k, _)| !id.is_empty() && k.starts_with(id));
+        match (matches.next(), matches.next()) {
+            (Some((_, c)), None) => Ok(c.clone()),
+            _ => Err(ContainerError::NotFound(format!(
+                "container {id:?} not found"
+            ))),
+        }
+    }
+
+    /// The ids of a sandbox's containers.
+    fn in_sandbox(&self, sandbox_id: &str) -> Vec<String> {
+        self.containers
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|c| c.sandbox_id == sandbox_id)
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
+    /// StopPodSandbox's first half: every container of the sandbox stopped
+    /// (killed at once, as the kubelet has already stopped them gracefully).
+    pub async fn stop_in_sandbox(self: &Arc<Self>, sandbox_id: &str) -> Result<(), ContainerError> {
+        let Ok(info) = self.sandboxes.info(sandbox_id) else {
+            return Ok(());
+        };
+        for id in self.in_sandbox(&info.id) {
+            self.stop(&id, 0).await?;
+        }
+        Ok(())
+    }
+
+    /// RemovePodSandbox's first half: every container of the sandbox removed.
+    pub async fn remove_in_sandbox(
+        self: &Arc<Self>,
+        sandbox_id: &str,
+    ) -> Result<(), ContainerError> {
+        let Ok(info) = self.sandboxes.info(sandbox_id) else {
+            return Ok(());
+        };
+        for id in self.in_sandbox(&info.id) {
+            self.remove(&id).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `f` as its own task and waits for it: a caller that gives up (a
+/// kubelet deadline drops the gRPC future) must not cut an operation or its
+/// rollback short.
+async fn detached<T: Send + 'static>(
+    f: impl Future<Output = Result<T, ContainerError>> + Send + 'static,
+) -> Result<T, ContainerError> {
+    tokio::spawn(f)
+        .await
+        .map_err(|e| ContainerError::failed("container task", e))?
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ContainerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ContainerError::failed("blocking task", e))
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn is_not_found(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::NotFound
+}

@@ -86,6 +86,21 @@ pub struct SandboxManager {
     names: Mutex<HashMap<String, String>>,
 }
 
+/// A sandbox as its containers see it.
+#[derive(Debug, Clone)]
+pub struct SandboxInfo {
+    pub id: String,
+    pub ready: bool,
+    /// Holds the hostname, hosts and resolv.conf files.
+    pub dir: PathBuf,
+    pub cgroup: Option<String>,
+    pub hostname: String,
+    pub log_directory: String,
+    /// The namespaces the sandbox owns and where they are pinned.
+    pub namespaces: Vec<(NsKind, PathBuf)>,
+    pub pid_mode: i32,
+}
+
 /// What NetworkReady should say.
 pub struct NetworkStatus {
     pub ready: bool,
@@ -581,6 +596,27 @@ impl SandboxManager {
         Ok(())
     }
 
+    /// What a container joining sandbox `id` (or a unique prefix of it)
+    /// needs to know of it.
+    pub fn info(&self, id: &str) -> Result<SandboxInfo, SandboxError> {
+        let sandbox = self.get(id)?;
+        let record = sandbox.record.lock().unwrap();
+        Ok(SandboxInfo {
+            id: record.id.clone(),
+            ready: record.state == SandboxState::Ready,
+            dir: record.dir.clone(),
+            cgroup: record.cgroup.clone(),
+            hostname: record.hostname.clone(),
+            log_directory: record.log_directory.clone(),
+            namespaces: record
+                .namespaces
+                .iter()
+                .map(|k| (*k, record.ns_path(*k)))
+                .collect(),
+            pid_mode: record.pid_mode,
+        })
+    }
+
     /// PodSandboxStatus, from memory.
     pub fn status(
         &self,
@@ -798,7 +834,7 @@ fn now_ns() -> i64 {
 }
 
 /// A random 64-hex-digit id, like containerd's.
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     use std::io::Read;
     let mut bytes = [0u8; 32];
     if std::fs::File::open("/dev/urandom")

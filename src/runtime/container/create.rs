@@ -1,0 +1,461 @@
+//! CreateContainer: validate, resolve the image, prepare the rootfs
+//! snapshot, build the OCI spec, create the containerd container. Every step
+//! is undone if a later one fails.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use containerd_client::services::v1::container::Runtime as ContainerRuntime;
+use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
+use containerd_client::services::v1::{
+    Container as ContainerdContainer, CreateContainerRequest, DeleteContainerRequest,
+};
+use k8s_cri::v1 as cri;
+use tokio::sync::watch;
+
+use super::spec::{self, SandboxContext, SpecInputs};
+use super::user::{self, SupplementalGroupsPolicy, UserRequest};
+use super::{
+    Container, ContainerError, ContainerManager, RUNTIME, Runtime, SPEC_TYPE_URL, blocking,
+    detached, now_ns, rootfs,
+};
+use crate::runtime::image::ErrorKind;
+use crate::runtime::image::manifest::ExecConfig;
+use crate::runtime::sandbox::SandboxInfo;
+use crate::sys::ns::NsKind;
+
+/// A lease keeps the fresh snapshot from containerd's collector until the
+/// container references it; it expires by itself if we die before that.
+const LEASE_TTL: Duration = Duration::from_secs(300);
+
+impl ContainerManager {
+    pub async fn create(
+        self: &Arc<Self>,
+        request: cri::CreateContainerRequest,
+    ) -> Result<String, ContainerError> {
+        let manager = self.clone();
+        detached(async move { manager.create_to_end(request).await }).await
+    }
+
+    async fn create_to_end(
+        self: &Arc<Self>,
+        request: cri::CreateContainerRequest,
+    ) -> Result<String, ContainerError> {
+        let invalid = |m: &str| ContainerError::InvalidArgument(m.to_string());
+        let config = request
+            .config
+            .ok_or_else(|| invalid("container config is required"))?;
+        let metadata = config
+            .metadata
+            .clone()
+            .ok_or_else(|| invalid("container metadata is required"))?;
+        if metadata.name.is_empty() {
+            return Err(invalid("container metadata.name is required"));
+        }
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        if image_name.is_empty() {
+            return Err(invalid("container image is required"));
+        }
+        let sandbox = self.sandboxes.info(&request.pod_sandbox_id)?;
+        if !sandbox.ready {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "pod sandbox {} is not ready",
+                sandbox.id
+            )));
+        }
+        let image = self
+            .images
+            .find(&image_name)
+            .await
+            .map_err(|e| match e.kind {
+                ErrorKind::InvalidArgument => {
+                    ContainerError::InvalidArgument(format!("image {image_name:?}: {e}"))
+                }
+                _ => ContainerError::failed("looking up image", e),
+            })?
+            .ok_or_else(|| ContainerError::NotFound(format!("image {image_name:?} not found")))?;
+
+        let id = crate::runtime::sandbox::new_id();
+        let reserved_name = format!("{}/{}/{}", sandbox.id, metadata.name, metadata.attempt);
+        {
+            let mut names = self.names.lock().unwrap();
+            if let Some(owner) = names.get(&reserved_name) {
+                return Err(ContainerError::AlreadyExists(format!(
+                    "container name {:?} (attempt {}) in sandbox {} is reserved for {owner}",
+                    metadata.name, metadata.attempt, sandbox.id
+                )));
+            }
+            names.insert(reserved_name.clone(), id.clone());
+        }
+        let cgroup = format!(
+            "{}/{id}",
+            sandbox.cgroup.clone().unwrap_or_else(|| "/deckhand".into())
+        );
+        let dir = self.config.run_dir.join("containers").join(&id);
+        let log_path = (!sandbox.log_directory.is_empty() && !config.log_path.is_empty())
+            .then(|| PathBuf::from(&sandbox.log_directory).join(&config.log_path));
+        let exec = image.info.config.config.clone().unwrap_or_default();
+        let plan = Plan {
+            id: id.clone(),
+            chain_id: image.info.chain_id.clone(),
+            image_name: image_name.clone(),
+            cgroup: cgroup.clone(),
+            dir: dir.clone(),
+            record: None,
+        };
+        let container = Arc::new(Container {
+            id: id.clone(),
+            sandbox_id: sandbox.id.clone(),
+            metadata,
+            image: image_name,
+            image_ref: image.id.clone(),
+            labels: config.labels.clone(),
+            annotations: config.annotations.clone(),
+            mounts: config.mounts.clone(),
+            log_path,
+            created_at: now_ns(),
+            reserved_name: reserved_name.clone(),
+            dir,
+            cgroup,
+            runtime: Mutex::new(Runtime::created()),
+            exited: watch::Sender::new(false),
+            op: tokio::sync::Mutex::new(()),
+        });
+        let plan = Plan {
+            record: Some(super::adopt::record(&container)),
+            ..plan
+        };
+        let mut made = Made::default();
+        match self.make(&plan, &config, &exec, &sandbox, &mut made).await {
+            Ok(()) => {
+                self.containers
+                    .lock()
+                    .unwrap()
+                    .insert(id.clone(), container);
+                tracing::info!(%id, sandbox = %sandbox.id, "container created");
+                Ok(id)
+            }
+            Err(e) => {
+                tracing::warn!(%id, error = %e, "CreateContainer failed; rolling back");
+                if let Err(re) = self.unmake(&plan, &made).await {
+                    tracing::error!(%id, error = %re, "rollback incomplete");
+                }
+                self.names.lock().unwrap().remove(&reserved_name);
+                Err(e)
+            }
+        }
+    }
+
+    async fn make(
+        &self,
+        plan: &Plan,
+        config: &cri::ContainerConfig,
+        exec: &ExecConfig,
+        sandbox: &SandboxInfo,
+        made: &mut Made,
+    ) -> Result<(), ContainerError> {
+        let cd = &self.containerd;
+        let lease = cd
+            .create_lease("container", LEASE_TTL)
+            .await
+            .map_err(|s| ContainerError::failed("creating lease", s.message()))?;
+        let result = self
+            .make_leased(plan, config, exec, sandbox, made, &lease)
+            .await;
+        cd.delete_lease(lease, false).await;
+        result
+    }
+
+    async fn make_leased(
+        &self,
+        plan: &Plan,
+        config: &cri::ContainerConfig,
+        exec: &ExecConfig,
+        sandbox: &SandboxInfo,
+        made: &mut Made,
+        lease: &crate::runtime::containerd::Lease,
+    ) -> Result<(), ContainerError> {
+        let cd = &self.containerd;
+        let snapshotter = &self.config.snapshotter;
+        made.dir = true;
+        let dir = plan.dir.clone();
+        blocking(move || std::fs::create_dir_all(dir))
+            .await?
+            .map_err(|e| ContainerError::failed("creating container dir", e))?;
+
+        made.snapshot = true;
+        cd.snapshots()
+            .prepare(cd.request_in(
+                PrepareSnapshotRequest {
+                    snapshotter: snapshotter.clone(),
+                    key: plan.id.clone(),
+                    parent: plan.chain_id.clone(),
+                    labels: Default::default(),
+                },
+                Some(lease),
+            ))
+            .await
+            .map_err(|s| ContainerError::failed("preparing rootfs snapshot", s.message()))?;
+
+        let (passwd, group) = rootfs::read_user_files(
+            cd,
+            lease,
+            snapshotter,
+            &plan.chain_id,
+            &format!("{}-passwd-view", plan.id),
+            plan.dir.join("passwd-view"),
+        )
+        .await?;
+        let security = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.clone())
+            .unwrap_or_default();
+        let policy = if security.supplemental_groups_policy
+            == cri::SupplementalGroupsPolicy::Strict as i32
+        {
+            SupplementalGroupsPolicy::Strict
+        } else {
+            SupplementalGroupsPolicy::Merge
+        };
+        let resolved = user::resolve(
+            &UserRequest {
+                run_as_user: security.run_as_user.map(|v| v.value),
+                run_as_username: &security.run_as_username,
+                run_as_group: security.run_as_group.map(|v| v.value),
+                supplemental_groups: &security.supplemental_groups,
+                policy,
+                image_user: exec.user.as_deref().unwrap_or_default(),
+            },
+            &passwd,
+            &group,
+        )
+        .map_err(|e| ContainerError::InvalidArgument(e.to_string()))?;
+
+        let context = sandbox_context(sandbox, &security, &plan.cgroup);
+        let spec = spec::build(&SpecInputs {
+            config,
+            image: exec,
+            sandbox: &context,
+            user: &resolved,
+            seccomp_root: &self.config.seccomp_root,
+        })
+        .map_err(|e| ContainerError::InvalidArgument(e.to_string()))?;
+        let spec = serde_json::to_vec(&spec)
+            .map_err(|e| ContainerError::failed("serialising OCI spec", e))?;
+
+        let mut labels: HashMap<String, String> = config.labels.clone();
+        labels.insert("io.cri-containerd.kind".into(), "container".into());
+        labels.insert("io.deckhand.sandbox-id".into(), sandbox.id.clone());
+        made.container = true;
+        cd.containers()
+            .create(
+                cd.request_in(
+                    CreateContainerRequest {
+                        container: Some(ContainerdContainer {
+                            id: plan.id.clone(),
+                            labels,
+                            image: plan.image_name.clone(),
+                            runtime: Some(ContainerRuntime {
+                                name: RUNTIME.into(),
+                                options: None,
+                            }),
+                            spec: Some(prost_types::Any {
+                                type_url: SPEC_TYPE_URL.into(),
+                                value: spec,
+                            }),
+                            snapshotter: snapshotter.clone(),
+                            snapshot_key: plan.id.clone(),
+                            extensions: plan
+                                .record
+                                .iter()
+                                .map(|r| (super::adopt::EXTENSION.to_string(), r.clone()))
+                                .collect(),
+                            ..Default::default()
+                        }),
+                    },
+                    Some(lease),
+                ),
+            )
+            .await
+            .map_err(|s| ContainerError::failed("creating containerd container", s.message()))?;
+        Ok(())
+    }
+
+    /// Undoes whatever `made` says was (maybe) made, every step tried;
+    /// returns the first failure. Rollback of a creation and the tail of
+    /// RemoveContainer.
+    pub(super) async fn unmake(&self, plan: &Plan, made: &Made) -> Result<(), ContainerError> {
+        let cd = &self.containerd;
+        let mut first_error = None;
+        if made.container
+            && let Err(status) = cd
+                .containers()
+                .delete(cd.request(DeleteContainerRequest {
+                    id: plan.id.clone(),
+                }))
+                .await
+            && !super::is_not_found(&status)
+        {
+            first_error.get_or_insert(ContainerError::failed(
+                "deleting container",
+                status.message(),
+            ));
+        }
+        if made.snapshot
+            && let Err(status) = cd
+                .snapshots()
+                .remove(cd.request(RemoveSnapshotRequest {
+                    snapshotter: self.config.snapshotter.clone(),
+                    key: plan.id.clone(),
+                }))
+                .await
+            && !super::is_not_found(&status)
+        {
+            first_error.get_or_insert(ContainerError::failed(
+                "removing snapshot",
+                status.message(),
+            ));
+        }
+        if made.dir {
+            let dir = plan.dir.clone();
+            match blocking(move || std::fs::remove_dir_all(dir)).await? {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    first_error.get_or_insert(ContainerError::failed("removing container dir", e));
+                }
+                _ => {}
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+pub(super) struct Plan {
+    pub id: String,
+    pub chain_id: String,
+    pub image_name: String,
+    pub cgroup: String,
+    pub dir: PathBuf,
+    /// What a restarted deckhand re-adopts the container from.
+    pub record: Option<prost_types::Any>,
+}
+
+/// What a creation got to (each flag set just before its step, so a step
+/// that fails halfway is undone too).
+#[derive(Default)]
+pub(super) struct Made {
+    pub dir: bool,
+    pub snapshot: bool,
+    pub container: bool,
+}
+
+/// The sandbox as the spec builder wants it; the container's own PID mode
+/// decides whether it joins the pod's PID namespace, the host's or its own.
+fn sandbox_context(
+    sandbox: &SandboxInfo,
+    security: &cri::LinuxContainerSecurityContext,
+    cgroup: &str,
+) -> SandboxContext {
+    let ns = |kind: NsKind| {
+        sandbox
+            .namespaces
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, p)| p.clone())
+    };
+    let pid_mode = security
+        .namespace_options
+        .as_ref()
+        .map(|n| n.pid)
+        .unwrap_or(sandbox.pid_mode);
+    let host_pid = pid_mode == cri::NamespaceMode::Node as i32;
+    let pid = (pid_mode == cri::NamespaceMode::Pod as i32)
+        .then(|| ns(NsKind::Pid))
+        .flatten();
+    SandboxContext {
+        network: ns(NsKind::Net),
+        ipc: ns(NsKind::Ipc),
+        uts: ns(NsKind::Uts),
+        pid,
+        host_pid,
+        cgroups_path: cgroup.to_string(),
+        hostname: sandbox.hostname.clone(),
+        etc_hostname: Some(sandbox.dir.join("hostname")),
+        etc_hosts: Some(sandbox.dir.join("hosts")),
+        resolv_conf: Some(sandbox.dir.join("resolv.conf")),
+        dev_shm: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sandbox() -> SandboxInfo {
+        SandboxInfo {
+            id: "sb".into(),
+            ready: true,
+            dir: "/run/deckhand/sandboxes/sb".into(),
+            cgroup: Some("/deckhand/sb".into()),
+            hostname: "pod".into(),
+            log_directory: String::new(),
+            namespaces: vec![
+                (NsKind::Net, "/pins/net".into()),
+                (NsKind::Uts, "/pins/uts".into()),
+                (NsKind::Ipc, "/pins/ipc".into()),
+                (NsKind::Pid, "/pins/pid".into()),
+            ],
+            pid_mode: cri::NamespaceMode::Pod as i32,
+        }
+    }
+
+    fn with_pid(mode: cri::NamespaceMode) -> cri::LinuxContainerSecurityContext {
+        cri::LinuxContainerSecurityContext {
+            namespace_options: Some(cri::NamespaceOption {
+                pid: mode as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_container_joins_the_pods_namespaces_and_files() {
+        let c = sandbox_context(
+            &sandbox(),
+            &with_pid(cri::NamespaceMode::Pod),
+            "/deckhand/sb/c",
+        );
+        assert_eq!(
+            c.network.as_deref(),
+            Some(std::path::Path::new("/pins/net"))
+        );
+        assert_eq!(c.pid.as_deref(), Some(std::path::Path::new("/pins/pid")));
+        assert!(!c.host_pid);
+        assert_eq!(c.cgroups_path, "/deckhand/sb/c");
+        assert_eq!(
+            c.resolv_conf.as_deref(),
+            Some(std::path::Path::new(
+                "/run/deckhand/sandboxes/sb/resolv.conf"
+            ))
+        );
+    }
+
+    #[test]
+    fn the_containers_pid_mode_picks_its_pid_namespace() {
+        let own = sandbox_context(&sandbox(), &with_pid(cri::NamespaceMode::Container), "x");
+        assert_eq!((own.pid, own.host_pid), (None, false));
+        let host = sandbox_context(&sandbox(), &with_pid(cri::NamespaceMode::Node), "x");
+        assert_eq!((host.pid, host.host_pid), (None, true));
+        let mut host_net = sandbox();
+        host_net.namespaces.retain(|(k, _)| *k == NsKind::Pid);
+        let c = sandbox_context(&host_net, &with_pid(cri::NamespaceMode::Pod), "x");
+        assert_eq!((c.network, c.uts, c.ipc), (None, None, None));
+    }
+}

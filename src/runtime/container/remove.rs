@@ -1,0 +1,72 @@
+//! RemoveContainer: killed if running, then its task, containerd container,
+//! snapshot and files go. Idempotent: an unknown container is fine.
+
+use std::sync::Arc;
+
+use containerd_client::services::v1::DeleteTaskRequest;
+
+use super::create::{Made, Plan};
+use super::{ContainerError, ContainerManager, State, detached, is_not_found};
+
+/// How long RemoveContainer waits for an exit being recorded.
+const EXIT_HANDLER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl ContainerManager {
+    pub async fn remove(self: &Arc<Self>, id: &str) -> Result<(), ContainerError> {
+        let (manager, id) = (self.clone(), id.to_string());
+        detached(async move { manager.remove_to_end(&id).await }).await
+    }
+
+    async fn remove_to_end(&self, id: &str) -> Result<(), ContainerError> {
+        let container = match self.get(id) {
+            Ok(c) => c,
+            Err(ContainerError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let _op = container.op.lock().await;
+        self.stop_locked(&container, 0).await?;
+        if container.snapshot().state == State::Exited {
+            // The exit handler may be deleting the task right now; a second
+            // delete racing it fails as the shim goes away.
+            let mut exited = container.exited.subscribe();
+            let _ = tokio::time::timeout(EXIT_HANDLER_WAIT, exited.wait_for(|e| *e)).await;
+        }
+        let cd = &self.containerd;
+        // The exit handler deletes the task; a created-only container may
+        // still have none, or a handler that timed out may have left one.
+        if let Err(status) = cd
+            .tasks()
+            .delete(cd.request(DeleteTaskRequest {
+                container_id: container.id.clone(),
+            }))
+            .await
+            && !is_not_found(&status)
+        {
+            return Err(ContainerError::failed("deleting task", status.message()));
+        }
+        let plan = Plan {
+            id: container.id.clone(),
+            chain_id: String::new(),
+            image_name: String::new(),
+            cgroup: container.cgroup.clone(),
+            dir: container.dir.clone(),
+            record: None,
+        };
+        self.unmake(
+            &plan,
+            &Made {
+                dir: true,
+                snapshot: true,
+                container: true,
+            },
+        )
+        .await?;
+        self.containers.lock().unwrap().remove(&container.id);
+        let mut names = self.names.lock().unwrap();
+        if names.get(&container.reserved_name) == Some(&container.id) {
+            names.remove(&container.reserved_name);
+        }
+        tracing::info!(id = %container.id, "container removed");
+        Ok(())
+    }
+}

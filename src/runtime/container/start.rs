@@ -1,0 +1,176 @@
+//! StartContainer: a containerd task on the prepared snapshot, its output
+//! going to deckhand-log-driver (run by the shim, so logging outlives us),
+//! then started.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use containerd_client::services::v1::snapshots::MountsRequest;
+use containerd_client::services::v1::{CreateTaskRequest, DeleteTaskRequest, StartRequest};
+
+use super::{ContainerError, ContainerManager, State, blocking, detached, is_not_found, now_ns};
+
+/// The exit code containerd reports for a container that never started.
+const START_ERROR_CODE: i32 = 128;
+
+impl ContainerManager {
+    pub async fn start(self: &Arc<Self>, id: &str) -> Result<(), ContainerError> {
+        let (manager, id) = (self.clone(), id.to_string());
+        detached(async move { manager.start_to_end(&id).await }).await
+    }
+
+    async fn start_to_end(&self, id: &str) -> Result<(), ContainerError> {
+        let container = self.get(id)?;
+        let _op = container.op.lock().await;
+        let state = container.snapshot().state;
+        if state != State::Created {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "container {} is {state:?}, not created",
+                container.id
+            )));
+        }
+        let sandbox = self.sandboxes.info(&container.sandbox_id)?;
+        if !sandbox.ready {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "pod sandbox {} is not ready",
+                sandbox.id
+            )));
+        }
+        let cd = &self.containerd;
+        let rootfs = cd
+            .snapshots()
+            .mounts(cd.request(MountsRequest {
+                snapshotter: self.config.snapshotter.clone(),
+                key: container.id.clone(),
+            }))
+            .await
+            .map_err(|s| ContainerError::failed("rootfs mounts", s.message()))?
+            .into_inner()
+            .mounts;
+        let log_uri = match &container.log_path {
+            Some(path) => {
+                let parent = path.parent().map(Path::to_path_buf);
+                if let Some(parent) = parent {
+                    blocking(move || std::fs::create_dir_all(parent))
+                        .await?
+                        .map_err(|e| ContainerError::failed("creating log directory", e))?;
+                }
+                log_uri(
+                    &self.config.log_driver,
+                    path,
+                    &container.dir.join("log-driver.pid"),
+                )?
+            }
+            None => String::new(),
+        };
+        let created = cd
+            .tasks()
+            .create(cd.request(CreateTaskRequest {
+                container_id: container.id.clone(),
+                rootfs,
+                stdout: log_uri.clone(),
+                stderr: log_uri,
+                ..Default::default()
+            }))
+            .await;
+        // Taken before Start: a quick process's exit (timestamped by
+        // containerd) may be recorded before Start returns.
+        let started_at = now_ns();
+        let started = match created {
+            Ok(_) => cd
+                .tasks()
+                .start(cd.request(StartRequest {
+                    container_id: container.id.clone(),
+                    exec_id: String::new(),
+                }))
+                .await
+                .map(|r| r.into_inner().pid),
+            Err(status) => Err(status),
+        };
+        match started {
+            Ok(pid) => {
+                {
+                    let mut rt = container.runtime.lock().unwrap();
+                    rt.pid = pid;
+                    rt.started_at = started_at;
+                    // A fast process may have exited (and been recorded) already.
+                    if rt.state == State::Created {
+                        rt.state = State::Running;
+                    }
+                }
+                tracing::info!(id = %container.id, pid, "container started");
+                self.save_record(&container).await;
+                Ok(())
+            }
+            Err(status) => {
+                // As containerd: a container that failed to start is exited
+                // with StartError, and its half-made task goes.
+                if let Err(s) = cd
+                    .tasks()
+                    .delete(cd.request(DeleteTaskRequest {
+                        container_id: container.id.clone(),
+                    }))
+                    .await
+                    && !is_not_found(&s)
+                {
+                    tracing::warn!(id = %container.id, status = %s, "deleting failed task");
+                }
+                {
+                    let mut rt = container.runtime.lock().unwrap();
+                    rt.state = State::Exited;
+                    rt.finished_at = now_ns();
+                    rt.exit_code = START_ERROR_CODE;
+                    rt.reason = "StartError".into();
+                    rt.message = status.message().to_string();
+                }
+                container.exited.send_replace(true);
+                self.save_record(&container).await;
+                Err(ContainerError::failed(
+                    "starting container",
+                    status.message(),
+                ))
+            }
+        }
+    }
+}
+
+/// containerd's binary log URI: the shim runs `driver` with each query pair
+/// as `key value` arguments.
+fn log_uri(driver: &Path, log: &Path, pid_file: &Path) -> Result<String, ContainerError> {
+    let mut uri =
+        url::Url::parse("binary:///").map_err(|e| ContainerError::failed("log URI", e))?;
+    uri.set_path(&driver.to_string_lossy());
+    uri.query_pairs_mut()
+        .append_pair("--path", &log.to_string_lossy())
+        .append_pair("--pid-file", &pid_file.to_string_lossy());
+    Ok(uri.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_uri_names_the_driver_and_its_flags() {
+        let uri = log_uri(
+            Path::new("/var/lib/deckhand/bin/deckhand-log-driver"),
+            Path::new("/var/log/pods/ns_p_u/c/0.log"),
+            Path::new("/run/deckhand/containers/x/log-driver.pid"),
+        )
+        .unwrap();
+        let parsed = url::Url::parse(&uri).unwrap();
+        assert_eq!(parsed.scheme(), "binary");
+        assert_eq!(parsed.path(), "/var/lib/deckhand/bin/deckhand-log-driver");
+        let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("--path".into(), "/var/log/pods/ns_p_u/c/0.log".into()),
+                (
+                    "--pid-file".into(),
+                    "/run/deckhand/containers/x/log-driver.pid".into()
+                ),
+            ]
+        );
+    }
+}

@@ -1,0 +1,893 @@
+//! Containers against real containerd, runc and CNI: a `deckhand cri` per
+//! test with its own containerd namespace, bridge, subnet and cgroup parent,
+//! and a check after each test that nothing is left behind.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{BUSYBOX, CriOptions, CriServer};
+use deckhand::cri::client::CriClient;
+use k8s_cri::v1 as cri;
+
+const CNI_BIN_DIR: &str = "/usr/lib/cni";
+
+/// One test's network, cgroup parent and pod log directory.
+struct TestPod {
+    conf: tempfile::TempDir,
+    /// Held for host-local's data dir.
+    _ipam: tempfile::TempDir,
+    logs: tempfile::TempDir,
+    bridge: String,
+    cgroup_parent: String,
+}
+
+impl TestPod {
+    /// `index` keeps bridge, subnet and cgroup parent apart from the other
+    /// tests of this file (they run in parallel).
+    fn new(index: u8) -> Self {
+        let conf = tempfile::tempdir().unwrap();
+        let ipam = tempfile::tempdir().unwrap();
+        let bridge = format!("dhct{}x{index}", std::process::id() % 10000);
+        let conflist = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": format!("dhctr{index}"),
+            "plugins": [{
+                "type": "bridge",
+                "bridge": bridge,
+                "isGateway": true,
+                "ipMasq": false,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": format!("10.214.{index}.0/24")}]],
+                    "dataDir": ipam.path(),
+                }
+            }]
+        });
+        std::fs::write(conf.path().join("10-test.conflist"), conflist.to_string()).unwrap();
+        TestPod {
+            conf,
+            _ipam: ipam,
+            logs: tempfile::tempdir().unwrap(),
+            bridge,
+            cgroup_parent: format!("/deckhand-ctr-test-{}-{index}", std::process::id()),
+        }
+    }
+
+    async fn server(&self) -> (CriServer, CriClient) {
+        let (server, mut client) = CriServer::start_with(CriOptions {
+            cni_conf_dir: Some(self.conf.path().to_path_buf()),
+            cni_bin_dir: Some(CNI_BIN_DIR.into()),
+            ..Default::default()
+        })
+        .await;
+        common::pull(&mut client, BUSYBOX)
+            .await
+            .expect("pull busybox");
+        (server, client)
+    }
+
+    fn sandbox_config(&self, name: &str) -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: name.into(),
+                uid: format!("uid-{name}"),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            hostname: name.into(),
+            log_directory: self.logs.path().to_string_lossy().into_owned(),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                cgroup_parent: self.cgroup_parent.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn run_sandbox(&self, client: &mut CriClient, name: &str) -> String {
+        client
+            .runtime
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(self.sandbox_config(name)),
+                runtime_handler: String::new(),
+            })
+            .await
+            .expect("run sandbox")
+            .into_inner()
+            .pod_sandbox_id
+    }
+
+    /// Nothing of the test's containers is left: no containerd containers,
+    /// tasks or active snapshots in the namespace, no mounts under the run
+    /// dir, no child cgroups, no container processes.
+    fn assert_clean(&self, server: &CriServer, pids: &[u32]) {
+        assert_eq!(
+            server.ctr(&["containers", "ls", "-q"]).trim(),
+            "",
+            "containers left"
+        );
+        assert_eq!(server.ctr(&["tasks", "ls", "-q"]).trim(), "", "tasks left");
+        let snapshots = server.ctr(&["snapshots", "ls"]);
+        assert!(
+            !snapshots.lines().any(|l| l.contains("Active")),
+            "active snapshots left:\n{snapshots}"
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let run = server.run_dir().to_string_lossy().into_owned();
+        assert!(!mounts.contains(&run), "mounts left under {run}");
+        let memory = self.memory_cgroup();
+        if memory.exists() {
+            let children: Vec<_> = std::fs::read_dir(&memory)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_type().unwrap().is_dir())
+                .collect();
+            assert!(children.is_empty(), "cgroups left: {children:?}");
+        }
+        // A hybrid host's v2 tree, where runc makes cgroups as well.
+        let unified =
+            Path::new("/sys/fs/cgroup/unified").join(self.cgroup_parent.trim_start_matches('/'));
+        if unified.exists() {
+            let children: Vec<_> = std::fs::read_dir(&unified)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_type().unwrap().is_dir())
+                .collect();
+            assert!(children.is_empty(), "v2 cgroups left: {children:?}");
+        }
+        for pid in pids {
+            assert!(
+                !Path::new(&format!("/proc/{pid}")).exists(),
+                "container process {pid} still exists"
+            );
+        }
+    }
+
+    /// The memory hierarchy (v1) or the unified one.
+    fn memory_cgroup_root(&self) -> PathBuf {
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            PathBuf::from("/sys/fs/cgroup")
+        } else {
+            PathBuf::from("/sys/fs/cgroup/memory")
+        }
+    }
+
+    /// The cgroup parent in the memory hierarchy.
+    fn memory_cgroup(&self) -> PathBuf {
+        self.memory_cgroup_root()
+            .join(self.cgroup_parent.trim_start_matches('/'))
+    }
+}
+
+impl Drop for TestPod {
+    fn drop(&mut self) {
+        // A nested test host (memory cgroups under /process_api/<id>) makes
+        // runc create the pod's parents there too: take those empty dirs.
+        let parent = self.cgroup_parent.trim_start_matches('/');
+        if let Ok(nested) = std::fs::read_dir("/sys/fs/cgroup/memory/process_api") {
+            for dir in nested.flatten() {
+                let pod = dir.path().join(parent);
+                if let Ok(children) = std::fs::read_dir(&pod) {
+                    for child in children.flatten() {
+                        if child.file_type().is_ok_and(|t| t.is_dir()) {
+                            let _ = std::fs::remove_dir(child.path());
+                        }
+                    }
+                }
+                let _ = std::fs::remove_dir(pod);
+            }
+        }
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(std::process::Stdio::null())
+            .status();
+        for controller in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let _ = std::fs::remove_dir(
+                controller
+                    .path()
+                    .join(self.cgroup_parent.trim_start_matches('/')),
+            );
+        }
+    }
+}
+
+fn container_config(name: &str, script: &str) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: common::image_spec(BUSYBOX),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        log_path: format!("{name}/0.log"),
+        labels: HashMap::from([("io.kubernetes.container.name".into(), name.into())]),
+        annotations: HashMap::from([("note".into(), "x".into())]),
+        ..Default::default()
+    }
+}
+
+async fn create(
+    client: &mut CriClient,
+    sandbox_id: &str,
+    config: cri::ContainerConfig,
+    pod: &TestPod,
+    pod_name: &str,
+) -> Result<String, tonic::Status> {
+    client
+        .runtime
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox_id.into(),
+            config: Some(config),
+            sandbox_config: Some(pod.sandbox_config(pod_name)),
+        })
+        .await
+        .map(|r| r.into_inner().container_id)
+}
+
+async fn start(client: &mut CriClient, id: &str) {
+    client
+        .runtime
+        .start_container(cri::StartContainerRequest {
+            container_id: id.into(),
+        })
+        .await
+        .expect("start container");
+}
+
+async fn status(
+    client: &mut CriClient,
+    id: &str,
+) -> Result<(cri::ContainerStatus, serde_json::Value), tonic::Status> {
+    let r = client
+        .runtime
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        })
+        .await?
+        .into_inner();
+    let info = serde_json::from_str(r.info.get("info").expect("verbose info")).unwrap();
+    Ok((r.status.unwrap(), info))
+}
+
+async fn stop(client: &mut CriClient, id: &str, timeout: i64) {
+    client
+        .runtime
+        .stop_container(cri::StopContainerRequest {
+            container_id: id.into(),
+            timeout,
+        })
+        .await
+        .expect("stop container");
+}
+
+async fn remove(client: &mut CriClient, id: &str) {
+    client
+        .runtime
+        .remove_container(cri::RemoveContainerRequest {
+            container_id: id.into(),
+        })
+        .await
+        .expect("remove container");
+}
+
+async fn remove_sandbox(client: &mut CriClient, id: &str) {
+    client
+        .runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        })
+        .await
+        .expect("stop sandbox");
+    client
+        .runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        })
+        .await
+        .expect("remove sandbox");
+}
+
+/// Polls the status until the container has exited, or fails at the deadline.
+async fn wait_exited(client: &mut CriClient, id: &str) -> cri::ContainerStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, _) = status(client, id).await.expect("status");
+        if s.state == cri::ContainerState::ContainerExited as i32 {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container {id} did not exit: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls a file until it holds every needle, or fails at the deadline.
+async fn wait_for_lines(path: &Path, needles: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = std::fs::read_to_string(path).unwrap_or_default();
+        if needles.iter().all(|n| body.lines().any(|l| l.ends_with(n))) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} lacks {needles:?}:\n{body}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_container_runs_logs_stops_and_goes() {
+    let pod = TestPod::new(1);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "life").await;
+
+    let mut config = container_config("app", "echo hello; echo err >&2; sleep 3600");
+    config.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = create(&mut client, &sandbox, config, &pod, "life")
+        .await
+        .expect("create");
+    let (s, _) = status(&mut client, &id).await.unwrap();
+    assert_eq!(s.state, cri::ContainerState::ContainerCreated as i32);
+    assert_eq!(s.metadata.as_ref().unwrap().name, "app");
+    assert_eq!(s.image.as_ref().unwrap().image, BUSYBOX);
+    assert!(s.image_ref.starts_with("sha256:"), "{}", s.image_ref);
+    assert_eq!(s.annotations.get("note").map(String::as_str), Some("x"));
+    let log = pod.logs.path().join("app/0.log");
+    assert_eq!(s.log_path, log.to_string_lossy());
+
+    start(&mut client, &id).await;
+    let (s, info) = status(&mut client, &id).await.unwrap();
+    assert_eq!(s.state, cri::ContainerState::ContainerRunning as i32);
+    assert!(s.started_at >= s.created_at && s.created_at > 0);
+    let pid = info["pid"].as_u64().expect("pid") as u32;
+    assert!(pid > 0 && Path::new(&format!("/proc/{pid}")).exists());
+    // The container sits in its own cgroup under the pod's, with its limit
+    // (found through the kernel's view: a nested test host may root the
+    // memory hierarchy elsewhere).
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let memory = cgroups
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+        .or_else(|| {
+            cgroups
+                .lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        })
+        .expect("memory cgroup");
+    assert!(
+        memory.ends_with(&format!("{}/{sandbox}/{id}", pod.cgroup_parent)),
+        "{memory}"
+    );
+    let dir = pod
+        .memory_cgroup_root()
+        .join(memory.trim_start_matches('/'));
+    let limit = std::fs::read_to_string(dir.join("memory.limit_in_bytes"))
+        .or_else(|_| std::fs::read_to_string(dir.join("memory.max")))
+        .expect("container memory limit file");
+    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+
+    let body = wait_for_lines(&log, &[" stdout F hello", " stderr F err"]).await;
+    for line in body.lines() {
+        let ts = line.split(' ').next().unwrap();
+        assert!(
+            humantime::parse_rfc3339(ts).is_ok(),
+            "not an RFC 3339 time in {line:?}"
+        );
+    }
+
+    let listed = client
+        .runtime
+        .list_containers(cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                pod_sandbox_id: sandbox.clone(),
+                state: Some(cri::ContainerStateValue {
+                    state: cri::ContainerState::ContainerRunning as i32,
+                }),
+                label_selector: HashMap::from([(
+                    "io.kubernetes.container.name".into(),
+                    "app".into(),
+                )]),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, id);
+    let none = client
+        .runtime
+        .list_containers(cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                state: Some(cri::ContainerStateValue {
+                    state: cri::ContainerState::ContainerExited as i32,
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(none.is_empty());
+
+    let stopping = Instant::now();
+    stop(&mut client, &id, 2).await;
+    assert!(stopping.elapsed() < Duration::from_secs(15));
+    let (s, _) = status(&mut client, &id).await.unwrap();
+    assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
+    assert!(
+        s.exit_code == 137 || s.exit_code == 143,
+        "exit code {}",
+        s.exit_code
+    );
+    assert_eq!(s.reason, "Error");
+    assert!(s.finished_at >= s.started_at);
+    // Stopping again is fine.
+    stop(&mut client, &id, 2).await;
+
+    remove(&mut client, &id).await;
+    let err = status(&mut client, &id).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    remove(&mut client, &id).await;
+
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server, &[pid]);
+}
+
+#[tokio::test]
+async fn exit_codes_and_reasons_come_from_the_exit_event() {
+    let pod = TestPod::new(2);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "codes").await;
+
+    let failing = create(
+        &mut client,
+        &sandbox,
+        container_config("fails", "exit 3"),
+        &pod,
+        "codes",
+    )
+    .await
+    .unwrap();
+    let passing = create(
+        &mut client,
+        &sandbox,
+        container_config("passes", "true"),
+        &pod,
+        "codes",
+    )
+    .await
+    .unwrap();
+    start(&mut client, &failing).await;
+    start(&mut client, &passing).await;
+    let s = wait_exited(&mut client, &failing).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"));
+    assert!(s.finished_at >= s.started_at && s.started_at > 0);
+    let s = wait_exited(&mut client, &passing).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
+    // An exited container cannot be started again.
+    let err = client
+        .runtime
+        .start_container(cri::StartContainerRequest {
+            container_id: failing.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+
+    // A binary that is not there: the start fails, and says so.
+    let mut missing = container_config("missing", "");
+    missing.command = vec!["/no/such/binary".into()];
+    let missing = create(&mut client, &sandbox, missing, &pod, "codes")
+        .await
+        .unwrap();
+    let err = client
+        .runtime
+        .start_container(cri::StartContainerRequest {
+            container_id: missing.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("no/such/binary"), "{err:?}");
+    let (s, _) = status(&mut client, &missing).await.unwrap();
+    assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
+    assert_eq!((s.exit_code, s.reason.as_str()), (128, "StartError"));
+
+    remove(&mut client, &missing).await;
+    remove(&mut client, &failing).await;
+    remove(&mut client, &passing).await;
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server, &[]);
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_and_leave_nothing() {
+    let pod = TestPod::new(3);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "bad").await;
+
+    let err = create(
+        &mut client,
+        "no-such-sandbox",
+        container_config("a", "true"),
+        &pod,
+        "bad",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+
+    let mut unknown = container_config("a", "true");
+    unknown.image = common::image_spec("registry.k8s.io/no-such-image:1");
+    let err = create(&mut client, &sandbox, unknown, &pod, "bad")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    assert!(err.message().contains("no-such-image"), "{err:?}");
+
+    let mut malformed = container_config("a", "true");
+    malformed.image = common::image_spec("UPPER/Case:tag");
+    let err = create(&mut client, &sandbox, malformed, &pod, "bad")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    let mut nameless = container_config("a", "true");
+    nameless.metadata = None;
+    let err = create(&mut client, &sandbox, nameless, &pod, "bad")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    let mut empty_name = container_config("a", "true");
+    empty_name.metadata.as_mut().unwrap().name.clear();
+    let err = create(&mut client, &sandbox, empty_name, &pod, "bad")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    // The image by id works as well as by name.
+    let image_id = common::status(&mut client, BUSYBOX).await.unwrap().id;
+    let mut by_id = container_config("a", "true");
+    by_id.image = common::image_spec(&image_id);
+    let first = create(&mut client, &sandbox, by_id, &pod, "bad")
+        .await
+        .expect("create by image id");
+    let err = create(
+        &mut client,
+        &sandbox,
+        container_config("a", "true"),
+        &pod,
+        "bad",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err:?}");
+    // A failed creation left nothing in containerd.
+    let listed = server.ctr(&["containers", "ls", "-q"]);
+    assert_eq!(listed.lines().collect::<Vec<_>>(), vec![first.as_str()]);
+
+    let err = status(&mut client, "no-such-container").await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    stop(&mut client, "no-such-container", 1).await;
+    remove(&mut client, "no-such-container").await;
+
+    // Removal frees the name.
+    remove(&mut client, &first).await;
+    let first = create(
+        &mut client,
+        &sandbox,
+        container_config("a", "true"),
+        &pod,
+        "bad",
+    )
+    .await
+    .expect("the name is free again after removal");
+
+    // A sandbox that is not ready takes no new containers.
+    client
+        .runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .unwrap();
+    let err = create(
+        &mut client,
+        &sandbox,
+        container_config("b", "true"),
+        &pod,
+        "bad",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+
+    remove(&mut client, &first).await;
+    assert_eq!(server.ctr(&["containers", "ls", "-q"]).trim(), "");
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server, &[]);
+}
+
+#[tokio::test]
+async fn stopping_and_removing_a_sandbox_takes_its_containers() {
+    let pod = TestPod::new(4);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "owner").await;
+    let id = create(
+        &mut client,
+        &sandbox,
+        container_config("sleeper", "sleep 3600"),
+        &pod,
+        "owner",
+    )
+    .await
+    .unwrap();
+    start(&mut client, &id).await;
+    let (_, info) = status(&mut client, &id).await.unwrap();
+    let pid = info["pid"].as_u64().unwrap() as u32;
+    // One created and never started goes as well.
+    let idle = create(
+        &mut client,
+        &sandbox,
+        container_config("idle", "true"),
+        &pod,
+        "owner",
+    )
+    .await
+    .unwrap();
+    let by_prefix = client
+        .runtime
+        .list_containers(cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                id: idle[..12].to_string(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(by_prefix.len(), 1);
+    assert_eq!(by_prefix[0].id, idle);
+    assert_eq!(
+        by_prefix[0].state,
+        cri::ContainerState::ContainerCreated as i32
+    );
+
+    client
+        .runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .unwrap();
+    let (s, _) = status(&mut client, &id).await.unwrap();
+    assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
+
+    client
+        .runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .unwrap();
+    for gone in [&id, &idle] {
+        let err = status(&mut client, gone).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound);
+    }
+    pod.assert_clean(&server, &[pid]);
+}
+
+#[tokio::test]
+async fn a_rotated_log_is_reopened() {
+    let pod = TestPod::new(5);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "rotate").await;
+    let id = create(
+        &mut client,
+        &sandbox,
+        container_config("ticker", "while true; do echo tick; sleep 0.1; done"),
+        &pod,
+        "rotate",
+    )
+    .await
+    .unwrap();
+    let reopen = |client: &mut CriClient, id: &str| {
+        let request = cri::ReopenContainerLogRequest {
+            container_id: id.into(),
+        };
+        let mut runtime = client.runtime.clone();
+        async move { runtime.reopen_container_log(request).await }
+    };
+    // Not running yet: nothing to reopen.
+    let err = reopen(&mut client, &id).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    start(&mut client, &id).await;
+    let log = pod.logs.path().join("ticker/0.log");
+    wait_for_lines(&log, &[" stdout F tick"]).await;
+
+    let rotated = log.with_extension("log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    reopen(&mut client, &id).await.expect("reopen");
+    wait_for_lines(&log, &[" stdout F tick"]).await;
+
+    let (_, info) = status(&mut client, &id).await.unwrap();
+    let pid = info["pid"].as_u64().unwrap() as u32;
+    stop(&mut client, &id, 0).await;
+    remove(&mut client, &id).await;
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server, &[pid]);
+}
+
+#[tokio::test]
+async fn exec_sync_returns_output_and_code_and_times_out_alone() {
+    let pod = TestPod::new(6);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "exec").await;
+    let id = create(
+        &mut client,
+        &sandbox,
+        container_config("target", "sleep 3600"),
+        &pod,
+        "exec",
+    )
+    .await
+    .unwrap();
+    let exec = |client: &mut CriClient, cmd: &str, timeout: i64| {
+        let request = cri::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sh".into(), "-c".into(), cmd.into()],
+            timeout,
+        };
+        let mut runtime = client.runtime.clone();
+        async move { runtime.exec_sync(request).await.map(|r| r.into_inner()) }
+    };
+    let err = exec(&mut client, "true", 0).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    start(&mut client, &id).await;
+
+    let r = exec(&mut client, "echo out; echo err >&2; hostname; exit 7", 10)
+        .await
+        .expect("exec");
+    assert_eq!(r.stdout, b"out\nexec\n");
+    assert_eq!(r.stderr, b"err\n");
+    assert_eq!(r.exit_code, 7);
+
+    let started = Instant::now();
+    let err = exec(&mut client, "sleep 60", 1).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Only the exec died: the container runs on.
+    let (s, info) = status(&mut client, &id).await.unwrap();
+    assert_eq!(s.state, cri::ContainerState::ContainerRunning as i32);
+    let r = exec(&mut client, "echo still", 10).await.expect("exec");
+    assert_eq!(r.stdout, b"still\n");
+
+    let pid = info["pid"].as_u64().unwrap() as u32;
+    remove(&mut client, &id).await;
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server, &[pid]);
+}
+
+#[tokio::test]
+async fn a_container_over_its_memory_limit_is_oom_killed() {
+    let pod = TestPod::new(7);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "oom").await;
+    // A shell variable far larger than the limit.
+    let mut config = container_config(
+        "hog",
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+    );
+    config.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 16 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = create(&mut client, &sandbox, config, &pod, "oom")
+        .await
+        .unwrap();
+    start(&mut client, &id).await;
+    let s = wait_exited(&mut client, &id).await;
+    assert_eq!(s.reason, "OOMKilled", "{s:?}");
+    assert_ne!(s.exit_code, 0);
+
+    remove(&mut client, &id).await;
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server, &[]);
+}
+
+#[tokio::test]
+async fn a_restarted_deckhand_adopts_its_containers() {
+    let pod = TestPod::new(8);
+    let (mut server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "adopt").await;
+    let running = create(
+        &mut client,
+        &sandbox,
+        container_config("runs", "sleep 3600"),
+        &pod,
+        "adopt",
+    )
+    .await
+    .unwrap();
+    let done = create(
+        &mut client,
+        &sandbox,
+        container_config("done", "exit 3"),
+        &pod,
+        "adopt",
+    )
+    .await
+    .unwrap();
+    let idle = create(
+        &mut client,
+        &sandbox,
+        container_config("idle", "true"),
+        &pod,
+        "adopt",
+    )
+    .await
+    .unwrap();
+    start(&mut client, &running).await;
+    start(&mut client, &done).await;
+    wait_exited(&mut client, &done).await;
+    let (before, info) = status(&mut client, &running).await.unwrap();
+    let pid = info["pid"].as_u64().unwrap() as u32;
+
+    let mut client = server.kill_and_restart().await;
+    let (s, info) = status(&mut client, &running).await.expect("adopted");
+    assert_eq!(s.state, cri::ContainerState::ContainerRunning as i32);
+    assert_eq!(info["pid"].as_u64().unwrap() as u32, pid);
+    assert_eq!(s.started_at, before.started_at);
+    assert_eq!(s.labels, before.labels);
+    assert_eq!(s.log_path, before.log_path);
+    let (s, _) = status(&mut client, &done).await.unwrap();
+    assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
+    assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"));
+    let (s, _) = status(&mut client, &idle).await.unwrap();
+    assert_eq!(s.state, cri::ContainerState::ContainerCreated as i32);
+    // Names stay reserved across the restart.
+    let err = create(
+        &mut client,
+        &sandbox,
+        container_config("runs", "true"),
+        &pod,
+        "adopt",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err:?}");
+
+    // Exits are seen by the new process.
+    stop(&mut client, &running, 1).await;
+    let (s, _) = status(&mut client, &running).await.unwrap();
+    assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
+    assert!(s.exit_code == 137 || s.exit_code == 143, "{s:?}");
+
+    remove_sandbox(&mut client, &sandbox).await;
+    for id in [&running, &done, &idle] {
+        let err = status(&mut client, id).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound);
+    }
+    pod.assert_clean(&server, &[pid]);
+}
