@@ -2,6 +2,7 @@
 
 mod apiserver;
 mod cri;
+mod cri_reset;
 pub mod log_driver;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,8 @@ pub enum Command {
     SandboxInfra(crate::runtime::sandbox::infra::InfraArgs),
     /// Serve the bundled Kubernetes API server (HTTPS, embedded store).
     Apiserver(apiserver::ApiserverArgs),
+    /// Stop and remove every pod sandbox a CRI runtime holds (crictl rmp -a -f).
+    CriReset(cri_reset::CriResetArgs),
 }
 
 pub fn init_tracing(level: Option<&str>) {
@@ -48,5 +51,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             anyhow::bail!("sandbox-infra must run before an async runtime exists")
         }
         Command::Apiserver(args) => apiserver::run(args).await,
+        Command::CriReset(args) => cri_reset::run(args).await,
     }
 }

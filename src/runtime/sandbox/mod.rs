@@ -921,15 +921,15 @@ impl Plan {
         };
         let cgroup_parent = cgroup::validate_parent(&cgroup_parent)
             .map_err(|e| SandboxError::InvalidArgument(e.to_string()))?;
+        // No hostname in the request means the node's, as containerd does
+        // (the kubelet always sends one; critest often does not).
         let hostname = if !config.hostname.is_empty() {
             config.hostname.clone()
-        } else if network_mode == Node as i32 {
+        } else {
             nix::unistd::gethostname()
                 .ok()
                 .and_then(|h| h.into_string().ok())
                 .unwrap_or_default()
-        } else {
-            meta.name.clone()
         };
         if network_mode != Node as i32 && !files::valid_hostname(&hostname) {
             return Err(SandboxError::InvalidArgument(format!(
