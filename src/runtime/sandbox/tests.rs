@@ -102,7 +102,9 @@ fn namespaces_follow_the_options() {
         plan.namespaces(),
         vec![NsKind::Net, NsKind::Uts, NsKind::Ipc]
     );
-    assert_eq!(plan.hostname, "p");
+    // No hostname in the request: the node's, as containerd does.
+    let node = nix::unistd::gethostname().unwrap();
+    assert_eq!(plan.hostname, node.to_str().unwrap());
     let plan = Plan::from_request(with_linux(request("p"), |l| {
         l.security_context = ns_options(Pod, Pod, Pod)
     }))
