@@ -72,6 +72,29 @@ struct Sandbox {
     infra: Mutex<Option<InfraHandle>>,
 }
 
+impl Sandbox {
+    /// Marks the sandbox not ready from the moment it starts going away (this
+    /// also tells the exit watcher that the infra's exit is expected) and
+    /// returns a working copy of its record with the infra handle.
+    fn begin_teardown(&self) -> (SandboxRecord, Option<InfraHandle>) {
+        let record = {
+            let mut current = self.record.lock().unwrap();
+            current.state = SandboxState::NotReady;
+            current.clone()
+        };
+        (record, self.infra.lock().unwrap().clone())
+    }
+
+    /// Publishes what a teardown step left of the record, done or not.
+    fn end_teardown(&self, record: &mut SandboxRecord) {
+        if record.infra.is_none() {
+            *self.infra.lock().unwrap() = None;
+        }
+        record.state = SandboxState::NotReady;
+        *self.record.lock().unwrap() = record.clone();
+    }
+}
+
 #[derive(Clone)]
 struct InfraHandle {
     pidfd: Arc<AsyncFd<process::PidFd>>,
@@ -527,6 +550,16 @@ impl SandboxManager {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// The sandbox with `id`, or `None` when there is none: stop and remove
+    /// of an unknown id succeed.
+    fn existing(&self, id: &str) -> Result<Option<Arc<Sandbox>>, SandboxError> {
+        match self.get(id) {
+            Ok(s) => Ok(Some(s)),
+            Err(SandboxError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// StopPodSandbox: unknown ids are fine (the kubelet retries stops).
     /// Like [`Self::run`], it finishes even if the caller goes away.
     pub async fn stop(self: &Arc<Self>, id: &str) -> Result<(), SandboxError> {
@@ -535,26 +568,13 @@ impl SandboxManager {
     }
 
     async fn stop_to_end(&self, id: &str) -> Result<(), SandboxError> {
-        let sandbox = match self.get(id) {
-            Ok(s) => s,
-            Err(SandboxError::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(sandbox) = self.existing(id)? else {
+            return Ok(());
         };
         let _op = sandbox.op.lock().await;
-        // Not ready from the moment it starts going away; this also tells
-        // the exit watcher that the infra's exit is expected.
-        let mut record = {
-            let mut current = sandbox.record.lock().unwrap();
-            current.state = SandboxState::NotReady;
-            current.clone()
-        };
-        let handle = sandbox.infra.lock().unwrap().clone();
+        let (mut record, handle) = sandbox.begin_teardown();
         let result = self.stop_parts(&mut record, handle).await;
-        if record.infra.is_none() {
-            *sandbox.infra.lock().unwrap() = None;
-        }
-        record.state = SandboxState::NotReady;
-        *sandbox.record.lock().unwrap() = record.clone();
+        sandbox.end_teardown(&mut record);
         result?;
         self.save(&record).await
     }
@@ -567,26 +587,13 @@ impl SandboxManager {
     }
 
     async fn remove_to_end(&self, id: &str) -> Result<(), SandboxError> {
-        let sandbox = match self.get(id) {
-            Ok(s) => s,
-            Err(SandboxError::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(sandbox) = self.existing(id)? else {
+            return Ok(());
         };
         let _op = sandbox.op.lock().await;
-        // Not ready from the moment it starts going away; this also tells
-        // the exit watcher that the infra's exit is expected.
-        let mut record = {
-            let mut current = sandbox.record.lock().unwrap();
-            current.state = SandboxState::NotReady;
-            current.clone()
-        };
-        let handle = sandbox.infra.lock().unwrap().clone();
+        let (mut record, handle) = sandbox.begin_teardown();
         let result = self.release(&mut record, handle, false).await;
-        if record.infra.is_none() {
-            *sandbox.infra.lock().unwrap() = None;
-        }
-        record.state = SandboxState::NotReady;
-        *sandbox.record.lock().unwrap() = record.clone();
+        sandbox.end_teardown(&mut record);
         result?;
         self.sandboxes.lock().unwrap().remove(&record.id);
         let mut names = self.names.lock().unwrap();
