@@ -202,7 +202,7 @@ where
         .await
         .map_err(|s| ImageError::containerd(what(), s))?
         .into_inner();
-    let result = stream_into(&tx, &mut responses, base, expected, body, labels).await;
+    let result = stream_into(&tx, &mut responses, base, expected, body, labels, &what()).await;
     if result.is_err() {
         // Close our side and wait for containerd to close its own: only then
         // has it let go of the ingest, so the caller's abort can remove it.
@@ -221,12 +221,12 @@ async fn stream_into<S>(
     expected: &Expected,
     body: S,
     labels: HashMap<String, String>,
+    what: &str,
 ) -> Result<(), ImageError>
 where
     S: Stream<Item = Result<Bytes, ImageError>> + Send,
 {
-    let what = || format!("writing {} to containerd", expected.digest);
-    next_response(responses, &what()).await?;
+    next_response(responses, what).await?;
 
     let mut hasher = Sha256::new();
     let mut offset: u64 = 0;
@@ -255,8 +255,8 @@ where
                 ..base.clone()
             })
             .await
-            .map_err(|_| ImageError::internal(what()))?;
-            next_response(responses, &what()).await?;
+            .map_err(|_| ImageError::internal(what))?;
+            next_response(responses, what).await?;
             offset += len;
         }
     }
@@ -288,8 +288,8 @@ where
         ..base.clone()
     })
     .await
-    .map_err(|_| ImageError::internal(what()))?;
-    next_response(responses, &what()).await
+    .map_err(|_| ImageError::internal(what))?;
+    next_response(responses, what).await
 }
 
 async fn next_response(
