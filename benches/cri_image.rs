@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use deckhand::cri::client::{CriClient, connect};
-use k8s_cri::v1 as cri;
+use deckhand::cri::v1 as cri;
 
 const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 const IMAGE: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";

@@ -6,7 +6,7 @@ mod common;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
 use common::*;
-use k8s_cri::v1 as cri;
+use deckhand::cri::v1 as cri;
 
 #[tokio::test]
 async fn socket_is_0660_and_removed_on_clean_shutdown() {

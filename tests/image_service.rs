@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use common::registry_proxy::{Mode, RegistryProxy};
 use common::*;
-use k8s_cri::v1 as cri;
+use deckhand::cri::v1 as cri;
 
 #[tokio::test]
 async fn pull_by_tag_then_list_status_and_remove() {
@@ -420,9 +420,9 @@ async fn a_pull_past_its_deadline_is_deadline_exceeded() {
     // client sends: over a socket, tonic's client would race the server with
     // its own timer for the same deadline.
     use deckhand::cri::image_service::CriImageService;
+    use deckhand::cri::v1::image_service_server::ImageService;
     use deckhand::runtime::containerd::Containerd;
     use deckhand::runtime::image::{ImageManager, ImageManagerConfig};
-    use k8s_cri::v1::image_service_server::ImageService;
 
     require_environment();
     let proxy = RegistryProxy::start(Mode::StallBlobs).await;

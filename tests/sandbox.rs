@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{CriOptions, CriServer};
 use deckhand::cri::client::CriClient;
-use k8s_cri::v1 as cri;
+use deckhand::cri::v1 as cri;
 use nix::sched::CloneFlags;
 
 const CNI_BIN_DIR: &str = "/usr/lib/cni";

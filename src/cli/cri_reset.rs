@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 
+use crate::cri::v1 as cri;
 use anyhow::Context;
 use clap::Args;
-use k8s_cri::v1 as cri;
 
 #[derive(Debug, Args)]
 pub struct CriResetArgs {

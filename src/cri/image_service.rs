@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use k8s_cri::v1 as cri;
-use k8s_cri::v1::image_service_server::ImageService;
+use crate::cri::v1 as cri;
+use crate::cri::v1::image_service_server::ImageService;
+use crate::cri::{OneMessage, one_message};
 use tonic::{Request, Response, Status};
 
 use crate::runtime::image::{ImageError, ImageManager, ImageSummary};
@@ -92,6 +93,22 @@ impl ImageService for CriImageService {
         };
         Ok(Response::new(cri::ListImagesResponse {
             images: images.iter().map(to_cri).collect(),
+        }))
+    }
+
+    type StreamImagesStream = OneMessage<cri::StreamImagesResponse>;
+
+    /// Our list is built in memory, so the stream carries it in one message.
+    async fn stream_images(
+        &self,
+        request: Request<cri::StreamImagesRequest>,
+    ) -> Result<Response<Self::StreamImagesStream>, Status> {
+        let filter = request.into_inner().filter;
+        let list = self
+            .list_images(Request::new(cri::ListImagesRequest { filter }))
+            .await?;
+        Ok(one_message(cri::StreamImagesResponse {
+            images: list.into_inner().images,
         }))
     }
 

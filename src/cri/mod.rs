@@ -6,11 +6,17 @@ pub mod image_service;
 pub mod runtime_service;
 pub mod socket;
 
+/// The CRI v1 messages and services, generated from proto/runtime/v1/api.proto.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("runtime.v1");
+}
+
 use std::path::Path;
 use std::sync::Arc;
 
-use k8s_cri::v1::image_service_server::ImageServiceServer;
-use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+use crate::cri::v1::image_service_server::ImageServiceServer;
+use crate::cri::v1::runtime_service_server::RuntimeServiceServer;
 
 use crate::runtime::container::ContainerManager;
 use crate::runtime::image::ImageManager;
@@ -18,6 +24,14 @@ use crate::runtime::sandbox::SandboxManager;
 
 /// Largest message we accept or send: a ListImages/ListContainers reply on a
 /// busy node can pass tonic's 4 MiB default.
+/// A server stream that carries exactly one message: the answer to a Stream*
+/// call whose whole list is already in memory.
+pub type OneMessage<T> = futures::stream::Once<std::future::Ready<Result<T, tonic::Status>>>;
+
+pub fn one_message<T>(message: T) -> tonic::Response<OneMessage<T>> {
+    tonic::Response::new(futures::stream::once(std::future::ready(Ok(message))))
+}
+
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 /// How long a stopping server lets in-flight calls finish.

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use k8s_cri::v1 as cri;
-use k8s_cri::v1::runtime_service_server::RuntimeService;
+use crate::cri::v1 as cri;
+use crate::cri::v1::runtime_service_server::RuntimeService;
+use crate::cri::{OneMessage, one_message};
 use tonic::{Request, Response, Status};
 
 use crate::runtime::container::{ContainerError, ContainerManager};
@@ -248,6 +249,62 @@ runtime_service_impl! {{
         }))
     }
 
+    // The Stream* calls (KEP-5335) page large lists over a server stream; our
+    // lists are built in memory, so each answers with a single message.
+    type StreamPodSandboxesStream = OneMessage<cri::StreamPodSandboxesResponse>;
+
+    async fn stream_pod_sandboxes(
+        &self,
+        request: Request<cri::StreamPodSandboxesRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
+        let filter = request.into_inner().filter;
+        let list = self.list_pod_sandbox(Request::new(cri::ListPodSandboxRequest { filter })).await?;
+        Ok(one_message(cri::StreamPodSandboxesResponse { pod_sandboxes: list.into_inner().items }))
+    }
+
+    type StreamContainersStream = OneMessage<cri::StreamContainersResponse>;
+
+    async fn stream_containers(
+        &self,
+        request: Request<cri::StreamContainersRequest>,
+    ) -> Result<Response<Self::StreamContainersStream>, Status> {
+        let filter = request.into_inner().filter;
+        let list = self.list_containers(Request::new(cri::ListContainersRequest { filter })).await?;
+        Ok(one_message(cri::StreamContainersResponse { containers: list.into_inner().containers }))
+    }
+
+    type StreamContainerStatsStream = OneMessage<cri::StreamContainerStatsResponse>;
+
+    async fn stream_container_stats(
+        &self,
+        request: Request<cri::StreamContainerStatsRequest>,
+    ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
+        let filter = request.into_inner().filter;
+        let list = self.list_container_stats(Request::new(cri::ListContainerStatsRequest { filter })).await?;
+        Ok(one_message(cri::StreamContainerStatsResponse { container_stats: list.into_inner().stats }))
+    }
+
+    type StreamPodSandboxStatsStream = OneMessage<cri::StreamPodSandboxStatsResponse>;
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        request: Request<cri::StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
+        let filter = request.into_inner().filter;
+        let list = self.list_pod_sandbox_stats(Request::new(cri::ListPodSandboxStatsRequest { filter })).await?;
+        Ok(one_message(cri::StreamPodSandboxStatsResponse { pod_sandbox_stats: list.into_inner().stats }))
+    }
+
+    type StreamPodSandboxMetricsStream = OneMessage<cri::StreamPodSandboxMetricsResponse>;
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _request: Request<cri::StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
+        let list = self.list_pod_sandbox_metrics(Request::new(cri::ListPodSandboxMetricsRequest {})).await?;
+        Ok(one_message(cri::StreamPodSandboxMetricsResponse { pod_sandbox_metrics: list.into_inner().pod_metrics }))
+    }
+
 } unimplemented {
         update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse;
         exec(ExecRequest) -> ExecResponse;
@@ -261,5 +318,6 @@ runtime_service_impl! {{
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse;
+        update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest) -> UpdatePodSandboxResourcesResponse;
     }
 }

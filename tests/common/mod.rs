@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use deckhand::cri::client::{CriClient, connect};
-use k8s_cri::v1 as cri;
+use deckhand::cri::v1 as cri;
 
 pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 pub const REGISTRY: &str = "127.0.0.1:5000";

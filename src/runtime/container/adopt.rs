@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use crate::cri::v1 as cri;
 use containerd_client::services::v1::{GetRequest, ListContainersRequest, UpdateContainerRequest};
 use containerd_client::types::v1::Status as ProcessStatus;
-use k8s_cri::v1 as cri;
 use prost::Message;
 use tokio::sync::watch;
 

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::cri::v1 as cri;
 use containerd_client::services::v1::container::Runtime as ContainerRuntime;
 use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
 use containerd_client::services::v1::{
     Container as ContainerdContainer, CreateContainerRequest, DeleteContainerRequest,
 };
-use k8s_cri::v1 as cri;
 use tokio::sync::watch;
 
 use super::spec::{self, SandboxContext, SpecInputs};

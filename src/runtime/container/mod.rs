@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use k8s_cri::v1 as cri;
+use crate::cri::v1 as cri;
 use tokio::sync::watch;
 
 use crate::runtime::containerd::Containerd;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
-use k8s_cri::v1 as cri;
+use crate::cri::v1 as cri;
 use oci_spec::runtime::{
     Capability, LinuxCapabilities, LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxNamespace,
     LinuxNamespaceType, LinuxResources, LinuxSeccomp, LinuxSeccompAction, LinuxSyscall, Mount,
@@ -221,11 +221,13 @@ pub fn process_args(
 }
 
 /// Image env first, then the request's, a later key replacing an earlier one.
+/// CRI carries values as bytes; an OCI spec holds strings, so a value that is
+/// not UTF-8 is refused rather than mangled.
 pub fn process_env(
     config: &cri::ContainerConfig,
     image: &ExecConfig,
     hostname: &str,
-) -> Vec<String> {
+) -> Result<Vec<String>, SpecError> {
     let mut env: Vec<String> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut set = |entry: String| {
@@ -246,9 +248,15 @@ pub fn process_env(
         set(entry.clone());
     }
     for kv in &config.envs {
-        set(format!("{}={}", kv.key, kv.value));
+        let value = std::str::from_utf8(&kv.value).map_err(|_| {
+            invalid(format!(
+                "environment variable {:?} is not valid UTF-8",
+                kv.key
+            ))
+        })?;
+        set(format!("{}={value}", kv.key));
     }
-    env
+    Ok(env)
 }
 
 /// A path inside the container must be absolute and must not climb out.
@@ -407,7 +415,7 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
         config,
         inputs.image,
         &inputs.sandbox.hostname,
-    )));
+    )?));
     let cwd = match (&config.working_dir, &inputs.image.working_dir) {
         (w, _) if !w.is_empty() => w.clone(),
         (_, Some(w)) if !w.is_empty() => w.clone(),
@@ -602,7 +610,7 @@ mod tests {
             key: "B".into(),
             value: "request".into(),
         }];
-        let env = process_env(&c, &image(), "pod");
+        let env = process_env(&c, &image(), "pod").unwrap();
         assert!(env.contains(&"A=image".to_string()));
         assert!(env.contains(&"B=request".to_string()));
         assert!(!env.contains(&"B=image".to_string()));

@@ -1,6 +1,6 @@
 //! ContainerStatus and ListContainers, from memory.
 
-use k8s_cri::v1 as cri;
+use crate::cri::v1 as cri;
 
 use super::{Container, ContainerError, ContainerManager, State};
 

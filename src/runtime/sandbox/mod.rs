@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_cri::v1 as cri;
+use crate::cri::v1 as cri;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
