@@ -47,6 +47,10 @@ pub struct CriArgs {
     /// Where CNI plugin binaries are (repeat or separate with ':').
     #[arg(long, default_value = "/usr/lib/cni", value_delimiter = ':')]
     pub cni_bin_dir: Vec<PathBuf>,
+    /// The streaming server (exec, attach, port-forward URLs): `IP:PORT`;
+    /// port 0 picks one at start.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub stream_address: std::net::SocketAddr,
     /// Give up connecting to a registry after this long.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub registry_connect_timeout: Duration,
@@ -89,8 +93,30 @@ pub async fn run(args: CriArgs) -> anyhow::Result<()> {
         sandboxes.clone(),
     )
     .await?;
+    let (streaming, listener) = crate::runtime::streaming::server::StreamingServer::bind(
+        args.stream_address,
+        containers.clone(),
+        sandboxes.clone(),
+    )
+    .await
+    .with_context(|| format!("binding the streaming server on {}", args.stream_address))?;
+    tracing::info!(url = streaming.base_url(), "streaming server");
+    let (stop_streaming, streaming_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(streaming.clone().serve(listener, async {
+        let _ = streaming_stopped.await;
+    }));
     let socket = crate::cri::socket::socket_path(&args.listen);
-    crate::cri::serve(&socket, images, sandboxes, containers, shutdown_signal()).await
+    let served = crate::cri::serve(
+        &socket,
+        images,
+        sandboxes,
+        containers,
+        streaming,
+        shutdown_signal(),
+    )
+    .await;
+    let _ = stop_streaming.send(());
+    served
 }
 
 /// `<state_dir>/bin/deckhand-log-driver`, a link to the binary now running:

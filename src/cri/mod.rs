@@ -21,6 +21,7 @@ use crate::cri::v1::runtime_service_server::RuntimeServiceServer;
 use crate::runtime::container::ContainerManager;
 use crate::runtime::image::ImageManager;
 use crate::runtime::sandbox::SandboxManager;
+use crate::runtime::streaming::server::StreamingServer;
 
 /// Largest message we accept or send: a ListImages/ListContainers reply on a
 /// busy node can pass tonic's 4 MiB default.
@@ -44,6 +45,7 @@ pub async fn serve(
     images: Arc<ImageManager>,
     sandboxes: Arc<SandboxManager>,
     containers: Arc<ContainerManager>,
+    streaming: Arc<StreamingServer>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let mut listener = socket::bind(socket_path)?;
@@ -52,7 +54,7 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let runtime = RuntimeServiceServer::new(runtime_service::CriRuntimeService::new(
-        sandboxes, containers,
+        sandboxes, containers, streaming,
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);

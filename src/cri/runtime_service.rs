@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use crate::runtime::container::{ContainerError, ContainerManager};
 use crate::runtime::sandbox::{SandboxError, SandboxManager};
+use crate::runtime::streaming::server::StreamingServer;
 
 /// The CRI API version we speak.
 pub const CRI_API_VERSION: &str = "v1";
@@ -19,13 +20,19 @@ pub const RUNTIME_NAME: &str = "deckhand";
 pub struct CriRuntimeService {
     sandboxes: Arc<SandboxManager>,
     containers: Arc<ContainerManager>,
+    streaming: Arc<StreamingServer>,
 }
 
 impl CriRuntimeService {
-    pub fn new(sandboxes: Arc<SandboxManager>, containers: Arc<ContainerManager>) -> Self {
+    pub fn new(
+        sandboxes: Arc<SandboxManager>,
+        containers: Arc<ContainerManager>,
+        streaming: Arc<StreamingServer>,
+    ) -> Self {
         Self {
             sandboxes,
             containers,
+            streaming,
         }
     }
 }
@@ -249,6 +256,25 @@ runtime_service_impl! {{
         }))
     }
 
+    // Exec, Attach and PortForward hand out a URL on the streaming server.
+    async fn exec(&self, request: Request<cri::ExecRequest>) -> Result<Response<cri::ExecResponse>, Status> {
+        let url = self.streaming.exec_url(request.into_inner()).map_err(container_status)?;
+        Ok(Response::new(cri::ExecResponse { url }))
+    }
+
+    async fn attach(&self, request: Request<cri::AttachRequest>) -> Result<Response<cri::AttachResponse>, Status> {
+        let url = self.streaming.attach_url(request.into_inner()).map_err(container_status)?;
+        Ok(Response::new(cri::AttachResponse { url }))
+    }
+
+    async fn port_forward(
+        &self,
+        request: Request<cri::PortForwardRequest>,
+    ) -> Result<Response<cri::PortForwardResponse>, Status> {
+        let url = self.streaming.port_forward_url(request.into_inner()).map_err(container_status)?;
+        Ok(Response::new(cri::PortForwardResponse { url }))
+    }
+
     // The Stream* calls (KEP-5335) page large lists over a server stream; our
     // lists are built in memory, so each answers with a single message.
     type StreamPodSandboxesStream = OneMessage<cri::StreamPodSandboxesResponse>;
@@ -307,9 +333,6 @@ runtime_service_impl! {{
 
 } unimplemented {
         update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse;
-        exec(ExecRequest) -> ExecResponse;
-        attach(AttachRequest) -> AttachResponse;
-        port_forward(PortForwardRequest) -> PortForwardResponse;
         container_stats(ContainerStatsRequest) -> ContainerStatsResponse;
         list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse;
         pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse;

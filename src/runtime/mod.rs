@@ -6,3 +6,4 @@ pub mod image;
 pub mod log;
 pub mod registry;
 pub mod sandbox;
+pub mod streaming;

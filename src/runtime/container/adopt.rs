@@ -58,6 +58,9 @@ pub(super) fn record(c: &Container) -> prost_types::Any {
             ("cgroup".to_string(), c.cgroup.clone()),
             ("dir".to_string(), c.dir.to_string_lossy().into_owned()),
             ("reserved_name".to_string(), c.reserved_name.clone()),
+            ("stdin".to_string(), c.stdio.stdin.to_string()),
+            ("stdin_once".to_string(), c.stdio.stdin_once.to_string()),
+            ("tty".to_string(), c.stdio.tty.to_string()),
         ]),
     };
     prost_types::Any {
@@ -98,6 +101,13 @@ fn from_record(any: &prost_types::Any) -> Option<Container> {
         runtime: Mutex::new(runtime),
         exited: watch::Sender::new(exited),
         op: tokio::sync::Mutex::new(()),
+        stdio: super::Stdio {
+            stdin: info("stdin") == "true",
+            stdin_once: info("stdin_once") == "true",
+            tty: info("tty") == "true",
+        },
+        // The FIFO's write end died with the previous deckhand.
+        stdin: tokio::sync::Mutex::new(None),
     })
 }
 

@@ -126,6 +126,12 @@ impl ContainerManager {
             runtime: Mutex::new(Runtime::created()),
             exited: watch::Sender::new(false),
             op: tokio::sync::Mutex::new(()),
+            stdio: super::Stdio {
+                stdin: config.stdin,
+                stdin_once: config.stdin_once,
+                tty: config.tty,
+            },
+            stdin: tokio::sync::Mutex::new(None),
         });
         let plan = Plan {
             record: Some(super::adopt::record(&container)),

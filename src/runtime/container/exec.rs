@@ -73,24 +73,7 @@ impl ContainerManager {
         timeout_s: i64,
     ) -> Result<ExecOutput, ContainerError> {
         let cd = &self.containerd;
-        let stored = cd
-            .containers()
-            .get(cd.request(GetContainerRequest {
-                id: container_id.to_string(),
-            }))
-            .await
-            .map_err(|s| ContainerError::failed("reading container spec", s.message()))?
-            .into_inner()
-            .container
-            .and_then(|c| c.spec)
-            .ok_or_else(|| ContainerError::Failed("container has no spec".into()))?;
-        let spec: oci_spec::runtime::Spec = serde_json::from_slice(&stored.value)
-            .map_err(|e| ContainerError::failed("parsing container spec", e))?;
-        let mut process = spec.process().clone().unwrap_or_default();
-        process.set_args(Some(cmd));
-        process.set_terminal(Some(false));
-        let process = serde_json::to_vec(&process)
-            .map_err(|e| ContainerError::failed("serialising exec process", e))?;
+        let process = self.exec_process(container_id, cmd, false).await?;
 
         let (stdout_path, stderr_path) = (dir.join("stdout"), dir.join("stderr"));
         let open = |path: &Path| {
@@ -147,9 +130,45 @@ impl ContainerManager {
         })
     }
 
+    /// The container's process spec with `cmd` as its arguments, as JSON.
+    pub(super) async fn exec_process(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        tty: bool,
+    ) -> Result<Vec<u8>, ContainerError> {
+        let cd = &self.containerd;
+        let stored = cd
+            .containers()
+            .get(cd.request(GetContainerRequest {
+                id: container_id.to_string(),
+            }))
+            .await
+            .map_err(|s| ContainerError::failed("reading container spec", s.message()))?
+            .into_inner()
+            .container
+            .and_then(|c| c.spec)
+            .ok_or_else(|| ContainerError::Failed("container has no spec".into()))?;
+        let spec: oci_spec::runtime::Spec = serde_json::from_slice(&stored.value)
+            .map_err(|e| ContainerError::failed("parsing container spec", e))?;
+        let mut process = spec.process().clone().unwrap_or_default();
+        process.set_args(Some(cmd));
+        process.set_terminal(Some(tty));
+        if tty {
+            // As containerd and docker: a terminal says what it is.
+            let mut env = process.env().clone().unwrap_or_default();
+            if !env.iter().any(|e| e.starts_with("TERM=")) {
+                env.push("TERM=xterm".into());
+            }
+            process.set_env(Some(env));
+        }
+        serde_json::to_vec(&process)
+            .map_err(|e| ContainerError::failed("serialising exec process", e))
+    }
+
     /// Starts the exec and waits for its exit code; past the timeout (0:
     /// none) the exec process, and only it, is killed.
-    async fn run_exec(
+    pub(super) async fn run_exec(
         &self,
         container_id: &str,
         exec_id: &str,

@@ -4,9 +4,11 @@
 //! exits learnt from containerd's event stream (events.rs).
 
 mod adopt;
+mod attach;
 mod create;
 mod events;
 mod exec;
+mod exec_session;
 mod remove;
 mod reopen;
 mod rootfs;
@@ -122,6 +124,18 @@ struct Container {
     exited: watch::Sender<bool>,
     /// Serialises start/stop/remove of one container.
     op: tokio::sync::Mutex<()>,
+    /// Its stdio as the request asked for it.
+    stdio: Stdio,
+    /// Our end of the container's stdin FIFO, while its stdin is open.
+    stdin: tokio::sync::Mutex<Option<tokio::net::unix::pipe::Sender>>,
+}
+
+/// A container's stdio options (CRI `stdin`, `stdin_once`, `tty`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Stdio {
+    stdin: bool,
+    stdin_once: bool,
+    tty: bool,
 }
 
 impl Runtime {
@@ -142,6 +156,15 @@ impl Runtime {
 impl Container {
     fn snapshot(&self) -> Runtime {
         self.runtime.lock().unwrap().clone()
+    }
+
+    /// The CRI-format log its output goes to: the log path the request
+    /// named, or for an interactive container without one, a log of ours
+    /// (so attach has output to follow).
+    fn output_log(&self) -> Option<PathBuf> {
+        self.log_path
+            .clone()
+            .or_else(|| (self.stdio.stdin || self.stdio.tty).then(|| self.dir.join("console.log")))
     }
 }
 

@@ -47,7 +47,7 @@ impl ContainerManager {
             .map_err(|s| ContainerError::failed("rootfs mounts", s.message()))?
             .into_inner()
             .mounts;
-        let log_uri = match &container.log_path {
+        let log_uri = match &container.output_log() {
             Some(path) => {
                 let parent = path.parent().map(Path::to_path_buf);
                 if let Some(parent) = parent {
@@ -63,13 +63,32 @@ impl ContainerManager {
             }
             None => String::new(),
         };
+        // stdin is a FIFO the shim reads; we hold its write end (opened
+        // read-write, so opening never waits for the shim) for attach.
+        let stdin = if container.stdio.stdin {
+            let path = container.dir.join("stdin");
+            let p = path.clone();
+            blocking(move || make_fifo(&p))
+                .await?
+                .map_err(|e| ContainerError::failed("creating stdin FIFO", e))?;
+            let writer = tokio::net::unix::pipe::OpenOptions::new()
+                .read_write(true)
+                .open_sender(&path)
+                .map_err(|e| ContainerError::failed("opening stdin FIFO", e))?;
+            *container.stdin.lock().await = Some(writer);
+            path.to_string_lossy().into_owned()
+        } else {
+            String::new()
+        };
         let created = cd
             .tasks()
             .create(cd.request(CreateTaskRequest {
                 container_id: container.id.clone(),
                 rootfs,
+                stdin,
                 stdout: log_uri.clone(),
                 stderr: log_uri,
+                terminal: container.stdio.tty,
                 ..Default::default()
             }))
             .await;
@@ -115,6 +134,7 @@ impl ContainerManager {
                 {
                     tracing::warn!(id = %container.id, status = %s, "deleting failed task");
                 }
+                container.stdin.lock().await.take();
                 {
                     let mut rt = container.runtime.lock().unwrap();
                     rt.state = State::Exited;
@@ -131,6 +151,14 @@ impl ContainerManager {
                 ))
             }
         }
+    }
+}
+
+/// A FIFO at `path` (one left by an earlier start attempt is reused).
+fn make_fifo(path: &Path) -> nix::Result<()> {
+    match nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
+        Err(nix::errno::Errno::EEXIST) => Ok(()),
+        r => r,
     }
 }
 
