@@ -87,7 +87,13 @@ fn pump(input: OwnedFd, stream: Stream, log: Arc<Mutex<LogFile>>) -> std::io::Re
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        splitter.feed(&buf[..n], std::time::SystemTime::now(), &mut out)?;
+        let now = std::time::SystemTime::now();
+        splitter.feed(&buf[..n], now, &mut out)?;
+        // What is read goes out now, an unfinished line as a partial (P)
+        // entry, as conmon does: a prompt or `echo -n` output must reach
+        // the log (and attach, which follows it) without waiting for a
+        // newline that may never come.
+        splitter.finish(now, &mut out)?;
     }
     splitter.finish(std::time::SystemTime::now(), &mut out)
 }

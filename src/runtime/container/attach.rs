@@ -11,8 +11,8 @@
 //! Input goes the other way: a container created with `stdin` has a stdin
 //! FIFO whose write end deckhand holds (opened at start); attach writes the
 //! client's stdin into it. With `stdin_once` the first attach that closes
-//! its stdin closes the container's too (deckhand drops its end, the shim
-//! reads EOF). The write end lives in deckhand, so a restart of deckhand
+//! its stdin closes the container's too (deckhand drops its end and asks
+//! the shim, which holds one too, to close it: CloseIO). The write end lives in deckhand, so a restart of deckhand
 //! closes the stdin of such containers: the shim sees EOF.
 //!
 //! An attach session ends when the client's stdin ends (if it sent one), when
@@ -25,8 +25,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::watch;
 
+use containerd_client::services::v1::CloseIoRequest;
+
 use super::exec_session::Feeders;
 use super::{Container, ContainerError, ContainerManager};
+use crate::runtime::containerd::Containerd;
 use crate::runtime::streaming::remotecommand::{Exit, Output, Session};
 
 /// How often the log is looked at for new output.
@@ -82,7 +85,7 @@ impl ContainerManager {
         tokio::select! {
             _ = exited.wait_for(|e| *e) => {}
             _ = gone => {}
-            _ = feed_stdin(&container, stdin) => {}
+            _ = feed_stdin(&self.containerd, &container, stdin) => {}
         }
         drop(feeders);
         // Whatever is in the log by now still goes out.
@@ -95,6 +98,7 @@ impl ContainerManager {
 /// Copies the client's stdin into the container's; returns when it ends
 /// (never, if the client sent none).
 async fn feed_stdin(
+    cd: &Containerd,
     container: &Container,
     stdin: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
 ) {
@@ -111,8 +115,20 @@ async fn feed_stdin(
             writer.take();
         }
     }
-    if container.stdio.stdin_once {
-        container.stdin.lock().await.take();
+    if container.stdio.stdin_once && container.stdin.lock().await.take().is_some() {
+        // The shim holds a write end of its own: CloseIO drops it, and the
+        // process reads EOF.
+        let closed = cd
+            .tasks()
+            .close_io(cd.request(CloseIoRequest {
+                container_id: container.id.clone(),
+                exec_id: String::new(),
+                stdin: true,
+            }))
+            .await;
+        if let Err(status) = closed {
+            tracing::debug!(id = %container.id, %status, "closing the container's stdin");
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod rootfs;
 pub mod spec;
 mod start;
 mod status;
+mod stdio;
 mod stop;
 pub mod user;
 

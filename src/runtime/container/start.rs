@@ -80,14 +80,41 @@ impl ContainerManager {
         } else {
             String::new()
         };
+        // stdin without a terminal: the shim would give the process no
+        // stdin with binary:// output, so the output goes through FIFOs to a
+        // log driver of our own (see stdio.rs).
+        let fifo_output = match (
+            &container.output_log(),
+            container.stdio.stdin && !container.stdio.tty,
+        ) {
+            (Some(log), true) => {
+                let (dir, driver, log) = (
+                    container.dir.clone(),
+                    self.config.log_driver.clone(),
+                    log.clone(),
+                );
+                let pid_file = container.dir.join("log-driver.pid");
+                Some(super::stdio::start_log_driver(
+                    &dir, &driver, &log, &pid_file,
+                )?)
+            }
+            _ => None,
+        };
+        let (stdout, stderr) = match &fifo_output {
+            Some(f) => (
+                f.stdout.to_string_lossy().into_owned(),
+                f.stderr.to_string_lossy().into_owned(),
+            ),
+            None => (log_uri.clone(), log_uri),
+        };
         let created = cd
             .tasks()
             .create(cd.request(CreateTaskRequest {
                 container_id: container.id.clone(),
                 rootfs,
                 stdin,
-                stdout: log_uri.clone(),
-                stderr: log_uri,
+                stdout,
+                stderr,
                 terminal: container.stdio.tty,
                 ..Default::default()
             }))
@@ -106,6 +133,8 @@ impl ContainerManager {
                 .map(|r| r.into_inner().pid),
             Err(status) => Err(status),
         };
+        // The shim holds the output FIFOs' write ends now (or never will).
+        drop(fifo_output);
         match started {
             Ok(pid) => {
                 {

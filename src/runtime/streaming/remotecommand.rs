@@ -11,6 +11,8 @@ use futures::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::spdy::{self, StreamWriter};
 
@@ -289,7 +291,13 @@ impl Session {
         match self.closer {
             Closer::Spdy(conn) => conn.go_away().await,
             Closer::WebSocket(tx) => {
-                let _ = tx.send(Message::Close(None)).await;
+                // A normal closure is EOF to client-go; any other code
+                // (or none) is an error.
+                let close = CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "".into(),
+                };
+                let _ = tx.send(Message::Close(Some(close))).await;
             }
         }
     }

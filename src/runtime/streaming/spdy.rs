@@ -1,7 +1,9 @@
-//! SPDY/3.1, the server side, as far as Kubernetes' streaming protocols use
-//! it (remotecommand and portforward over an HTTP `Upgrade: SPDY/3.1`): the
-//! client opens every stream; we answer each SYN_STREAM with a SYN_REPLY,
-//! carry DATA both ways, honour FIN and RST_STREAM, and echo PINGs.
+//! SPDY/3.1 as far as Kubernetes' streaming protocols use it (remotecommand
+//! and portforward over an HTTP `Upgrade: SPDY/3.1`): the client opens every
+//! stream; the server answers each SYN_STREAM with a SYN_REPLY; DATA flows
+//! both ways, FIN and RST_STREAM end streams, PINGs are echoed. The server
+//! side is what deckhand serves; the client side ([`Connection::open`])
+//! serves tests and a future proxy.
 //!
 //! No crate on crates.io implements SPDY (it was superseded by HTTP/2 before
 //! the Rust ecosystem grew), so the framing is here; header blocks are zlib
@@ -23,6 +25,8 @@ use tokio::sync::mpsc;
 const VERSION: u16 = 3;
 const SYN_STREAM: u16 = 1;
 const SYN_REPLY: u16 = 2;
+/// How long an opened stream waits for its SYN_REPLY.
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 const RST_STREAM: u16 = 3;
 const PING: u16 = 6;
 const GOAWAY: u16 = 7;
@@ -319,6 +323,13 @@ struct Shared {
     /// Frames to write, in order.
     out: mpsc::Sender<Bytes>,
     streams: Mutex<HashMap<u32, Inbox>>,
+    /// One zlib stream for every header block we send: blocks are
+    /// compressed and queued under this lock, so they go out in order.
+    deflate: tokio::sync::Mutex<HeaderWriter>,
+    /// The next stream id we open (client side: odd ids).
+    next_id: std::sync::atomic::AtomicU32,
+    /// Streams we opened, waiting for their SYN_REPLY.
+    replies: Mutex<HashMap<u32, tokio::sync::oneshot::Sender<()>>>,
 }
 
 /// A stream the client opened: its headers, what it sends, and a handle to
@@ -401,6 +412,9 @@ impl Connection {
         let shared = Arc::new(Shared {
             out: out_tx,
             streams: Mutex::new(HashMap::new()),
+            deflate: tokio::sync::Mutex::new(HeaderWriter::new()),
+            next_id: std::sync::atomic::AtomicU32::new(1),
+            replies: Mutex::new(HashMap::new()),
         });
         let (accept_tx, accepted) = mpsc::channel(32);
         let (closed_tx, closed) = tokio::sync::watch::channel(false);
@@ -412,6 +426,7 @@ impl Connection {
             }
             // Every stream's incoming side ends with the connection.
             reader_shared.streams.lock().unwrap().clear();
+            reader_shared.replies.lock().unwrap().clear();
             let _ = closed_tx.send(true);
         });
         Connection {
@@ -419,6 +434,43 @@ impl Connection {
             shared,
             closed,
             reader,
+        }
+    }
+
+    /// Opens a stream (the client's part) and waits for the peer's reply.
+    pub async fn open(&self, headers: Headers) -> Result<Stream, SpdyError> {
+        let id = self
+            .shared
+            .next_id
+            .fetch_add(2, std::sync::atomic::Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        self.shared.streams.lock().unwrap().insert(id, Some(tx));
+        self.shared.replies.lock().unwrap().insert(id, reply_tx);
+        {
+            let mut deflate = self.shared.deflate.lock().await;
+            let mut frame = Vec::new();
+            frame.put_u32(id);
+            frame.put_u32(0);
+            frame.put_u16(0);
+            frame.extend_from_slice(&deflate.encode(&headers)?);
+            self.shared
+                .out
+                .send(control(SYN_STREAM, 0, &frame))
+                .await
+                .map_err(|_| protocol("connection closed"))?;
+        }
+        match tokio::time::timeout(REPLY_TIMEOUT, reply_rx).await {
+            Ok(Ok(())) => Ok(Stream {
+                headers,
+                incoming: rx,
+                writer: StreamWriter {
+                    id,
+                    shared: self.shared.clone(),
+                },
+            }),
+            Ok(Err(_)) => Err(protocol("connection closed before the stream was answered")),
+            Err(_) => Err(protocol("no reply to a new stream")),
         }
     }
 
@@ -477,7 +529,6 @@ async fn read_loop<R: AsyncRead + Unpin>(
     accept: mpsc::Sender<Stream>,
 ) -> Result<(), SpdyError> {
     let mut inflate = HeaderReader::new();
-    let mut deflate = HeaderWriter::new();
     while let Some(frame) = read_frame(&mut r).await? {
         match frame {
             Frame::Data {
@@ -508,16 +559,19 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
                     let inbox = (flags & FLAG_FIN == 0).then_some(tx);
                     shared.streams.lock().unwrap().insert(id, inbox);
-                    let mut reply = Vec::new();
-                    reply.put_u32(id);
-                    reply.extend_from_slice(&deflate.encode(&Vec::new())?);
-                    if shared
-                        .out
-                        .send(control(SYN_REPLY, 0, &reply))
-                        .await
-                        .is_err()
                     {
-                        return Ok(());
+                        let mut deflate = shared.deflate.lock().await;
+                        let mut reply = Vec::new();
+                        reply.put_u32(id);
+                        reply.extend_from_slice(&deflate.encode(&Vec::new())?);
+                        if shared
+                            .out
+                            .send(control(SYN_REPLY, 0, &reply))
+                            .await
+                            .is_err()
+                        {
+                            return Ok(());
+                        }
                     }
                     let stream = Stream {
                         headers,
@@ -530,6 +584,19 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     if accept.send(stream).await.is_err() {
                         // Nobody takes streams any more: refuse this one.
                         shared.streams.lock().unwrap().remove(&id);
+                    }
+                }
+                SYN_REPLY if data.len() >= 4 => {
+                    let id = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) & 0x7fff_ffff;
+                    // Keep the zlib stream in step, even if we ignore them.
+                    inflate.decode(&data[4..])?;
+                    if let Some(waiter) = shared.replies.lock().unwrap().remove(&id) {
+                        let _ = waiter.send(());
+                    }
+                    if flags & FLAG_FIN != 0
+                        && let Some(inbox) = shared.streams.lock().unwrap().get_mut(&id)
+                    {
+                        *inbox = None;
                     }
                 }
                 RST_STREAM if data.len() >= 4 => {
@@ -573,6 +640,34 @@ mod tests {
         assert_eq!(r.decode(&w.encode(&first).unwrap()).unwrap(), first);
         assert_eq!(r.decode(&w.encode(&second).unwrap()).unwrap(), second);
         assert_eq!(r.decode(&w.encode(&Vec::new()).unwrap()).unwrap(), vec![]);
+    }
+
+    #[tokio::test]
+    async fn streams_carry_data_and_fin_both_ways() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut server = Connection::new(a);
+        let client = Connection::new(b);
+        let opening = tokio::spawn(async move {
+            let s = client
+                .open(vec![("streamtype".into(), "stdin".into())])
+                .await
+                .unwrap();
+            (client, s)
+        });
+        let mut theirs = server.accept().await.unwrap();
+        assert_eq!(header(&theirs.headers, "streamType"), Some("stdin"));
+        let (_client, mut ours) = opening.await.unwrap();
+        assert!(ours.writer.write(b"ping").await);
+        ours.writer.close().await;
+        assert_eq!(&theirs.incoming.recv().await.unwrap()[..], b"ping");
+        assert!(theirs.incoming.recv().await.is_none());
+        assert!(theirs.writer.write(&vec![7u8; 100_000]).await);
+        theirs.writer.close().await;
+        let mut got = 0;
+        while let Some(chunk) = ours.incoming.recv().await {
+            got += chunk.len();
+        }
+        assert_eq!(got, 100_000);
     }
 
     #[test]
