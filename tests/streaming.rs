@@ -538,7 +538,7 @@ async fn port_forward_reaches_a_server_in_the_pod() {
         assert!(tokio::time::Instant::now() < deadline, "{failure}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(page.starts_with("HTTP/1.0 200"), "{page}");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.contains("hello-from-the-pod"), "{page}");
 
     // Nothing listens on 9: the error stream says so.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use containerd_client::services::v1::{
-    DeleteProcessRequest, ExecProcessRequest, KillRequest, ResizePtyRequest, StartRequest,
-    WaitRequest,
+    CloseIoRequest, DeleteProcessRequest, ExecProcessRequest, KillRequest, ResizePtyRequest,
+    StartRequest, WaitRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
@@ -227,8 +227,8 @@ impl Drop for Feeders {
 }
 
 impl Feeders {
-    /// Copies stdin into the FIFO (closing it when the client's stdin
-    /// ends) and applies terminal sizes through ResizePty.
+    /// Copies stdin into the FIFO (closing the process's stdin when the
+    /// client's ends) and applies terminal sizes through ResizePty.
     pub(super) fn start(
         cd: &Containerd,
         container_id: &str,
@@ -238,11 +238,27 @@ impl Feeders {
     ) -> Feeders {
         let mut tasks = Vec::new();
         if let Some((mut rx, mut fifo)) = stdin {
+            let cd = cd.clone();
+            let (container_id, exec_id) = (container_id.to_string(), exec_id.to_string());
             tasks.push(tokio::spawn(async move {
                 while let Some(chunk) = rx.recv().await {
                     if fifo.write_all(&chunk).await.is_err() {
-                        return;
+                        break;
                     }
+                }
+                drop(fifo);
+                // The shim holds a write end of its own: CloseIO drops it,
+                // and the process reads EOF.
+                let closed = cd
+                    .tasks()
+                    .close_io(cd.request(CloseIoRequest {
+                        container_id: container_id.clone(),
+                        exec_id: exec_id.clone(),
+                        stdin: true,
+                    }))
+                    .await;
+                if let Err(status) = closed {
+                    tracing::debug!(%container_id, %exec_id, %status, "closing stdin");
                 }
             }));
         }

@@ -121,7 +121,7 @@ async fn forward<D: Dialer>(dialer: &D, port: u16, data: spdy::Stream) -> Result
         writer,
         ..
     } = data;
-    let to_pod = async move {
+    let to_pod = tokio::spawn(async move {
         while let Some(chunk) = incoming.recv().await {
             if tcp_write.write_all(&chunk).await.is_err() {
                 return;
@@ -129,7 +129,7 @@ async fn forward<D: Dialer>(dialer: &D, port: u16, data: spdy::Stream) -> Result
         }
         // The client is done sending: so are we, towards the pod.
         let _ = tcp_write.shutdown().await;
-    };
+    });
     let from_pod = async {
         let mut buf = vec![0u8; 32 << 10];
         loop {
@@ -148,9 +148,10 @@ async fn forward<D: Dialer>(dialer: &D, port: u16, data: spdy::Stream) -> Result
         }
         writer.close().await;
     };
-    // The client resets the data stream once it has read everything, which
-    // ends `to_pod` too.
-    tokio::join!(to_pod, from_pod);
+    // The forward ends when the pod's side does (as containerd's): the
+    // client then resets the stream; no need to wait for it.
+    from_pod.await;
+    to_pod.abort();
     Ok(())
 }
 
