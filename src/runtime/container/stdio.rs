@@ -85,7 +85,7 @@ pub(super) fn start_log_driver(
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     // SAFETY: between fork and exec only async-signal-safe calls (fcntl,
-    // dup2, setsid). The fds are first copied above 10, so placing one on
+    // dup2, close_range, setsid). The fds are first copied above 10, so placing one on
     // 3 cannot clobber another; dup2 clears close-on-exec on fds 3, 4 and
     // 5, where the driver expects stdout, stderr and the readiness pipe.
     unsafe {
@@ -102,6 +102,10 @@ pub(super) fn start_log_driver(
             {
                 return Err(std::io::Error::last_os_error());
             }
+            // Nothing else of ours: an fd deckhand inherited without
+            // close-on-exec (a flock(1) lock, say) must not live on in a
+            // process that outlives the container's start.
+            libc::syscall(libc::SYS_close_range, 6u32, u32::MAX, 0u32);
             libc::setsid();
             Ok(())
         });
