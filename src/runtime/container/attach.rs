@@ -65,8 +65,12 @@ impl ContainerManager {
             .output_log()
             .ok_or_else(|| ContainerError::Failed("no output log".into()))?;
         let (stop_tx, stop) = watch::channel(false);
+        // Where output starts for this client: the log's end now, before
+        // any of its input can make the container answer.
+        let start = open_at_end(&log).await;
         let follower = tokio::spawn(follow(
             log,
+            start,
             session.stdout.clone(),
             session.stderr.clone(),
             container.stdio.tty,
@@ -136,12 +140,13 @@ async fn feed_stdin(
 /// content to stdout or stderr, until `stop` (then reads what is left).
 async fn follow(
     path: PathBuf,
+    start: Option<(tokio::fs::File, u64)>,
     stdout: Option<Output>,
     stderr: Option<Output>,
     tty: bool,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut file = open_at_end(&path).await;
+    let mut file = start;
     let mut pending = Vec::new();
     let mut buf = vec![0u8; 32 << 10];
     loop {
