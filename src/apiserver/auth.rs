@@ -223,6 +223,10 @@ pub fn authorize(user: &User, a: &Attributes<'_>) -> Result<Decision, ApiError> 
         ("", "pods", "status") if matches!(a.verb, "update" | "patch") => {
             return Ok(Decision::IfPodOnNode(node.into()));
         }
+        // Tokens for its pods' service accounts (checked in the handler).
+        ("", "serviceaccounts", "token") if a.verb == "create" => {
+            return Ok(Decision::IfPodOnNode(node.into()));
+        }
         ("", "pods", "") if a.verb == "delete" => {
             return Ok(Decision::IfPodOnNode(node.into()));
         }

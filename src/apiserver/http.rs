@@ -129,8 +129,8 @@ pub async fn handle(
     }
 }
 
-fn authenticate(
-    state: &State,
+async fn authenticate(
+    state: &Arc<State>,
     cert_user: Option<User>,
     headers: &http::HeaderMap,
 ) -> Result<User, ApiError> {
@@ -143,11 +143,18 @@ fn authenticate(
             .ok_or(ApiError::Unauthorized)?;
         // A presented but unknown token is refused even with a client cert,
         // as kube-apiserver's union authenticator does on explicit failure.
-        return state
-            .tokens
-            .user(token)
-            .cloned()
-            .ok_or(ApiError::Unauthorized);
+        if let Some(user) = state.tokens.user(token) {
+            return Ok(user.clone());
+        }
+        let claims = state
+            .sa_issuer
+            .verify(token, crate::apiserver::sa_token::unix_now())
+            .ok_or(ApiError::Unauthorized)?;
+        return handlers::blocking(state, move |s| {
+            crate::apiserver::sa_token::user_for(&s.store, &claims)
+        })
+        .await?
+        .ok_or(ApiError::Unauthorized);
     }
     cert_user.ok_or(ApiError::Unauthorized)
 }
@@ -211,7 +218,7 @@ async fn route(
             b"ok".to_vec(),
         ));
     }
-    let user = authenticate(&state, cert_user, req.headers())?;
+    let user = authenticate(&state, cert_user, req.headers()).await?;
     let user = impersonate(user, req.headers())?;
     let accept = req
         .headers()
@@ -287,6 +294,9 @@ async fn route(
         "list" => handlers::list(&state, &ctx, target).await?,
         "watch" => crate::apiserver::watch::watch(&state, &ctx, target).await?,
         "create" if target.subresource == "binding" => handlers::bind(&state, &ctx, target).await?,
+        "create" if target.subresource == "token" => {
+            crate::apiserver::sa_token::request(&state, &ctx, target).await?
+        }
         "create" => handlers::create(&state, &mut ctx, target).await?,
         "update" => handlers::update(&state, &mut ctx, target).await?,
         "patch" => handlers::patch(&state, &mut ctx, target).await?,
@@ -313,6 +323,14 @@ fn discovery_route(state: &State, path: &str) -> Result<Option<Response<Body>>, 
         "/api" => Some(discovery::api_versions(&state.server_address)),
         "/apis" => Some(discovery::api_group_list()),
         "/openapi/v3" => Some(discovery::openapi_v3_root()),
+        "/.well-known/openid-configuration" => Some(state.sa_issuer.openid_configuration()),
+        "/openid/v1/jwks" => {
+            return Ok(Some(full(
+                StatusCode::OK,
+                "application/jwk-set+json",
+                state.sa_issuer.jwks().to_string().into_bytes(),
+            )));
+        }
         "/openapi/v2" => {
             return Err(ApiError::NoRoute);
         }
@@ -381,6 +399,7 @@ pub fn parse_path(path: &str) -> Result<(Target, bool), ApiError> {
         "" => true,
         "status" => kind.status,
         "binding" => kind.resource == "pods",
+        "token" => kind.resource == "serviceaccounts",
         _ => false,
     };
     if !sub_ok {
@@ -411,7 +430,7 @@ fn verb_for(
         ("GET", false) if watch => "watch",
         ("GET", false) => "get",
         ("POST", true) => "create",
-        ("POST", false) if target.subresource == "binding" => "create",
+        ("POST", false) if matches!(target.subresource.as_str(), "binding" | "token") => "create",
         ("PUT", false) => "update",
         ("PATCH", false) => "patch",
         ("DELETE", false) => "delete",
@@ -422,10 +441,11 @@ fn verb_for(
             )));
         }
     };
-    if target.subresource == "binding" && verb != "create" {
-        return Err(ApiError::MethodNotAllowed(
-            "only create is allowed on pods/binding".into(),
-        ));
+    if matches!(target.subresource.as_str(), "binding" | "token") && verb != "create" {
+        return Err(ApiError::MethodNotAllowed(format!(
+            "only create is allowed on {}/{}",
+            target.kind.resource, target.subresource
+        )));
     }
     Ok(verb)
 }

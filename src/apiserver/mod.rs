@@ -17,6 +17,7 @@ pub mod pki;
 pub mod protobuf;
 pub mod resources;
 pub mod reviews;
+pub mod sa_token;
 pub mod selectors;
 pub mod store;
 pub mod table;
@@ -46,6 +47,8 @@ pub struct Config {
     pub bookmark_interval: Duration,
     /// How long core/v1 Events are kept (kube-apiserver's --event-ttl).
     pub event_ttl: Duration,
+    /// The `iss` of service-account tokens, and the API audience.
+    pub service_account_issuer: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,8 @@ pub enum ServeError {
     Auth(#[from] auth::AuthError),
     #[error("invalid node name {0:?}: must be a DNS-1123 subdomain")]
     NodeName(String),
+    #[error("{0}")]
+    Key(String),
     #[error("bootstrap: {0}")]
     Bootstrap(ApiError),
     #[error("{what}: {source}")]
@@ -74,6 +79,7 @@ pub struct State {
     pub server_address: String,
     pub ca_pem: String,
     pub bookmark_interval: Duration,
+    pub sa_issuer: sa_token::Issuer,
 }
 
 /// Create what kube-apiserver and its controllers create on a fresh
@@ -202,7 +208,14 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
 
     let store = Store::open(&config.data_dir.join("store.redb"))?;
     let server_address = SocketAddr::new(connect_ip, local.port()).to_string();
+    let sa_issuer = sa_token::Issuer::new(
+        &pki.service_account_key()?,
+        &config.service_account_issuer,
+        &format!("https://{server_address}/openid/v1/jwks"),
+    )
+    .map_err(ServeError::Key)?;
     let state = Arc::new(State {
+        sa_issuer,
         store,
         tokens,
         server_address: server_address.clone(),

@@ -179,6 +179,21 @@ impl Pki {
         })
     }
 
+    /// The service-account signing key (P-256, PKCS#8 DER), made on
+    /// first start and kept in `sa.key`: tokens outlive restarts.
+    pub fn service_account_key(&self) -> Result<Vec<u8>, PkiError> {
+        let path = key_path(&self.dir, "sa");
+        let key = match read(&path)? {
+            Some(pem) => KeyPair::from_pem(&pem)?,
+            None => {
+                let key = KeyPair::generate()?;
+                write(&path, &key.serialize_pem(), true)?;
+                key
+            }
+        };
+        Ok(key.serialize_der())
+    }
+
     fn kept(
         &self,
         name: &str,

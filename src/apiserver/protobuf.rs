@@ -178,12 +178,33 @@ const SELF_SUBJECT_ACCESS_REVIEW: &[Field] = &[
     ),
 ];
 
+const BOUND_OBJECT_REFERENCE: &[Field] = &[
+    f(1, "kind", Str),
+    f(2, "apiVersion", Str),
+    f(3, "name", Str),
+    f(4, "uid", Str),
+];
+
+const TOKEN_REQUEST: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Msg(&[
+            r(1, "audiences", Str),
+            f(3, "boundObjectRef", Msg(BOUND_OBJECT_REFERENCE)),
+            f(4, "expirationSeconds", Int),
+        ]),
+    ),
+];
+
 const SELF_SUBJECT_REVIEW: &[Field] = &[f(1, "metadata", Msg(OBJECT_META))];
 
 fn schema(resource: &str) -> Option<&'static [Field]> {
     Some(match resource {
         "selfsubjectaccessreviews" => SELF_SUBJECT_ACCESS_REVIEW,
         "selfsubjectreviews" => SELF_SUBJECT_REVIEW,
+        "tokenrequests" => TOKEN_REQUEST,
         "namespaces" => NAMESPACE,
         "configmaps" => CONFIG_MAP,
         "secrets" => SECRET,
