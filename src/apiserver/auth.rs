@@ -206,6 +206,8 @@ pub fn authorize(user: &User, a: &Attributes<'_>) -> Result<Decision, ApiError> 
         ("", "secrets" | "configmaps", "") if read => {
             return Ok(Decision::IfUsedOnNode(node.into()));
         }
+        // Logs and streams are the kubelet's own to serve, not to ask for.
+        ("", "pods", "log" | "exec" | "attach" | "portforward") => false,
         _ if read => true,
         ("", "nodes", _) if a.verb == "create" && a.name.is_empty() => {
             return Ok(Decision::IfNamed(node.into()));

@@ -150,6 +150,24 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "kind": "Binding",
                 "verbs": ["create"],
             }));
+            for (sub, kind, verbs) in [
+                ("log", "Pod", &["get"][..]),
+                ("exec", "PodExecOptions", &["create", "get"][..]),
+                ("attach", "PodAttachOptions", &["create", "get"][..]),
+                (
+                    "portforward",
+                    "PodPortForwardOptions",
+                    &["create", "get"][..],
+                ),
+            ] {
+                list.push(json!({
+                    "name": format!("pods/{sub}"),
+                    "singularName": "",
+                    "namespaced": true,
+                    "kind": kind,
+                    "verbs": verbs,
+                }));
+            }
         }
     }
     let gv = if group.is_empty() {

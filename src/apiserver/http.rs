@@ -17,6 +17,7 @@ use crate::apiserver::auth::{self, Attributes, Decision, User};
 use crate::apiserver::discovery;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::handlers;
+use crate::apiserver::kubelet_proxy;
 use crate::apiserver::resources::{self, Kind};
 use crate::apiserver::reviews;
 
@@ -256,6 +257,32 @@ async fn route(
     }
 
     let (target, collection) = parse_path(&path)?;
+    if target.kind.resource == "pods"
+        && kubelet_proxy::SUBRESOURCES.contains(&target.subresource.as_str())
+    {
+        let allowed = if target.subresource == "log" {
+            method == Method::GET
+        } else {
+            method == Method::GET || method == Method::POST
+        };
+        if !allowed {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "the server does not allow this method on the requested resource ({method})"
+            )));
+        }
+        let attrs = Attributes {
+            verb: kubelet_proxy::verb(&target.subresource),
+            group: "",
+            resource: "pods",
+            subresource: &target.subresource,
+            namespace: &target.namespace,
+            name: &target.name,
+        };
+        if auth::authorize(&user, &attrs)? != Decision::Allow {
+            return Err(auth::forbidden(&user, &attrs));
+        }
+        return kubelet_proxy::proxy(&state, target, req).await;
+    }
     if !accepts_json(&accept) {
         return Err(ApiError::NotAcceptable(format!(
             "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io (got {accept})"
@@ -400,6 +427,7 @@ pub fn parse_path(path: &str) -> Result<(Target, bool), ApiError> {
         "status" => kind.status,
         "binding" => kind.resource == "pods",
         "token" => kind.resource == "serviceaccounts",
+        s if kubelet_proxy::SUBRESOURCES.contains(&s) => kind.resource == "pods",
         _ => false,
     };
     if !sub_ok {
@@ -498,7 +526,9 @@ mod tests {
                 .unwrap();
         assert_eq!(t.kind.resource, "leases");
         assert!(parse_path("/api/v1/pods/x").is_err());
-        assert!(parse_path("/api/v1/namespaces/default/pods/p/exec").is_err());
+        assert!(parse_path("/api/v1/namespaces/default/pods/p/exec").is_ok());
+        assert!(parse_path("/api/v1/namespaces/default/configmaps/p/exec").is_err());
+        assert!(parse_path("/api/v1/namespaces/default/pods/p/shell").is_err());
         assert!(parse_path("/api/v2/pods").is_err());
     }
 

@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod error;
 pub mod handlers;
 pub mod http;
+pub mod kubelet_proxy;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
@@ -49,6 +50,9 @@ pub struct Config {
     pub event_ttl: Duration,
     /// The `iss` of service-account tokens, and the API audience.
     pub service_account_issuer: String,
+    /// CA bundle to verify kubelets' serving certificates with; None: not
+    /// verified (kube-apiserver's default).
+    pub kubelet_certificate_authority: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +84,8 @@ pub struct State {
     pub ca_pem: String,
     pub bookmark_interval: Duration,
     pub sa_issuer: sa_token::Issuer,
+    /// TLS to kubelets, for pods/log, exec, attach and portforward.
+    pub kubelet_tls: Arc<rustls::ClientConfig>,
 }
 
 /// Create what kube-apiserver and its controllers create on a fresh
@@ -214,7 +220,13 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         &format!("https://{server_address}/openid/v1/jwks"),
     )
     .map_err(ServeError::Key)?;
+    let kubelet_ca = match &config.kubelet_certificate_authority {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(io(path.display().to_string()))?),
+        None => None,
+    };
+    let kubelet_tls = Arc::new(pki.kubelet_client_config(kubelet_ca.as_deref())?);
     let state = Arc::new(State {
+        kubelet_tls,
         sa_issuer,
         store,
         tokens,
@@ -287,8 +299,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
                 .http1()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30));
+            // With upgrades: exec, attach and port-forward switch protocols.
             if let Err(err) = builder
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service)
                 .await
             {
                 tracing::debug!(%peer, error = %err, "connection ended");

@@ -36,6 +36,10 @@ pub struct ApiserverArgs {
     /// tokens must carry to authenticate here.
     #[arg(long, default_value = "https://kubernetes.default.svc.cluster.local")]
     pub service_account_issuer: String,
+    /// CA bundle for kubelets' serving certificates (pods/log, exec, ...).
+    /// Without it they are not verified, as with kube-apiserver.
+    #[arg(long)]
+    pub kubelet_certificate_authority: Option<PathBuf>,
 }
 
 fn parse_node_kubeconfig(s: &str) -> Result<(String, PathBuf), String> {
@@ -57,6 +61,7 @@ pub async fn run(args: ApiserverArgs) -> anyhow::Result<()> {
         bookmark_interval: args.bookmark_interval,
         event_ttl: args.event_ttl,
         service_account_issuer: args.service_account_issuer,
+        kubelet_certificate_authority: args.kubelet_certificate_authority,
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
