@@ -2168,3 +2168,72 @@ async fn pod_logs_and_exec_are_proxied_to_the_kubelet() {
     assert!(err.contains("error dialing backend"), "{err}");
     drop(kubelet);
 }
+
+#[tokio::test]
+async fn openapi_v2_document() {
+    let s = Server::start();
+    let (code, doc) = s
+        .call(
+            reqwest::Method::GET,
+            "/openapi/v2",
+            Some(ADMIN_TOKEN),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(doc["swagger"], "2.0");
+    let defs = doc["definitions"].as_object().unwrap();
+    let pod = &defs["io.k8s.api.core.v1.Pod"];
+    assert_eq!(
+        pod["x-kubernetes-group-version-kind"],
+        json!([{"group": "", "version": "v1", "kind": "Pod"}])
+    );
+    let spec = &pod["properties"]["spec"];
+    let spec_ref = spec.get("$ref").unwrap_or(&spec["allOf"][0]["$ref"]);
+    assert_eq!(
+        spec_ref, "#/definitions/io.k8s.api.core.v1.PodSpec",
+        "{spec}"
+    );
+    // Every reference resolves, and no v3-only keyword is left.
+    fn walk(v: &Value, defs: &serde_json::Map<String, Value>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+                    let name = r.strip_prefix("#/definitions/").expect(r);
+                    assert!(defs.contains_key(name), "dangling {r}");
+                }
+                for bad in ["nullable", "oneOf", "anyOf", "const", "$defs"] {
+                    assert!(!m.contains_key(bad), "{bad} in {v}");
+                }
+                m.values().for_each(|x| walk(x, defs));
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, defs)),
+            _ => {}
+        }
+    }
+    walk(&doc, defs);
+    let lease_path =
+        &doc["paths"]["/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"];
+    assert_eq!(
+        lease_path["get"]["x-kubernetes-group-version-kind"]["kind"],
+        "Lease"
+    );
+    // client-go asks for protobuf only; it is told so and does without.
+    let resp = s
+        .http()
+        .get(format!("{}/openapi/v2", s.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .header(
+            "Accept",
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 406);
+    let (code, _) = s
+        .call(reqwest::Method::GET, "/openapi/v2", None, "", vec![])
+        .await;
+    assert_eq!(code, 401);
+}

@@ -243,6 +243,13 @@ async fn route(
         })
         .unwrap_or_default();
 
+    // Swagger 2 is served as JSON only; client-go's protobuf-only request
+    // gets 406 and does without (as with a server that has no v2).
+    if path == "/openapi/v2" && !accepts_json(&accept) {
+        return Err(ApiError::NotAcceptable(
+            "only application/json is served for /openapi/v2".into(),
+        ));
+    }
     if method == Method::GET
         && let Some(resp) = discovery_route(&state, &path)?
     {
@@ -359,7 +366,13 @@ fn discovery_route(state: &State, path: &str) -> Result<Option<Response<Body>>, 
             )));
         }
         "/openapi/v2" => {
-            return Err(ApiError::NoRoute);
+            let mut resp =
+                Response::new(Full::new(Bytes::from_static(discovery::openapi_v2_json())).boxed());
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return Ok(Some(resp));
         }
         _ => None,
     };
