@@ -18,6 +18,7 @@ use crate::apiserver::State;
 use crate::apiserver::error::{ApiError, qualified};
 use crate::apiserver::http::{Body, Ctx, Target, json as json_resp};
 use crate::apiserver::patch::{self, PatchType};
+use crate::apiserver::rbac;
 use crate::apiserver::resources::{self, Kind};
 use crate::apiserver::selectors::{FieldSelector, LabelSelector};
 use crate::apiserver::store::{Txn, collection_prefix, object_key};
@@ -437,9 +438,12 @@ pub async fn create(
     }
     let dry_run = ctx.param("dryRun").is_some();
     let ca_pem = state.ca_pem.clone();
+    let user = ctx.user.clone();
     let created = blocking(state, move |s| {
-        s.store
-            .write(|txn| store_create(txn, kind, &t.namespace, object, dry_run, &ca_pem))
+        s.store.write(|txn| {
+            rbac::confirm_no_escalation(txn, &user, kind.resource, &t.namespace, &object)?;
+            store_create(txn, kind, &t.namespace, object, dry_run, &ca_pem)
+        })
     })
     .await?;
     Ok(respond(ctx, kind, StatusCode::CREATED, &created))
@@ -724,6 +728,18 @@ fn merge_update(t: &Target, old: &Value, mut new: Value) -> Result<Option<Value>
     if kind.resource == "pods" && t.subresource.is_empty() {
         check_pod_spec_update(old, &new)?;
     }
+    if kind.resource.ends_with("rolebindings") && old["roleRef"] != new["roleRef"] {
+        return Err(ApiError::invalid(
+            kind.kind,
+            kind.group,
+            &t.name,
+            vec![crate::apiserver::error::Cause {
+                reason: "FieldValueInvalid",
+                field: "roleRef".into(),
+                message: format!("Invalid value: {}: cannot change roleRef", new["roleRef"]),
+            }],
+        ));
+    }
     if &new == old {
         return Ok(None);
     }
@@ -834,10 +850,12 @@ pub async fn update(
     let new = decode_normalized(ctx, kind)?;
     let dry_run = ctx.param("dryRun").is_some();
     let pod_node = ctx.pod_node.clone();
+    let user = ctx.user.clone();
     let stored = blocking(state, move |s| {
         s.store.write(|txn| {
             let old = txn.get(&key_of(&t))?.ok_or_else(|| not_found(&t))?;
             check_pod_node(&pod_node, &t, &old)?;
+            rbac::confirm_no_escalation(txn, &user, kind.resource, &t.namespace, &new)?;
             store_update(txn, &t, &old, new, dry_run)
         })
     })
@@ -867,6 +885,7 @@ pub async fn patch(
     let body = ctx.body.clone();
     let pod_node = ctx.pod_node.clone();
     let ca_pem = state.ca_pem.clone();
+    let user = ctx.user.clone();
     let (stored, warnings, code) =
         blocking(state, move |s| {
             s.store.write(|txn| {
@@ -886,6 +905,7 @@ pub async fn patch(
                 }
                 let (object, warnings) = normalize(kind, mode, body)?;
                 let object = prepare_create(kind, &t.namespace, object)?;
+                rbac::confirm_no_escalation(txn, &user, kind.resource, &t.namespace, &object)?;
                 let created = store_create(txn, kind, &t.namespace, object, dry_run, &ca_pem)?;
                 return Ok((created, warnings, StatusCode::CREATED));
             };
@@ -904,6 +924,7 @@ pub async fn patch(
                 other => other,
             })?;
             let (new, warnings) = normalize(kind, mode, patched)?;
+            rbac::confirm_no_escalation(txn, &user, kind.resource, &t.namespace, &new)?;
             Ok((store_update(txn, &t, &old, new, dry_run)?, warnings, StatusCode::OK))
         })
         })

@@ -258,8 +258,11 @@ async fn route(
 
     if method == Method::POST && reviews::matches(&path) {
         let body = read_body(req).await?;
-        let review =
-            reviews::handle(&path, &user, &content_type, &body).ok_or(ApiError::NoRoute)??;
+        let review = handlers::blocking(&state, move |s| {
+            reviews::handle(&s.store, &path, &user, &content_type, &body)
+                .ok_or(ApiError::NoRoute)?
+        })
+        .await?;
         return Ok(json(StatusCode::CREATED, &review));
     }
 
@@ -285,7 +288,7 @@ async fn route(
             namespace: &target.namespace,
             name: &target.name,
         };
-        if auth::authorize(&user, &attrs)? != Decision::Allow {
+        if authorize(&state, &user, &attrs).await? != Decision::Allow {
             return Err(auth::forbidden(&user, &attrs));
         }
         return kubelet_proxy::proxy(&state, target, req).await;
@@ -306,7 +309,7 @@ async fn route(
         name: &target.name,
     };
     let (mut pod_node, mut create_name, mut used_on_node) = (None, None, None);
-    match auth::authorize(&user, &attrs)? {
+    match authorize(&state, &user, &attrs).await? {
         Decision::Allow => {}
         Decision::IfPodOnNode(node) => pod_node = Some(node),
         Decision::IfNamed(name) => create_name = Some(name),
@@ -349,6 +352,34 @@ async fn route(
         }
     }
     Ok(resp)
+}
+
+/// The authorizer chain; RBAC (which reads the store) only for requests
+/// the static rules refuse, so admins and nodes never wait on it.
+async fn authorize(
+    state: &Arc<State>,
+    user: &User,
+    attrs: &Attributes<'_>,
+) -> Result<Decision, ApiError> {
+    match auth::authorize(user, attrs) {
+        Ok(d) => Ok(d),
+        Err(denied) => {
+            let (user2, owned) = (user.clone(), auth::OwnedAttributes::of(attrs));
+            let allowed = handlers::blocking(state, move |s| {
+                Ok(crate::apiserver::rbac::allows(
+                    &s.store,
+                    &user2,
+                    &owned.borrow(),
+                )?)
+            })
+            .await?;
+            if allowed {
+                Ok(Decision::Allow)
+            } else {
+                Err(denied)
+            }
+        }
+    }
 }
 
 fn discovery_route(state: &State, path: &str) -> Result<Option<Response<Body>>, ApiError> {

@@ -16,6 +16,7 @@ pub mod kubelet_proxy;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
+pub mod rbac;
 pub mod resources;
 pub mod reviews;
 pub mod sa_token;
@@ -104,6 +105,7 @@ fn bootstrap(state: &State, ip: IpAddr, port: u16) -> Result<(), ApiError> {
             }
             handlers::namespace_side_effects(txn, ns, &state.ca_pem)?;
         }
+        rbac::bootstrap(txn, &handlers::now_rfc3339())?;
         let key = object_key("", "services", "default", "kubernetes");
         let existing = txn.get(&key)?;
         if let Some(mut svc) = existing.clone()
