@@ -2512,3 +2512,122 @@ async fn rbac_roles_bindings_and_authorizer() {
         "no"
     );
 }
+
+#[test]
+fn server_side_apply_field_ownership() {
+    let s = Server::start();
+    let apply = |manager: &str, yaml: &str, extra: &[&str]| {
+        let mut args = vec![
+            "apply",
+            "--server-side",
+            "--field-manager",
+            manager,
+            "-f",
+            "-",
+        ];
+        args.extend_from_slice(extra);
+        s.kubectl_stdin(&args, yaml)
+    };
+    let cm = |data: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\ndata:\n{data}")
+    };
+    let rv = || {
+        s.ok(&[
+            "get",
+            "cm",
+            "owned",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+    };
+    let fields = || -> Value {
+        let out = s.ok(&["get", "cm", "owned", "-o", "json", "--show-managed-fields"]);
+        serde_json::from_str::<Value>(&out).unwrap()["metadata"]["managedFields"].clone()
+    };
+    let owner_of = |mf: &Value, manager: &str| -> Value {
+        mf.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["manager"] == manager)
+            .map(|e| e["fieldsV1"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let ok = |o: Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+
+    ok(apply("alpha", &cm("  a: \"1\"\n  b: \"2\"\n"), &[]));
+    let mf = fields();
+    assert_eq!(mf[0]["manager"], "alpha");
+    assert_eq!(mf[0]["operation"], "Apply");
+    assert_eq!(mf[0]["fieldsType"], "FieldsV1");
+    assert_eq!(mf[0]["fieldsV1"], json!({"f:data": {"f:a": {}, "f:b": {}}}));
+    // The same apply again changes nothing.
+    let before = rv();
+    ok(apply("alpha", &cm("  a: \"1\"\n  b: \"2\"\n"), &[]));
+    assert_eq!(rv(), before);
+
+    // Another manager: the same value is shared, a new one conflicts.
+    ok(apply("beta", &cm("  a: \"1\"\n"), &[]));
+    let o = apply("beta", &cm("  a: \"9\"\n"), &[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("conflict with \"alpha\""), "{err}");
+    assert!(err.contains(".data.a"), "{err}");
+    assert_eq!(
+        s.ok(&["get", "cm", "owned", "-o", "jsonpath={.data.a}"]),
+        "1"
+    );
+    // Forced, beta takes the field.
+    ok(apply("beta", &cm("  a: \"9\"\n"), &["--force-conflicts"]));
+    let mf = fields();
+    assert_eq!(owner_of(&mf, "beta"), json!({"f:data": {"f:a": {}}}));
+    assert_eq!(owner_of(&mf, "alpha"), json!({"f:data": {"f:b": {}}}));
+
+    // alpha stops applying b: it goes; beta's a stays.
+    ok(apply("alpha", &cm("  c: \"3\"\n"), &[]));
+    assert_eq!(
+        s.ok(&["get", "cm", "owned", "-o", "jsonpath={.data}"]),
+        r#"{"a":"9","c":"3"}"#
+    );
+
+    // A plain update takes what it changes and can then conflict.
+    s.ok(&["label", "cm", "owned", "tier=web"]);
+    let mf = fields();
+    let label = mf
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["operation"] == "Update")
+        .expect("update entry")
+        .clone();
+    assert_eq!(label["manager"], "kubectl-label");
+    assert_eq!(
+        label["fieldsV1"],
+        json!({"f:metadata": {"f:labels": {"f:tier": {}}}})
+    );
+    let o = apply(
+        "alpha",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  labels:\n    tier: db\ndata:\n  c: \"3\"\n",
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("conflict with \"kubectl-label\""), "{err}");
+    assert!(err.contains(".metadata.labels.tier"), "{err}");
+
+    // Lists by merge key: containers are owned per name.
+    let pod = |image: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: {image}\n"
+        )
+    };
+    ok(apply("alpha", &pod("busybox:1"), &[]));
+    let out = s.ok(&["get", "pod", "p", "-o", "json", "--show-managed-fields"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let f = &v["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"];
+    assert_eq!(f["f:image"], json!({}), "{v}");
+    assert_eq!(f["."], json!({}), "{v}");
+    let o = apply("beta", &pod("busybox:2"), &[]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains(".spec.containers[name=\"c\"].image"), "{err}");
+}

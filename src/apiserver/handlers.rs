@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::apiserver::State;
 use crate::apiserver::error::{ApiError, qualified};
 use crate::apiserver::http::{Body, Ctx, Target, json as json_resp};
+use crate::apiserver::managed_fields;
 use crate::apiserver::patch::{self, PatchType};
 use crate::apiserver::rbac;
 use crate::apiserver::resources::{self, Kind};
@@ -658,7 +659,12 @@ fn allocate_node_ports(services: &[(String, Value)], svc: &mut Value) -> Result<
 /// Merge a client's new version of an object with the stored one, the way
 /// kube's update strategies do, and check the optimistic-concurrency
 /// precondition. Returns None if nothing would change.
-fn merge_update(t: &Target, old: &Value, mut new: Value) -> Result<Option<Value>, ApiError> {
+fn merge_update(
+    t: &Target,
+    old: &Value,
+    mut new: Value,
+    fields: &Fields<'_>,
+) -> Result<Option<Value>, ApiError> {
     let kind = t.kind;
     let new_rv = meta_str(&new, "resourceVersion");
     if !new_rv.is_empty() && new_rv != meta_str(old, "resourceVersion") {
@@ -722,8 +728,18 @@ fn merge_update(t: &Target, old: &Value, mut new: Value) -> Result<Option<Value>
         }
     }
     if let Some(m) = new["metadata"].as_object_mut() {
-        m.remove("managedFields");
         m.remove("selfLink");
+        // Server-owned but for an apply, which computed them.
+        if !matches!(fields, Fields::Applied) {
+            match old["metadata"].get("managedFields") {
+                Some(v) => {
+                    m.insert("managedFields".into(), v.clone());
+                }
+                None => {
+                    m.remove("managedFields");
+                }
+            }
+        }
     }
     if kind.resource == "pods" && t.subresource.is_empty() {
         check_pod_spec_update(old, &new)?;
@@ -802,19 +818,39 @@ fn check_pod_node(ctx_node: &Option<String>, t: &Target, pod: &Value) -> Result<
 }
 
 /// Shared tail of update and patch: defaults, validation, finalization.
+/// How a write's managed fields come about.
+pub enum Fields<'a> {
+    /// A server-side apply computed them (they are in the new object).
+    Applied,
+    /// Any other write, by this field manager.
+    Updated { manager: &'a str },
+}
+
 fn store_update(
     txn: &mut Txn<'_>,
     t: &Target,
     old: &Value,
     mut new: Value,
     dry_run: bool,
+    fields: &Fields<'_>,
 ) -> Result<Value, ApiError> {
     // Default first, as kube does before validating: a client that leaves
     // out a defaulted field has not changed it.
     resources::apply_defaults(t.kind, &mut new);
-    let Some(mut new) = merge_update(t, old, new)? else {
+    let Some(mut new) = merge_update(t, old, new, fields)? else {
         return Ok(old.clone());
     };
+    if let Fields::Updated { manager } = fields {
+        managed_fields::record_update(
+            t.kind.resource,
+            &t.kind.api_version(),
+            manager,
+            &t.subresource,
+            &now_rfc3339(),
+            old,
+            &mut new,
+        );
+    }
     resources::apply_defaults(t.kind, &mut new);
     check_valid(t.kind, &new)?;
     if dry_run {
@@ -851,12 +887,20 @@ pub async fn update(
     let dry_run = ctx.param("dryRun").is_some();
     let pod_node = ctx.pod_node.clone();
     let user = ctx.user.clone();
+    let manager = ctx.manager.clone();
     let stored = blocking(state, move |s| {
         s.store.write(|txn| {
             let old = txn.get(&key_of(&t))?.ok_or_else(|| not_found(&t))?;
             check_pod_node(&pod_node, &t, &old)?;
             rbac::confirm_no_escalation(txn, &user, kind.resource, &t.namespace, &new)?;
-            store_update(txn, &t, &old, new, dry_run)
+            store_update(
+                txn,
+                &t,
+                &old,
+                new,
+                dry_run,
+                &Fields::Updated { manager: &manager },
+            )
         })
     })
     .await?;
@@ -886,6 +930,8 @@ pub async fn patch(
     let pod_node = ctx.pod_node.clone();
     let ca_pem = state.ca_pem.clone();
     let user = ctx.user.clone();
+    let manager = ctx.manager.clone();
+    let force = ctx.flag("force");
     let (stored, warnings, code) =
         blocking(state, move |s| {
             s.store.write(|txn| {
@@ -903,14 +949,42 @@ pub async fn patch(
                         t.name
                     )));
                 }
-                let (object, warnings) = normalize(kind, mode, body)?;
-                let object = prepare_create(kind, &t.namespace, object)?;
+                let applied = managed_fields::apply(
+                    &managed_fields::Apply {
+                        resource: kind.resource,
+                        api_version: &kind.api_version(),
+                        manager: &manager,
+                        subresource: "",
+                        force,
+                        now: &now_rfc3339(),
+                    },
+                    None,
+                    &body,
+                )?;
+                let managed = applied["metadata"]["managedFields"].clone();
+                let (object, warnings) = normalize(kind, mode, applied)?;
+                let mut object = prepare_create(kind, &t.namespace, object)?;
+                if !managed.is_null() {
+                    object["metadata"]["managedFields"] = managed;
+                }
                 rbac::confirm_no_escalation(txn, &user, kind.resource, &t.namespace, &object)?;
                 let created = store_create(txn, kind, &t.namespace, object, dry_run, &ca_pem)?;
                 return Ok((created, warnings, StatusCode::CREATED));
             };
             check_pod_node(&pod_node, &t, &old)?;
-            let patched = patch::apply(kind.resource, &old, &body, ty).map_err(|e| match e {
+            let (patched, fields) = if ty == PatchType::Apply {
+                let a = managed_fields::Apply {
+                    resource: kind.resource,
+                    api_version: &kind.api_version(),
+                    manager: &manager,
+                    subresource: &t.subresource,
+                    force,
+                    now: &now_rfc3339(),
+                };
+                let config = patch::apply_body(&body)?;
+                (managed_fields::apply(&a, Some(&old), &config)?, Fields::Applied)
+            } else {
+                let patched = patch::apply(kind.resource, &old, &body, ty).map_err(|e| match e {
                 ApiError::Invalid { summary, .. } => ApiError::invalid(
                     kind.kind,
                     kind.group,
@@ -923,9 +997,11 @@ pub async fn patch(
                 ),
                 other => other,
             })?;
+                (patched, Fields::Updated { manager: &manager })
+            };
             let (new, warnings) = normalize(kind, mode, patched)?;
             rbac::confirm_no_escalation(txn, &user, kind.resource, &t.namespace, &new)?;
-            Ok((store_update(txn, &t, &old, new, dry_run)?, warnings, StatusCode::OK))
+            Ok((store_update(txn, &t, &old, new, dry_run, &fields)?, warnings, StatusCode::OK))
         })
         })
         .await?;
@@ -1328,7 +1404,12 @@ mod tests {
                                             name: meta_str(&object, "name").into(),
                                             subresource: sub.into(),
                                         };
-                                        let _ = merge_update(&t, &object, new.clone());
+                                        let _ = merge_update(
+                                            &t,
+                                            &object,
+                                            new.clone(),
+                                            &Fields::Updated { manager: "m" },
+                                        );
                                     }
                                 }
                             }

@@ -49,6 +49,9 @@ pub struct Ctx {
     pub create_name: Option<String>,
     /// Set when a read is allowed only of one object this node's pods use.
     pub used_on_node: Option<String>,
+    /// The field manager of a write: `fieldManager`, else the client's
+    /// User-Agent up to its first `/` (as kube-apiserver defaults it).
+    pub manager: String,
 }
 
 impl Ctx {
@@ -227,6 +230,14 @@ async fn route(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|ua| !ua.is_empty())
+        .unwrap_or("unknown")
+        .to_string();
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -325,7 +336,12 @@ async fn route(
         pod_node,
         create_name,
         used_on_node,
+        manager: String::new(),
     };
+    ctx.manager = ctx
+        .param("fieldManager")
+        .map(String::from)
+        .unwrap_or(user_agent);
     let mut resp = match verb {
         "get" => handlers::get(&state, &ctx, target).await?,
         "list" => handlers::list(&state, &ctx, target).await?,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod kubelet_proxy;
+pub mod managed_fields;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
