@@ -2631,3 +2631,135 @@ fn server_side_apply_field_ownership() {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(err.contains(".spec.containers[name=\"c\"].image"), "{err}");
 }
+
+#[tokio::test]
+async fn token_review_and_impersonation_by_rbac() {
+    let s = Server::start();
+    s.ok(&["create", "serviceaccount", "robot"]);
+    let token = s.ok(&["create", "token", "robot"]);
+    let review = |token: &str, audiences: Value| {
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+               "spec": {"token": token, "audiences": audiences}})
+        .to_string()
+        .into_bytes()
+    };
+    let path = "/apis/authentication.k8s.io/v1/tokenreviews";
+    // A node may ask (webhook authentication), as may an admin.
+    let (code, body) = s
+        .call(
+            reqwest::Method::POST,
+            path,
+            Some(N1_TOKEN),
+            "application/json",
+            review(token.trim(), json!([])),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["status"]["authenticated"], true);
+    assert_eq!(
+        body["status"]["user"]["username"],
+        "system:serviceaccount:default:robot"
+    );
+    assert!(
+        body["status"]["user"]["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("system:serviceaccounts:default"))
+    );
+    let (_, body) = s
+        .call(
+            reqwest::Method::POST,
+            path,
+            Some(ADMIN_TOKEN),
+            "application/json",
+            review("nope", json!([])),
+        )
+        .await;
+    assert_eq!(body["status"]["authenticated"], false);
+    // Audiences: a token for "vault" reviews fine for vault, not for the API.
+    let vault = s.ok(&["create", "token", "robot", "--audience", "vault"]);
+    let (_, body) = s
+        .call(
+            reqwest::Method::POST,
+            path,
+            Some(ADMIN_TOKEN),
+            "application/json",
+            review(vault.trim(), json!(["vault"])),
+        )
+        .await;
+    assert_eq!(body["status"]["authenticated"], true, "{body}");
+    assert_eq!(body["status"]["audiences"], json!(["vault"]));
+    let (_, body) = s
+        .call(
+            reqwest::Method::POST,
+            path,
+            Some(ADMIN_TOKEN),
+            "application/json",
+            review(vault.trim(), json!([])),
+        )
+        .await;
+    assert_eq!(body["status"]["authenticated"], false);
+    // bob may not ask.
+    let (code, _) = s
+        .call(
+            reqwest::Method::POST,
+            path,
+            Some("viewer-token"),
+            "application/json",
+            review(token.trim(), json!([])),
+        )
+        .await;
+    assert_eq!(code, 403);
+
+    // Impersonation through RBAC: edit lets bob act as service accounts of
+    // the namespace, not as users.
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "bob-edit",
+        "--clusterrole=edit",
+        "--user=bob",
+    ]);
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "robot-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:robot",
+    ]);
+    let out = s.ok(&[
+        "--token",
+        "viewer-token",
+        "auth",
+        "whoami",
+        "--as",
+        "system:serviceaccount:default:robot",
+        "-o",
+        "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+    ]);
+    assert!(
+        out.starts_with("system:serviceaccount:default:robot "),
+        "{out}"
+    );
+    assert!(out.contains("system:serviceaccounts:default"), "{out}");
+    // (kubectl's discovery is refused first, so it reports a bare Forbidden.)
+    let err = s.fails(&["--token", "viewer-token", "get", "pods", "--as", "alice"]);
+    assert!(err.contains("Forbidden"), "{err}");
+    let resp = s
+        .http()
+        .get(format!("{}/api/v1/namespaces/kube-system/pods", s.url))
+        .bearer_auth("viewer-token")
+        .header(
+            "Impersonate-User",
+            "system:serviceaccount:kube-system:default",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("cannot impersonate resource") && text.contains("serviceaccounts"),
+        "{text}"
+    );
+}

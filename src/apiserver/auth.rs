@@ -279,6 +279,14 @@ pub fn authorize(user: &User, a: &Attributes<'_>) -> Result<Decision, ApiError> 
         ("", "pods", "status") if matches!(a.verb, "update" | "patch") => {
             return Ok(Decision::IfPodOnNode(node.into()));
         }
+        // A kubelet's webhook authentication and authorization (kube's
+        // NodeRules).
+        ("authentication.k8s.io", "tokenreviews", "")
+        | ("authorization.k8s.io", "subjectaccessreviews", "")
+            if a.verb == "create" =>
+        {
+            true
+        }
         // Tokens for its pods' service accounts (checked in the handler).
         ("", "serviceaccounts", "token") if a.verb == "create" => {
             return Ok(Decision::IfPodOnNode(node.into()));

@@ -163,10 +163,16 @@ async fn authenticate(
     cert_user.ok_or(ApiError::Unauthorized)
 }
 
-/// `kubectl --as/--as-group`: system:masters may act as another user
-/// (kube-apiserver's impersonation, with the admin always allowed).
-/// Anyone else asking is refused rather than silently ignored.
-fn impersonate(user: User, headers: &http::HeaderMap) -> Result<User, ApiError> {
+/// `kubectl --as/--as-group`: kube-apiserver's impersonation. Each
+/// impersonated user (or service account), group and uid needs the
+/// `impersonate` verb on users / serviceaccounts / groups / uids; the admin
+/// always has it, anyone else through RBAC (the edit role impersonates
+/// service accounts).
+async fn impersonate(
+    state: &Arc<State>,
+    user: User,
+    headers: &http::HeaderMap,
+) -> Result<User, ApiError> {
     let values = |name: &str| -> Vec<String> {
         headers
             .get_all(name)
@@ -185,20 +191,55 @@ fn impersonate(user: User, headers: &http::HeaderMap) -> Result<User, ApiError> 
             "requested impersonation of groups without a user".into(),
         ));
     }
+    let uid = values("impersonate-uid")
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let name = names[0].clone();
+    let sa = name
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(ns, n)| (ns.to_string(), n.to_string()));
     if !user.is_admin() {
-        return Err(ApiError::Forbidden(format!(
-            "users \"{}\" is forbidden: User \"{}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
-            names[0], user.name
-        )));
+        let mut asks = vec![match &sa {
+            Some((ns, n)) => ("serviceaccounts", ns.clone(), n.clone()),
+            None => ("users", String::new(), name.clone()),
+        }];
+        asks.extend(groups.iter().map(|g| ("groups", String::new(), g.clone())));
+        if !uid.is_empty() {
+            asks.push(("uids", String::new(), uid.clone()));
+        }
+        for (resource, namespace, target) in asks {
+            let attrs = Attributes {
+                verb: "impersonate",
+                group: "",
+                resource,
+                subresource: "",
+                namespace: &namespace,
+                name: &target,
+            };
+            authorize(state, &user, &attrs).await.map_err(|_| {
+                ApiError::Forbidden(format!(
+                    "{resource} \"{target}\" is forbidden: User \"{}\" cannot impersonate resource \"{resource}\" in API group \"\" {}",
+                    user.name,
+                    if namespace.is_empty() {
+                        "at the cluster scope".to_string()
+                    } else {
+                        format!("in the namespace \"{namespace}\"")
+                    }
+                ))
+            })?;
+        }
     }
-    Ok(User {
-        name: names[0].clone(),
-        uid: values("impersonate-uid")
-            .into_iter()
-            .next()
-            .unwrap_or_default(),
-        groups,
-    })
+    // A service account impersonated without groups gets its own.
+    let groups = match (&sa, groups.is_empty()) {
+        (Some((ns, _)), true) => vec![
+            "system:serviceaccounts".to_string(),
+            format!("system:serviceaccounts:{ns}"),
+        ],
+        _ => groups,
+    };
+    Ok(User { name, uid, groups })
 }
 
 async fn route(
@@ -223,7 +264,7 @@ async fn route(
         ));
     }
     let user = authenticate(&state, cert_user, req.headers()).await?;
-    let user = impersonate(user, req.headers())?;
+    let user = impersonate(&state, user, req.headers()).await?;
     let accept = req
         .headers()
         .get(header::ACCEPT)
@@ -267,6 +308,14 @@ async fn route(
         return Ok(resp);
     }
 
+    if method == Method::POST && path == reviews::TOKEN_REVIEWS {
+        let body = read_body(req).await?;
+        let review = handlers::blocking(&state, move |s| {
+            reviews::token_review(s, &user, &content_type, &body)
+        })
+        .await?;
+        return Ok(json(StatusCode::CREATED, &review));
+    }
     if method == Method::POST && reviews::matches(&path) {
         let body = read_body(req).await?;
         let review = handlers::blocking(&state, move |s| {

@@ -255,6 +255,15 @@ const ROLE_BINDING: &[Field] = &[
     ),
 ];
 
+const TOKEN_REVIEW: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Msg(&[f(1, "token", Str), r(2, "audiences", Str)]),
+    ),
+];
+
 const SELF_SUBJECT_REVIEW: &[Field] = &[f(1, "metadata", Msg(OBJECT_META))];
 
 fn schema(resource: &str) -> Option<&'static [Field]> {
@@ -264,6 +273,7 @@ fn schema(resource: &str) -> Option<&'static [Field]> {
         "selfsubjectrulesreviews" => SELF_SUBJECT_RULES_REVIEW,
         "subjectaccessreviews" => SUBJECT_ACCESS_REVIEW,
         "tokenrequests" => TOKEN_REQUEST,
+        "tokenreviews" => TOKEN_REVIEW,
         "roles" | "clusterroles" => ROLE,
         "rolebindings" | "clusterrolebindings" => ROLE_BINDING,
         "namespaces" => NAMESPACE,

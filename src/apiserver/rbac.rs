@@ -471,6 +471,17 @@ pub fn default_cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
+            "system:auth-delegator",
+            vec![
+                rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+                rule(
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                    &["create"],
+                ),
+            ],
+        ),
+        (
             "system:discovery",
             vec![url_rule(
                 &[

@@ -11,6 +11,7 @@ use crate::apiserver::rbac::{self, Reader};
 
 /// (group, version, resource, kind) of each review resource.
 pub const REVIEWS: &[(&str, &str, &str, &str)] = &[
+    ("authentication.k8s.io", "v1", "tokenreviews", "TokenReview"),
     (
         "authentication.k8s.io",
         "v1",
@@ -70,6 +71,92 @@ pub fn handle(
         );
     }
     Some(answer(reader, &review, user, body))
+}
+
+pub const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+
+/// TokenReview: who a bearer token (static or service-account) stands
+/// for, for a webhook authenticator such as a kubelet's. Asking needs
+/// `create tokenreviews` (system:auth-delegator grants it).
+pub fn token_review(
+    state: &crate::apiserver::State,
+    user: &User,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let me = Attributes {
+        verb: "create",
+        group: "authentication.k8s.io",
+        resource: "tokenreviews",
+        subresource: "",
+        namespace: "",
+        name: "",
+    };
+    auth::authorize_with(&state.store, user, &me)?;
+    let req: Value = if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        crate::apiserver::protobuf::decode(
+            "tokenreviews",
+            "authentication.k8s.io/v1",
+            "TokenReview",
+            body,
+        )?
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid TokenReview: {e}")))?
+    };
+    let token = req["spec"]["token"].as_str().unwrap_or("");
+    if token.is_empty() {
+        return Err(ApiError::invalid(
+            "TokenReview",
+            "authentication.k8s.io",
+            "",
+            vec![crate::apiserver::error::Cause {
+                reason: "FieldValueRequired",
+                field: "spec.token".into(),
+                message: "Required value".into(),
+            }],
+        ));
+    }
+    let wanted: Vec<String> = req["spec"]["audiences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(String::from))
+        .collect();
+    let api = vec![state.sa_issuer.issuer.clone()];
+    let audiences = if wanted.is_empty() { &api } else { &wanted };
+    // Static tokens are good for the API audiences only.
+    let found = match state.tokens.user(token) {
+        Some(u) if audiences.contains(&state.sa_issuer.issuer) => {
+            Some((u.clone(), vec![state.sa_issuer.issuer.clone()]))
+        }
+        Some(_) => None,
+        None => match state.sa_issuer.verify_for(
+            token,
+            crate::apiserver::sa_token::unix_now(),
+            audiences,
+        ) {
+            Some((claims, matched)) => {
+                crate::apiserver::sa_token::user_for(&state.store, &claims)?.map(|u| (u, matched))
+            }
+            None => None,
+        },
+    };
+    let status = match found {
+        Some((u, matched)) => json!({"authenticated": true, "audiences": matched, "user": {
+            "username": u.name, "uid": u.uid,
+            "groups": u.groups.iter().map(String::as_str).chain(["system:authenticated"]).collect::<Vec<_>>(),
+        }}),
+        None => json!({"authenticated": false, "error": "invalid bearer token", "user": {}}),
+    };
+    let mut out = req.clone();
+    out["apiVersion"] = json!("authentication.k8s.io/v1");
+    out["kind"] = json!("TokenReview");
+    if !out["metadata"].is_object() {
+        out["metadata"] = json!({});
+    }
+    out["status"] = status;
+    Ok(out)
 }
 
 struct Review<'a> {
@@ -145,6 +232,7 @@ fn answer(
     }
     let spec = &req["spec"];
     match review.resource {
+        "tokenreviews" => return Err(ApiError::NoRoute),
         "selfsubjectreviews" => {
             out["status"] = json!({"userInfo": {
                 "username": user.name,

@@ -110,6 +110,18 @@ impl Issuer {
     /// Check signature, issuer, time and audience. None for anything that
     /// is not a currently valid token of ours for this API.
     pub fn verify(&self, token: &str, now: i64) -> Option<Claims> {
+        self.verify_for(token, now, std::slice::from_ref(&self.issuer))
+            .map(|(c, _)| c)
+    }
+
+    /// As `verify`, for a token that must carry one of `audiences`; also
+    /// returns the audiences it has of those.
+    pub fn verify_for(
+        &self,
+        token: &str,
+        now: i64,
+        audiences: &[String],
+    ) -> Option<(Claims, Vec<String>)> {
         let mut parts = token.split('.');
         let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() {
@@ -135,12 +147,17 @@ impl Issuer {
         if now > exp + 60 || claims["nbf"].as_i64().is_some_and(|nbf| now + 60 < nbf) {
             return None;
         }
-        let audience_ok = match &claims["aud"] {
-            Value::String(a) => *a == self.issuer,
-            Value::Array(a) => a.iter().any(|a| *a == self.issuer.as_str()),
-            _ => false,
+        let token_audiences: Vec<&str> = match &claims["aud"] {
+            Value::String(a) => vec![a.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
         };
-        if !audience_ok {
+        let matched: Vec<String> = audiences
+            .iter()
+            .filter(|a| token_audiences.contains(&a.as_str()))
+            .cloned()
+            .collect();
+        if matched.is_empty() {
             return None;
         }
         let k = &claims["kubernetes.io"];
@@ -160,11 +177,14 @@ impl Issuer {
             .iter()
             .find(|kind| k[**kind].is_object())
             .map(|kind| (kind.to_string(), s(&k[*kind]["name"]), s(&k[*kind]["uid"])));
-        Some(Claims {
-            namespace,
-            service_account: sa,
-            bound,
-        })
+        Some((
+            Claims {
+                namespace,
+                service_account: sa,
+                bound,
+            },
+            matched,
+        ))
     }
 
     pub fn openid_configuration(&self) -> Value {
