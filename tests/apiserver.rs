@@ -1972,6 +1972,57 @@ async fn fake_kubelet(apiserver_ca: &Path) -> FakeKubelet {
                                 format!("log {path}\nquery {query}\ncaller {caller}\n"),
                             ));
                         } else if path.starts_with("/exec/")
+                            && req
+                                .headers()
+                                .get("upgrade")
+                                .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"))
+                        {
+                            // kubectl exec's WebSocket protocol (v5.channel.k8s.io):
+                            // stdout on channel 1, the exit Status on channel 3.
+                            let key = req.headers()["sec-websocket-key"].as_bytes().to_vec();
+                            let upgrade = hyper::upgrade::on(&mut req);
+                            tokio::spawn(async move {
+                                let Ok(up) = upgrade.await else { return };
+                                let mut io = hyper_util::rt::TokioIo::new(up);
+                                let frame = |channel: u8, data: &[u8]| {
+                                    let mut f = vec![0x82, (data.len() + 1) as u8, channel];
+                                    f.extend_from_slice(data);
+                                    f
+                                };
+                                let out = format!("exec ran {query}\n");
+                                let mut bytes = frame(1, out.as_bytes());
+                                bytes.extend(frame(3, br#"{"metadata":{},"status":"Success"}"#));
+                                bytes.extend([0x88, 0x02, 0x03, 0xe8]);
+                                let _ = io.write_all(&bytes).await;
+                                let mut buf = [0u8; 1024];
+                                while let Ok(Ok(n)) =
+                                    tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf))
+                                        .await
+                                {
+                                    if n == 0 {
+                                        break;
+                                    }
+                                }
+                            });
+                            let mut accept_input = key;
+                            accept_input.extend_from_slice(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+                            let digest = ring::digest::digest(
+                                &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                                &accept_input,
+                            );
+                            use base64::Engine;
+                            let accept =
+                                base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
+                            *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+                            let h = resp.headers_mut();
+                            h.insert("connection", http::HeaderValue::from_static("Upgrade"));
+                            h.insert("upgrade", http::HeaderValue::from_static("websocket"));
+                            h.insert("sec-websocket-accept", accept.parse().unwrap());
+                            h.insert(
+                                "sec-websocket-protocol",
+                                http::HeaderValue::from_static("v5.channel.k8s.io"),
+                            );
+                        } else if path.starts_with("/exec/")
                             && req.headers().contains_key("upgrade")
                         {
                             let proto = req.headers()["upgrade"].clone();
@@ -2142,6 +2193,11 @@ async fn pod_logs_and_exec_are_proxied_to_the_kubelet() {
         echoed.extend_from_slice(&buf[..n]);
     }
     assert_eq!(echoed, b"ping 1 2 3");
+
+    // kubectl exec end to end (WebSocket through the apiserver).
+    let out = s.ok(&["exec", "web", "-n", "team", "--", "echo", "hi"]);
+    assert!(out.starts_with("exec ran command=echo&command=hi"), "{out}");
+    assert!(out.contains("stdout=true"), "{out}");
 
     // exec without an upgrade, and a kubelet that is not there.
     let (code, body) = s
