@@ -1965,12 +1965,26 @@ async fn fake_kubelet(apiserver_ca: &Path) -> FakeKubelet {
                     async move {
                         let path = req.uri().path().to_string();
                         let query = req.uri().query().unwrap_or("").to_string();
-                        let mut resp =
-                            http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
-                        if path.starts_with("/containerLogs/") {
+                        use http_body_util::BodyExt;
+                        let mut resp = http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::new()).boxed_unsync(),
+                        );
+                        if path.starts_with("/containerLogs/") && query.contains("follow=true") {
+                            // A followed log: one line now, the next in 2 s.
+                            let now = futures::stream::once(async {
+                                Ok(hyper::body::Frame::data(bytes::Bytes::from("line 1\n")))
+                            });
+                            let later = futures::stream::once(async {
+                                tokio::time::sleep(Duration::from_secs(2)).await;
+                                Ok(hyper::body::Frame::data(bytes::Bytes::from("line 2\n")))
+                            });
+                            *resp.body_mut() =
+                                http_body_util::StreamBody::new(now.chain(later)).boxed_unsync();
+                        } else if path.starts_with("/containerLogs/") {
                             *resp.body_mut() = http_body_util::Full::new(bytes::Bytes::from(
                                 format!("log {path}\nquery {query}\ncaller {caller}\n"),
-                            ));
+                            ))
+                            .boxed_unsync();
                         } else if path.starts_with("/exec/")
                             && req
                                 .headers()
@@ -2193,6 +2207,25 @@ async fn pod_logs_and_exec_are_proxied_to_the_kubelet() {
         echoed.extend_from_slice(&buf[..n]);
     }
     assert_eq!(echoed, b"ping 1 2 3");
+
+    // A followed log streams through as the kubelet writes it.
+    let started = Instant::now();
+    let mut follow = s
+        .http()
+        .get(format!(
+            "{}/api/v1/namespaces/team/pods/web/log?follow=true",
+            s.url
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let first = follow.chunk().await.unwrap().unwrap();
+    assert_eq!(&first[..], b"line 1\n");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    let second = follow.chunk().await.unwrap().unwrap();
+    assert_eq!(&second[..], b"line 2\n");
+    assert!(started.elapsed() >= Duration::from_secs(2));
 
     // kubectl exec end to end (WebSocket through the apiserver).
     let out = s.ok(&["exec", "web", "-n", "team", "--", "echo", "hi"]);

@@ -31,6 +31,9 @@ pub const SUBRESOURCES: &[&str] = &["log", "exec", "attach", "portforward"];
 
 /// How long connecting to a kubelet (TCP + TLS) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the kubelet may take to answer (headers; a followed log's body
+/// may then stream for as long as it likes).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// PodLogOptions the kubelet understands, passed through as given.
 const LOG_PARAMS: &[&str] = &[
@@ -281,6 +284,11 @@ pub async fn proxy(
         .headers()
         .get(header::UPGRADE)
         .is_some_and(|v| !v.is_empty());
+    if upgrading && req.version() != http::Version::HTTP_11 {
+        return Err(bad(
+            "connection upgrades (exec, attach, portforward) need HTTP/1.1".into(),
+        ));
+    }
     if t.subresource != "log" && !upgrading {
         return Err(bad(
             "Upgrade request required: exec, attach and portforward need a SPDY or WebSocket upgrade".into(),
@@ -305,9 +313,9 @@ pub async fn proxy(
         out.headers_mut().insert(header::HOST, v);
     }
     let mut sender = connect(state, &host, port).await?;
-    let mut resp = sender
-        .send_request(out)
+    let mut resp = tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(out))
         .await
+        .map_err(|_| dial_error(&host, port, "timed out waiting for the kubelet"))?
         .map_err(|e| dial_error(&host, port, e))?;
     tracing::debug!(kubelet = %authority, %path, status = resp.status().as_u16(), "proxied to kubelet");
 
