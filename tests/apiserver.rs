@@ -2704,6 +2704,22 @@ fn server_side_apply_field_ownership() {
     assert!(err.contains("conflict with \"kubectl-label\""), "{err}");
     assert!(err.contains(".metadata.labels.tier"), "{err}");
 
+    // A create's manager owns what it set: applying another value conflicts.
+    s.ok(&["create", "configmap", "made", "--from-literal=k=1"]);
+    let o = s.kubectl_stdin(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "alpha",
+            "-f",
+            "-",
+        ],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: made\ndata:\n  k: \"2\"\n",
+    );
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("conflict with \"kubectl-create\""), "{err}");
+
     // Lists by merge key: containers are owned per name.
     let pod = |image: &str| {
         format!(

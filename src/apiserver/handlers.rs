@@ -440,6 +440,14 @@ pub async fn create(
     let dry_run = ctx.param("dryRun").is_some();
     let ca_pem = state.ca_pem.clone();
     let user = ctx.user.clone();
+    let mut object = object;
+    managed_fields::record_create(
+        kind.resource,
+        &kind.api_version(),
+        &ctx.manager,
+        &now_rfc3339(),
+        &mut object,
+    );
     let created = blocking(state, move |s| {
         s.store.write(|txn| {
             rbac::confirm_no_escalation(txn, &user, kind.resource, &t.namespace, &object)?;

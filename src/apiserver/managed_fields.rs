@@ -11,9 +11,10 @@
 //! another manager owns and the configuration would change is a conflict
 //! (409, unless force, which takes the field over); fields the manager
 //! owned before, stopped applying and nobody else owns are removed.
-//! Updates (create, update, patch by other means) of an object that has
-//! managed fields record the fields they changed under an `Update` entry
-//! for their manager, taking them from everyone else.
+//! Creates and updates by other means record the fields they set or
+//! changed under an `Update` entry for their manager, taking them from
+//! everyone else (objects stored before this existed, and those the server
+//! makes itself, have none until someone applies to them).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -443,6 +444,24 @@ pub fn apply(a: &Apply<'_>, live: Option<&Value>, config: &Value) -> Result<Valu
     }
     write_entries(&mut out, list);
     Ok(out)
+}
+
+/// Record a create (other than by apply): its manager owns every field it
+/// set, as an `Update` entry, so a later apply by someone else that changes
+/// one of them conflicts, as with kube.
+pub fn record_create(resource: &str, api_version: &str, manager: &str, now: &str, new: &mut Value) {
+    let set = field_set(resource, new, false);
+    if set.is_empty() {
+        return;
+    }
+    let entry = Entry {
+        manager: manager.into(),
+        operation: "Update".into(),
+        subresource: String::new(),
+        raw: entry_json(manager, "Update", api_version, "", now, &set),
+        set,
+    };
+    write_entries(new, vec![entry]);
 }
 
 /// Record a non-apply write: the fields that `old` -> `new` changed go to
