@@ -155,6 +155,7 @@ pub fn spawn(
 /// `deckhand sandbox-infra`: runs single-threaded, before any async runtime
 /// exists (unshare and fork want a single-threaded process).
 pub fn main(args: InfraArgs) -> ExitCode {
+    init::close_inherited_fds();
     let mut go = [0u8; 1];
     if !matches!(std::io::stdin().read(&mut go), Ok(1)) {
         // The parent gave up before the handshake.
