@@ -299,6 +299,17 @@ impl ContainerManager {
     pub(super) async fn unmake(&self, plan: &Plan, made: &Made) -> Result<(), ContainerError> {
         let cd = &self.containerd;
         let mut first_error = None;
+        // An ID-mapped rootfs (user-namespaced pods) is ours to unmount,
+        // first: its snapshot and the dir under it must not go while it is
+        // mounted (removing them would reach into the mounted tree).
+        let mut unmounted = true;
+        if made.dir {
+            let rootfs = plan.dir.join(ROOTFS_DIR);
+            if let Err(e) = blocking(move || crate::sys::idmap::unmount_rootfs(&rootfs)).await? {
+                first_error.get_or_insert(ContainerError::failed("unmounting rootfs", e));
+                unmounted = false;
+            }
+        }
         if made.container
             && let Err(status) = cd
                 .containers()
@@ -314,6 +325,7 @@ impl ContainerManager {
             ));
         }
         if made.snapshot
+            && unmounted
             && let Err(status) = cd
                 .snapshots()
                 .remove(cd.request(RemoveSnapshotRequest {
@@ -328,16 +340,9 @@ impl ContainerManager {
                 status.message(),
             ));
         }
-        if made.dir {
+        if made.dir && unmounted {
             let dir = plan.dir.clone();
-            // An ID-mapped rootfs (user-namespaced pods) is ours to unmount;
-            // the dir must not be removed while it is still mounted there.
-            let removed = blocking(move || {
-                crate::sys::idmap::unmount_rootfs(&dir.join(ROOTFS_DIR))
-                    .map_err(std::io::Error::other)?;
-                std::fs::remove_dir_all(dir)
-            });
-            match removed.await? {
+            match blocking(move || std::fs::remove_dir_all(dir)).await? {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     first_error.get_or_insert(ContainerError::failed("removing container dir", e));
                 }
