@@ -1044,7 +1044,7 @@ async fn pods_reach_each_other_by_ip_and_a_host_port_reaches_the_pod() {
         &mut client,
         &fetcher,
         &format!(
-            "for i in $(seq 100); do wget -q -T 2 -O - http://{web_ip}:80/ && exit 0; sleep 0.1; done; exit 1"
+            "for i in $(seq 100); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {web_ip} 80 | tail -n 1 | grep hello && exit 0; sleep 0.1; done; exit 1"
         ),
     )
     .await;

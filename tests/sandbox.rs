@@ -1196,14 +1196,15 @@ async fn a_user_namespace_is_advertised_made_first_and_released() {
         ns_inode(format!("/proc/{pid}/ns/user")),
         ns_inode("/proc/self/ns/user")
     );
-    // The infra keeps nothing deckhand inherited (a held lock file, say).
-    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+    // The infra keeps nothing deckhand inherited (a lock file flock(1)
+    // handed down, say): only /dev/null and its own pipe are left.
+    let fds: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|fd| fd.parse::<u32>().unwrap() > 2)
+        .map(|e| std::fs::read_link(e.path()).unwrap())
+        .filter(|t| t != Path::new("/dev/null") && !t.to_string_lossy().starts_with("pipe:"))
         .collect();
-    assert!(fds.is_empty(), "infra holds fds {fds:?}");
+    assert!(fds.is_empty(), "infra holds {fds:?}");
     // The pod's root owns its UTS namespace: the hostname was set from inside.
     let hostname = in_ns(&ns_path(&info, "uts"), CloneFlags::CLONE_NEWUTS, || {
         nix::unistd::gethostname().unwrap().into_string().unwrap()
