@@ -289,6 +289,13 @@ impl SandboxManager {
         request: cri::RunPodSandboxRequest,
     ) -> Result<String, SandboxError> {
         let plan = Plan::from_request(request)?;
+        if plan.userns.is_some()
+            && let Err(why) = self.user_namespaces_supported().await
+        {
+            return Err(SandboxError::InvalidArgument(format!(
+                "user namespaces are not available on this node: {why}"
+            )));
+        }
         let id = new_id();
         let reserved = record::reserved_name(&plan.name, &plan.namespace, &plan.uid, plan.attempt);
         {
