@@ -44,7 +44,7 @@ impl TestPod {
                     "ranges": [[{"subnet": format!("10.214.{index}.0/24")}]],
                     "dataDir": ipam.path(),
                 }
-            }]
+            }, {"type": "portmap", "capabilities": {"portMappings": true}}]
         });
         std::fs::write(conf.path().join("10-test.conflist"), conflist.to_string()).unwrap();
         TestPod {
@@ -889,5 +889,394 @@ async fn a_restarted_deckhand_adopts_its_containers() {
         let err = status(&mut client, id).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::NotFound);
     }
+    pod.assert_clean(&server, &[pid]);
+}
+
+// --- Pod namespaces as containers see them ---------------------------------
+
+/// A sandbox config with namespace options (and maybe port mappings).
+fn sandbox_with(
+    pod: &TestPod,
+    name: &str,
+    options: cri::NamespaceOption,
+    port_mappings: Vec<cri::PortMapping>,
+) -> cri::PodSandboxConfig {
+    let mut config = pod.sandbox_config(name);
+    config.port_mappings = port_mappings;
+    config.linux.as_mut().unwrap().security_context = Some(cri::LinuxSandboxSecurityContext {
+        namespace_options: Some(options),
+        ..Default::default()
+    });
+    config
+}
+
+async fn run_sandbox_config(client: &mut CriClient, config: &cri::PodSandboxConfig) -> String {
+    client
+        .runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("run sandbox")
+        .into_inner()
+        .pod_sandbox_id
+}
+
+async fn create_in(
+    client: &mut CriClient,
+    sandbox_id: &str,
+    sandbox: &cri::PodSandboxConfig,
+    config: cri::ContainerConfig,
+) -> String {
+    client
+        .runtime
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox_id.into(),
+            config: Some(config),
+            sandbox_config: Some(sandbox.clone()),
+        })
+        .await
+        .expect("create container")
+        .into_inner()
+        .container_id
+}
+
+fn with_container_namespaces(
+    mut config: cri::ContainerConfig,
+    options: cri::NamespaceOption,
+) -> cri::ContainerConfig {
+    config.linux = Some(cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            namespace_options: Some(options),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    config
+}
+
+async fn exec_sh(client: &mut CriClient, id: &str, script: &str) -> cri::ExecSyncResponse {
+    client
+        .runtime
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            timeout: 20,
+        })
+        .await
+        .expect("exec")
+        .into_inner()
+}
+
+async fn container_pid(client: &mut CriClient, id: &str) -> u32 {
+    let (_, info) = status(client, id).await.unwrap();
+    info["pid"].as_u64().unwrap() as u32
+}
+
+/// An HTTP GET over a plain TCP connection; the response, or the error.
+fn http_get(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+/// busybox httpd on :80 serving one page, as the pod's web server.
+const WEB_SERVER: &str =
+    "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 80 -h /www";
+
+#[tokio::test]
+async fn pods_reach_each_other_by_ip_and_a_host_port_reaches_the_pod() {
+    let pod = TestPod::new(9);
+    let (server, mut client) = pod.server().await;
+    let host_port = common::free_port();
+    let web_config = sandbox_with(
+        &pod,
+        "web",
+        cri::NamespaceOption::default(),
+        vec![cri::PortMapping {
+            protocol: cri::Protocol::Tcp as i32,
+            container_port: 80,
+            host_port: host_port as i32,
+            host_ip: String::new(),
+        }],
+    );
+    let web = run_sandbox_config(&mut client, &web_config).await;
+    let web_ip = client
+        .runtime
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: web.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .network
+        .unwrap()
+        .ip;
+    let httpd = create_in(
+        &mut client,
+        &web,
+        &web_config,
+        container_config("httpd", WEB_SERVER),
+    )
+    .await;
+    start(&mut client, &httpd).await;
+
+    // Another pod's container fetches the page by the web pod's IP.
+    let client_config = sandbox_with(&pod, "client", Default::default(), vec![]);
+    let other = run_sandbox_config(&mut client, &client_config).await;
+    let fetcher = create_in(
+        &mut client,
+        &other,
+        &client_config,
+        container_config("fetcher", "sleep 3600"),
+    )
+    .await;
+    start(&mut client, &fetcher).await;
+    let r = exec_sh(
+        &mut client,
+        &fetcher,
+        &format!(
+            "for i in $(seq 100); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {web_ip} 80 | tail -n 1 | grep hello && exit 0; sleep 0.1; done; exit 1"
+        ),
+    )
+    .await;
+    assert_eq!(
+        (r.exit_code, String::from_utf8_lossy(&r.stdout).trim()),
+        (0, "hello-from-web"),
+        "stderr: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+
+    // The host port on the node's loopback reaches the server (portmap's
+    // DNAT, as the kubelet's hostPort promises).
+    let target: std::net::SocketAddr = format!("127.0.0.1:{host_port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        match tokio::task::spawn_blocking(move || http_get(target))
+            .await
+            .unwrap()
+        {
+            Ok(page) if page.contains("hello-from-web") => break page,
+            other => assert!(Instant::now() < deadline, "{target}: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(page.starts_with("HTTP/1."), "{page}");
+
+    let pids = [
+        container_pid(&mut client, &httpd).await,
+        container_pid(&mut client, &fetcher).await,
+    ];
+    remove_sandbox(&mut client, &web).await;
+    remove_sandbox(&mut client, &other).await;
+    assert!(http_get(target).is_err(), "the host port outlived its pod");
+    pod.assert_clean(&server, &pids);
+}
+
+#[tokio::test]
+async fn a_host_network_pod_has_the_nodes_network_and_hostname() {
+    let pod = TestPod::new(10);
+    let (server, mut client) = pod.server().await;
+    let config = sandbox_with(
+        &pod,
+        "hostnet",
+        cri::NamespaceOption {
+            network: cri::NamespaceMode::Node as i32,
+            ..Default::default()
+        },
+        vec![],
+    );
+    let sandbox = run_sandbox_config(&mut client, &config).await;
+    let id = create_in(
+        &mut client,
+        &sandbox,
+        &config,
+        container_config(
+            "probe",
+            "hostname; readlink /proc/self/ns/net; readlink /proc/self/ns/uts",
+        ),
+    )
+    .await;
+    start(&mut client, &id).await;
+    let s = wait_exited(&mut client, &id).await;
+    assert_eq!(s.exit_code, 0, "{s:?}");
+    let node = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let link = |kind: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{kind}"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    wait_for_lines(
+        &pod.logs.path().join("probe/0.log"),
+        &[&node, &link("net"), &link("uts")],
+    )
+    .await;
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server, &[]);
+}
+
+#[tokio::test]
+async fn pid_namespaces_are_the_pods_a_containers_own_or_a_targets() {
+    use cri::NamespaceMode::{Container, Pod, Target};
+    let pod = TestPod::new(11);
+    let (server, mut client) = pod.server().await;
+    let pid_mode = |mode: cri::NamespaceMode, target: &str| cri::NamespaceOption {
+        pid: mode as i32,
+        target_id: target.into(),
+        ..Default::default()
+    };
+    let sleeper =
+        |name: &str, seconds: u32| container_config(name, &format!("exec sleep {seconds}"));
+    let mut pids = vec![];
+
+    // Shared: one container sees the other's processes; PID 1 is the infra.
+    let shared_config = sandbox_with(&pod, "shared", pid_mode(Pod, ""), vec![]);
+    let shared = run_sandbox_config(&mut client, &shared_config).await;
+    let mut ids = vec![];
+    for (name, seconds) in [("a", 3601), ("b", 3600)] {
+        let config = with_container_namespaces(sleeper(name, seconds), pid_mode(Pod, ""));
+        let id = create_in(&mut client, &shared, &shared_config, config).await;
+        start(&mut client, &id).await;
+        pids.push(container_pid(&mut client, &id).await);
+        ids.push(id);
+    }
+    let r = exec_sh(&mut client, &ids[1], "ps -o args; cat /proc/1/cmdline").await;
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(out.contains("sleep 3601"), "b cannot see a:\n{out}");
+    assert!(
+        out.contains("sandbox-infra"),
+        "PID 1 is not the infra:\n{out}"
+    );
+
+    // Per container: its own namespace, unless it targets another's.
+    let own_config = sandbox_with(&pod, "own", pid_mode(Container, ""), vec![]);
+    let own = run_sandbox_config(&mut client, &own_config).await;
+    let c = create_in(
+        &mut client,
+        &own,
+        &own_config,
+        with_container_namespaces(sleeper("c", 3602), pid_mode(Container, "")),
+    )
+    .await;
+    start(&mut client, &c).await;
+    let d = create_in(
+        &mut client,
+        &own,
+        &own_config,
+        with_container_namespaces(sleeper("d", 3603), pid_mode(Container, "")),
+    )
+    .await;
+    start(&mut client, &d).await;
+    let e = create_in(
+        &mut client,
+        &own,
+        &own_config,
+        with_container_namespaces(sleeper("e", 3604), pid_mode(Target, &c)),
+    )
+    .await;
+    start(&mut client, &e).await;
+    for id in [&c, &d, &e] {
+        pids.push(container_pid(&mut client, id).await);
+    }
+    let r = exec_sh(&mut client, &d, "ps -o args").await;
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(!out.contains("sleep 3602"), "d sees c:\n{out}");
+    let r = exec_sh(&mut client, &e, "ps -o args").await;
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        out.contains("sleep 3602"),
+        "e does not see its target c:\n{out}"
+    );
+    let r = exec_sh(&mut client, &c, "cat /proc/1/cmdline").await;
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "sleep\x003602\0");
+
+    // A target that is not running, or not there, is refused.
+    let err = client
+        .runtime
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: own.clone(),
+            config: Some(with_container_namespaces(
+                sleeper("f", 1),
+                pid_mode(Target, "no-such-container"),
+            )),
+            sandbox_config: Some(own_config.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    remove_sandbox(&mut client, &shared).await;
+    remove_sandbox(&mut client, &own).await;
+    pod.assert_clean(&server, &pids);
+}
+
+#[tokio::test]
+async fn a_user_namespaced_pod_maps_its_containers_root() {
+    let pod = TestPod::new(12);
+    let (server, mut client) = pod.server().await;
+    let maps = vec![cri::IdMapping {
+        container_id: 0,
+        host_id: 310_000,
+        length: 65_536,
+    }];
+    let options = cri::NamespaceOption {
+        userns_options: Some(cri::UserNamespace {
+            mode: cri::NamespaceMode::Pod as i32,
+            uids: maps.clone(),
+            gids: maps,
+        }),
+        ..Default::default()
+    };
+    let config = sandbox_with(&pod, "userns", options.clone(), vec![]);
+    let sandbox = run_sandbox_config(&mut client, &config).await;
+    let id = create_in(
+        &mut client,
+        &sandbox,
+        &config,
+        with_container_namespaces(
+            container_config(
+                "mapped",
+                "cat /proc/self/uid_map; echo uid=$(id -u); touch /made-here && echo wrote; \
+                 stat -c owner=%u /bin/busybox; hostname; exec sleep 3600",
+            ),
+            options,
+        ),
+    )
+    .await;
+    start(&mut client, &id).await;
+    let log = wait_for_lines(
+        &pod.logs.path().join("mapped/0.log"),
+        &["uid=0", "wrote", "owner=0", "userns"],
+    )
+    .await;
+    let map_line = log
+        .lines()
+        .find_map(|l| l.split_once(" stdout F ").map(|(_, m)| m))
+        .unwrap();
+    assert_eq!(
+        map_line.split_whitespace().collect::<Vec<_>>(),
+        ["0", "310000", "65536"],
+        "{log}"
+    );
+    // On the host, the container's root is the mapped uid.
+    let pid = container_pid(&mut client, &id).await;
+    let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = proc_status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uid_line.split_whitespace().nth(1),
+        Some("310000"),
+        "{uid_line}"
+    );
+
+    remove_sandbox(&mut client, &sandbox).await;
     pod.assert_clean(&server, &[pid]);
 }

@@ -162,8 +162,19 @@ runtime_service_impl! {{
                 message: if network.ready { String::new() } else { network.message },
             },
         ];
+        // One handler, the default (""): runc. User namespaces are claimed
+        // only when this kernel makes them and ID-maps mounts.
+        let user_namespaces = self.sandboxes.user_namespaces_supported().await.is_ok();
+        let runtime_handlers = vec![cri::RuntimeHandler {
+            name: String::new(),
+            features: Some(cri::RuntimeHandlerFeatures {
+                user_namespaces,
+                ..Default::default()
+            }),
+        }];
         Ok(Response::new(cri::StatusResponse {
             status: Some(cri::RuntimeStatus { conditions }),
+            runtime_handlers,
             ..Default::default()
         }))
     }

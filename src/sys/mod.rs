@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 pub mod cni;
+pub mod idmap;
 pub mod init;
 pub mod ns;
 pub mod process;

@@ -15,7 +15,7 @@ use containerd_client::services::v1::{
 };
 use tokio::sync::watch;
 
-use super::spec::{self, SandboxContext, SpecInputs};
+use super::spec::{self, SandboxContext, SpecInputs, UserNamespaceJoin};
 use super::user::{self, SupplementalGroupsPolicy, UserRequest};
 use super::{
     Container, ContainerError, ContainerManager, RUNTIME, Runtime, SPEC_TYPE_URL, blocking,
@@ -238,7 +238,12 @@ impl ContainerManager {
         )
         .map_err(|e| ContainerError::InvalidArgument(e.to_string()))?;
 
-        let context = sandbox_context(sandbox, &security, &plan.cgroup);
+        let target_pid = self.target_pid_namespace(sandbox, &security)?;
+        let rootfs = sandbox.userns.is_some().then(|| plan.dir.join(ROOTFS_DIR));
+        let context = SandboxContext {
+            rootfs,
+            ..sandbox_context(sandbox, &security, &plan.cgroup, target_pid)
+        };
         let spec = spec::build(&SpecInputs {
             config,
             image: exec,
@@ -294,6 +299,17 @@ impl ContainerManager {
     pub(super) async fn unmake(&self, plan: &Plan, made: &Made) -> Result<(), ContainerError> {
         let cd = &self.containerd;
         let mut first_error = None;
+        // An ID-mapped rootfs (user-namespaced pods) is ours to unmount,
+        // first: its snapshot and the dir under it must not go while it is
+        // mounted (removing them would reach into the mounted tree).
+        let mut unmounted = true;
+        if made.dir {
+            let rootfs = plan.dir.join(ROOTFS_DIR);
+            if let Err(e) = blocking(move || crate::sys::idmap::unmount_rootfs(&rootfs)).await? {
+                first_error.get_or_insert(ContainerError::failed("unmounting rootfs", e));
+                unmounted = false;
+            }
+        }
         if made.container
             && let Err(status) = cd
                 .containers()
@@ -309,6 +325,7 @@ impl ContainerManager {
             ));
         }
         if made.snapshot
+            && unmounted
             && let Err(status) = cd
                 .snapshots()
                 .remove(cd.request(RemoveSnapshotRequest {
@@ -323,7 +340,7 @@ impl ContainerManager {
                 status.message(),
             ));
         }
-        if made.dir {
+        if made.dir && unmounted {
             let dir = plan.dir.clone();
             match blocking(move || std::fs::remove_dir_all(dir)).await? {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -355,12 +372,63 @@ pub(super) struct Made {
     pub container: bool,
 }
 
+impl ContainerManager {
+    /// For PID mode TARGET: the PID namespace of the running container the
+    /// request names (in the same pod), as the kubelet asks for ephemeral
+    /// containers. None for every other mode.
+    fn target_pid_namespace(
+        &self,
+        sandbox: &SandboxInfo,
+        security: &cri::LinuxContainerSecurityContext,
+    ) -> Result<Option<PathBuf>, ContainerError> {
+        let Some(options) = security
+            .namespace_options
+            .as_ref()
+            .filter(|n| n.pid == cri::NamespaceMode::Target as i32)
+        else {
+            return Ok(None);
+        };
+        let invalid = |m: String| ContainerError::InvalidArgument(m);
+        if options.target_id.is_empty() {
+            return Err(invalid(
+                "PID namespace mode TARGET needs a target_id".into(),
+            ));
+        }
+        let target = self.get(&options.target_id).map_err(|_| {
+            invalid(format!(
+                "target container {:?} not found",
+                options.target_id
+            ))
+        })?;
+        if target.sandbox_id != sandbox.id {
+            return Err(invalid(format!(
+                "target container {} is in another pod sandbox",
+                target.id
+            )));
+        }
+        let rt = target.snapshot();
+        if rt.state != super::State::Running || rt.pid == 0 {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "target container {} is not running",
+                target.id
+            )));
+        }
+        Ok(Some(PathBuf::from(format!("/proc/{}/ns/pid", rt.pid))))
+    }
+}
+
+/// Where a container of a user-namespaced pod has its ID-mapped root
+/// filesystem, under its dir.
+pub(super) const ROOTFS_DIR: &str = "rootfs";
+
 /// The sandbox as the spec builder wants it; the container's own PID mode
-/// decides whether it joins the pod's PID namespace, the host's or its own.
+/// decides whether it joins the pod's PID namespace, the host's, a target
+/// container's (`target_pid`) or its own.
 fn sandbox_context(
     sandbox: &SandboxInfo,
     security: &cri::LinuxContainerSecurityContext,
     cgroup: &str,
+    target_pid: Option<PathBuf>,
 ) -> SandboxContext {
     let ns = |kind: NsKind| {
         sandbox
@@ -375,15 +443,29 @@ fn sandbox_context(
         .map(|n| n.pid)
         .unwrap_or(sandbox.pid_mode);
     let host_pid = pid_mode == cri::NamespaceMode::Node as i32;
-    let pid = (pid_mode == cri::NamespaceMode::Pod as i32)
-        .then(|| ns(NsKind::Pid))
-        .flatten();
+    let pid = if pid_mode == cri::NamespaceMode::Target as i32 {
+        target_pid
+    } else {
+        (pid_mode == cri::NamespaceMode::Pod as i32)
+            .then(|| ns(NsKind::Pid))
+            .flatten()
+    };
+    let user = match (ns(NsKind::User), &sandbox.userns) {
+        (Some(path), Some(userns)) => Some(UserNamespaceJoin {
+            path,
+            uids: userns.uids.clone(),
+            gids: userns.gids.clone(),
+        }),
+        _ => None,
+    };
     SandboxContext {
         network: ns(NsKind::Net),
         ipc: ns(NsKind::Ipc),
         uts: ns(NsKind::Uts),
         pid,
         host_pid,
+        user,
+        rootfs: None,
         cgroups_path: cgroup.to_string(),
         hostname: sandbox.hostname.clone(),
         etc_hostname: Some(sandbox.dir.join("hostname")),
@@ -412,6 +494,7 @@ mod tests {
                 (NsKind::Pid, "/pins/pid".into()),
             ],
             pid_mode: cri::NamespaceMode::Pod as i32,
+            userns: None,
         }
     }
 
@@ -431,6 +514,7 @@ mod tests {
             &sandbox(),
             &with_pid(cri::NamespaceMode::Pod),
             "/deckhand/sb/c",
+            None,
         );
         assert_eq!(
             c.network.as_deref(),
@@ -449,13 +533,18 @@ mod tests {
 
     #[test]
     fn the_containers_pid_mode_picks_its_pid_namespace() {
-        let own = sandbox_context(&sandbox(), &with_pid(cri::NamespaceMode::Container), "x");
+        let own = sandbox_context(
+            &sandbox(),
+            &with_pid(cri::NamespaceMode::Container),
+            "x",
+            None,
+        );
         assert_eq!((own.pid, own.host_pid), (None, false));
-        let host = sandbox_context(&sandbox(), &with_pid(cri::NamespaceMode::Node), "x");
+        let host = sandbox_context(&sandbox(), &with_pid(cri::NamespaceMode::Node), "x", None);
         assert_eq!((host.pid, host.host_pid), (None, true));
         let mut host_net = sandbox();
         host_net.namespaces.retain(|(k, _)| *k == NsKind::Pid);
-        let c = sandbox_context(&host_net, &with_pid(cri::NamespaceMode::Pod), "x");
+        let c = sandbox_context(&host_net, &with_pid(cri::NamespaceMode::Pod), "x", None);
         assert_eq!((c.network, c.uts, c.ipc), (None, None, None));
     }
 }

@@ -8,13 +8,14 @@ use std::str::FromStr;
 
 use crate::cri::v1 as cri;
 use oci_spec::runtime::{
-    Capability, LinuxCapabilities, LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxNamespace,
-    LinuxNamespaceType, LinuxResources, LinuxSeccomp, LinuxSeccompAction, LinuxSyscall, Mount,
-    Spec, User,
+    Capability, LinuxCapabilities, LinuxCpu, LinuxHugepageLimit, LinuxIdMapping,
+    LinuxIdMappingBuilder, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxResources,
+    LinuxSeccomp, LinuxSeccompAction, LinuxSyscall, Mount, Spec, User,
 };
 
 use super::user::ResolvedUser;
 use crate::runtime::image::manifest::ExecConfig;
+use crate::sys::idmap::IdMapping;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -30,10 +31,18 @@ pub struct SandboxContext {
     pub network: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
-    /// The pod's PID namespace when the pod shares one; with `None` and no
-    /// host PID the container gets a PID namespace of its own.
+    /// The PID namespace to join: the pod's when it shares one, or a target
+    /// container's; with `None` and no host PID the container gets one of
+    /// its own.
     pub pid: Option<PathBuf>,
     pub host_pid: bool,
+    /// The pod's user namespace: joined, with its maps repeated (runc wants
+    /// them to know who root is).
+    pub user: Option<UserNamespaceJoin>,
+    /// Where deckhand mounted the root filesystem itself (ID-mapped, for a
+    /// pod with a user namespace); `None`: containerd's shim mounts it in
+    /// the bundle.
+    pub rootfs: Option<PathBuf>,
     pub cgroups_path: String,
     pub hostname: String,
     /// Files the sandbox wrote for its containers, bind-mounted read-only
@@ -42,6 +51,26 @@ pub struct SandboxContext {
     pub etc_hosts: Option<PathBuf>,
     pub resolv_conf: Option<PathBuf>,
     pub dev_shm: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserNamespaceJoin {
+    pub path: PathBuf,
+    pub uids: Vec<IdMapping>,
+    pub gids: Vec<IdMapping>,
+}
+
+fn oci_id_mappings(maps: &[IdMapping]) -> Vec<LinuxIdMapping> {
+    maps.iter()
+        .map(|m| {
+            LinuxIdMappingBuilder::default()
+                .container_id(m.container_id)
+                .host_id(m.host_id)
+                .size(m.length)
+                .build()
+                .expect("every field is set")
+        })
+        .collect()
 }
 
 /// What containerd grants a container when nobody says otherwise.
@@ -407,7 +436,15 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
     let privileged = security.privileged;
 
     let mut spec = Spec::default();
-    spec.set_hostname(Some(inputs.sandbox.hostname.clone()));
+    // Only a UTS namespace of the pod's own has a hostname to set: a
+    // host-network pod keeps the node's (runc refuses one without it).
+    spec.set_hostname(
+        inputs
+            .sandbox
+            .uts
+            .is_some()
+            .then(|| inputs.sandbox.hostname.clone()),
+    );
 
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(process_args(config, inputs.image)?));
@@ -449,7 +486,13 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
     spec.set_process(Some(process));
 
     let mut root = spec.root().clone().unwrap_or_default();
-    root.set_path("rootfs".into());
+    root.set_path(
+        inputs
+            .sandbox
+            .rootfs
+            .clone()
+            .unwrap_or_else(|| "rootfs".into()),
+    );
     root.set_readonly(Some(security.readonly_rootfs));
     spec.set_root(Some(root));
 
@@ -495,10 +538,14 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
     spec.set_mounts(Some(mounts));
 
     let mut linux = spec.linux().clone().unwrap_or_default();
-    let mut namespaces = vec![
-        namespace(LinuxNamespaceType::Mount, None),
-        namespace(LinuxNamespaceType::Cgroup, None),
-    ];
+    let mut namespaces = vec![];
+    if let Some(user) = &sandbox.user {
+        namespaces.push(namespace(LinuxNamespaceType::User, Some(&user.path)));
+        linux.set_uid_mappings(Some(oci_id_mappings(&user.uids)));
+        linux.set_gid_mappings(Some(oci_id_mappings(&user.gids)));
+    }
+    namespaces.push(namespace(LinuxNamespaceType::Mount, None));
+    namespaces.push(namespace(LinuxNamespaceType::Cgroup, None));
     for (typ, path) in [
         (LinuxNamespaceType::Network, &sandbox.network),
         (LinuxNamespaceType::Ipc, &sandbox.ipc),
@@ -615,6 +662,56 @@ mod tests {
         assert!(env.contains(&"B=request".to_string()));
         assert!(!env.contains(&"B=image".to_string()));
         assert!(env.contains(&"HOSTNAME=pod".to_string()));
+    }
+
+    #[test]
+    fn namespaces_user_namespace_and_hostname_follow_the_sandbox() {
+        let build_with = |sandbox: &SandboxContext| {
+            build(&SpecInputs {
+                config: &config(),
+                image: &image(),
+                sandbox,
+                user: &ResolvedUser::default(),
+                seccomp_root: Path::new("/seccomp"),
+            })
+            .unwrap()
+        };
+        // Host network (no UTS namespace of the pod's): the node's hostname.
+        let host = build_with(&SandboxContext {
+            hostname: "node".into(),
+            ..Default::default()
+        });
+        assert_eq!(host.hostname(), &None);
+        let maps = vec![IdMapping {
+            container_id: 0,
+            host_id: 100_000,
+            length: 65_536,
+        }];
+        let spec = build_with(&SandboxContext {
+            uts: Some("/pins/uts".into()),
+            hostname: "pod".into(),
+            user: Some(UserNamespaceJoin {
+                path: "/pins/user".into(),
+                uids: maps.clone(),
+                gids: maps,
+            }),
+            rootfs: Some("/run/deckhand/containers/c/rootfs".into()),
+            ..Default::default()
+        });
+        assert_eq!(spec.hostname().as_deref(), Some("pod"));
+        let linux = spec.linux().as_ref().unwrap();
+        let ns = linux.namespaces().as_ref().unwrap();
+        assert_eq!(ns[0].typ(), LinuxNamespaceType::User);
+        assert_eq!(ns[0].path().as_deref(), Some(Path::new("/pins/user")));
+        let uids = linux.uid_mappings().as_ref().unwrap();
+        assert_eq!(
+            (uids[0].container_id(), uids[0].host_id(), uids[0].size()),
+            (0, 100_000, 65_536)
+        );
+        assert_eq!(
+            spec.root().as_ref().unwrap().path(),
+            Path::new("/run/deckhand/containers/c/rootfs")
+        );
     }
 
     #[test]
