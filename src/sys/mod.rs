@@ -3,8 +3,10 @@
 //! logic above it can be unit-tested without root.
 
 pub mod cgroup;
+pub mod cgroup_files;
 pub mod cni;
 pub mod init;
+pub mod netdev;
 pub mod ns;
 pub mod process;
 pub mod sysctl;
