@@ -41,11 +41,16 @@ impl SandboxManager {
             self.sandboxes.lock().unwrap().values().cloned().collect();
         let mut out: Vec<(i64, SandboxStatsSource)> = sandboxes
             .iter()
-            .filter(|s| {
-                let record = s.record.lock().unwrap();
-                record.state == SandboxState::Ready && matches_filter(&record, filter.as_ref())
+            .filter_map(|s| {
+                let created_at = {
+                    let record = s.record.lock().unwrap();
+                    let wanted = record.state == SandboxState::Ready
+                        && matches_filter(&record, filter.as_ref());
+                    wanted.then_some(record.created_at)?
+                };
+                // `source` locks the record itself.
+                Some((created_at, source(s)))
             })
-            .map(|s| (s.record.lock().unwrap().created_at, source(s)))
             .collect();
         out.sort_by_key(|(created_at, _)| *created_at);
         out.into_iter().map(|(_, s)| s).collect()
