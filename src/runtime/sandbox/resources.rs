@@ -28,8 +28,9 @@ impl SandboxManager {
         blocking(move || cgroup_files::set_limits(&cgroup, &limits))
             .await?
             .map_err(|e| match &e {
+                // EINVAL, ERANGE: the kernel refused the value itself.
                 LimitError::Write { source, .. }
-                    if source.kind() == std::io::ErrorKind::InvalidInput =>
+                    if matches!(source.raw_os_error(), Some(libc::EINVAL | libc::ERANGE)) =>
                 {
                     SandboxError::InvalidArgument(e.to_string())
                 }
