@@ -52,21 +52,27 @@ impl EventFeed {
 )]
 pub struct EventsLagged(pub u64);
 
+/// The receiver's messages, ending with one error once it has lagged.
+fn until_lagged<T: Clone + Send + 'static>(
+    receiver: broadcast::Receiver<T>,
+) -> impl Stream<Item = Result<T, EventsLagged>> + Send + 'static {
+    futures::stream::unfold(Some(receiver), |receiver| async move {
+        let mut receiver = receiver?;
+        match receiver.recv().await {
+            Ok(event) => Some((Ok(event), Some(receiver))),
+            Err(broadcast::error::RecvError::Lagged(n)) => Some((Err(EventsLagged(n)), None)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    })
+}
+
 impl ContainerManager {
     /// Every event from now on, until the subscriber lags or goes away.
     pub fn subscribe_events(
         &self,
     ) -> impl Stream<Item = Result<cri::ContainerEventResponse, EventsLagged>> + Send + 'static
     {
-        let receiver = self.events.sender.subscribe();
-        futures::stream::unfold(Some(receiver), |receiver| async move {
-            let mut receiver = receiver?;
-            match receiver.recv().await {
-                Ok(event) => Some((Ok(event), Some(receiver))),
-                Err(broadcast::error::RecvError::Lagged(n)) => Some((Err(EventsLagged(n)), None)),
-                Err(broadcast::error::RecvError::Closed) => None,
-            }
-        })
+        until_lagged(self.events.sender.subscribe())
     }
 
     /// Sends a container's event; the statuses are read now (from memory).
@@ -136,5 +142,30 @@ impl ContainerManager {
         ids.iter()
             .filter_map(|(_, id)| self.status(id, false).ok()?.status)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn a_subscriber_that_lags_gets_an_error_and_its_stream_ends() {
+        let sender = broadcast::Sender::new(4);
+        let mut fast = Box::pin(until_lagged(sender.subscribe()));
+        let mut slow = Box::pin(until_lagged(sender.subscribe()));
+        sender.send(0).unwrap();
+        assert_eq!(fast.next().await.unwrap().unwrap(), 0);
+        for i in 1..10 {
+            sender.send(i).unwrap();
+            assert_eq!(fast.next().await.unwrap().unwrap(), i);
+        }
+        // Ten sent into a buffer of four: the slow one lost six.
+        let lagged = slow.next().await.unwrap().unwrap_err();
+        assert_eq!(lagged.0, 6);
+        assert!(slow.next().await.is_none());
+        drop(sender);
+        assert!(fast.next().await.is_none());
     }
 }
