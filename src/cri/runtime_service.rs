@@ -1,6 +1,7 @@
 //! `runtime.v1.RuntimeService`. Version, RuntimeConfig, Status, the pod
-//! sandbox calls and the container lifecycle are served; the rest answer
-//! Unimplemented until the runtime lands them.
+//! sandbox calls, the container lifecycle, stats, resource updates and
+//! container events are served; the rest answer Unimplemented until the
+//! runtime lands them.
 
 use std::sync::Arc;
 
@@ -27,6 +28,13 @@ impl CriRuntimeService {
             sandboxes,
             containers,
         }
+    }
+}
+
+impl CriRuntimeService {
+    /// The sandbox's status now, if it exists (for its lifecycle events).
+    fn sandbox_state(&self, id: &str) -> Option<cri::PodSandboxStatus> {
+        self.sandboxes.status(id, false).ok().and_then(|r| r.status)
     }
 }
 
@@ -94,7 +102,12 @@ runtime_service_impl! {{
         &self,
         _request: Request<cri::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(Status::unimplemented("get_container_events is not implemented by deckhand yet"))
+        use futures::StreamExt;
+        let events = self
+            .containers
+            .subscribe_events()
+            .map(|event| event.map_err(|lagged| Status::resource_exhausted(lagged.to_string())));
+        Ok(Response::new(Box::pin(events)))
     }
 
     async fn run_pod_sandbox(
@@ -102,6 +115,9 @@ runtime_service_impl! {{
         request: Request<cri::RunPodSandboxRequest>,
     ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
         let pod_sandbox_id = self.sandboxes.run(request.into_inner()).await.map_err(status)?;
+        for kind in [cri::ContainerEventType::ContainerCreatedEvent, cri::ContainerEventType::ContainerStartedEvent] {
+            self.containers.sandbox_event(&pod_sandbox_id, kind, None);
+        }
         Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
     }
 
@@ -110,9 +126,13 @@ runtime_service_impl! {{
         request: Request<cri::StopPodSandboxRequest>,
     ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
         let id = request.into_inner().pod_sandbox_id;
+        let was_ready = self.sandbox_state(&id).is_some_and(|s| s.state == cri::PodSandboxState::SandboxReady as i32);
         // Containers first: they live in the sandbox's namespaces and cgroup.
         self.containers.stop_in_sandbox(&id).await.map_err(container_status)?;
         self.sandboxes.stop(&id).await.map_err(status)?;
+        if was_ready && let Some(s) = self.sandbox_state(&id) {
+            self.containers.sandbox_event(&s.id, cri::ContainerEventType::ContainerStoppedEvent, None);
+        }
         Ok(Response::new(cri::StopPodSandboxResponse {}))
     }
 
@@ -122,7 +142,13 @@ runtime_service_impl! {{
     ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
         let id = request.into_inner().pod_sandbox_id;
         self.containers.remove_in_sandbox(&id).await.map_err(container_status)?;
+        let before = self.sandbox_state(&id);
         self.sandboxes.remove(&id).await.map_err(status)?;
+        if let Some(mut last) = before {
+            last.state = cri::PodSandboxState::SandboxNotready as i32;
+            let sandbox_id = last.id.clone();
+            self.containers.sandbox_event(&sandbox_id, cri::ContainerEventType::ContainerDeletedEvent, Some(last));
+        }
         Ok(Response::new(cri::RemovePodSandboxResponse {}))
     }
 
@@ -131,10 +157,14 @@ runtime_service_impl! {{
         request: Request<cri::PodSandboxStatusRequest>,
     ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
         let request = request.into_inner();
-        let response = self
+        let mut response = self
             .sandboxes
             .status(&request.pod_sandbox_id, request.verbose)
             .map_err(status)?;
+        // Read by the kubelet's Evented PLEG.
+        if let Some(s) = &response.status {
+            response.containers_statuses = self.containers.statuses_in_sandbox(&s.id);
+        }
         Ok(Response::new(response))
     }
 
@@ -260,6 +290,72 @@ runtime_service_impl! {{
         }))
     }
 
+    async fn update_container_resources(
+        &self,
+        request: Request<cri::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
+        let request = request.into_inner();
+        self.containers
+            .update_resources(&request.container_id, request.linux)
+            .await
+            .map_err(container_status)?;
+        Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        request: Request<cri::UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<cri::UpdatePodSandboxResourcesResponse>, Status> {
+        let request = request.into_inner();
+        self.sandboxes
+            .update_resources(&request.pod_sandbox_id, request.overhead.as_ref(), request.resources.as_ref())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(cri::UpdatePodSandboxResourcesResponse {}))
+    }
+
+    async fn container_stats(
+        &self,
+        request: Request<cri::ContainerStatsRequest>,
+    ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
+        let stats = self
+            .containers
+            .container_stats(&request.into_inner().container_id)
+            .await
+            .map_err(container_status)?;
+        Ok(Response::new(cri::ContainerStatsResponse { stats: Some(stats) }))
+    }
+
+    async fn list_container_stats(
+        &self,
+        request: Request<cri::ListContainerStatsRequest>,
+    ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
+        let filter = request.into_inner().filter;
+        let stats = self.containers.list_container_stats(filter.as_ref()).await.map_err(container_status)?;
+        Ok(Response::new(cri::ListContainerStatsResponse { stats }))
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        request: Request<cri::PodSandboxStatsRequest>,
+    ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
+        let stats = self
+            .containers
+            .pod_sandbox_stats(&request.into_inner().pod_sandbox_id)
+            .await
+            .map_err(container_status)?;
+        Ok(Response::new(cri::PodSandboxStatsResponse { stats: Some(stats) }))
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        request: Request<cri::ListPodSandboxStatsRequest>,
+    ) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
+        let filter = request.into_inner().filter;
+        let stats = self.containers.list_pod_sandbox_stats(filter.as_ref()).await.map_err(container_status)?;
+        Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
+    }
+
     // The Stream* calls (KEP-5335) page large lists over a server stream; our
     // lists are built in memory, so each answers with a single message.
     type StreamPodSandboxesStream = OneMessage<cri::StreamPodSandboxesResponse>;
@@ -317,18 +413,12 @@ runtime_service_impl! {{
     }
 
 } unimplemented {
-        update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse;
         exec(ExecRequest) -> ExecResponse;
         attach(AttachRequest) -> AttachResponse;
         port_forward(PortForwardRequest) -> PortForwardResponse;
-        container_stats(ContainerStatsRequest) -> ContainerStatsResponse;
-        list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse;
-        pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse;
-        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse;
         update_runtime_config(UpdateRuntimeConfigRequest) -> UpdateRuntimeConfigResponse;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse;
-        update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest) -> UpdatePodSandboxResourcesResponse;
     }
 }

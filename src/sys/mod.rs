@@ -3,9 +3,11 @@
 //! logic above it can be unit-tested without root.
 
 pub mod cgroup;
+pub mod cgroup_files;
 pub mod cni;
 pub mod idmap;
 pub mod init;
+pub mod netdev;
 pub mod ns;
 pub mod process;
 pub mod sysctl;

@@ -93,9 +93,16 @@ impl ContainerManager {
             }
             names.insert(reserved_name.clone(), id.clone());
         }
+        // Absolute: runc resolves a relative cgroupsPath against its own
+        // cgroup (the shim's, which need not be the root), which would put
+        // the container outside its pod's cgroup.
         let cgroup = format!(
-            "{}/{id}",
-            sandbox.cgroup.clone().unwrap_or_else(|| "/deckhand".into())
+            "/{}/{id}",
+            sandbox
+                .cgroup
+                .as_deref()
+                .unwrap_or("deckhand")
+                .trim_start_matches('/')
         );
         let dir = self.config.run_dir.join("containers").join(&id);
         let log_path = (!sandbox.log_directory.is_empty() && !config.log_path.is_empty())
@@ -134,11 +141,17 @@ impl ContainerManager {
         let mut made = Made::default();
         match self.make(&plan, &config, &exec, &sandbox, &mut made).await {
             Ok(()) => {
+                let _order = self.events.order();
                 self.containers
                     .lock()
                     .unwrap()
                     .insert(id.clone(), container);
                 tracing::info!(%id, sandbox = %sandbox.id, "container created");
+                self.emit(
+                    &id,
+                    &sandbox.id,
+                    cri::ContainerEventType::ContainerCreatedEvent,
+                );
                 Ok(id)
             }
             Err(e) => {

@@ -1,10 +1,13 @@
 //! Containers: how a CRI container config becomes an OCI runtime spec
 //! (spec.rs), which identity its process runs as (user.rs), and their life
-//! in containerd: create, start, stop, remove, status (one file each), with
-//! exits learnt from containerd's event stream (events.rs).
+//! in containerd: create, start, stop, remove, status, stats, resource
+//! updates (one file each), with exits learnt from containerd's event stream
+//! (events.rs) and every step told to GetContainerEvents subscribers
+//! (cri_events.rs).
 
 mod adopt;
 mod create;
+pub mod cri_events;
 mod events;
 mod exec;
 mod remove;
@@ -12,8 +15,10 @@ mod reopen;
 mod rootfs;
 pub mod spec;
 mod start;
+mod stats;
 mod status;
 mod stop;
+mod update;
 pub mod user;
 
 use std::collections::HashMap;
@@ -153,6 +158,10 @@ pub struct ContainerManager {
     containers: Mutex<HashMap<String, Arc<Container>>>,
     /// Reserved names to container ids.
     names: Mutex<HashMap<String, String>>,
+    /// GetContainerEvents' subscribers.
+    events: cri_events::EventFeed,
+    /// The last CPU sample of each container and pod, for usage_nano_cores.
+    cpu_rates: stats::CpuRates,
 }
 
 impl ContainerManager {
@@ -171,6 +180,8 @@ impl ContainerManager {
             sandboxes,
             containers: Mutex::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
+            events: cri_events::EventFeed::new(),
+            cpu_rates: stats::CpuRates::default(),
         });
         events::watch(&manager).await?;
         manager.adopt().await;
@@ -228,6 +239,7 @@ impl ContainerManager {
         for id in self.in_sandbox(&info.id) {
             self.remove(&id).await?;
         }
+        self.cpu_rates.forget(&info.id);
         Ok(())
     }
 }

@@ -346,7 +346,7 @@ fn ro_bind(source: &Path, destination: &str, readonly: bool) -> Mount {
     m
 }
 
-fn resources(r: &cri::LinuxContainerResources) -> Result<LinuxResources, SpecError> {
+pub fn resources(r: &cri::LinuxContainerResources) -> Result<LinuxResources, SpecError> {
     let mut resources = LinuxResources::default();
     let mut cpu = LinuxCpu::default();
     if r.cpu_shares > 0 {

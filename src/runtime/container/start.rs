@@ -11,6 +11,7 @@ use containerd_client::services::v1::{CreateTaskRequest, DeleteTaskRequest, Star
 use super::{ContainerError, ContainerManager, State, blocking, detached, is_not_found, now_ns};
 use crate::sys::idmap;
 use crate::sys::ns::NsKind;
+use crate::cri::v1::ContainerEventType as Event;
 
 /// The exit code containerd reports for a container that never started.
 const START_ERROR_CODE: i32 = 128;
@@ -113,12 +114,25 @@ impl ContainerManager {
         match started {
             Ok(pid) => {
                 {
-                    let mut rt = container.runtime.lock().unwrap();
-                    rt.pid = pid;
-                    rt.started_at = started_at;
-                    // A fast process may have exited (and been recorded) already.
-                    if rt.state == State::Created {
-                        rt.state = State::Running;
+                    let _order = self.events.order();
+                    let became_running = {
+                        let mut rt = container.runtime.lock().unwrap();
+                        rt.pid = pid;
+                        rt.started_at = started_at;
+                        // A fast process may have exited (and been recorded,
+                        // STARTED and STOPPED sent) already.
+                        let created = rt.state == State::Created;
+                        if created {
+                            rt.state = State::Running;
+                        }
+                        created
+                    };
+                    if became_running {
+                        self.emit(
+                            &container.id,
+                            &container.sandbox_id,
+                            Event::ContainerStartedEvent,
+                        );
                     }
                 }
                 tracing::info!(id = %container.id, pid, "container started");
@@ -139,12 +153,20 @@ impl ContainerManager {
                     tracing::warn!(id = %container.id, status = %s, "deleting failed task");
                 }
                 {
-                    let mut rt = container.runtime.lock().unwrap();
-                    rt.state = State::Exited;
-                    rt.finished_at = now_ns();
-                    rt.exit_code = START_ERROR_CODE;
-                    rt.reason = "StartError".into();
-                    rt.message = status.message().to_string();
+                    let _order = self.events.order();
+                    {
+                        let mut rt = container.runtime.lock().unwrap();
+                        rt.state = State::Exited;
+                        rt.finished_at = now_ns();
+                        rt.exit_code = START_ERROR_CODE;
+                        rt.reason = "StartError".into();
+                        rt.message = status.message().to_string();
+                    }
+                    self.emit(
+                        &container.id,
+                        &container.sandbox_id,
+                        Event::ContainerStoppedEvent,
+                    );
                 }
                 container.exited.send_replace(true);
                 self.save_record(&container).await;

@@ -4,7 +4,7 @@ use crate::cri::v1 as cri;
 
 use super::{Container, ContainerError, ContainerManager, State};
 
-fn cri_state(state: State) -> cri::ContainerState {
+pub(super) fn cri_state(state: State) -> cri::ContainerState {
     match state {
         State::Created => cri::ContainerState::ContainerCreated,
         State::Running => cri::ContainerState::ContainerRunning,
@@ -89,7 +89,7 @@ impl ContainerManager {
     }
 }
 
-fn matches(c: &Container, state: i32, filter: Option<&cri::ContainerFilter>) -> bool {
+pub(super) fn matches(c: &Container, state: i32, filter: Option<&cri::ContainerFilter>) -> bool {
     let Some(f) = filter else { return true };
     (f.id.is_empty() || c.id.starts_with(&f.id))
         && (f.pod_sandbox_id.is_empty() || c.sandbox_id.starts_with(&f.pod_sandbox_id))

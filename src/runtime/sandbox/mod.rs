@@ -10,6 +10,8 @@
 pub mod files;
 pub mod infra;
 pub mod record;
+mod resources;
+pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
