@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod cni;
 pub mod idmap;
 pub mod init;
+pub mod mount;
 pub mod ns;
 pub mod process;
 pub mod sysctl;
