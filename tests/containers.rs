@@ -733,6 +733,8 @@ async fn a_rotated_log_is_reopened() {
     let rotated = log.with_extension("log.1");
     std::fs::rename(&log, &rotated).unwrap();
     reopen(&mut client, &id).await.expect("reopen");
+    // The new file is there when the call returns (the kubelet checks).
+    assert!(log.exists(), "no new log file after ReopenContainerLog");
     wait_for_lines(&log, &[" stdout F tick"]).await;
 
     let (_, info) = status(&mut client, &id).await.unwrap();
