@@ -345,7 +345,14 @@ async fn a_container_runs_logs_stops_and_goes() {
     assert_eq!(s.state, cri::ContainerState::ContainerCreated as i32);
     assert_eq!(s.metadata.as_ref().unwrap().name, "app");
     assert_eq!(s.image.as_ref().unwrap().image, BUSYBOX);
-    assert!(s.image_ref.starts_with("sha256:"), "{}", s.image_ref);
+    // As containerd: the id is the config digest, the ref a repo digest.
+    assert!(s.image_id.starts_with("sha256:"), "{}", s.image_id);
+    assert!(
+        s.image_ref
+            .starts_with("registry.k8s.io/e2e-test-images/busybox@sha256:"),
+        "{}",
+        s.image_ref
+    );
     assert_eq!(s.annotations.get("note").map(String::as_str), Some("x"));
     let log = pod.logs.path().join("app/0.log");
     assert_eq!(s.log_path, log.to_string_lossy());
@@ -726,6 +733,8 @@ async fn a_rotated_log_is_reopened() {
     let rotated = log.with_extension("log.1");
     std::fs::rename(&log, &rotated).unwrap();
     reopen(&mut client, &id).await.expect("reopen");
+    // The new file is there when the call returns (the kubelet checks).
+    assert!(log.exists(), "no new log file after ReopenContainerLog");
     wait_for_lines(&log, &[" stdout F tick"]).await;
 
     let (_, info) = status(&mut client, &id).await.unwrap();
@@ -771,9 +780,16 @@ async fn exec_sync_returns_output_and_code_and_times_out_alone() {
     assert_eq!(r.exit_code, 7);
 
     let started = Instant::now();
-    let err = exec(&mut client, "sleep 60", 1).await.unwrap_err();
+    let err = exec(&mut client, "sleep 61; echo never", 1)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
+    // The shell is gone, and so is the sleep it started.
+    let r = exec(&mut client, "ps -o args | grep -c '[s]leep 61'", 10)
+        .await
+        .expect("exec");
+    assert_eq!(r.stdout, b"0\n", "{r:?}");
     // Only the exec died: the container runs on.
     let (s, info) = status(&mut client, &id).await.unwrap();
     assert_eq!(s.state, cri::ContainerState::ContainerRunning as i32);
@@ -861,6 +877,11 @@ async fn a_restarted_deckhand_adopts_its_containers() {
     assert_eq!(s.started_at, before.started_at);
     assert_eq!(s.labels, before.labels);
     assert_eq!(s.log_path, before.log_path);
+    assert_eq!(
+        (&s.image_id, &s.image_ref),
+        (&before.image_id, &before.image_ref)
+    );
+    assert!(s.user.is_some() && s.user == before.user, "{s:?}");
     let (s, _) = status(&mut client, &done).await.unwrap();
     assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
     assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"));
@@ -890,6 +911,395 @@ async fn a_restarted_deckhand_adopts_its_containers() {
         assert_eq!(err.code(), tonic::Code::NotFound);
     }
     pod.assert_clean(&server, &[pid]);
+}
+
+/// Runs a container to its end and returns its log.
+async fn run_to_end(
+    client: &mut CriClient,
+    pod: &TestPod,
+    sandbox: &str,
+    pod_name: &str,
+    config: cri::ContainerConfig,
+) -> (cri::ContainerStatus, String) {
+    let name = config.metadata.as_ref().unwrap().name.clone();
+    let id = create(client, sandbox, config, pod, pod_name)
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {e:?}"));
+    start(client, &id).await;
+    let s = wait_exited(client, &id).await;
+    // The log driver may still be writing the last lines.
+    let log = wait_for_lines(&pod.logs.path().join(format!("{name}/0.log")), &["end"]).await;
+    remove(client, &id).await;
+    (s, log)
+}
+
+fn security(config: &mut cri::ContainerConfig) -> &mut cri::LinuxContainerSecurityContext {
+    config
+        .linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+}
+
+/// A capability set's bits from a /proc/<pid>/status text (or a log of one).
+fn cap_set(status: &str, set: &str) -> u64 {
+    let line = status
+        .lines()
+        .find(|l| l.contains(&format!("{set}:")))
+        .unwrap_or_else(|| panic!("no {set} in {status}"));
+    let hex = line
+        .rsplit(|c: char| c.is_whitespace() || c == ':')
+        .next()
+        .unwrap();
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+#[tokio::test]
+async fn the_security_context_shapes_the_process() {
+    let pod = TestPod::new(14);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "secctx").await;
+
+    // A read-only rootfs refuses writes.
+    let mut ro = container_config("ro", "touch /probe; echo end");
+    security(&mut ro).readonly_rootfs = true;
+    let (_, log) = run_to_end(&mut client, &pod, &sandbox, "secctx", ro).await;
+    assert!(log.contains("Read-only file system"), "{log}");
+
+    // Run as a user, a group and supplemental groups; ContainerStatus says
+    // whom, and which image.
+    let mut user = container_config("user", "id -u; id -g; id -G; sleep 3600");
+    let sc = security(&mut user);
+    sc.run_as_user = Some(cri::Int64Value { value: 1001 });
+    sc.run_as_group = Some(cri::Int64Value { value: 1002 });
+    sc.supplemental_groups = vec![1234];
+    let id = create(&mut client, &sandbox, user, &pod, "secctx")
+        .await
+        .unwrap();
+    start(&mut client, &id).await;
+    let log = pod.logs.path().join("user/0.log");
+    wait_for_lines(&log, &[" 1001", " 1002", " 1002 1234"]).await;
+    let (s, _) = status(&mut client, &id).await.unwrap();
+    assert_eq!(
+        s.user,
+        Some(cri::ContainerUser {
+            linux: Some(cri::LinuxContainerUser {
+                uid: 1001,
+                gid: 1002,
+                supplemental_groups: vec![1002, 1234],
+            })
+        })
+    );
+    let image = common::status(&mut client, BUSYBOX).await.unwrap();
+    assert_eq!(s.image_id, image.id, "image_id is the config digest");
+    assert!(
+        image.repo_digests.contains(&s.image_ref),
+        "image_ref {} is a repo digest of {:?}",
+        s.image_ref,
+        image.repo_digests
+    );
+    stop(&mut client, &id, 0).await;
+    remove(&mut client, &id).await;
+
+    // Dropped capabilities are gone from every set; the others stay.
+    let mut dropped = container_config("dropped", "cat /proc/self/status; echo end");
+    security(&mut dropped).capabilities = Some(cri::Capability {
+        drop_capabilities: vec!["NET_RAW".into(), "CAP_CHOWN".into()],
+        ..Default::default()
+    });
+    let (_, log) = run_to_end(&mut client, &pod, &sandbox, "secctx", dropped).await;
+    let text: String = log
+        .lines()
+        .filter_map(|l| l.splitn(4, ' ').nth(3))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (chown, kill, net_raw) = (1u64 << 0, 1u64 << 5, 1u64 << 13);
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        let bits = cap_set(&text, set);
+        assert_eq!(bits & (chown | net_raw), 0, "{set} {bits:x}");
+        assert_ne!(bits & kill, 0, "{set} {bits:x}");
+    }
+
+    // A masked path reads as /dev/null: the applet cannot be run.
+    let mut masked = container_config("masked", "ls /; echo end");
+    security(&mut masked).masked_paths = vec!["/bin/ls".into()];
+    let (_, log) = run_to_end(&mut client, &pod, &sandbox, "secctx", masked).await;
+    assert!(log.contains("ls: Permission denied"), "{log}");
+
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server, &[]);
+}
+
+/// Our own bounding set: what the node can grant.
+fn node_bounding_set() -> u64 {
+    cap_set(
+        &std::fs::read_to_string("/proc/self/status").unwrap(),
+        "CapBnd",
+    )
+}
+
+#[tokio::test]
+async fn privileged_and_all_capabilities_get_what_the_node_has() {
+    let pod = TestPod::new(15);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "priv").await;
+    let node = node_bounding_set();
+
+    // ALL: every capability the node has (root here lacks SYS_RESOURCE, so
+    // asking for more would fail the start).
+    let mut all = container_config("all", "cat /proc/self/status; echo end");
+    security(&mut all).capabilities = Some(cri::Capability {
+        add_capabilities: vec!["ALL".into()],
+        ..Default::default()
+    });
+    let (s, log) = run_to_end(&mut client, &pod, &sandbox, "priv", all).await;
+    assert_eq!(s.exit_code, 0, "{log}");
+    assert_eq!(cap_set(&log, "CapEff"), node, "{log}");
+
+    // Privileged: all capabilities, the host's devices, and no seccomp
+    // even when a profile blocking sethostname is named.
+    let profile = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        profile.path(),
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["sethostname"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let host_device = ["/dev/kmsg", "/dev/mem", "/dev/loop-control", "/dev/fuse"]
+        .into_iter()
+        .find(|d| Path::new(d).exists())
+        .expect("a host device outside runc's default set");
+    let mut privileged = container_config(
+        "privileged",
+        &format!(
+            "grep CapEff /proc/self/status; test -e {host_device} && echo has-device; hostname renamed && echo renamed; echo end"
+        ),
+    );
+    let sc = security(&mut privileged);
+    sc.privileged = true;
+    sc.seccomp = Some(cri::SecurityProfile {
+        profile_type: cri::security_profile::ProfileType::Localhost as i32,
+        localhost_ref: profile.path().to_string_lossy().into_owned(),
+    });
+    let (s, log) = run_to_end(&mut client, &pod, &sandbox, "priv", privileged).await;
+    assert_eq!(s.exit_code, 0, "{log}");
+    assert_eq!(cap_set(&log, "CapEff"), node, "{log}");
+    assert!(log.contains("stdout F has-device"), "{log}");
+    assert!(log.contains("stdout F renamed"), "{log}");
+
+    // Asking for a capability the node lacks fails at once, by name.
+    let mut lacking = container_config("lacking", "true");
+    security(&mut lacking).capabilities = Some(cri::Capability {
+        add_capabilities: vec!["SYS_RESOURCE".into()],
+        ..Default::default()
+    });
+    if node & (1 << 24) == 0 {
+        let err = create(&mut client, &sandbox, lacking, &pod, "priv")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("SYS_RESOURCE"), "{err:?}");
+    }
+
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server, &[]);
+}
+
+/// A host directory bind-mounted on itself with a propagation, unmounted
+/// (with everything under it) on drop.
+struct HostMount {
+    dir: tempfile::TempDir,
+}
+
+impl HostMount {
+    fn new(flags: nix::mount::MsFlags) -> Self {
+        use nix::mount::{MsFlags, mount};
+        let dir = tempfile::tempdir().unwrap();
+        mount(
+            Some(dir.path()),
+            dir.path(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .unwrap();
+        mount(
+            None::<&str>,
+            dir.path(),
+            None::<&str>,
+            flags | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .unwrap();
+        HostMount { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn tmpfs(&self, sub: &str) -> PathBuf {
+        let at = self.path().join(sub);
+        std::fs::create_dir_all(&at).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &at,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        at
+    }
+}
+
+impl Drop for HostMount {
+    fn drop(&mut self) {
+        // Detach until nothing is mounted there any more (submounts too).
+        while nix::mount::umount2(self.path(), nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+    }
+}
+
+fn bind(host: &Path, container: &str, propagation: cri::MountPropagation) -> cri::Mount {
+    cri::Mount {
+        host_path: host.to_string_lossy().into_owned(),
+        container_path: container.into(),
+        propagation: propagation as i32,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn bind_mounts_propagate_as_asked() {
+    use cri::MountPropagation::*;
+    let pod = TestPod::new(16);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "propagate").await;
+    let shared = HostMount::new(nix::mount::MsFlags::MS_SHARED);
+    let private = HostMount::new(nix::mount::MsFlags::MS_PRIVATE);
+
+    let mut ids = Vec::new();
+    for (name, source, propagation) in [
+        ("private", private.path(), PropagationPrivate),
+        ("slave", shared.path(), PropagationHostToContainer),
+        ("both", shared.path(), PropagationBidirectional),
+    ] {
+        let mut config = container_config(name, "sleep 3600");
+        config.mounts = vec![bind(source, "/data", propagation)];
+        // Privileged, to mount inside.
+        security(&mut config).privileged = true;
+        let id = create(&mut client, &sandbox, config, &pod, "propagate")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        start(&mut client, &id).await;
+        let (s, _) = status(&mut client, &id).await.unwrap();
+        assert_eq!(s.mounts[0].propagation, propagation as i32);
+        ids.push(id);
+    }
+    let exec = |client: &mut CriClient, id: &str, cmd: &str| {
+        let request = cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["sh".into(), "-c".into(), cmd.into()],
+            timeout: 10,
+        };
+        let mut runtime = client.runtime.clone();
+        async move {
+            let r = runtime.exec_sync(request).await.unwrap().into_inner();
+            String::from_utf8(r.stdout).unwrap()
+        }
+    };
+
+    // Host to container: a mount made on the host after the start.
+    for host in [&shared, &private] {
+        let at = host.tmpfs("from-host");
+        std::fs::write(at.join("flag"), "x").unwrap();
+    }
+    let seen = |out: String| out.contains("flag");
+    assert!(!seen(
+        exec(&mut client, &ids[0], "ls /data/from-host").await
+    ));
+    assert!(seen(exec(&mut client, &ids[1], "ls /data/from-host").await));
+    assert!(seen(exec(&mut client, &ids[2], "ls /data/from-host").await));
+
+    // Container to host: only the bidirectional mount carries it back.
+    for (id, sub) in [(&ids[1], "from-slave"), (&ids[2], "from-both")] {
+        exec(
+            &mut client,
+            id,
+            &format!(
+                "mkdir -p /data/{sub} && mount -t tmpfs tmpfs /data/{sub} && touch /data/{sub}/flag"
+            ),
+        )
+        .await;
+    }
+    assert!(!shared.path().join("from-slave/flag").exists());
+    assert!(shared.path().join("from-both/flag").exists());
+
+    // A private source cannot receive anything: refused, with the reason.
+    let mut config = container_config("refused", "true");
+    config.mounts = vec![bind(private.path(), "/data", PropagationHostToContainer)];
+    let err = create(&mut client, &sandbox, config, &pod, "propagate")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("neither a shared nor a slave"),
+        "{err:?}"
+    );
+
+    remove_sandbox(&mut client, &sandbox).await;
+    drop((shared, private));
+    pod.assert_clean(&server, &[]);
+}
+
+#[tokio::test]
+async fn recursive_read_only_mounts_are_advertised_and_honoured() {
+    let pod = TestPod::new(17);
+    let (server, mut client) = pod.server().await;
+    let r = client
+        .runtime
+        .status(cri::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.features.unwrap().supplemental_groups_policy);
+    let handler = &r.runtime_handlers[0];
+    assert_eq!(handler.name, "");
+    // This project's machines: runc 1.1 with rro, Linux 6.
+    assert!(handler.features.unwrap().recursive_read_only_mounts);
+
+    let sandbox = pod.run_sandbox(&mut client, "rro").await;
+    let host = HostMount::new(nix::mount::MsFlags::MS_PRIVATE);
+    host.tmpfs("tmpfs");
+    for (name, rro, expected) in [("ro", false, "written"), ("rro", true, "Read-only")] {
+        let mut config = container_config(name, "touch /mnt/tmpfs/f && echo written; echo end");
+        let mut mount = bind(
+            host.path(),
+            "/mnt",
+            cri::MountPropagation::PropagationPrivate,
+        );
+        mount.readonly = true;
+        mount.recursive_read_only = rro;
+        config.mounts = vec![mount];
+        let (_, log) = run_to_end(&mut client, &pod, &sandbox, "rro", config).await;
+        assert!(log.contains(expected), "{name}: {log}");
+    }
+    // Recursive read-only must be read-only (and private).
+    let mut config = container_config("rw-rro", "true");
+    let mut mount = bind(
+        host.path(),
+        "/mnt",
+        cri::MountPropagation::PropagationPrivate,
+    );
+    mount.recursive_read_only = true;
+    config.mounts = vec![mount];
+    let err = create(&mut client, &sandbox, config, &pod, "rro")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    remove_sandbox(&mut client, &sandbox).await;
+    drop(host);
+    pod.assert_clean(&server, &[]);
 }
 
 // --- Pod namespaces as containers see them ---------------------------------

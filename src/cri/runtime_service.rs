@@ -193,18 +193,20 @@ runtime_service_impl! {{
             },
         ];
         // One handler, the default (""): runc. User namespaces are claimed
-        // only when this kernel makes them and ID-maps mounts.
+        // only when this kernel makes them and ID-maps mounts; recursive
+        // read-only mounts when runc and the kernel make them.
         let user_namespaces = self.sandboxes.user_namespaces_supported().await.is_ok();
         let runtime_handlers = vec![cri::RuntimeHandler {
             name: String::new(),
             features: Some(cri::RuntimeHandlerFeatures {
                 user_namespaces,
-                ..Default::default()
+                recursive_read_only_mounts: self.containers.supports_recursive_read_only_mounts(),
             }),
         }];
         Ok(Response::new(cri::StatusResponse {
             status: Some(cri::RuntimeStatus { conditions }),
             runtime_handlers,
+            features: Some(cri::RuntimeFeatures { supplemental_groups_policy: true, ..Default::default() }),
             ..Default::default()
         }))
     }

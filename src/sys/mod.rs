@@ -7,6 +7,7 @@ pub mod cgroup_files;
 pub mod cni;
 pub mod idmap;
 pub mod init;
+pub mod mount;
 pub mod netdev;
 pub mod ns;
 pub mod process;

@@ -108,20 +108,33 @@ impl ContainerManager {
         let log_path = (!sandbox.log_directory.is_empty() && !config.log_path.is_empty())
             .then(|| PathBuf::from(&sandbox.log_directory).join(&config.log_path));
         let exec = image.info.config.config.clone().unwrap_or_default();
+        let image_ref = image
+            .repo_digests
+            .first()
+            .cloned()
+            .unwrap_or_else(|| image.id.clone());
+        let user_specified_image = config
+            .image
+            .as_ref()
+            .map(|i| i.user_specified_image.clone())
+            .unwrap_or_default();
         let plan = Plan {
             id: id.clone(),
             chain_id: image.info.chain_id.clone(),
             image_name: image_name.clone(),
             cgroup: cgroup.clone(),
             dir: dir.clone(),
-            record: None,
+            container: None,
         };
         let container = Arc::new(Container {
             id: id.clone(),
             sandbox_id: sandbox.id.clone(),
             metadata,
             image: image_name,
-            image_ref: image.id.clone(),
+            user_specified_image,
+            image_ref,
+            image_id: image.id.clone(),
+            user: std::sync::OnceLock::new(),
             labels: config.labels.clone(),
             annotations: config.annotations.clone(),
             mounts: config.mounts.clone(),
@@ -135,7 +148,7 @@ impl ContainerManager {
             op: tokio::sync::Mutex::new(()),
         });
         let plan = Plan {
-            record: Some(super::adopt::record(&container)),
+            container: Some(container.clone()),
             ..plan
         };
         let mut made = Made::default();
@@ -251,19 +264,51 @@ impl ContainerManager {
         )
         .map_err(|e| ContainerError::InvalidArgument(e.to_string()))?;
 
+        if let Some(container) = &plan.container {
+            let _ = container.user.set(cri::ContainerUser {
+                linux: Some(cri::LinuxContainerUser {
+                    uid: i64::from(resolved.uid),
+                    gid: i64::from(resolved.gid),
+                    supplemental_groups: resolved
+                        .additional_gids
+                        .iter()
+                        .map(|g| i64::from(*g))
+                        .collect(),
+                }),
+            });
+        }
+
         let target_pid = self.target_pid_namespace(sandbox, &security)?;
         let rootfs = sandbox.userns.is_some().then(|| plan.dir.join(ROOTFS_DIR));
         let context = SandboxContext {
             rootfs,
             ..sandbox_context(sandbox, &security, &plan.cgroup, target_pid)
         };
-        let spec = spec::build(&SpecInputs {
-            config,
-            image: exec,
-            sandbox: &context,
-            user: &resolved,
-            seccomp_root: &self.config.seccomp_root,
+        let privileged = security.privileged;
+        let (request, image) = (config.clone(), exec.clone());
+        let seccomp_root = self.config.seccomp_root.clone();
+        let features = self.features.clone();
+        // The builder reads host files (mountinfo, /dev, seccomp profiles).
+        let spec = blocking(move || {
+            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            let host_devices = if privileged {
+                crate::sys::mount::host_devices()
+            } else {
+                Vec::new()
+            };
+            spec::build(&SpecInputs {
+                config: &request,
+                image: &image,
+                sandbox: &context,
+                user: &resolved,
+                seccomp_root: &seccomp_root,
+                available_capabilities: &features.capabilities,
+                mountinfo: &mountinfo,
+                recursive_read_only: features.recursive_read_only,
+                host_devices: &host_devices,
+            })
         })
+        .await?
         .map_err(|e| ContainerError::InvalidArgument(e.to_string()))?;
         let spec = serde_json::to_vec(&spec)
             .map_err(|e| ContainerError::failed("serialising OCI spec", e))?;
@@ -291,9 +336,11 @@ impl ContainerManager {
                             snapshotter: snapshotter.clone(),
                             snapshot_key: plan.id.clone(),
                             extensions: plan
-                                .record
+                                .container
                                 .iter()
-                                .map(|r| (super::adopt::EXTENSION.to_string(), r.clone()))
+                                .map(|c| {
+                                    (super::adopt::EXTENSION.to_string(), super::adopt::record(c))
+                                })
                                 .collect(),
                             ..Default::default()
                         }),
@@ -372,8 +419,9 @@ pub(super) struct Plan {
     pub image_name: String,
     pub cgroup: String,
     pub dir: PathBuf,
-    /// What a restarted deckhand re-adopts the container from.
-    pub record: Option<prost_types::Any>,
+    /// The container being created: its record, saved with the containerd
+    /// container, is what a restarted deckhand re-adopts it from.
+    pub container: Option<Arc<Container>>,
 }
 
 /// What a creation got to (each flag set just before its step, so a step

@@ -10,6 +10,7 @@ mod create;
 pub mod cri_events;
 mod events;
 mod exec;
+pub mod features;
 mod remove;
 mod reopen;
 mod rootfs;
@@ -108,9 +109,17 @@ struct Container {
     id: String,
     sandbox_id: String,
     metadata: cri::ContainerMetadata,
-    /// The image as the request named it, and its id.
+    /// The image as the request named it (and as the user wrote it, when
+    /// the kubelet passes that along).
     image: String,
+    user_specified_image: String,
+    /// The image's repo digest (its id when it has none), and its id (the
+    /// config digest).
     image_ref: String,
+    image_id: String,
+    /// The identity the first process starts with (set once resolved
+    /// against the image's files, during CreateContainer).
+    user: std::sync::OnceLock<cri::ContainerUser>,
     labels: HashMap<String, String>,
     annotations: HashMap<String, String>,
     mounts: Vec<cri::Mount>,
@@ -155,6 +164,7 @@ pub struct ContainerManager {
     containerd: Containerd,
     images: Arc<ImageManager>,
     sandboxes: Arc<SandboxManager>,
+    features: features::Features,
     containers: Mutex<HashMap<String, Arc<Container>>>,
     /// Reserved names to container ids.
     names: Mutex<HashMap<String, String>>,
@@ -173,8 +183,10 @@ impl ContainerManager {
         sandboxes: Arc<SandboxManager>,
     ) -> Result<Arc<Self>, ContainerError> {
         let containerd = images.containerd().clone();
+        let features = features::probe().await;
         let manager = Arc::new(ContainerManager {
             config,
+            features,
             containerd,
             images,
             sandboxes,
@@ -186,6 +198,11 @@ impl ContainerManager {
         events::watch(&manager).await?;
         manager.adopt().await;
         Ok(manager)
+    }
+
+    /// Whether containers may ask for recursive read-only mounts.
+    pub fn supports_recursive_read_only_mounts(&self) -> bool {
+        self.features.recursive_read_only
     }
 
     /// The container `id` names: the id itself or a unique prefix of one.

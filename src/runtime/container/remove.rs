@@ -50,7 +50,7 @@ impl ContainerManager {
             image_name: String::new(),
             cgroup: container.cgroup.clone(),
             dir: container.dir.clone(),
-            record: None,
+            container: None,
         };
         self.unmake(
             &plan,

@@ -15,6 +15,7 @@ pub(super) fn cri_state(state: State) -> cri::ContainerState {
 fn image_spec(container: &Container) -> cri::ImageSpec {
     cri::ImageSpec {
         image: container.image.clone(),
+        user_specified_image: container.user_specified_image.clone(),
         ..Default::default()
     }
 }
@@ -47,7 +48,8 @@ impl ContainerManager {
                 exit_code: rt.exit_code,
                 image: Some(image_spec(&container)),
                 image_ref: container.image_ref.clone(),
-                image_id: container.image_ref.clone(),
+                image_id: container.image_id.clone(),
+                user: container.user.get().cloned(),
                 reason: rt.reason.clone(),
                 message: rt.message.clone(),
                 labels: container.labels.clone(),
@@ -76,7 +78,7 @@ impl ContainerManager {
                     metadata: Some(c.metadata.clone()),
                     image: Some(image_spec(c)),
                     image_ref: c.image_ref.clone(),
-                    image_id: c.image_ref.clone(),
+                    image_id: c.image_id.clone(),
                     state,
                     created_at: c.created_at,
                     labels: c.labels.clone(),
