@@ -7,13 +7,14 @@
 //! snapshots) and pulls it again, so every pull is cold: fetch, verify,
 //! write, unpack. Samples alternate between the two runtimes.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use deckhand::cri::client::{CriClient, connect};
+use common::{Stats, ms};
+use deckhand::cri::client::CriClient;
 use deckhand::cri::v1 as cri;
 
-const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 const IMAGE: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
 const NAMESPACE: &str = "deckhand-bench";
 
@@ -46,70 +47,6 @@ async fn timed_pull(client: &mut CriClient, image: &str) -> Duration {
     started.elapsed()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-struct Stats {
-    p50: Duration,
-    p99: Duration,
-    mean: Duration,
-}
-
-fn stats(mut samples: Vec<Duration>) -> Stats {
-    samples.sort();
-    let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
-    Stats {
-        p50: percentile(&samples, 50.0),
-        p99: percentile(&samples, 99.0),
-        mean,
-    }
-}
-
-struct Server {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_deckhand(binary: &Path) -> (Server, CriClient) {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("cri.sock");
-    let child = std::process::Command::new(binary)
-        .args(["cri", "--listen"])
-        .arg(&socket)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .args(["--containerd-namespace", NAMESPACE, "--log-level", "warn"])
-        .spawn()
-        .expect("start deckhand");
-    let server = Server { child, _dir: dir };
-    for _ in 0..200 {
-        if let Ok(mut client) = connect(&socket).await
-            && client
-                .runtime
-                .version(cri::VersionRequest::default())
-                .await
-                .is_ok()
-        {
-            return (server, client);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("deckhand cri did not start");
-}
-
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -117,21 +54,9 @@ async fn main() {
         eprintln!("usage: cri_image pull [--samples N]");
         return;
     }
-    let samples: usize = args
-        .iter()
-        .position(|a| a == "--samples")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(20);
-    let binary = std::env::var("DECKHAND_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/deckhand")
-        });
-    let (_server, mut deckhand) = start_deckhand(&binary).await;
-    let mut containerd = connect(Path::new(CONTAINERD_SOCKET))
-        .await
-        .expect("containerd CRI");
+    let samples: usize = common::arg("--samples", 20);
+    let (_server, mut deckhand) = common::start_deckhand(NAMESPACE, &[]).await;
+    let mut containerd = common::containerd_cri().await;
 
     // One warm-up each: connections, DNS-free mirror config, caches.
     timed_pull(&mut deckhand, IMAGE).await;
@@ -144,7 +69,7 @@ async fn main() {
     remove(&mut deckhand, IMAGE).await;
     remove(&mut containerd, IMAGE).await;
 
-    let (o, t) = (stats(ours), stats(theirs));
+    let (o, t) = (Stats::of(ours), Stats::of(theirs));
     println!("cold pull of {IMAGE} from the local registry, {samples} samples each");
     println!(
         "{:<28} {:>10} {:>10} {:>10}",
@@ -170,7 +95,5 @@ async fn main() {
         ms(o.p99) / ms(t.p99),
         ms(o.mean) / ms(t.mean)
     );
-    let _ = std::process::Command::new("ctr")
-        .args(["namespaces", "rm", NAMESPACE])
-        .status();
+    common::remove_namespace(NAMESPACE);
 }

@@ -1589,3 +1589,1282 @@ async fn concurrent_updates_lose_nothing_and_watch_sees_every_one() {
     }
     assert_eq!(seen, (1..=total).collect::<Vec<_>>());
 }
+
+/// Sign `claims` with the server's service-account key (as a test can read
+/// it from the data dir), to make tokens the API would never issue.
+fn sign_with_server_key(dir: &Path, claims: &Value) -> String {
+    use base64::Engine;
+    let b64 = |d: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d);
+    let pem = std::fs::read_to_string(dir.join("data/pki/sa.key")).expect("sa.key");
+    let der = rcgen::KeyPair::from_pem(&pem).expect("key").serialize_der();
+    let rng = ring::rand::SystemRandom::new();
+    let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &der,
+        &rng,
+    )
+    .expect("p256 key");
+    let input = format!(
+        "{}.{}",
+        b64(json!({"alg": "ES256"}).to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let sig = key.sign(&rng, input.as_bytes()).expect("sign");
+    format!("{input}.{}", b64(sig.as_ref()))
+}
+
+fn jwt_claims(token: &str) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).expect("jwt");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("claims json")
+}
+
+#[tokio::test]
+async fn service_account_tokens() {
+    let s = Server::start();
+    // Every namespace gets its default service account.
+    s.ok(&["create", "namespace", "team"]);
+    s.ok(&["get", "serviceaccount", "default", "-n", "team"]);
+
+    // kubectl create token (protobuf body): a JWT for the API audience.
+    let token = s.ok(&["create", "token", "default", "-n", "team"]);
+    let token = token.trim();
+    let claims = jwt_claims(token);
+    assert_eq!(claims["sub"], "system:serviceaccount:team:default");
+    assert_eq!(
+        claims["aud"],
+        json!(["https://kubernetes.default.svc.cluster.local"])
+    );
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, 3600);
+    let whoami = |token: &str| {
+        s.kubectl(&[
+            "--token",
+            token,
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+        ])
+    };
+    let out = whoami(token);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let who = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        who.starts_with("system:serviceaccount:team:default "),
+        "{who}"
+    );
+    for g in [
+        "system:serviceaccounts",
+        "system:serviceaccounts:team",
+        "system:authenticated",
+    ] {
+        assert!(who.contains(&format!("\"{g}\"")), "{who}");
+    }
+    // A service account is no admin.
+    let err = String::from_utf8_lossy(
+        &s.kubectl(&["--token", token, "get", "pods", "-n", "team"])
+            .stderr,
+    )
+    .into_owned();
+    assert!(err.contains("forbidden"), "{err}");
+
+    // Wrong audience, too short a lifetime, a missing service account.
+    let other = s.ok(&[
+        "create",
+        "token",
+        "default",
+        "-n",
+        "team",
+        "--audience",
+        "vault",
+    ]);
+    assert_eq!(jwt_claims(other.trim())["aud"], json!(["vault"]));
+    let err = String::from_utf8_lossy(&whoami(other.trim()).stderr).into_owned();
+    assert!(err.contains("Unauthorized"), "{err}");
+    let err = s.fails(&[
+        "create",
+        "token",
+        "default",
+        "-n",
+        "team",
+        "--duration",
+        "5m",
+    ]);
+    assert!(err.contains("less than 10 minutes"), "{err}");
+    let err = s.fails(&["create", "token", "ghost", "-n", "team"]);
+    assert!(err.contains("not found"), "{err}");
+    let long = s.ok(&[
+        "create",
+        "token",
+        "default",
+        "-n",
+        "team",
+        "--duration",
+        "2h",
+    ]);
+    let c = jwt_claims(long.trim());
+    assert_eq!(
+        c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(),
+        7200
+    );
+
+    // A deleted service account's tokens stop working, even once one of
+    // the same name is made again.
+    s.ok(&["create", "serviceaccount", "robot", "-n", "team"]);
+    let robot = s.ok(&["create", "token", "robot", "-n", "team"]);
+    assert!(whoami(robot.trim()).status.success());
+    s.ok(&["delete", "serviceaccount", "robot", "-n", "team"]);
+    s.ok(&["create", "serviceaccount", "robot", "-n", "team"]);
+    let err = String::from_utf8_lossy(&whoami(robot.trim()).stderr).into_owned();
+    assert!(err.contains("Unauthorized"), "{err}");
+
+    // Bound to a pod: valid while the pod lives.
+    let pods: Api<Pod> = Api::namespaced(s.client().await, "team");
+    let pod: Pod = serde_json::from_value(pod_json("web", None)).unwrap();
+    let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
+    let bound = s.ok(&[
+        "create",
+        "token",
+        "default",
+        "-n",
+        "team",
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "web",
+    ]);
+    let c = jwt_claims(bound.trim());
+    assert_eq!(c["kubernetes.io"]["pod"]["name"], "web");
+    assert_eq!(
+        c["kubernetes.io"]["pod"]["uid"].as_str(),
+        pod.metadata.uid.as_deref()
+    );
+    assert!(whoami(bound.trim()).status.success());
+    let err = s.fails(&[
+        "create",
+        "token",
+        "robot",
+        "-n",
+        "team",
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "web",
+    ]);
+    assert!(err.contains("different serviceaccount"), "{err}");
+    s.ok(&["delete", "pod", "web", "-n", "team"]);
+    let err = String::from_utf8_lossy(&whoami(bound.trim()).stderr).into_owned();
+    assert!(err.contains("Unauthorized"), "{err}");
+
+    // Expiry: the same claims signed with the server's key work while
+    // current and are refused once past exp.
+    let sa_uid = s.ok(&[
+        "get",
+        "sa",
+        "default",
+        "-n",
+        "team",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let made = |exp: i64| {
+        sign_with_server_key(
+            &s.dir,
+            &json!({"iss": "https://kubernetes.default.svc.cluster.local",
+                "aud": ["https://kubernetes.default.svc.cluster.local"],
+                "sub": "system:serviceaccount:team:default", "iat": now - 7200, "nbf": now - 7200,
+                "exp": exp, "kubernetes.io": {"namespace": "team",
+                "serviceaccount": {"name": "default", "uid": sa_uid}}}),
+        )
+    };
+    assert!(whoami(&made(now + 600)).status.success());
+    let err = String::from_utf8_lossy(&whoami(&made(now - 3600)).stderr).into_owned();
+    assert!(err.contains("Unauthorized"), "{err}");
+
+    // The issuer's discovery documents, and the key that signed the token.
+    let (code, oidc) = s
+        .call(
+            reqwest::Method::GET,
+            "/.well-known/openid-configuration",
+            Some(token),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 200, "{oidc}");
+    assert_eq!(
+        oidc["issuer"],
+        "https://kubernetes.default.svc.cluster.local"
+    );
+    assert_eq!(
+        oidc["id_token_signing_alg_values_supported"],
+        json!(["ES256"])
+    );
+    assert!(
+        oidc["jwks_uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("/openid/v1/jwks")
+    );
+    let (code, jwks) = s
+        .call(
+            reqwest::Method::GET,
+            "/openid/v1/jwks",
+            Some(token),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 200, "{jwks}");
+    use base64::Engine;
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], header["kid"]);
+    assert_eq!(jwks["keys"][0]["crv"], "P-256");
+    let (code, _) = s
+        .call(reqwest::Method::GET, "/openid/v1/jwks", None, "", vec![])
+        .await;
+    assert_eq!(code, 401);
+
+    // A node may ask only for tokens bound to pods on it.
+    let (code, body) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/namespaces/team/serviceaccounts/default/token",
+            Some(N1_TOKEN),
+            "application/json",
+            json!({"spec": {}}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(code, 403, "{body}");
+    let pod: Pod = serde_json::from_value(pod_json("onn1", Some("n1"))).unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let (code, body) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/namespaces/team/serviceaccounts/default/token",
+            Some(N1_TOKEN),
+            "application/json",
+            json!({"spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "onn1"}}})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert!(body["status"]["token"].is_string());
+    assert!(body["status"]["expirationTimestamp"].is_string());
+    // The key survives a restart: tokens issued before still work.
+    drop(pods);
+    let dir = s.dir.clone();
+    let token = token.to_string();
+    let mut s = s;
+    s.kill9();
+    let _tmp = s._tmp.take();
+    let s2 = Server::start_in(&dir, &[]);
+    let out = s2.kubectl(&["--token", &token, "auth", "whoami"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A stand-in kubelet for the proxy tests (the real one does not exist
+/// yet): HTTPS, client certificates required and checked against the
+/// apiserver's CA (as a kubelet's --client-ca-file does). It answers
+/// /containerLogs/... with the path, query and caller it saw, and accepts
+/// an upgrade on /exec/..., after which it says what it was asked and
+/// echoes every byte back. Stops when the handle is dropped (aborted).
+struct FakeKubelet {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeKubelet {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn fake_kubelet(apiserver_ca: &Path) -> FakeKubelet {
+    use hyper::body::Incoming;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(apiserver_ca).unwrap() {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let caller = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| {
+                        x509_parser::parse_x509_certificate(c)
+                            .ok()?
+                            .1
+                            .subject()
+                            .iter_common_name()
+                            .next()?
+                            .as_str()
+                            .ok()
+                            .map(String::from)
+                    })
+                    .unwrap_or_default();
+                let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+                    let caller = caller.clone();
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let query = req.uri().query().unwrap_or("").to_string();
+                        use http_body_util::BodyExt;
+                        let mut resp = http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::new()).boxed_unsync(),
+                        );
+                        if path.starts_with("/containerLogs/") && query.contains("follow=true") {
+                            // A followed log: one line now, the next in 2 s.
+                            let now = futures::stream::once(async {
+                                Ok(hyper::body::Frame::data(bytes::Bytes::from("line 1\n")))
+                            });
+                            let later = futures::stream::once(async {
+                                tokio::time::sleep(Duration::from_secs(2)).await;
+                                Ok(hyper::body::Frame::data(bytes::Bytes::from("line 2\n")))
+                            });
+                            *resp.body_mut() =
+                                http_body_util::StreamBody::new(now.chain(later)).boxed_unsync();
+                        } else if path.starts_with("/containerLogs/") {
+                            *resp.body_mut() = http_body_util::Full::new(bytes::Bytes::from(
+                                format!("log {path}\nquery {query}\ncaller {caller}\n"),
+                            ))
+                            .boxed_unsync();
+                        } else if path.starts_with("/exec/")
+                            && req
+                                .headers()
+                                .get("upgrade")
+                                .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"))
+                        {
+                            // kubectl exec's WebSocket protocol (v5.channel.k8s.io):
+                            // stdout on channel 1, the exit Status on channel 3.
+                            let key = req.headers()["sec-websocket-key"].as_bytes().to_vec();
+                            let upgrade = hyper::upgrade::on(&mut req);
+                            tokio::spawn(async move {
+                                let Ok(up) = upgrade.await else { return };
+                                let mut io = hyper_util::rt::TokioIo::new(up);
+                                let frame = |channel: u8, data: &[u8]| {
+                                    let mut f = vec![0x82, (data.len() + 1) as u8, channel];
+                                    f.extend_from_slice(data);
+                                    f
+                                };
+                                let out = format!("exec ran {query}\n");
+                                let mut bytes = frame(1, out.as_bytes());
+                                bytes.extend(frame(3, br#"{"metadata":{},"status":"Success"}"#));
+                                bytes.extend([0x88, 0x02, 0x03, 0xe8]);
+                                let _ = io.write_all(&bytes).await;
+                                let mut buf = [0u8; 1024];
+                                while let Ok(Ok(n)) =
+                                    tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf))
+                                        .await
+                                {
+                                    if n == 0 {
+                                        break;
+                                    }
+                                }
+                            });
+                            let mut accept_input = key;
+                            accept_input.extend_from_slice(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+                            let digest = ring::digest::digest(
+                                &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                                &accept_input,
+                            );
+                            use base64::Engine;
+                            let accept =
+                                base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
+                            *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+                            let h = resp.headers_mut();
+                            h.insert("connection", http::HeaderValue::from_static("Upgrade"));
+                            h.insert("upgrade", http::HeaderValue::from_static("websocket"));
+                            h.insert("sec-websocket-accept", accept.parse().unwrap());
+                            h.insert(
+                                "sec-websocket-protocol",
+                                http::HeaderValue::from_static("v5.channel.k8s.io"),
+                            );
+                        } else if path.starts_with("/exec/")
+                            && req.headers().contains_key("upgrade")
+                        {
+                            let proto = req.headers()["upgrade"].clone();
+                            let upgrade = hyper::upgrade::on(&mut req);
+                            tokio::spawn(async move {
+                                let Ok(up) = upgrade.await else { return };
+                                let mut io = hyper_util::rt::TokioIo::new(up);
+                                let hello = format!("exec {path}?{query}\n");
+                                if io.write_all(hello.as_bytes()).await.is_err() {
+                                    return;
+                                }
+                                let mut buf = [0u8; 1024];
+                                while let Ok(n) = io.read(&mut buf).await {
+                                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            });
+                            *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+                            resp.headers_mut()
+                                .insert("connection", http::HeaderValue::from_static("Upgrade"));
+                            resp.headers_mut().insert("upgrade", proto);
+                            resp.headers_mut().insert(
+                                "x-stream-protocol-version",
+                                http::HeaderValue::from_static("v4.channel.k8s.io"),
+                            );
+                        } else {
+                            *resp.status_mut() = http::StatusCode::NOT_FOUND;
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    FakeKubelet { port, task }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_logs_and_exec_are_proxied_to_the_kubelet() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let s = Server::start();
+    let kubelet = fake_kubelet(&s.dir.join("data/pki/ca.crt")).await;
+    let client = s.client().await;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let node = |name: &str, port: u16| -> k8s_openapi::api::core::v1::Node {
+        serde_json::from_value(json!({"metadata": {"name": name}, "status": {
+            "addresses": [{"type": "Hostname", "address": name}, {"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}}}))
+        .unwrap()
+    };
+    nodes
+        .create(&PostParams::default(), &node("n1", kubelet.port))
+        .await
+        .unwrap();
+    s.ok(&["create", "namespace", "team"]);
+    let pods: Api<Pod> = Api::namespaced(client, "team");
+    for (name, node) in [("web", Some("n1")), ("pending", None)] {
+        let pod: Pod = serde_json::from_value(pod_json(name, node)).unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+
+    // kubectl logs, options passed through, as the apiserver's identity.
+    let out = s.ok(&["logs", "web", "-n", "team", "--tail=3", "--timestamps"]);
+    assert!(out.contains("log /containerLogs/team/web/c\n"), "{out}");
+    assert!(out.contains("tailLines=3"), "{out}");
+    assert!(out.contains("timestamps=true"), "{out}");
+    assert!(
+        out.contains("caller kube-apiserver-kubelet-client"),
+        "{out}"
+    );
+    let out = s.ok(&["logs", "web", "-n", "team", "-c", "c", "--previous"]);
+    assert!(out.contains("previous=true"), "{out}");
+    let err = s.fails(&["logs", "web", "-n", "team", "-c", "nope"]);
+    assert!(
+        err.contains("container nope is not valid for pod web"),
+        "{err}"
+    );
+    let err = s.fails(&["logs", "pending", "-n", "team"]);
+    assert!(err.contains("does not have a host assigned"), "{err}");
+    let (code, body) = s
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/namespaces/team/pods/web/log?tailLines=-1",
+            Some(ADMIN_TOKEN),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    // Nodes do not read other pods' logs through the apiserver.
+    let (code, _) = s
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/namespaces/team/pods/web/log",
+            Some(N1_TOKEN),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 403);
+
+    // An upgrade (exec over SPDY) through the apiserver, bytes both ways.
+    let ca = std::fs::read(s.dir.join("data/pki/ca.crt")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::pem::PemObject::pem_slice_iter(&ca) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let addr = s.url.trim_start_matches("https://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut conn = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(
+            rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /api/v1/namespaces/team/pods/web/exec?command=sh&command=-c&stdin=true&stdout=true HTTP/1.1\r\n\
+         Host: {addr}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nConnection: Upgrade\r\n\
+         Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\nContent-Length: 0\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&seen).contains("exec /exec/") || !seen.ends_with(b"\n") {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&seen)
+        );
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(text.to_lowercase().contains("upgrade: spdy/3.1"), "{text}");
+    assert!(
+        text.contains("exec /exec/team/web/c?command=sh&command=-c&stdin=true&stdout=true\n"),
+        "{text}"
+    );
+    conn.write_all(b"ping 1 2 3").await.unwrap();
+    let mut echoed = Vec::new();
+    while echoed.len() < 10 {
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        echoed.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(echoed, b"ping 1 2 3");
+
+    // A followed log streams through as the kubelet writes it.
+    let started = Instant::now();
+    let mut follow = s
+        .http()
+        .get(format!(
+            "{}/api/v1/namespaces/team/pods/web/log?follow=true",
+            s.url
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let first = follow.chunk().await.unwrap().unwrap();
+    assert_eq!(&first[..], b"line 1\n");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    let second = follow.chunk().await.unwrap().unwrap();
+    assert_eq!(&second[..], b"line 2\n");
+    assert!(started.elapsed() >= Duration::from_secs(2));
+
+    // kubectl exec end to end (WebSocket through the apiserver).
+    let out = s.ok(&["exec", "web", "-n", "team", "--", "echo", "hi"]);
+    assert!(out.starts_with("exec ran command=echo&command=hi"), "{out}");
+    assert!(out.contains("stdout=true"), "{out}");
+
+    // exec without an upgrade, and a kubelet that is not there.
+    let (code, body) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/namespaces/team/pods/web/exec?command=true",
+            Some(ADMIN_TOKEN),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let nodes2: Api<k8s_openapi::api::core::v1::Node> = Api::all(s.client().await);
+    nodes2
+        .create(&PostParams::default(), &node("n2", dead_port))
+        .await
+        .unwrap();
+    let pod: Pod = serde_json::from_value(pod_json("lost", Some("n2"))).unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let err = s.fails(&["logs", "lost", "-n", "team"]);
+    assert!(err.contains("error dialing backend"), "{err}");
+    drop(kubelet);
+}
+
+#[tokio::test]
+async fn openapi_v2_document() {
+    let s = Server::start();
+    let (code, doc) = s
+        .call(
+            reqwest::Method::GET,
+            "/openapi/v2",
+            Some(ADMIN_TOKEN),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(doc["swagger"], "2.0");
+    let defs = doc["definitions"].as_object().unwrap();
+    let pod = &defs["io.k8s.api.core.v1.Pod"];
+    assert_eq!(
+        pod["x-kubernetes-group-version-kind"],
+        json!([{"group": "", "version": "v1", "kind": "Pod"}])
+    );
+    let spec = &pod["properties"]["spec"];
+    let spec_ref = spec.get("$ref").unwrap_or(&spec["allOf"][0]["$ref"]);
+    assert_eq!(
+        spec_ref, "#/definitions/io.k8s.api.core.v1.PodSpec",
+        "{spec}"
+    );
+    // Every reference resolves, and no v3-only keyword is left.
+    fn walk(v: &Value, defs: &serde_json::Map<String, Value>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+                    let name = r.strip_prefix("#/definitions/").expect(r);
+                    assert!(defs.contains_key(name), "dangling {r}");
+                }
+                for bad in ["nullable", "oneOf", "anyOf", "const", "$defs"] {
+                    assert!(!m.contains_key(bad), "{bad} in {v}");
+                }
+                m.values().for_each(|x| walk(x, defs));
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, defs)),
+            _ => {}
+        }
+    }
+    walk(&doc, defs);
+    let lease_path =
+        &doc["paths"]["/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"];
+    assert_eq!(
+        lease_path["get"]["x-kubernetes-group-version-kind"]["kind"],
+        "Lease"
+    );
+    // client-go asks for protobuf only; it is told so and does without.
+    let resp = s
+        .http()
+        .get(format!("{}/openapi/v2", s.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .header(
+            "Accept",
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 406);
+    let (code, _) = s
+        .call(reqwest::Method::GET, "/openapi/v2", None, "", vec![])
+        .await;
+    assert_eq!(code, 401);
+}
+
+#[tokio::test]
+async fn rbac_roles_bindings_and_authorizer() {
+    let s = Server::start();
+    let bob = ["--token", "viewer-token"];
+    let as_bob = |args: &[&str]| {
+        let mut all = bob.to_vec();
+        all.extend_from_slice(args);
+        s.kubectl(&all)
+    };
+    let out_of = |o: &Output| String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let err_of = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    // The default roles and bindings are there from the first start.
+    let roles = s.ok(&["get", "clusterroles"]);
+    for r in [
+        "cluster-admin",
+        "admin",
+        "edit",
+        "view",
+        "system:basic-user",
+        "system:discovery",
+    ] {
+        assert!(
+            roles.lines().any(|l| l.starts_with(&format!("{r} "))),
+            "{r}: {roles}"
+        );
+    }
+    assert!(roles.starts_with("NAME"), "{roles}");
+    assert!(roles.contains("CREATED AT"), "{roles}");
+
+    // bob (group dev) holds nothing yet.
+    let o = as_bob(&["get", "pods"]);
+    assert!(err_of(&o).contains("forbidden"), "{}", err_of(&o));
+    assert_eq!(out_of(&as_bob(&["auth", "can-i", "list", "pods"])), "no");
+    // ...but may ask about himself (system:basic-user).
+    assert_eq!(
+        out_of(&as_bob(&[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}"
+        ])),
+        "bob"
+    );
+
+    // view in default, by a RoleBinding kubectl sends as protobuf.
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "bob-view",
+        "--clusterrole=view",
+        "--user=bob",
+        "-n",
+        "default",
+    ]);
+    let rb = s.ok(&["get", "rolebindings", "-n", "default", "-o", "wide"]);
+    assert!(rb.contains("ROLE"), "{rb}");
+    assert!(rb.contains("ClusterRole/view"), "{rb}");
+    assert!(as_bob(&["get", "pods", "-n", "default"]).status.success());
+    assert!(err_of(&as_bob(&["get", "pods", "-n", "kube-system"])).contains("forbidden"));
+    assert_eq!(
+        out_of(&as_bob(&["auth", "can-i", "list", "pods", "-n", "default"])),
+        "yes"
+    );
+    assert_eq!(
+        out_of(&as_bob(&[
+            "auth", "can-i", "create", "pods", "-n", "default"
+        ])),
+        "no"
+    );
+    assert_eq!(
+        out_of(&as_bob(&[
+            "auth", "can-i", "get", "secrets", "-n", "default"
+        ])),
+        "no"
+    );
+    let list = out_of(&as_bob(&["auth", "can-i", "--list", "-n", "default"]));
+    assert!(list.contains("pods/log"), "{list}");
+    // An admin asking on bob's behalf gets the same answers.
+    assert_eq!(
+        s.ok(&[
+            "auth", "can-i", "list", "pods", "-n", "default", "--as", "bob"
+        ])
+        .trim(),
+        "yes"
+    );
+
+    // A Role limited by resourceNames, bound to bob's group.
+    s.ok(&["create", "configmap", "one", "-n", "default"]);
+    s.ok(&["create", "configmap", "two", "-n", "default"]);
+    s.ok(&[
+        "create",
+        "role",
+        "cm-one",
+        "--verb=update,patch",
+        "--resource=configmaps",
+        "--resource-name=one",
+        "-n",
+        "default",
+    ]);
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "dev-cm-one",
+        "--role=cm-one",
+        "--group=dev",
+        "-n",
+        "default",
+    ]);
+    assert!(
+        as_bob(&["label", "configmap", "one", "x=y", "-n", "default"])
+            .status
+            .success()
+    );
+    let o = as_bob(&["label", "configmap", "two", "x=y", "-n", "default"]);
+    assert!(err_of(&o).contains("forbidden"), "{}", err_of(&o));
+
+    // A service account bound cluster-wide to edit.
+    s.ok(&["create", "serviceaccount", "robot", "-n", "default"]);
+    s.ok(&[
+        "create",
+        "clusterrolebinding",
+        "robot-edit",
+        "--clusterrole=edit",
+        "--serviceaccount=default:robot",
+    ]);
+    let token = s.ok(&["create", "token", "robot"]);
+    let robot = ["--token", token.trim()];
+    let o = s.kubectl(&[
+        robot[0],
+        robot[1],
+        "create",
+        "configmap",
+        "made-by-robot",
+        "-n",
+        "kube-public",
+    ]);
+    assert!(o.status.success(), "{}", err_of(&o));
+    let o = s.kubectl(&[robot[0], robot[1], "get", "nodes"]);
+    assert!(err_of(&o).contains("forbidden"), "{}", err_of(&o));
+
+    // Escalation: a namespace admin may grant what they hold, not more.
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "bob-admin",
+        "--clusterrole=admin",
+        "--user=bob",
+        "-n",
+        "default",
+    ]);
+    let o = as_bob(&[
+        "create",
+        "rolebinding",
+        "bob-god",
+        "--clusterrole=cluster-admin",
+        "--user=bob",
+        "-n",
+        "default",
+    ]);
+    assert!(err_of(&o).contains("not currently held"), "{}", err_of(&o));
+    let o = as_bob(&[
+        "create",
+        "role",
+        "pod-reader",
+        "--verb=get,list",
+        "--resource=pods",
+        "-n",
+        "default",
+    ]);
+    assert!(o.status.success(), "{}", err_of(&o));
+    let o = as_bob(&[
+        "create",
+        "role",
+        "node-reader",
+        "--verb=get",
+        "--resource=nodes",
+        "-n",
+        "default",
+    ]);
+    assert!(err_of(&o).contains("not currently held"), "{}", err_of(&o));
+    let o = as_bob(&[
+        "create",
+        "rolebinding",
+        "alice-reads",
+        "--role=pod-reader",
+        "--user=alice",
+        "-n",
+        "default",
+    ]);
+    assert!(o.status.success(), "{}", err_of(&o));
+    // Still only in default.
+    let o = as_bob(&[
+        "create",
+        "rolebinding",
+        "x",
+        "--clusterrole=view",
+        "--user=bob",
+        "-n",
+        "kube-system",
+    ]);
+    assert!(err_of(&o).contains("forbidden"), "{}", err_of(&o));
+
+    // roleRef is immutable; bad bindings are 422.
+    let err = s.fails(&["patch", "rolebinding", "bob-view", "-n", "default", "--type=merge", "-p",
+        r#"{"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"edit"}}"#]);
+    assert!(err.contains("cannot change roleRef"), "{err}");
+    let (code, body) = s
+        .call(
+            reqwest::Method::POST,
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            Some(ADMIN_TOKEN),
+            "application/json",
+            json!({"metadata": {"name": "bad"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "x"},
+                   "subjects": [{"kind": "Robot", "name": "r"}]})
+            .to_string()
+            .into_bytes(),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+
+    // SubjectAccessReview: admins may ask about others, bob may not.
+    let sar = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": "bob", "groups": ["dev"], "resourceAttributes":
+            {"verb": "list", "resource": "pods", "namespace": "default"}}});
+    let path = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
+    let (code, body) = s
+        .call(
+            reqwest::Method::POST,
+            path,
+            Some(ADMIN_TOKEN),
+            "application/json",
+            sar.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["status"]["allowed"], true);
+    let mut other = sar.clone();
+    other["spec"]["resourceAttributes"]["namespace"] = json!("kube-system");
+    let (_, body) = s
+        .call(
+            reqwest::Method::POST,
+            path,
+            Some(ADMIN_TOKEN),
+            "application/json",
+            other.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(body["status"]["allowed"], false);
+    let (code, _) = s
+        .call(
+            reqwest::Method::POST,
+            path,
+            Some("viewer-token"),
+            "application/json",
+            sar.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(code, 403);
+
+    // Deleting the binding takes the permission away at once.
+    s.ok(&[
+        "delete",
+        "rolebinding",
+        "bob-view",
+        "bob-admin",
+        "-n",
+        "default",
+    ]);
+    assert_eq!(
+        out_of(&as_bob(&["auth", "can-i", "list", "pods", "-n", "default"])),
+        "no"
+    );
+}
+
+#[test]
+fn server_side_apply_field_ownership() {
+    let s = Server::start();
+    let apply = |manager: &str, yaml: &str, extra: &[&str]| {
+        let mut args = vec![
+            "apply",
+            "--server-side",
+            "--field-manager",
+            manager,
+            "-f",
+            "-",
+        ];
+        args.extend_from_slice(extra);
+        s.kubectl_stdin(&args, yaml)
+    };
+    let cm = |data: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\ndata:\n{data}")
+    };
+    let rv = || {
+        s.ok(&[
+            "get",
+            "cm",
+            "owned",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+    };
+    let fields = || -> Value {
+        let out = s.ok(&["get", "cm", "owned", "-o", "json", "--show-managed-fields"]);
+        serde_json::from_str::<Value>(&out).unwrap()["metadata"]["managedFields"].clone()
+    };
+    let owner_of = |mf: &Value, manager: &str| -> Value {
+        mf.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["manager"] == manager)
+            .map(|e| e["fieldsV1"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let ok = |o: Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+
+    ok(apply("alpha", &cm("  a: \"1\"\n  b: \"2\"\n"), &[]));
+    let mf = fields();
+    assert_eq!(mf[0]["manager"], "alpha");
+    assert_eq!(mf[0]["operation"], "Apply");
+    assert_eq!(mf[0]["fieldsType"], "FieldsV1");
+    assert_eq!(mf[0]["fieldsV1"], json!({"f:data": {"f:a": {}, "f:b": {}}}));
+    // The same apply again changes nothing.
+    let before = rv();
+    ok(apply("alpha", &cm("  a: \"1\"\n  b: \"2\"\n"), &[]));
+    assert_eq!(rv(), before);
+
+    // Another manager: the same value is shared, a new one conflicts.
+    ok(apply("beta", &cm("  a: \"1\"\n"), &[]));
+    let o = apply("beta", &cm("  a: \"9\"\n"), &[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("conflict with \"alpha\""), "{err}");
+    assert!(err.contains(".data.a"), "{err}");
+    assert_eq!(
+        s.ok(&["get", "cm", "owned", "-o", "jsonpath={.data.a}"]),
+        "1"
+    );
+    // Forced, beta takes the field.
+    ok(apply("beta", &cm("  a: \"9\"\n"), &["--force-conflicts"]));
+    let mf = fields();
+    assert_eq!(owner_of(&mf, "beta"), json!({"f:data": {"f:a": {}}}));
+    assert_eq!(owner_of(&mf, "alpha"), json!({"f:data": {"f:b": {}}}));
+
+    // alpha stops applying b: it goes; beta's a stays.
+    ok(apply("alpha", &cm("  c: \"3\"\n"), &[]));
+    assert_eq!(
+        s.ok(&["get", "cm", "owned", "-o", "jsonpath={.data}"]),
+        r#"{"a":"9","c":"3"}"#
+    );
+
+    // A plain update takes what it changes and can then conflict.
+    s.ok(&["label", "cm", "owned", "tier=web"]);
+    let mf = fields();
+    let label = mf
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["operation"] == "Update")
+        .expect("update entry")
+        .clone();
+    assert_eq!(label["manager"], "kubectl-label");
+    assert_eq!(
+        label["fieldsV1"],
+        json!({"f:metadata": {"f:labels": {"f:tier": {}}}})
+    );
+    let o = apply(
+        "alpha",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  labels:\n    tier: db\ndata:\n  c: \"3\"\n",
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("conflict with \"kubectl-label\""), "{err}");
+    assert!(err.contains(".metadata.labels.tier"), "{err}");
+
+    // A create's manager owns what it set: applying another value conflicts.
+    s.ok(&["create", "configmap", "made", "--from-literal=k=1"]);
+    let o = s.kubectl_stdin(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "alpha",
+            "-f",
+            "-",
+        ],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: made\ndata:\n  k: \"2\"\n",
+    );
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("conflict with \"kubectl-create\""), "{err}");
+
+    // Lists by merge key: containers are owned per name.
+    let pod = |image: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: {image}\n"
+        )
+    };
+    ok(apply("alpha", &pod("busybox:1"), &[]));
+    let out = s.ok(&["get", "pod", "p", "-o", "json", "--show-managed-fields"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let f = &v["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"];
+    assert_eq!(f["f:image"], json!({}), "{v}");
+    assert_eq!(f["."], json!({}), "{v}");
+    let o = apply("beta", &pod("busybox:2"), &[]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains(".spec.containers[name=\"c\"].image"), "{err}");
+}
+
+#[tokio::test]
+async fn token_review_and_impersonation_by_rbac() {
+    let s = Server::start();
+    s.ok(&["create", "serviceaccount", "robot"]);
+    let token = s.ok(&["create", "token", "robot"]);
+    let review = |token: &str, audiences: Value| {
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+               "spec": {"token": token, "audiences": audiences}})
+        .to_string()
+        .into_bytes()
+    };
+    let path = "/apis/authentication.k8s.io/v1/tokenreviews";
+    // A node may ask (webhook authentication), as may an admin.
+    let (code, body) = s
+        .call(
+            reqwest::Method::POST,
+            path,
+            Some(N1_TOKEN),
+            "application/json",
+            review(token.trim(), json!([])),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["status"]["authenticated"], true);
+    assert_eq!(
+        body["status"]["user"]["username"],
+        "system:serviceaccount:default:robot"
+    );
+    assert!(
+        body["status"]["user"]["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("system:serviceaccounts:default"))
+    );
+    let (_, body) = s
+        .call(
+            reqwest::Method::POST,
+            path,
+            Some(ADMIN_TOKEN),
+            "application/json",
+            review("nope", json!([])),
+        )
+        .await;
+    assert_eq!(body["status"]["authenticated"], false);
+    // Audiences: a token for "vault" reviews fine for vault, not for the API.
+    let vault = s.ok(&["create", "token", "robot", "--audience", "vault"]);
+    let (_, body) = s
+        .call(
+            reqwest::Method::POST,
+            path,
+            Some(ADMIN_TOKEN),
+            "application/json",
+            review(vault.trim(), json!(["vault"])),
+        )
+        .await;
+    assert_eq!(body["status"]["authenticated"], true, "{body}");
+    assert_eq!(body["status"]["audiences"], json!(["vault"]));
+    let (_, body) = s
+        .call(
+            reqwest::Method::POST,
+            path,
+            Some(ADMIN_TOKEN),
+            "application/json",
+            review(vault.trim(), json!([])),
+        )
+        .await;
+    assert_eq!(body["status"]["authenticated"], false);
+    // bob may not ask.
+    let (code, _) = s
+        .call(
+            reqwest::Method::POST,
+            path,
+            Some("viewer-token"),
+            "application/json",
+            review(token.trim(), json!([])),
+        )
+        .await;
+    assert_eq!(code, 403);
+
+    // Impersonation through RBAC: edit lets bob act as service accounts of
+    // the namespace, not as users.
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "bob-edit",
+        "--clusterrole=edit",
+        "--user=bob",
+    ]);
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "robot-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:robot",
+    ]);
+    let out = s.ok(&[
+        "--token",
+        "viewer-token",
+        "auth",
+        "whoami",
+        "--as",
+        "system:serviceaccount:default:robot",
+        "-o",
+        "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+    ]);
+    assert!(
+        out.starts_with("system:serviceaccount:default:robot "),
+        "{out}"
+    );
+    assert!(out.contains("system:serviceaccounts:default"), "{out}");
+    // (kubectl's discovery is refused first, so it reports a bare Forbidden.)
+    let err = s.fails(&["--token", "viewer-token", "get", "pods", "--as", "alice"]);
+    assert!(err.contains("Forbidden"), "{err}");
+    let resp = s
+        .http()
+        .get(format!("{}/api/v1/namespaces/kube-system/pods", s.url))
+        .bearer_auth("viewer-token")
+        .header(
+            "Impersonate-User",
+            "system:serviceaccount:kube-system:default",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("cannot impersonate resource") && text.contains("serviceaccounts"),
+        "{text}"
+    );
+}

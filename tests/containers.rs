@@ -44,7 +44,7 @@ impl TestPod {
                     "ranges": [[{"subnet": format!("10.214.{index}.0/24")}]],
                     "dataDir": ipam.path(),
                 }
-            }]
+            }, {"type": "portmap", "capabilities": {"portMappings": true}}]
         });
         std::fs::write(conf.path().join("10-test.conflist"), conflist.to_string()).unwrap();
         TestPod {
@@ -345,7 +345,14 @@ async fn a_container_runs_logs_stops_and_goes() {
     assert_eq!(s.state, cri::ContainerState::ContainerCreated as i32);
     assert_eq!(s.metadata.as_ref().unwrap().name, "app");
     assert_eq!(s.image.as_ref().unwrap().image, BUSYBOX);
-    assert!(s.image_ref.starts_with("sha256:"), "{}", s.image_ref);
+    // As containerd: the id is the config digest, the ref a repo digest.
+    assert!(s.image_id.starts_with("sha256:"), "{}", s.image_id);
+    assert!(
+        s.image_ref
+            .starts_with("registry.k8s.io/e2e-test-images/busybox@sha256:"),
+        "{}",
+        s.image_ref
+    );
     assert_eq!(s.annotations.get("note").map(String::as_str), Some("x"));
     let log = pod.logs.path().join("app/0.log");
     assert_eq!(s.log_path, log.to_string_lossy());
@@ -726,6 +733,8 @@ async fn a_rotated_log_is_reopened() {
     let rotated = log.with_extension("log.1");
     std::fs::rename(&log, &rotated).unwrap();
     reopen(&mut client, &id).await.expect("reopen");
+    // The new file is there when the call returns (the kubelet checks).
+    assert!(log.exists(), "no new log file after ReopenContainerLog");
     wait_for_lines(&log, &[" stdout F tick"]).await;
 
     let (_, info) = status(&mut client, &id).await.unwrap();
@@ -771,9 +780,16 @@ async fn exec_sync_returns_output_and_code_and_times_out_alone() {
     assert_eq!(r.exit_code, 7);
 
     let started = Instant::now();
-    let err = exec(&mut client, "sleep 60", 1).await.unwrap_err();
+    let err = exec(&mut client, "sleep 61; echo never", 1)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
+    // The shell is gone, and so is the sleep it started.
+    let r = exec(&mut client, "ps -o args | grep -c '[s]leep 61'", 10)
+        .await
+        .expect("exec");
+    assert_eq!(r.stdout, b"0\n", "{r:?}");
     // Only the exec died: the container runs on.
     let (s, info) = status(&mut client, &id).await.unwrap();
     assert_eq!(s.state, cri::ContainerState::ContainerRunning as i32);
@@ -861,6 +877,11 @@ async fn a_restarted_deckhand_adopts_its_containers() {
     assert_eq!(s.started_at, before.started_at);
     assert_eq!(s.labels, before.labels);
     assert_eq!(s.log_path, before.log_path);
+    assert_eq!(
+        (&s.image_id, &s.image_ref),
+        (&before.image_id, &before.image_ref)
+    );
+    assert!(s.user.is_some() && s.user == before.user, "{s:?}");
     let (s, _) = status(&mut client, &done).await.unwrap();
     assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
     assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"));
@@ -889,5 +910,783 @@ async fn a_restarted_deckhand_adopts_its_containers() {
         let err = status(&mut client, id).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::NotFound);
     }
+    pod.assert_clean(&server, &[pid]);
+}
+
+/// Runs a container to its end and returns its log.
+async fn run_to_end(
+    client: &mut CriClient,
+    pod: &TestPod,
+    sandbox: &str,
+    pod_name: &str,
+    config: cri::ContainerConfig,
+) -> (cri::ContainerStatus, String) {
+    let name = config.metadata.as_ref().unwrap().name.clone();
+    let id = create(client, sandbox, config, pod, pod_name)
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {e:?}"));
+    start(client, &id).await;
+    let s = wait_exited(client, &id).await;
+    // The log driver may still be writing the last lines.
+    let log = wait_for_lines(&pod.logs.path().join(format!("{name}/0.log")), &["end"]).await;
+    remove(client, &id).await;
+    (s, log)
+}
+
+fn security(config: &mut cri::ContainerConfig) -> &mut cri::LinuxContainerSecurityContext {
+    config
+        .linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+}
+
+/// A capability set's bits from a /proc/<pid>/status text (or a log of one).
+fn cap_set(status: &str, set: &str) -> u64 {
+    let line = status
+        .lines()
+        .find(|l| l.contains(&format!("{set}:")))
+        .unwrap_or_else(|| panic!("no {set} in {status}"));
+    let hex = line
+        .rsplit(|c: char| c.is_whitespace() || c == ':')
+        .next()
+        .unwrap();
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+#[tokio::test]
+async fn the_security_context_shapes_the_process() {
+    let pod = TestPod::new(14);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "secctx").await;
+
+    // A read-only rootfs refuses writes.
+    let mut ro = container_config("ro", "touch /probe; echo end");
+    security(&mut ro).readonly_rootfs = true;
+    let (_, log) = run_to_end(&mut client, &pod, &sandbox, "secctx", ro).await;
+    assert!(log.contains("Read-only file system"), "{log}");
+
+    // Run as a user, a group and supplemental groups; ContainerStatus says
+    // whom, and which image.
+    let mut user = container_config("user", "id -u; id -g; id -G; sleep 3600");
+    let sc = security(&mut user);
+    sc.run_as_user = Some(cri::Int64Value { value: 1001 });
+    sc.run_as_group = Some(cri::Int64Value { value: 1002 });
+    sc.supplemental_groups = vec![1234];
+    let id = create(&mut client, &sandbox, user, &pod, "secctx")
+        .await
+        .unwrap();
+    start(&mut client, &id).await;
+    let log = pod.logs.path().join("user/0.log");
+    wait_for_lines(&log, &[" 1001", " 1002", " 1002 1234"]).await;
+    let (s, _) = status(&mut client, &id).await.unwrap();
+    assert_eq!(
+        s.user,
+        Some(cri::ContainerUser {
+            linux: Some(cri::LinuxContainerUser {
+                uid: 1001,
+                gid: 1002,
+                supplemental_groups: vec![1002, 1234],
+            })
+        })
+    );
+    let image = common::status(&mut client, BUSYBOX).await.unwrap();
+    assert_eq!(s.image_id, image.id, "image_id is the config digest");
+    assert!(
+        image.repo_digests.contains(&s.image_ref),
+        "image_ref {} is a repo digest of {:?}",
+        s.image_ref,
+        image.repo_digests
+    );
+    stop(&mut client, &id, 0).await;
+    remove(&mut client, &id).await;
+
+    // Dropped capabilities are gone from every set; the others stay.
+    let mut dropped = container_config("dropped", "cat /proc/self/status; echo end");
+    security(&mut dropped).capabilities = Some(cri::Capability {
+        drop_capabilities: vec!["NET_RAW".into(), "CAP_CHOWN".into()],
+        ..Default::default()
+    });
+    let (_, log) = run_to_end(&mut client, &pod, &sandbox, "secctx", dropped).await;
+    let text: String = log
+        .lines()
+        .filter_map(|l| l.splitn(4, ' ').nth(3))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (chown, kill, net_raw) = (1u64 << 0, 1u64 << 5, 1u64 << 13);
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        let bits = cap_set(&text, set);
+        assert_eq!(bits & (chown | net_raw), 0, "{set} {bits:x}");
+        assert_ne!(bits & kill, 0, "{set} {bits:x}");
+    }
+
+    // A masked path reads as /dev/null: the applet cannot be run.
+    let mut masked = container_config("masked", "ls /; echo end");
+    security(&mut masked).masked_paths = vec!["/bin/ls".into()];
+    let (_, log) = run_to_end(&mut client, &pod, &sandbox, "secctx", masked).await;
+    assert!(log.contains("ls: Permission denied"), "{log}");
+
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server, &[]);
+}
+
+/// Our own bounding set: what the node can grant.
+fn node_bounding_set() -> u64 {
+    cap_set(
+        &std::fs::read_to_string("/proc/self/status").unwrap(),
+        "CapBnd",
+    )
+}
+
+#[tokio::test]
+async fn privileged_and_all_capabilities_get_what_the_node_has() {
+    let pod = TestPod::new(15);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "priv").await;
+    let node = node_bounding_set();
+
+    // ALL: every capability the node has (root here lacks SYS_RESOURCE, so
+    // asking for more would fail the start).
+    let mut all = container_config("all", "cat /proc/self/status; echo end");
+    security(&mut all).capabilities = Some(cri::Capability {
+        add_capabilities: vec!["ALL".into()],
+        ..Default::default()
+    });
+    let (s, log) = run_to_end(&mut client, &pod, &sandbox, "priv", all).await;
+    assert_eq!(s.exit_code, 0, "{log}");
+    assert_eq!(cap_set(&log, "CapEff"), node, "{log}");
+
+    // Privileged: all capabilities, the host's devices, and no seccomp
+    // even when a profile blocking sethostname is named.
+    let profile = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        profile.path(),
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["sethostname"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let host_device = ["/dev/kmsg", "/dev/mem", "/dev/loop-control", "/dev/fuse"]
+        .into_iter()
+        .find(|d| Path::new(d).exists())
+        .expect("a host device outside runc's default set");
+    let mut privileged = container_config(
+        "privileged",
+        &format!(
+            "grep CapEff /proc/self/status; test -e {host_device} && echo has-device; hostname renamed && echo renamed; echo end"
+        ),
+    );
+    let sc = security(&mut privileged);
+    sc.privileged = true;
+    sc.seccomp = Some(cri::SecurityProfile {
+        profile_type: cri::security_profile::ProfileType::Localhost as i32,
+        localhost_ref: profile.path().to_string_lossy().into_owned(),
+    });
+    let (s, log) = run_to_end(&mut client, &pod, &sandbox, "priv", privileged).await;
+    assert_eq!(s.exit_code, 0, "{log}");
+    assert_eq!(cap_set(&log, "CapEff"), node, "{log}");
+    assert!(log.contains("stdout F has-device"), "{log}");
+    assert!(log.contains("stdout F renamed"), "{log}");
+
+    // Asking for a capability the node lacks fails at once, by name.
+    let mut lacking = container_config("lacking", "true");
+    security(&mut lacking).capabilities = Some(cri::Capability {
+        add_capabilities: vec!["SYS_RESOURCE".into()],
+        ..Default::default()
+    });
+    if node & (1 << 24) == 0 {
+        let err = create(&mut client, &sandbox, lacking, &pod, "priv")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("SYS_RESOURCE"), "{err:?}");
+    }
+
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server, &[]);
+}
+
+/// A host directory bind-mounted on itself with a propagation, unmounted
+/// (with everything under it) on drop.
+struct HostMount {
+    dir: tempfile::TempDir,
+}
+
+impl HostMount {
+    fn new(flags: nix::mount::MsFlags) -> Self {
+        use nix::mount::{MsFlags, mount};
+        let dir = tempfile::tempdir().unwrap();
+        mount(
+            Some(dir.path()),
+            dir.path(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .unwrap();
+        mount(
+            None::<&str>,
+            dir.path(),
+            None::<&str>,
+            flags | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .unwrap();
+        HostMount { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn tmpfs(&self, sub: &str) -> PathBuf {
+        let at = self.path().join(sub);
+        std::fs::create_dir_all(&at).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &at,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        at
+    }
+}
+
+impl Drop for HostMount {
+    fn drop(&mut self) {
+        // Detach until nothing is mounted there any more (submounts too).
+        while nix::mount::umount2(self.path(), nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+    }
+}
+
+fn bind(host: &Path, container: &str, propagation: cri::MountPropagation) -> cri::Mount {
+    cri::Mount {
+        host_path: host.to_string_lossy().into_owned(),
+        container_path: container.into(),
+        propagation: propagation as i32,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn bind_mounts_propagate_as_asked() {
+    use cri::MountPropagation::*;
+    let pod = TestPod::new(16);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "propagate").await;
+    let shared = HostMount::new(nix::mount::MsFlags::MS_SHARED);
+    let private = HostMount::new(nix::mount::MsFlags::MS_PRIVATE);
+
+    let mut ids = Vec::new();
+    for (name, source, propagation) in [
+        ("private", private.path(), PropagationPrivate),
+        ("slave", shared.path(), PropagationHostToContainer),
+        ("both", shared.path(), PropagationBidirectional),
+    ] {
+        let mut config = container_config(name, "sleep 3600");
+        config.mounts = vec![bind(source, "/data", propagation)];
+        // Privileged, to mount inside.
+        security(&mut config).privileged = true;
+        let id = create(&mut client, &sandbox, config, &pod, "propagate")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        start(&mut client, &id).await;
+        let (s, _) = status(&mut client, &id).await.unwrap();
+        assert_eq!(s.mounts[0].propagation, propagation as i32);
+        ids.push(id);
+    }
+    let exec = |client: &mut CriClient, id: &str, cmd: &str| {
+        let request = cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["sh".into(), "-c".into(), cmd.into()],
+            timeout: 10,
+        };
+        let mut runtime = client.runtime.clone();
+        async move {
+            let r = runtime.exec_sync(request).await.unwrap().into_inner();
+            String::from_utf8(r.stdout).unwrap()
+        }
+    };
+
+    // Host to container: a mount made on the host after the start.
+    for host in [&shared, &private] {
+        let at = host.tmpfs("from-host");
+        std::fs::write(at.join("flag"), "x").unwrap();
+    }
+    let seen = |out: String| out.contains("flag");
+    assert!(!seen(
+        exec(&mut client, &ids[0], "ls /data/from-host").await
+    ));
+    assert!(seen(exec(&mut client, &ids[1], "ls /data/from-host").await));
+    assert!(seen(exec(&mut client, &ids[2], "ls /data/from-host").await));
+
+    // Container to host: only the bidirectional mount carries it back.
+    for (id, sub) in [(&ids[1], "from-slave"), (&ids[2], "from-both")] {
+        exec(
+            &mut client,
+            id,
+            &format!(
+                "mkdir -p /data/{sub} && mount -t tmpfs tmpfs /data/{sub} && touch /data/{sub}/flag"
+            ),
+        )
+        .await;
+    }
+    assert!(!shared.path().join("from-slave/flag").exists());
+    assert!(shared.path().join("from-both/flag").exists());
+
+    // A private source cannot receive anything: refused, with the reason.
+    let mut config = container_config("refused", "true");
+    config.mounts = vec![bind(private.path(), "/data", PropagationHostToContainer)];
+    let err = create(&mut client, &sandbox, config, &pod, "propagate")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("neither a shared nor a slave"),
+        "{err:?}"
+    );
+
+    remove_sandbox(&mut client, &sandbox).await;
+    drop((shared, private));
+    pod.assert_clean(&server, &[]);
+}
+
+#[tokio::test]
+async fn recursive_read_only_mounts_are_advertised_and_honoured() {
+    let pod = TestPod::new(17);
+    let (server, mut client) = pod.server().await;
+    let r = client
+        .runtime
+        .status(cri::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.features.unwrap().supplemental_groups_policy);
+    let handler = &r.runtime_handlers[0];
+    assert_eq!(handler.name, "");
+    // This project's machines: runc 1.1 with rro, Linux 6.
+    assert!(handler.features.unwrap().recursive_read_only_mounts);
+
+    let sandbox = pod.run_sandbox(&mut client, "rro").await;
+    let host = HostMount::new(nix::mount::MsFlags::MS_PRIVATE);
+    host.tmpfs("tmpfs");
+    for (name, rro, expected) in [("ro", false, "written"), ("rro", true, "Read-only")] {
+        let mut config = container_config(name, "touch /mnt/tmpfs/f && echo written; echo end");
+        let mut mount = bind(
+            host.path(),
+            "/mnt",
+            cri::MountPropagation::PropagationPrivate,
+        );
+        mount.readonly = true;
+        mount.recursive_read_only = rro;
+        config.mounts = vec![mount];
+        let (_, log) = run_to_end(&mut client, &pod, &sandbox, "rro", config).await;
+        assert!(log.contains(expected), "{name}: {log}");
+    }
+    // Recursive read-only must be read-only (and private).
+    let mut config = container_config("rw-rro", "true");
+    let mut mount = bind(
+        host.path(),
+        "/mnt",
+        cri::MountPropagation::PropagationPrivate,
+    );
+    mount.recursive_read_only = true;
+    config.mounts = vec![mount];
+    let err = create(&mut client, &sandbox, config, &pod, "rro")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    remove_sandbox(&mut client, &sandbox).await;
+    drop(host);
+    pod.assert_clean(&server, &[]);
+}
+
+// --- Pod namespaces as containers see them ---------------------------------
+
+/// A sandbox config with namespace options (and maybe port mappings).
+fn sandbox_with(
+    pod: &TestPod,
+    name: &str,
+    options: cri::NamespaceOption,
+    port_mappings: Vec<cri::PortMapping>,
+) -> cri::PodSandboxConfig {
+    let mut config = pod.sandbox_config(name);
+    config.port_mappings = port_mappings;
+    config.linux.as_mut().unwrap().security_context = Some(cri::LinuxSandboxSecurityContext {
+        namespace_options: Some(options),
+        ..Default::default()
+    });
+    config
+}
+
+async fn run_sandbox_config(client: &mut CriClient, config: &cri::PodSandboxConfig) -> String {
+    client
+        .runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("run sandbox")
+        .into_inner()
+        .pod_sandbox_id
+}
+
+async fn create_in(
+    client: &mut CriClient,
+    sandbox_id: &str,
+    sandbox: &cri::PodSandboxConfig,
+    config: cri::ContainerConfig,
+) -> String {
+    client
+        .runtime
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox_id.into(),
+            config: Some(config),
+            sandbox_config: Some(sandbox.clone()),
+        })
+        .await
+        .expect("create container")
+        .into_inner()
+        .container_id
+}
+
+fn with_container_namespaces(
+    mut config: cri::ContainerConfig,
+    options: cri::NamespaceOption,
+) -> cri::ContainerConfig {
+    config.linux = Some(cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            namespace_options: Some(options),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    config
+}
+
+async fn exec_sh(client: &mut CriClient, id: &str, script: &str) -> cri::ExecSyncResponse {
+    client
+        .runtime
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            timeout: 20,
+        })
+        .await
+        .expect("exec")
+        .into_inner()
+}
+
+async fn container_pid(client: &mut CriClient, id: &str) -> u32 {
+    let (_, info) = status(client, id).await.unwrap();
+    info["pid"].as_u64().unwrap() as u32
+}
+
+/// An HTTP GET over a plain TCP connection; the response, or the error.
+fn http_get(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+/// busybox httpd on :80 serving one page, as the pod's web server.
+const WEB_SERVER: &str =
+    "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 80 -h /www";
+
+#[tokio::test]
+async fn pods_reach_each_other_by_ip_and_a_host_port_reaches_the_pod() {
+    let pod = TestPod::new(9);
+    let (server, mut client) = pod.server().await;
+    let host_port = common::free_port();
+    let web_config = sandbox_with(
+        &pod,
+        "web",
+        cri::NamespaceOption::default(),
+        vec![cri::PortMapping {
+            protocol: cri::Protocol::Tcp as i32,
+            container_port: 80,
+            host_port: host_port as i32,
+            host_ip: String::new(),
+        }],
+    );
+    let web = run_sandbox_config(&mut client, &web_config).await;
+    let web_ip = client
+        .runtime
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: web.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .network
+        .unwrap()
+        .ip;
+    let httpd = create_in(
+        &mut client,
+        &web,
+        &web_config,
+        container_config("httpd", WEB_SERVER),
+    )
+    .await;
+    start(&mut client, &httpd).await;
+
+    // Another pod's container fetches the page by the web pod's IP.
+    let client_config = sandbox_with(&pod, "client", Default::default(), vec![]);
+    let other = run_sandbox_config(&mut client, &client_config).await;
+    let fetcher = create_in(
+        &mut client,
+        &other,
+        &client_config,
+        container_config("fetcher", "sleep 3600"),
+    )
+    .await;
+    start(&mut client, &fetcher).await;
+    let r = exec_sh(
+        &mut client,
+        &fetcher,
+        &format!(
+            "for i in $(seq 100); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {web_ip} 80 | tail -n 1 | grep hello && exit 0; sleep 0.1; done; exit 1"
+        ),
+    )
+    .await;
+    assert_eq!(
+        (r.exit_code, String::from_utf8_lossy(&r.stdout).trim()),
+        (0, "hello-from-web"),
+        "stderr: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+
+    // The host port on the node's loopback reaches the server (portmap's
+    // DNAT, as the kubelet's hostPort promises).
+    let target: std::net::SocketAddr = format!("127.0.0.1:{host_port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        match tokio::task::spawn_blocking(move || http_get(target))
+            .await
+            .unwrap()
+        {
+            Ok(page) if page.contains("hello-from-web") => break page,
+            other => assert!(Instant::now() < deadline, "{target}: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(page.starts_with("HTTP/1."), "{page}");
+
+    let pids = [
+        container_pid(&mut client, &httpd).await,
+        container_pid(&mut client, &fetcher).await,
+    ];
+    remove_sandbox(&mut client, &web).await;
+    remove_sandbox(&mut client, &other).await;
+    assert!(http_get(target).is_err(), "the host port outlived its pod");
+    pod.assert_clean(&server, &pids);
+}
+
+#[tokio::test]
+async fn a_host_network_pod_has_the_nodes_network_and_hostname() {
+    let pod = TestPod::new(10);
+    let (server, mut client) = pod.server().await;
+    let config = sandbox_with(
+        &pod,
+        "hostnet",
+        cri::NamespaceOption {
+            network: cri::NamespaceMode::Node as i32,
+            ..Default::default()
+        },
+        vec![],
+    );
+    let sandbox = run_sandbox_config(&mut client, &config).await;
+    let id = create_in(
+        &mut client,
+        &sandbox,
+        &config,
+        container_config(
+            "probe",
+            "hostname; readlink /proc/self/ns/net; readlink /proc/self/ns/uts",
+        ),
+    )
+    .await;
+    start(&mut client, &id).await;
+    let s = wait_exited(&mut client, &id).await;
+    assert_eq!(s.exit_code, 0, "{s:?}");
+    let node = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let link = |kind: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{kind}"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    wait_for_lines(
+        &pod.logs.path().join("probe/0.log"),
+        &[&node, &link("net"), &link("uts")],
+    )
+    .await;
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server, &[]);
+}
+
+#[tokio::test]
+async fn pid_namespaces_are_the_pods_a_containers_own_or_a_targets() {
+    use cri::NamespaceMode::{Container, Pod, Target};
+    let pod = TestPod::new(11);
+    let (server, mut client) = pod.server().await;
+    let pid_mode = |mode: cri::NamespaceMode, target: &str| cri::NamespaceOption {
+        pid: mode as i32,
+        target_id: target.into(),
+        ..Default::default()
+    };
+    let sleeper =
+        |name: &str, seconds: u32| container_config(name, &format!("exec sleep {seconds}"));
+    let mut pids = vec![];
+
+    // Shared: one container sees the other's processes; PID 1 is the infra.
+    let shared_config = sandbox_with(&pod, "shared", pid_mode(Pod, ""), vec![]);
+    let shared = run_sandbox_config(&mut client, &shared_config).await;
+    let mut ids = vec![];
+    for (name, seconds) in [("a", 3601), ("b", 3600)] {
+        let config = with_container_namespaces(sleeper(name, seconds), pid_mode(Pod, ""));
+        let id = create_in(&mut client, &shared, &shared_config, config).await;
+        start(&mut client, &id).await;
+        pids.push(container_pid(&mut client, &id).await);
+        ids.push(id);
+    }
+    let r = exec_sh(&mut client, &ids[1], "ps -o args; cat /proc/1/cmdline").await;
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(out.contains("sleep 3601"), "b cannot see a:\n{out}");
+    assert!(
+        out.contains("sandbox-infra"),
+        "PID 1 is not the infra:\n{out}"
+    );
+
+    // Per container: its own namespace, unless it targets another's.
+    let own_config = sandbox_with(&pod, "own", pid_mode(Container, ""), vec![]);
+    let own = run_sandbox_config(&mut client, &own_config).await;
+    let c = create_in(
+        &mut client,
+        &own,
+        &own_config,
+        with_container_namespaces(sleeper("c", 3602), pid_mode(Container, "")),
+    )
+    .await;
+    start(&mut client, &c).await;
+    let d = create_in(
+        &mut client,
+        &own,
+        &own_config,
+        with_container_namespaces(sleeper("d", 3603), pid_mode(Container, "")),
+    )
+    .await;
+    start(&mut client, &d).await;
+    let e = create_in(
+        &mut client,
+        &own,
+        &own_config,
+        with_container_namespaces(sleeper("e", 3604), pid_mode(Target, &c)),
+    )
+    .await;
+    start(&mut client, &e).await;
+    for id in [&c, &d, &e] {
+        pids.push(container_pid(&mut client, id).await);
+    }
+    let r = exec_sh(&mut client, &d, "ps -o args").await;
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(!out.contains("sleep 3602"), "d sees c:\n{out}");
+    let r = exec_sh(&mut client, &e, "ps -o args").await;
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        out.contains("sleep 3602"),
+        "e does not see its target c:\n{out}"
+    );
+    let r = exec_sh(&mut client, &c, "cat /proc/1/cmdline").await;
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "sleep\x003602\0");
+
+    // A target that is not running, or not there, is refused.
+    let err = client
+        .runtime
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: own.clone(),
+            config: Some(with_container_namespaces(
+                sleeper("f", 1),
+                pid_mode(Target, "no-such-container"),
+            )),
+            sandbox_config: Some(own_config.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    remove_sandbox(&mut client, &shared).await;
+    remove_sandbox(&mut client, &own).await;
+    pod.assert_clean(&server, &pids);
+}
+
+#[tokio::test]
+async fn a_user_namespaced_pod_maps_its_containers_root() {
+    let pod = TestPod::new(12);
+    let (server, mut client) = pod.server().await;
+    let maps = vec![cri::IdMapping {
+        container_id: 0,
+        host_id: 310_000,
+        length: 65_536,
+    }];
+    let options = cri::NamespaceOption {
+        userns_options: Some(cri::UserNamespace {
+            mode: cri::NamespaceMode::Pod as i32,
+            uids: maps.clone(),
+            gids: maps,
+        }),
+        ..Default::default()
+    };
+    let config = sandbox_with(&pod, "userns", options.clone(), vec![]);
+    let sandbox = run_sandbox_config(&mut client, &config).await;
+    let id = create_in(
+        &mut client,
+        &sandbox,
+        &config,
+        with_container_namespaces(
+            container_config(
+                "mapped",
+                "cat /proc/self/uid_map; echo uid=$(id -u); touch /made-here && echo wrote; \
+                 stat -c owner=%u /bin/busybox; hostname; exec sleep 3600",
+            ),
+            options,
+        ),
+    )
+    .await;
+    start(&mut client, &id).await;
+    let log = wait_for_lines(
+        &pod.logs.path().join("mapped/0.log"),
+        &["uid=0", "wrote", "owner=0", "userns"],
+    )
+    .await;
+    let map_line = log
+        .lines()
+        .find_map(|l| l.split_once(" stdout F ").map(|(_, m)| m))
+        .unwrap();
+    assert_eq!(
+        map_line.split_whitespace().collect::<Vec<_>>(),
+        ["0", "310000", "65536"],
+        "{log}"
+    );
+    // On the host, the container's root is the mapped uid.
+    let pid = container_pid(&mut client, &id).await;
+    let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = proc_status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uid_line.split_whitespace().nth(1),
+        Some("310000"),
+        "{uid_line}"
+    );
+
+    remove_sandbox(&mut client, &sandbox).await;
     pod.assert_clean(&server, &[pid]);
 }

@@ -1112,3 +1112,193 @@ async fn concurrent_sandboxes_get_distinct_ips_and_all_go_away() {
     assert!(list(&mut client, None).await.is_empty());
     net.assert_clean(&server, &pids);
 }
+
+fn with_userns(
+    mut c: cri::PodSandboxConfig,
+    mode: cri::NamespaceMode,
+    host_id: u32,
+) -> cri::PodSandboxConfig {
+    let maps = if mode == cri::NamespaceMode::Pod {
+        vec![cri::IdMapping {
+            container_id: 0,
+            host_id,
+            length: 65536,
+        }]
+    } else {
+        vec![]
+    };
+    let security = c
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .get_or_insert_with(Default::default);
+    security
+        .namespace_options
+        .get_or_insert_with(Default::default)
+        .userns_options = Some(cri::UserNamespace {
+        mode: mode as i32,
+        uids: maps.clone(),
+        gids: maps,
+    });
+    c
+}
+
+#[tokio::test]
+async fn a_user_namespace_is_advertised_made_first_and_released() {
+    let net = TestNet::new(12);
+    let (server, mut client) = CriServer::start_with(net.options()).await;
+    let status_response = client
+        .runtime
+        .status(cri::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    let handler = &status_response.runtime_handlers[0];
+    assert_eq!(handler.name, "");
+    assert!(
+        handler.features.as_ref().unwrap().user_namespaces,
+        "this kernel has user namespaces and ID-mapped mounts: {}",
+        server.log()
+    );
+
+    let id = run(
+        &mut client,
+        with_userns(
+            config("userns", "uid-userns", &net),
+            cri::NamespaceMode::Pod,
+            300_000,
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    let (st, info) = status(&mut client, &id).await.unwrap();
+    assert!(
+        !st.network.unwrap().ip.is_empty(),
+        "CNI ran in the pod's netns"
+    );
+    let options = st.linux.unwrap().namespaces.unwrap().options.unwrap();
+    let userns = options.userns_options.unwrap();
+    assert_eq!(userns.mode, cri::NamespaceMode::Pod as i32);
+    assert_eq!(userns.uids[0].host_id, 300_000);
+    let pid = info["pid"].as_i64().unwrap() as i32;
+    // The infra runs in the pinned user namespace, with the pod's maps.
+    let uid_map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    assert_eq!(
+        uid_map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "300000", "65536"]
+    );
+    assert_eq!(
+        ns_inode(ns_path(&info, "user")),
+        ns_inode(format!("/proc/{pid}/ns/user"))
+    );
+    assert_ne!(
+        ns_inode(format!("/proc/{pid}/ns/user")),
+        ns_inode("/proc/self/ns/user")
+    );
+    // The infra keeps nothing deckhand inherited (a lock file flock(1)
+    // handed down, say): only /dev/null and its own pipe are left.
+    let fds: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_link(e.path()).unwrap())
+        .filter(|t| t != Path::new("/dev/null") && !t.to_string_lossy().starts_with("pipe:"))
+        .collect();
+    assert!(fds.is_empty(), "infra holds {fds:?}");
+    // The pod's root owns its UTS namespace: the hostname was set from inside.
+    let hostname = in_ns(&ns_path(&info, "uts"), CloneFlags::CLONE_NEWUTS, || {
+        nix::unistd::gethostname().unwrap().into_string().unwrap()
+    });
+    assert_eq!(hostname, "userns-host");
+
+    // NODE is the host's user namespace; CONTAINER, several ranges, or an
+    // unmapped root are refused, and leave nothing behind.
+    let node = run(
+        &mut client,
+        with_userns(
+            config("hostuser", "uid-hostuser", &net),
+            cri::NamespaceMode::Node,
+            0,
+        ),
+    )
+    .await
+    .unwrap();
+    let (_, node_info) = status(&mut client, &node).await.unwrap();
+    let node_pid = node_info["pid"].as_i64().unwrap() as i32;
+    assert_eq!(
+        ns_inode(format!("/proc/{node_pid}/ns/user")),
+        ns_inode("/proc/self/ns/user")
+    );
+    let mut two = with_userns(
+        config("two", "uid-two", &net),
+        cri::NamespaceMode::Pod,
+        300_000,
+    );
+    let options = two
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap();
+    let userns = options
+        .namespace_options
+        .as_mut()
+        .unwrap()
+        .userns_options
+        .as_mut()
+        .unwrap();
+    userns.uids.push(cri::IdMapping {
+        container_id: 65536,
+        host_id: 400_000,
+        length: 10,
+    });
+    let mut no_root = with_userns(
+        config("noroot", "uid-noroot", &net),
+        cri::NamespaceMode::Pod,
+        300_000,
+    );
+    let options = no_root
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap();
+    let userns = options
+        .namespace_options
+        .as_mut()
+        .unwrap()
+        .userns_options
+        .as_mut()
+        .unwrap();
+    userns.gids[0].container_id = 1;
+    for bad in [
+        two,
+        no_root,
+        with_userns(
+            config("ctr", "uid-ctr", &net),
+            cri::NamespaceMode::Container,
+            0,
+        ),
+        with_userns(
+            with_namespaces(
+                config("hn", "uid-hn", &net),
+                cri::NamespaceMode::Node,
+                cri::NamespaceMode::Pod,
+                cri::NamespaceMode::Pod,
+            ),
+            cri::NamespaceMode::Pod,
+            300_000,
+        ),
+    ] {
+        let err = run(&mut client, bad).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    }
+    assert_eq!(list(&mut client, None).await.len(), 2);
+
+    for id in [&id, &node] {
+        remove(&mut client, id).await.unwrap();
+    }
+    net.assert_clean(&server, &[pid, node_pid]);
+}

@@ -39,7 +39,8 @@ int main(int argc, char **argv) {
     signal(SIGQUIT, forward);
     child = fork();
     if (child == 0) {
-        execl("/bin/httpd", "httpd", "-f", "-p", port, "-h", "/usr/share/nginx/html", (char *)NULL);
+        /* By PATH: Debian's busybox installs httpd as /usr/sbin/httpd. */
+        execlp("httpd", "httpd", "-f", "-p", port, "-h", "/usr/share/nginx/html", (char *)NULL);
         perror("nginx: httpd");
         _exit(127);
     }

@@ -157,6 +157,60 @@ pub struct Attributes<'a> {
     pub name: &'a str,
 }
 
+/// Attributes that can move to a blocking task.
+#[derive(Debug, Clone, Default)]
+pub struct OwnedAttributes {
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+    pub subresource: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl OwnedAttributes {
+    pub fn of(a: &Attributes<'_>) -> OwnedAttributes {
+        OwnedAttributes {
+            verb: a.verb.into(),
+            group: a.group.into(),
+            resource: a.resource.into(),
+            subresource: a.subresource.into(),
+            namespace: a.namespace.into(),
+            name: a.name.into(),
+        }
+    }
+
+    pub fn borrow(&self) -> Attributes<'_> {
+        Attributes {
+            verb: &self.verb,
+            group: &self.group,
+            resource: &self.resource,
+            subresource: &self.subresource,
+            namespace: &self.namespace,
+            name: &self.name,
+        }
+    }
+}
+
+/// The whole authorizer chain, as kube-apiserver's `Node,RBAC`: the
+/// static rules (system:masters, the Node authorizer) first, then RBAC.
+pub fn authorize_with(
+    reader: &dyn crate::apiserver::rbac::Reader,
+    user: &User,
+    a: &Attributes<'_>,
+) -> Result<Decision, ApiError> {
+    match authorize(user, a) {
+        Ok(d) => Ok(d),
+        Err(denied) => {
+            if crate::apiserver::rbac::allows(reader, user, a)? {
+                Ok(Decision::Allow)
+            } else {
+                Err(denied)
+            }
+        }
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
     Allow,
@@ -206,6 +260,8 @@ pub fn authorize(user: &User, a: &Attributes<'_>) -> Result<Decision, ApiError> 
         ("", "secrets" | "configmaps", "") if read => {
             return Ok(Decision::IfUsedOnNode(node.into()));
         }
+        // Logs and streams are the kubelet's own to serve, not to ask for.
+        ("", "pods", "log" | "exec" | "attach" | "portforward") => false,
         _ if read => true,
         ("", "nodes", _) if a.verb == "create" && a.name.is_empty() => {
             return Ok(Decision::IfNamed(node.into()));
@@ -221,6 +277,18 @@ pub fn authorize(user: &User, a: &Attributes<'_>) -> Result<Decision, ApiError> 
             matches!(a.verb, "create" | "update" | "patch")
         }
         ("", "pods", "status") if matches!(a.verb, "update" | "patch") => {
+            return Ok(Decision::IfPodOnNode(node.into()));
+        }
+        // A kubelet's webhook authentication and authorization (kube's
+        // NodeRules).
+        ("authentication.k8s.io", "tokenreviews", "")
+        | ("authorization.k8s.io", "subjectaccessreviews", "")
+            if a.verb == "create" =>
+        {
+            true
+        }
+        // Tokens for its pods' service accounts (checked in the handler).
+        ("", "serviceaccounts", "token") if a.verb == "create" => {
             return Ok(Decision::IfPodOnNode(node.into()));
         }
         ("", "pods", "") if a.verb == "delete" => {

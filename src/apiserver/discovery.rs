@@ -131,6 +131,17 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if k.resource == "serviceaccounts" {
+            list.push(json!({
+                "name": "serviceaccounts/token",
+                "singularName": "",
+                "namespaced": true,
+                "group": "authentication.k8s.io",
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
+            }));
+        }
         if k.resource == "pods" {
             list.push(json!({
                 "name": "pods/binding",
@@ -139,6 +150,24 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "kind": "Binding",
                 "verbs": ["create"],
             }));
+            for (sub, kind, verbs) in [
+                ("log", "Pod", &["get"][..]),
+                ("exec", "PodExecOptions", &["create", "get"][..]),
+                ("attach", "PodAttachOptions", &["create", "get"][..]),
+                (
+                    "portforward",
+                    "PodPortForwardOptions",
+                    &["create", "get"][..],
+                ),
+            ] {
+                list.push(json!({
+                    "name": format!("pods/{sub}"),
+                    "singularName": "",
+                    "namespaced": true,
+                    "kind": kind,
+                    "verbs": verbs,
+                }));
+            }
         }
     }
     let gv = if group.is_empty() {
@@ -247,4 +276,164 @@ fn build_doc(g: &str, v: &str) -> Value {
         "paths": paths,
         "components": {"schemas": schemas},
     })
+}
+
+/// `/openapi/v2`: one Swagger 2.0 document for every kind, from the same
+/// k8s-openapi schemas as v3 (refs under `#/definitions/`, v3-only schema
+/// keywords dropped so strict Swagger parsers accept it). Like v3's, the
+/// PATCH operations list no `consumes`, so kubectl computes strategic merge
+/// patches from its own types rather than from these schemas (which carry
+/// no patch strategies).
+pub fn openapi_v2() -> &'static Value {
+    static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut settings = schemars::generate::SchemaSettings::openapi3();
+        settings.definitions_path = "/definitions".into();
+        let mut generator = settings.into_generator();
+        let mut paths = Map::new();
+        let mut names = Vec::new();
+        for k in resources::KINDS {
+            let (g, v) = (k.group, k.version);
+            let base = format!("/{}", gv_path(g, v));
+            let gvk = json!({"group": g, "version": v, "kind": k.kind});
+            let schema_name = (k.schema)(&mut generator);
+            let reference = json!({"$ref": format!("#/definitions/{schema_name}")});
+            let param = |name: &str, place: &str| {
+                json!({"name": name, "in": place, "type": "string", "uniqueItems": true,
+                       "required": place == "path"})
+            };
+            let ns = k.namespaced.then(|| param("namespace", "path"));
+            let op = |id: &str, action: &str, extra: Vec<Value>| {
+                let mut params: Vec<Value> = ns.iter().cloned().collect();
+                params.extend(extra);
+                json!({
+                    "operationId": format!("{id}{}", k.kind),
+                    "produces": ["application/json", "application/yaml"],
+                    "schemes": ["https"],
+                    "x-kubernetes-action": action,
+                    "x-kubernetes-group-version-kind": gvk,
+                    "parameters": params,
+                    "responses": {"200": {"description": "OK", "schema": reference}},
+                })
+            };
+            let collection = if k.namespaced {
+                format!("{base}/namespaces/{{namespace}}/{}", k.resource)
+            } else {
+                format!("{base}/{}", k.resource)
+            };
+            let body = json!({"name": "body", "in": "body", "required": true, "schema": reference});
+            paths.insert(
+                collection.clone(),
+                json!({
+                    "get": op("list", "list", vec![param("labelSelector", "query"), param("fieldSelector", "query")]),
+                    "post": op("create", "post", vec![body.clone(), param("dryRun", "query"),
+                        param("fieldManager", "query"), param("fieldValidation", "query")]),
+                }),
+            );
+            paths.insert(
+                format!("{collection}/{{name}}"),
+                json!({
+                    "get": op("read", "get", vec![param("name", "path")]),
+                    "put": op("replace", "put", vec![param("name", "path"), body, param("dryRun", "query"),
+                        param("fieldManager", "query"), param("fieldValidation", "query")]),
+                    "patch": op("patch", "patch", vec![param("name", "path"), param("dryRun", "query"),
+                        param("fieldManager", "query"), param("fieldValidation", "query")]),
+                    "delete": op("delete", "delete", vec![param("name", "path")]),
+                }),
+            );
+            names.push((schema_name, gvk));
+        }
+        let mut definitions = generator.take_definitions(true);
+        for schema in definitions.values_mut() {
+            swagger2_schema(schema);
+        }
+        for (name, gvk) in names {
+            if let Some(schema) = definitions.get_mut(&name).and_then(Value::as_object_mut) {
+                schema.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
+            }
+        }
+        json!({
+            "swagger": "2.0",
+            "info": {"title": "Kubernetes", "version": GIT_VERSION},
+            "paths": paths,
+            "definitions": definitions,
+        })
+    })
+}
+
+/// The v2 document serialized once.
+pub fn openapi_v2_json() -> &'static [u8] {
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BYTES.get_or_init(|| serde_json::to_vec(openapi_v2()).unwrap_or_default())
+}
+
+/// Keep only what a Swagger 2.0 schema object may hold.
+fn swagger2_schema(schema: &mut Value) {
+    const ALLOWED: &[&str] = &[
+        "$ref",
+        "format",
+        "title",
+        "description",
+        "default",
+        "multipleOf",
+        "maximum",
+        "exclusiveMaximum",
+        "minimum",
+        "exclusiveMinimum",
+        "maxLength",
+        "minLength",
+        "pattern",
+        "maxItems",
+        "minItems",
+        "uniqueItems",
+        "maxProperties",
+        "minProperties",
+        "required",
+        "enum",
+        "additionalProperties",
+        "type",
+        "items",
+        "allOf",
+        "properties",
+        "discriminator",
+        "readOnly",
+        "example",
+    ];
+    let Some(map) = schema.as_object_mut() else {
+        return;
+    };
+    map.retain(|k, _| ALLOWED.contains(&k.as_str()) || k.starts_with("x-"));
+    // Swagger 2 has no type lists: `["string", "null"]` is a string.
+    if let Some(types) = map.get("type").and_then(Value::as_array) {
+        match types.iter().find(|t| *t != "null").cloned() {
+            Some(t) => {
+                map.insert("type".into(), t);
+            }
+            None => {
+                map.remove("type");
+            }
+        }
+    }
+    // A bare `true` schema (anything) is an empty schema object.
+    for key in ["items", "additionalProperties"] {
+        if map.get(key) == Some(&Value::Bool(true)) {
+            map.insert(key.into(), json!({}));
+        }
+    }
+    if let Some(props) = map.get_mut("properties").and_then(Value::as_object_mut) {
+        for p in props.values_mut() {
+            if p == &Value::Bool(true) {
+                *p = json!({});
+            }
+            swagger2_schema(p);
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(inner) = map.get_mut(key) {
+            swagger2_schema(inner);
+        }
+    }
+    if let Some(all) = map.get_mut("allOf").and_then(Value::as_array_mut) {
+        all.iter_mut().for_each(swagger2_schema);
+    }
 }

@@ -29,6 +29,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Conflict(String),
+    /// Server-side apply conflicts, one cause per field and manager.
+    #[error("{message}")]
+    ApplyConflict { message: String, causes: Vec<Cause> },
     #[error("{kind} \"{name}\" is invalid: {summary}")]
     Invalid {
         kind: String,
@@ -98,7 +101,9 @@ impl ApiError {
     pub fn code(&self) -> StatusCode {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => StatusCode::NOT_FOUND,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::AlreadyExists { .. }
+            | ApiError::Conflict(_)
+            | ApiError::ApplyConflict { .. } => StatusCode::CONFLICT,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -116,7 +121,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict(_) => "Conflict",
+            ApiError::Conflict(_) | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",
@@ -162,6 +167,13 @@ impl ApiError {
                 "name": name,
                 "group": group,
                 "kind": kind,
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.reason,
+                    "message": c.message,
+                    "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
+            ApiError::ApplyConflict { causes, .. } => Some(json!({
                 "causes": causes.iter().map(|c| json!({
                     "reason": c.reason,
                     "message": c.message,

@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use crate::apiserver::State;
 use crate::apiserver::error::{ApiError, qualified};
 use crate::apiserver::http::{Body, Ctx, Target, json as json_resp};
+use crate::apiserver::managed_fields;
 use crate::apiserver::patch::{self, PatchType};
+use crate::apiserver::rbac;
 use crate::apiserver::resources::{self, Kind};
 use crate::apiserver::selectors::{FieldSelector, LabelSelector};
 use crate::apiserver::store::{Txn, collection_prefix, object_key};
@@ -437,9 +439,20 @@ pub async fn create(
     }
     let dry_run = ctx.param("dryRun").is_some();
     let ca_pem = state.ca_pem.clone();
+    let user = ctx.user.clone();
+    let mut object = object;
+    managed_fields::record_create(
+        kind.resource,
+        &kind.api_version(),
+        &ctx.manager,
+        &now_rfc3339(),
+        &mut object,
+    );
     let created = blocking(state, move |s| {
-        s.store
-            .write(|txn| store_create(txn, kind, &t.namespace, object, dry_run, &ca_pem))
+        s.store.write(|txn| {
+            rbac::confirm_no_escalation(txn, &user, kind.resource, &t.namespace, &object)?;
+            store_create(txn, kind, &t.namespace, object, dry_run, &ca_pem)
+        })
     })
     .await?;
     Ok(respond(ctx, kind, StatusCode::CREATED, &created))
@@ -654,7 +667,12 @@ fn allocate_node_ports(services: &[(String, Value)], svc: &mut Value) -> Result<
 /// Merge a client's new version of an object with the stored one, the way
 /// kube's update strategies do, and check the optimistic-concurrency
 /// precondition. Returns None if nothing would change.
-fn merge_update(t: &Target, old: &Value, mut new: Value) -> Result<Option<Value>, ApiError> {
+fn merge_update(
+    t: &Target,
+    old: &Value,
+    mut new: Value,
+    fields: &Fields<'_>,
+) -> Result<Option<Value>, ApiError> {
     let kind = t.kind;
     let new_rv = meta_str(&new, "resourceVersion");
     if !new_rv.is_empty() && new_rv != meta_str(old, "resourceVersion") {
@@ -718,11 +736,33 @@ fn merge_update(t: &Target, old: &Value, mut new: Value) -> Result<Option<Value>
         }
     }
     if let Some(m) = new["metadata"].as_object_mut() {
-        m.remove("managedFields");
         m.remove("selfLink");
+        // Server-owned but for an apply, which computed them.
+        if !matches!(fields, Fields::Applied) {
+            match old["metadata"].get("managedFields") {
+                Some(v) => {
+                    m.insert("managedFields".into(), v.clone());
+                }
+                None => {
+                    m.remove("managedFields");
+                }
+            }
+        }
     }
     if kind.resource == "pods" && t.subresource.is_empty() {
         check_pod_spec_update(old, &new)?;
+    }
+    if kind.resource.ends_with("rolebindings") && old["roleRef"] != new["roleRef"] {
+        return Err(ApiError::invalid(
+            kind.kind,
+            kind.group,
+            &t.name,
+            vec![crate::apiserver::error::Cause {
+                reason: "FieldValueInvalid",
+                field: "roleRef".into(),
+                message: format!("Invalid value: {}: cannot change roleRef", new["roleRef"]),
+            }],
+        ));
     }
     if &new == old {
         return Ok(None);
@@ -786,19 +826,39 @@ fn check_pod_node(ctx_node: &Option<String>, t: &Target, pod: &Value) -> Result<
 }
 
 /// Shared tail of update and patch: defaults, validation, finalization.
+/// How a write's managed fields come about.
+pub enum Fields<'a> {
+    /// A server-side apply computed them (they are in the new object).
+    Applied,
+    /// Any other write, by this field manager.
+    Updated { manager: &'a str },
+}
+
 fn store_update(
     txn: &mut Txn<'_>,
     t: &Target,
     old: &Value,
     mut new: Value,
     dry_run: bool,
+    fields: &Fields<'_>,
 ) -> Result<Value, ApiError> {
     // Default first, as kube does before validating: a client that leaves
     // out a defaulted field has not changed it.
     resources::apply_defaults(t.kind, &mut new);
-    let Some(mut new) = merge_update(t, old, new)? else {
+    let Some(mut new) = merge_update(t, old, new, fields)? else {
         return Ok(old.clone());
     };
+    if let Fields::Updated { manager } = fields {
+        managed_fields::record_update(
+            t.kind.resource,
+            &t.kind.api_version(),
+            manager,
+            &t.subresource,
+            &now_rfc3339(),
+            old,
+            &mut new,
+        );
+    }
     resources::apply_defaults(t.kind, &mut new);
     check_valid(t.kind, &new)?;
     if dry_run {
@@ -834,11 +894,21 @@ pub async fn update(
     let new = decode_normalized(ctx, kind)?;
     let dry_run = ctx.param("dryRun").is_some();
     let pod_node = ctx.pod_node.clone();
+    let user = ctx.user.clone();
+    let manager = ctx.manager.clone();
     let stored = blocking(state, move |s| {
         s.store.write(|txn| {
             let old = txn.get(&key_of(&t))?.ok_or_else(|| not_found(&t))?;
             check_pod_node(&pod_node, &t, &old)?;
-            store_update(txn, &t, &old, new, dry_run)
+            rbac::confirm_no_escalation(txn, &user, kind.resource, &t.namespace, &new)?;
+            store_update(
+                txn,
+                &t,
+                &old,
+                new,
+                dry_run,
+                &Fields::Updated { manager: &manager },
+            )
         })
     })
     .await?;
@@ -862,54 +932,111 @@ pub async fn patch(
             "PATCH, application/apply-patch+yaml requires fieldManager to be set".into(),
         ));
     }
-    let mode = field_validation(ctx)?;
-    let dry_run = ctx.param("dryRun").is_some();
-    let body = ctx.body.clone();
-    let pod_node = ctx.pod_node.clone();
-    let ca_pem = state.ca_pem.clone();
-    let (stored, warnings, code) =
-        blocking(state, move |s| {
-            s.store.write(|txn| {
-            let Some(old) = txn.get(&key_of(&t))? else {
-                // Apply creates what does not exist yet (a pod's status
-                // cannot be applied into existence, nor anything by a node).
-                if ty != PatchType::Apply || !t.subresource.is_empty() || pod_node.is_some() {
-                    return Err(not_found(&t));
-                }
-                let body = patch::apply_body(&body)?;
-                let name = body["metadata"]["name"].as_str().unwrap_or("");
-                if name != t.name {
-                    return Err(ApiError::BadRequest(format!(
-                        "the name of the object ({name}) does not match the name on the URL ({})",
-                        t.name
-                    )));
-                }
-                let (object, warnings) = normalize(kind, mode, body)?;
-                let object = prepare_create(kind, &t.namespace, object)?;
-                let created = store_create(txn, kind, &t.namespace, object, dry_run, &ca_pem)?;
-                return Ok((created, warnings, StatusCode::CREATED));
-            };
-            check_pod_node(&pod_node, &t, &old)?;
-            let patched = patch::apply(kind.resource, &old, &body, ty).map_err(|e| match e {
-                ApiError::Invalid { summary, .. } => ApiError::invalid(
-                    kind.kind,
-                    kind.group,
-                    &t.name,
-                    vec![crate::apiserver::error::Cause {
-                        reason: "FieldValueInvalid",
-                        field: String::new(),
-                        message: summary,
-                    }],
-                ),
-                other => other,
-            })?;
-            let (new, warnings) = normalize(kind, mode, patched)?;
-            Ok((store_update(txn, &t, &old, new, dry_run)?, warnings, StatusCode::OK))
-        })
-        })
-        .await?;
+    let args = PatchArgs {
+        ty,
+        mode: field_validation(ctx)?,
+        dry_run: ctx.param("dryRun").is_some(),
+        body: ctx.body.clone(),
+        pod_node: ctx.pod_node.clone(),
+        ca_pem: state.ca_pem.clone(),
+        user: ctx.user.clone(),
+        manager: ctx.manager.clone(),
+        force: ctx.flag("force"),
+    };
+    let (stored, warnings, code) = blocking(state, move |s| {
+        s.store.write(|txn| patch_in_txn(txn, &t, &args))
+    })
+    .await?;
     ctx.warnings.extend(warnings);
     Ok(respond(ctx, kind, code, &stored))
+}
+
+/// A patch request, all it needs inside the store transaction.
+struct PatchArgs {
+    ty: PatchType,
+    mode: FieldValidation,
+    dry_run: bool,
+    body: bytes::Bytes,
+    pod_node: Option<String>,
+    ca_pem: String,
+    user: crate::apiserver::auth::User,
+    manager: String,
+    force: bool,
+}
+
+/// The store half of a patch: apply (creating what does not exist) or
+/// patch, then the shared update tail. Returns the stored object, warnings
+/// and the status code.
+fn patch_in_txn(
+    txn: &mut Txn<'_>,
+    t: &Target,
+    a: &PatchArgs,
+) -> Result<(Value, Vec<String>, StatusCode), ApiError> {
+    let kind = t.kind;
+    let (api_version, now) = (kind.api_version(), now_rfc3339());
+    let apply_args = |subresource| managed_fields::Apply {
+        resource: kind.resource,
+        api_version: &api_version,
+        manager: &a.manager,
+        subresource,
+        force: a.force,
+        now: &now,
+    };
+    let Some(old) = txn.get(&key_of(t))? else {
+        // Apply creates what does not exist yet (a pod's status cannot be
+        // applied into existence, nor anything by a node).
+        if a.ty != PatchType::Apply || !t.subresource.is_empty() || a.pod_node.is_some() {
+            return Err(not_found(t));
+        }
+        let body = patch::apply_body(&a.body)?;
+        let name = body["metadata"]["name"].as_str().unwrap_or("");
+        if name != t.name {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({name}) does not match the name on the URL ({})",
+                t.name
+            )));
+        }
+        let applied = managed_fields::apply(&apply_args(""), None, &body)?;
+        let managed = applied["metadata"]["managedFields"].clone();
+        let (object, warnings) = normalize(kind, a.mode, applied)?;
+        let mut object = prepare_create(kind, &t.namespace, object)?;
+        if !managed.is_null() {
+            object["metadata"]["managedFields"] = managed;
+        }
+        rbac::confirm_no_escalation(txn, &a.user, kind.resource, &t.namespace, &object)?;
+        let created = store_create(txn, kind, &t.namespace, object, a.dry_run, &a.ca_pem)?;
+        return Ok((created, warnings, StatusCode::CREATED));
+    };
+    check_pod_node(&a.pod_node, t, &old)?;
+    let (patched, fields) = if a.ty == PatchType::Apply {
+        let config = patch::apply_body(&a.body)?;
+        let applied = managed_fields::apply(&apply_args(&t.subresource), Some(&old), &config)?;
+        (applied, Fields::Applied)
+    } else {
+        let patched = patch::apply(kind.resource, &old, &a.body, a.ty).map_err(|e| match e {
+            ApiError::Invalid { summary, .. } => ApiError::invalid(
+                kind.kind,
+                kind.group,
+                &t.name,
+                vec![crate::apiserver::error::Cause {
+                    reason: "FieldValueInvalid",
+                    field: String::new(),
+                    message: summary,
+                }],
+            ),
+            other => other,
+        })?;
+        (
+            patched,
+            Fields::Updated {
+                manager: &a.manager,
+            },
+        )
+    };
+    let (new, warnings) = normalize(kind, a.mode, patched)?;
+    rbac::confirm_no_escalation(txn, &a.user, kind.resource, &t.namespace, &new)?;
+    let stored = store_update(txn, t, &old, new, a.dry_run, &fields)?;
+    Ok((stored, warnings, StatusCode::OK))
 }
 
 /// Namespaces kube-apiserver refuses to delete.
@@ -1307,7 +1434,12 @@ mod tests {
                                             name: meta_str(&object, "name").into(),
                                             subresource: sub.into(),
                                         };
-                                        let _ = merge_update(&t, &object, new.clone());
+                                        let _ = merge_update(
+                                            &t,
+                                            &object,
+                                            new.clone(),
+                                            &Fields::Updated { manager: "m" },
+                                        );
                                     }
                                 }
                             }

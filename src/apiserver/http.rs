@@ -17,6 +17,7 @@ use crate::apiserver::auth::{self, Attributes, Decision, User};
 use crate::apiserver::discovery;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::handlers;
+use crate::apiserver::kubelet_proxy;
 use crate::apiserver::resources::{self, Kind};
 use crate::apiserver::reviews;
 
@@ -48,6 +49,9 @@ pub struct Ctx {
     pub create_name: Option<String>,
     /// Set when a read is allowed only of one object this node's pods use.
     pub used_on_node: Option<String>,
+    /// The field manager of a write: `fieldManager`, else the client's
+    /// User-Agent up to its first `/` (as kube-apiserver defaults it).
+    pub manager: String,
 }
 
 impl Ctx {
@@ -129,8 +133,8 @@ pub async fn handle(
     }
 }
 
-fn authenticate(
-    state: &State,
+async fn authenticate(
+    state: &Arc<State>,
     cert_user: Option<User>,
     headers: &http::HeaderMap,
 ) -> Result<User, ApiError> {
@@ -143,19 +147,32 @@ fn authenticate(
             .ok_or(ApiError::Unauthorized)?;
         // A presented but unknown token is refused even with a client cert,
         // as kube-apiserver's union authenticator does on explicit failure.
-        return state
-            .tokens
-            .user(token)
-            .cloned()
-            .ok_or(ApiError::Unauthorized);
+        if let Some(user) = state.tokens.user(token) {
+            return Ok(user.clone());
+        }
+        let claims = state
+            .sa_issuer
+            .verify(token, crate::apiserver::sa_token::unix_now())
+            .ok_or(ApiError::Unauthorized)?;
+        return handlers::blocking(state, move |s| {
+            crate::apiserver::sa_token::user_for(&s.store, &claims)
+        })
+        .await?
+        .ok_or(ApiError::Unauthorized);
     }
     cert_user.ok_or(ApiError::Unauthorized)
 }
 
-/// `kubectl --as/--as-group`: system:masters may act as another user
-/// (kube-apiserver's impersonation, with the admin always allowed).
-/// Anyone else asking is refused rather than silently ignored.
-fn impersonate(user: User, headers: &http::HeaderMap) -> Result<User, ApiError> {
+/// `kubectl --as/--as-group`: kube-apiserver's impersonation. Each
+/// impersonated user (or service account), group and uid needs the
+/// `impersonate` verb on users / serviceaccounts / groups / uids; the admin
+/// always has it, anyone else through RBAC (the edit role impersonates
+/// service accounts).
+async fn impersonate(
+    state: &Arc<State>,
+    user: User,
+    headers: &http::HeaderMap,
+) -> Result<User, ApiError> {
     let values = |name: &str| -> Vec<String> {
         headers
             .get_all(name)
@@ -174,20 +191,55 @@ fn impersonate(user: User, headers: &http::HeaderMap) -> Result<User, ApiError> 
             "requested impersonation of groups without a user".into(),
         ));
     }
+    let uid = values("impersonate-uid")
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let name = names[0].clone();
+    let sa = name
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(ns, n)| (ns.to_string(), n.to_string()));
     if !user.is_admin() {
-        return Err(ApiError::Forbidden(format!(
-            "users \"{}\" is forbidden: User \"{}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
-            names[0], user.name
-        )));
+        let mut asks = vec![match &sa {
+            Some((ns, n)) => ("serviceaccounts", ns.clone(), n.clone()),
+            None => ("users", String::new(), name.clone()),
+        }];
+        asks.extend(groups.iter().map(|g| ("groups", String::new(), g.clone())));
+        if !uid.is_empty() {
+            asks.push(("uids", String::new(), uid.clone()));
+        }
+        for (resource, namespace, target) in asks {
+            let attrs = Attributes {
+                verb: "impersonate",
+                group: "",
+                resource,
+                subresource: "",
+                namespace: &namespace,
+                name: &target,
+            };
+            authorize(state, &user, &attrs).await.map_err(|_| {
+                ApiError::Forbidden(format!(
+                    "{resource} \"{target}\" is forbidden: User \"{}\" cannot impersonate resource \"{resource}\" in API group \"\" {}",
+                    user.name,
+                    if namespace.is_empty() {
+                        "at the cluster scope".to_string()
+                    } else {
+                        format!("in the namespace \"{namespace}\"")
+                    }
+                ))
+            })?;
+        }
     }
-    Ok(User {
-        name: names[0].clone(),
-        uid: values("impersonate-uid")
-            .into_iter()
-            .next()
-            .unwrap_or_default(),
-        groups,
-    })
+    // A service account impersonated without groups gets its own.
+    let groups = match (&sa, groups.is_empty()) {
+        (Some((ns, _)), true) => vec![
+            "system:serviceaccounts".to_string(),
+            format!("system:serviceaccounts:{ns}"),
+        ],
+        _ => groups,
+    };
+    Ok(User { name, uid, groups })
 }
 
 async fn route(
@@ -211,13 +263,21 @@ async fn route(
             b"ok".to_vec(),
         ));
     }
-    let user = authenticate(&state, cert_user, req.headers())?;
-    let user = impersonate(user, req.headers())?;
+    let user = authenticate(&state, cert_user, req.headers()).await?;
+    let user = impersonate(&state, user, req.headers()).await?;
     let accept = req
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
+        .to_string();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|ua| !ua.is_empty())
+        .unwrap_or("unknown")
         .to_string();
     let content_type = req
         .headers()
@@ -235,20 +295,64 @@ async fn route(
         })
         .unwrap_or_default();
 
+    // Swagger 2 is served as JSON only; client-go's protobuf-only request
+    // gets 406 and does without (as with a server that has no v2).
+    if path == "/openapi/v2" && !accepts_json(&accept) {
+        return Err(ApiError::NotAcceptable(
+            "only application/json is served for /openapi/v2".into(),
+        ));
+    }
     if method == Method::GET
         && let Some(resp) = discovery_route(&state, &path)?
     {
         return Ok(resp);
     }
 
+    if method == Method::POST && path == reviews::TOKEN_REVIEWS {
+        let body = read_body(req).await?;
+        let review = handlers::blocking(&state, move |s| {
+            reviews::token_review(s, &user, &content_type, &body)
+        })
+        .await?;
+        return Ok(json(StatusCode::CREATED, &review));
+    }
     if method == Method::POST && reviews::matches(&path) {
         let body = read_body(req).await?;
-        let review =
-            reviews::handle(&path, &user, &content_type, &body).ok_or(ApiError::NoRoute)??;
+        let review = handlers::blocking(&state, move |s| {
+            reviews::handle(&s.store, &path, &user, &content_type, &body)
+                .ok_or(ApiError::NoRoute)?
+        })
+        .await?;
         return Ok(json(StatusCode::CREATED, &review));
     }
 
     let (target, collection) = parse_path(&path)?;
+    if target.kind.resource == "pods"
+        && kubelet_proxy::SUBRESOURCES.contains(&target.subresource.as_str())
+    {
+        let allowed = if target.subresource == "log" {
+            method == Method::GET
+        } else {
+            method == Method::GET || method == Method::POST
+        };
+        if !allowed {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "the server does not allow this method on the requested resource ({method})"
+            )));
+        }
+        let attrs = Attributes {
+            verb: kubelet_proxy::verb(&target.subresource),
+            group: "",
+            resource: "pods",
+            subresource: &target.subresource,
+            namespace: &target.namespace,
+            name: &target.name,
+        };
+        if authorize(&state, &user, &attrs).await? != Decision::Allow {
+            return Err(auth::forbidden(&user, &attrs));
+        }
+        return kubelet_proxy::proxy(&state, target, req).await;
+    }
     if !accepts_json(&accept) {
         return Err(ApiError::NotAcceptable(format!(
             "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io (got {accept})"
@@ -265,7 +369,7 @@ async fn route(
         name: &target.name,
     };
     let (mut pod_node, mut create_name, mut used_on_node) = (None, None, None);
-    match auth::authorize(&user, &attrs)? {
+    match authorize(&state, &user, &attrs).await? {
         Decision::Allow => {}
         Decision::IfPodOnNode(node) => pod_node = Some(node),
         Decision::IfNamed(name) => create_name = Some(name),
@@ -281,12 +385,20 @@ async fn route(
         pod_node,
         create_name,
         used_on_node,
+        manager: String::new(),
     };
+    ctx.manager = ctx
+        .param("fieldManager")
+        .map(String::from)
+        .unwrap_or(user_agent);
     let mut resp = match verb {
         "get" => handlers::get(&state, &ctx, target).await?,
         "list" => handlers::list(&state, &ctx, target).await?,
         "watch" => crate::apiserver::watch::watch(&state, &ctx, target).await?,
         "create" if target.subresource == "binding" => handlers::bind(&state, &ctx, target).await?,
+        "create" if target.subresource == "token" => {
+            crate::apiserver::sa_token::request(&state, &ctx, target).await?
+        }
         "create" => handlers::create(&state, &mut ctx, target).await?,
         "update" => handlers::update(&state, &mut ctx, target).await?,
         "patch" => handlers::patch(&state, &mut ctx, target).await?,
@@ -307,14 +419,56 @@ async fn route(
     Ok(resp)
 }
 
+/// The authorizer chain; RBAC (which reads the store) only for requests
+/// the static rules refuse, so admins and nodes never wait on it.
+async fn authorize(
+    state: &Arc<State>,
+    user: &User,
+    attrs: &Attributes<'_>,
+) -> Result<Decision, ApiError> {
+    match auth::authorize(user, attrs) {
+        Ok(d) => Ok(d),
+        Err(denied) => {
+            let (user2, owned) = (user.clone(), auth::OwnedAttributes::of(attrs));
+            let allowed = handlers::blocking(state, move |s| {
+                Ok(crate::apiserver::rbac::allows(
+                    &s.store,
+                    &user2,
+                    &owned.borrow(),
+                )?)
+            })
+            .await?;
+            if allowed {
+                Ok(Decision::Allow)
+            } else {
+                Err(denied)
+            }
+        }
+    }
+}
+
 fn discovery_route(state: &State, path: &str) -> Result<Option<Response<Body>>, ApiError> {
     let doc = match path {
         "/version" => Some(discovery::version()),
         "/api" => Some(discovery::api_versions(&state.server_address)),
         "/apis" => Some(discovery::api_group_list()),
         "/openapi/v3" => Some(discovery::openapi_v3_root()),
+        "/.well-known/openid-configuration" => Some(state.sa_issuer.openid_configuration()),
+        "/openid/v1/jwks" => {
+            return Ok(Some(full(
+                StatusCode::OK,
+                "application/jwk-set+json",
+                state.sa_issuer.jwks().to_string().into_bytes(),
+            )));
+        }
         "/openapi/v2" => {
-            return Err(ApiError::NoRoute);
+            let mut resp =
+                Response::new(Full::new(Bytes::from_static(discovery::openapi_v2_json())).boxed());
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return Ok(Some(resp));
         }
         _ => None,
     };
@@ -381,6 +535,8 @@ pub fn parse_path(path: &str) -> Result<(Target, bool), ApiError> {
         "" => true,
         "status" => kind.status,
         "binding" => kind.resource == "pods",
+        "token" => kind.resource == "serviceaccounts",
+        s if kubelet_proxy::SUBRESOURCES.contains(&s) => kind.resource == "pods",
         _ => false,
     };
     if !sub_ok {
@@ -411,7 +567,7 @@ fn verb_for(
         ("GET", false) if watch => "watch",
         ("GET", false) => "get",
         ("POST", true) => "create",
-        ("POST", false) if target.subresource == "binding" => "create",
+        ("POST", false) if matches!(target.subresource.as_str(), "binding" | "token") => "create",
         ("PUT", false) => "update",
         ("PATCH", false) => "patch",
         ("DELETE", false) => "delete",
@@ -422,10 +578,11 @@ fn verb_for(
             )));
         }
     };
-    if target.subresource == "binding" && verb != "create" {
-        return Err(ApiError::MethodNotAllowed(
-            "only create is allowed on pods/binding".into(),
-        ));
+    if matches!(target.subresource.as_str(), "binding" | "token") && verb != "create" {
+        return Err(ApiError::MethodNotAllowed(format!(
+            "only create is allowed on {}/{}",
+            target.kind.resource, target.subresource
+        )));
     }
     Ok(verb)
 }
@@ -478,7 +635,9 @@ mod tests {
                 .unwrap();
         assert_eq!(t.kind.resource, "leases");
         assert!(parse_path("/api/v1/pods/x").is_err());
-        assert!(parse_path("/api/v1/namespaces/default/pods/p/exec").is_err());
+        assert!(parse_path("/api/v1/namespaces/default/pods/p/exec").is_ok());
+        assert!(parse_path("/api/v1/namespaces/default/configmaps/p/exec").is_err());
+        assert!(parse_path("/api/v1/namespaces/default/pods/p/shell").is_err());
         assert!(parse_path("/api/v2/pods").is_err());
     }
 

@@ -12,11 +12,15 @@ pub mod discovery;
 pub mod error;
 pub mod handlers;
 pub mod http;
+pub mod kubelet_proxy;
+pub mod managed_fields;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
+pub mod rbac;
 pub mod resources;
 pub mod reviews;
+pub mod sa_token;
 pub mod selectors;
 pub mod store;
 pub mod table;
@@ -46,6 +50,11 @@ pub struct Config {
     pub bookmark_interval: Duration,
     /// How long core/v1 Events are kept (kube-apiserver's --event-ttl).
     pub event_ttl: Duration,
+    /// The `iss` of service-account tokens, and the API audience.
+    pub service_account_issuer: String,
+    /// CA bundle to verify kubelets' serving certificates with; None: not
+    /// verified (kube-apiserver's default).
+    pub kubelet_certificate_authority: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +67,8 @@ pub enum ServeError {
     Auth(#[from] auth::AuthError),
     #[error("invalid node name {0:?}: must be a DNS-1123 subdomain")]
     NodeName(String),
+    #[error("{0}")]
+    Key(String),
     #[error("bootstrap: {0}")]
     Bootstrap(ApiError),
     #[error("{what}: {source}")]
@@ -74,6 +85,9 @@ pub struct State {
     pub server_address: String,
     pub ca_pem: String,
     pub bookmark_interval: Duration,
+    pub sa_issuer: sa_token::Issuer,
+    /// TLS to kubelets, for pods/log, exec, attach and portforward.
+    pub kubelet_tls: Arc<rustls::ClientConfig>,
 }
 
 /// Create what kube-apiserver and its controllers create on a fresh
@@ -92,6 +106,7 @@ fn bootstrap(state: &State, ip: IpAddr, port: u16) -> Result<(), ApiError> {
             }
             handlers::namespace_side_effects(txn, ns, &state.ca_pem)?;
         }
+        rbac::bootstrap(txn, &handlers::now_rfc3339())?;
         let key = object_key("", "services", "default", "kubernetes");
         let existing = txn.get(&key)?;
         if let Some(mut svc) = existing.clone()
@@ -202,7 +217,20 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
 
     let store = Store::open(&config.data_dir.join("store.redb"))?;
     let server_address = SocketAddr::new(connect_ip, local.port()).to_string();
+    let sa_issuer = sa_token::Issuer::new(
+        &pki.service_account_key()?,
+        &config.service_account_issuer,
+        &format!("https://{server_address}/openid/v1/jwks"),
+    )
+    .map_err(ServeError::Key)?;
+    let kubelet_ca = match &config.kubelet_certificate_authority {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(io(path.display().to_string()))?),
+        None => None,
+    };
+    let kubelet_tls = Arc::new(pki.kubelet_client_config(kubelet_ca.as_deref())?);
     let state = Arc::new(State {
+        kubelet_tls,
+        sa_issuer,
         store,
         tokens,
         server_address: server_address.clone(),
@@ -274,8 +302,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
                 .http1()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30));
+            // With upgrades: exec, attach and port-forward switch protocols.
             if let Err(err) = builder
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service)
                 .await
             {
                 tracing::debug!(%peer, error = %err, "connection ended");

@@ -137,7 +137,7 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 }
 
 /// The merge key of a list field, by its path of field names (no indices).
-fn merge_key(resource: &str, path: &str) -> Option<&'static str> {
+pub fn merge_key(resource: &str, path: &str) -> Option<&'static str> {
     let field = path.rsplit('.').next().unwrap_or(path);
     Some(match field {
         "containers"
@@ -165,7 +165,7 @@ fn merge_key(resource: &str, path: &str) -> Option<&'static str> {
 }
 
 /// Lists of scalars that merge as sets rather than being replaced.
-fn is_merging_primitive_list(path: &str) -> bool {
+pub fn is_merging_primitive_list(path: &str) -> bool {
     path == "metadata.finalizers"
 }
 

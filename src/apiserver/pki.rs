@@ -179,6 +179,75 @@ impl Pki {
         })
     }
 
+    /// The client certificate this server shows kubelets (user
+    /// kube-apiserver-kubelet-client in system:masters, as kubeadm names it).
+    pub fn kubelet_client(&self) -> Result<(String, String), PkiError> {
+        self.kept("kubelet-client", "kubelet-client", || {
+            self.issue(
+                "kube-apiserver-kubelet-client",
+                &["system:masters"],
+                &[],
+                ExtendedKeyUsagePurpose::ClientAuth,
+            )
+        })
+    }
+
+    /// TLS for talking to kubelets: our kubelet-client certificate, and the
+    /// kubelet's serving certificate checked against `ca_pem` if given.
+    /// Without one it is not checked, as kube-apiserver does without
+    /// `--kubelet-certificate-authority` (kubelets' default certificates
+    /// are self-signed).
+    pub fn kubelet_client_config(
+        &self,
+        ca_pem: Option<&str>,
+    ) -> Result<rustls::ClientConfig, PkiError> {
+        let tls = |e: &dyn std::fmt::Display| PkiError::Tls(e.to_string());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let (cert_pem, key_pem) = self.kubelet_client()?;
+        let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| tls(&e))?;
+        let key = PrivateKeyDer::Pkcs8(
+            PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| tls(&e))?,
+        );
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls(&e))?;
+        let builder = match ca_pem {
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for ca in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    roots.add(ca.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+                }
+                builder.with_root_certificates(roots)
+            }
+            None => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(UncheckedKubeletCert(provider))),
+        };
+        let mut config = builder
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| tls(&e))?;
+        // Upgrades (exec, attach, port-forward) are HTTP/1.1 only.
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    /// The service-account signing key (P-256, PKCS#8 DER), made on
+    /// first start and kept in `sa.key`: tokens outlive restarts.
+    pub fn service_account_key(&self) -> Result<Vec<u8>, PkiError> {
+        let path = key_path(&self.dir, "sa");
+        let key = match read(&path)? {
+            Some(pem) => KeyPair::from_pem(&pem)?,
+            None => {
+                let key = KeyPair::generate()?;
+                write(&path, &key.serialize_pem(), true)?;
+                key
+            }
+        };
+        Ok(key.serialize_der())
+    }
+
     fn kept(
         &self,
         name: &str,
@@ -234,6 +303,56 @@ impl Pki {
             .map_err(|e| tls(&e))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
+    }
+}
+
+/// Accepts any kubelet serving certificate but still checks the handshake
+/// signatures (so the peer holds the key of the certificate it sent).
+#[derive(Debug)]
+struct UncheckedKubeletCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for UncheckedKubeletCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -169,12 +169,98 @@ const RESOURCE_ATTRIBUTES: &[Field] = &[
     f(7, "name", Str),
 ];
 
+const NON_RESOURCE_ATTRIBUTES: &[Field] = &[f(1, "path", Str), f(2, "verb", Str)];
+
 const SELF_SUBJECT_ACCESS_REVIEW: &[Field] = &[
     f(1, "metadata", Msg(OBJECT_META)),
     f(
         2,
         "spec",
-        Msg(&[f(1, "resourceAttributes", Msg(RESOURCE_ATTRIBUTES))]),
+        Msg(&[
+            f(1, "resourceAttributes", Msg(RESOURCE_ATTRIBUTES)),
+            f(2, "nonResourceAttributes", Msg(NON_RESOURCE_ATTRIBUTES)),
+        ]),
+    ),
+];
+
+const SUBJECT_ACCESS_REVIEW: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Msg(&[
+            f(1, "resourceAttributes", Msg(RESOURCE_ATTRIBUTES)),
+            f(2, "nonResourceAttributes", Msg(NON_RESOURCE_ATTRIBUTES)),
+            f(3, "user", Str),
+            r(4, "groups", Str),
+            f(6, "uid", Str),
+        ]),
+    ),
+];
+
+const SELF_SUBJECT_RULES_REVIEW: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(2, "spec", Msg(&[f(1, "namespace", Str)])),
+];
+
+const BOUND_OBJECT_REFERENCE: &[Field] = &[
+    f(1, "kind", Str),
+    f(2, "apiVersion", Str),
+    f(3, "name", Str),
+    f(4, "uid", Str),
+];
+
+const TOKEN_REQUEST: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Msg(&[
+            r(1, "audiences", Str),
+            f(3, "boundObjectRef", Msg(BOUND_OBJECT_REFERENCE)),
+            f(4, "expirationSeconds", Int),
+        ]),
+    ),
+];
+
+const POLICY_RULE: &[Field] = &[
+    r(1, "verbs", Str),
+    r(2, "apiGroups", Str),
+    r(3, "resources", Str),
+    r(4, "resourceNames", Str),
+    r(5, "nonResourceURLs", Str),
+];
+
+const ROLE: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    r(2, "rules", Msg(POLICY_RULE)),
+];
+
+const ROLE_BINDING: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    r(
+        2,
+        "subjects",
+        Msg(&[
+            f(1, "kind", Str),
+            f(2, "apiGroup", Str),
+            f(3, "name", Str),
+            f(4, "namespace", Str),
+        ]),
+    ),
+    f(
+        3,
+        "roleRef",
+        Msg(&[f(1, "apiGroup", Str), f(2, "kind", Str), f(3, "name", Str)]),
+    ),
+];
+
+const TOKEN_REVIEW: &[Field] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Msg(&[f(1, "token", Str), r(2, "audiences", Str)]),
     ),
 ];
 
@@ -184,6 +270,12 @@ fn schema(resource: &str) -> Option<&'static [Field]> {
     Some(match resource {
         "selfsubjectaccessreviews" => SELF_SUBJECT_ACCESS_REVIEW,
         "selfsubjectreviews" => SELF_SUBJECT_REVIEW,
+        "selfsubjectrulesreviews" => SELF_SUBJECT_RULES_REVIEW,
+        "subjectaccessreviews" => SUBJECT_ACCESS_REVIEW,
+        "tokenrequests" => TOKEN_REQUEST,
+        "tokenreviews" => TOKEN_REVIEW,
+        "roles" | "clusterroles" => ROLE,
+        "rolebindings" | "clusterrolebindings" => ROLE_BINDING,
         "namespaces" => NAMESPACE,
         "configmaps" => CONFIG_MAP,
         "secrets" => SECRET,

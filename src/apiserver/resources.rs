@@ -76,6 +76,7 @@ use k8s_openapi::api::coordination::v1 as coordination;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::api::events::v1 as events;
+use k8s_openapi::api::rbac::v1 as rbac;
 
 pub static KINDS: &[Kind] = &[
     Kind {
@@ -262,6 +263,58 @@ pub static KINDS: &[Kind] = &[
         roundtrip: roundtrip::<discovery::EndpointSlice>,
         schema: schema::<discovery::EndpointSlice>,
         field_labels: &["addressType"],
+    },
+    Kind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        resource: "roles",
+        kind: "Role",
+        singular: "role",
+        namespaced: true,
+        short_names: &[],
+        status: false,
+        roundtrip: roundtrip::<rbac::Role>,
+        schema: schema::<rbac::Role>,
+        field_labels: &[],
+    },
+    Kind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        resource: "rolebindings",
+        kind: "RoleBinding",
+        singular: "rolebinding",
+        namespaced: true,
+        short_names: &[],
+        status: false,
+        roundtrip: roundtrip::<rbac::RoleBinding>,
+        schema: schema::<rbac::RoleBinding>,
+        field_labels: &[],
+    },
+    Kind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        resource: "clusterroles",
+        kind: "ClusterRole",
+        singular: "clusterrole",
+        namespaced: false,
+        short_names: &[],
+        status: false,
+        roundtrip: roundtrip::<rbac::ClusterRole>,
+        schema: schema::<rbac::ClusterRole>,
+        field_labels: &[],
+    },
+    Kind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        resource: "clusterrolebindings",
+        kind: "ClusterRoleBinding",
+        singular: "clusterrolebinding",
+        namespaced: false,
+        short_names: &[],
+        status: false,
+        roundtrip: roundtrip::<rbac::ClusterRoleBinding>,
+        schema: schema::<rbac::ClusterRoleBinding>,
+        field_labels: &[],
     },
 ];
 
@@ -516,6 +569,15 @@ pub fn validate(kind: &Kind, object: &Value) -> Vec<Cause> {
             "metadata.name",
             "Required value: name or generateName is required",
         ));
+    } else if kind.group == "rbac.authorization.k8s.io" {
+        // RBAC names are path segments (`system:basic-user` is one).
+        if name == "." || name == ".." || name.contains(['/', '%']) {
+            causes.push(cause(
+                "invalid",
+                "metadata.name",
+                format!("Invalid value: \"{name}\": may not contain '/' or '%' or be '.' or '..'"),
+            ));
+        }
     } else {
         let label_only = matches!(kind.resource, "namespaces" | "services");
         let ok = if label_only {
@@ -538,7 +600,67 @@ pub fn validate(kind: &Kind, object: &Value) -> Vec<Cause> {
     if kind.resource == "pods" {
         validate_pod(object, &mut causes);
     }
+    if kind.resource.ends_with("rolebindings") {
+        validate_binding(kind, object, &mut causes);
+    }
     causes
+}
+
+/// A binding names a role and only subjects kube knows.
+fn validate_binding(kind: &Kind, b: &Value, causes: &mut Vec<Cause>) {
+    let role_kinds: &[&str] = if kind.namespaced {
+        &["Role", "ClusterRole"]
+    } else {
+        &["ClusterRole"]
+    };
+    let rk = b["roleRef"]["kind"].as_str().unwrap_or("");
+    if !role_kinds.contains(&rk) {
+        causes.push(cause(
+            "unsupported",
+            "roleRef.kind",
+            format!(
+                "Unsupported value: \"{rk}\": supported values: {}",
+                role_kinds.join(", ")
+            ),
+        ));
+    }
+    if b["roleRef"]["apiGroup"] != "rbac.authorization.k8s.io" {
+        causes.push(cause(
+            "unsupported",
+            "roleRef.apiGroup",
+            "Unsupported value: supported values: \"rbac.authorization.k8s.io\"",
+        ));
+    }
+    if b["roleRef"]["name"].as_str().unwrap_or("").is_empty() {
+        causes.push(cause("required", "roleRef.name", "Required value"));
+    }
+    for (i, s) in b["subjects"].as_array().into_iter().flatten().enumerate() {
+        let k = s["kind"].as_str().unwrap_or("");
+        if !matches!(k, "User" | "Group" | "ServiceAccount") {
+            causes.push(cause(
+                "unsupported",
+                &format!("subjects[{i}].kind"),
+                format!("Unsupported value: \"{k}\": supported values: \"ServiceAccount\", \"User\", \"Group\""),
+            ));
+        }
+        if s["name"].as_str().unwrap_or("").is_empty() {
+            causes.push(cause(
+                "required",
+                &format!("subjects[{i}].name"),
+                "Required value",
+            ));
+        }
+        if k == "ServiceAccount"
+            && s["namespace"].as_str().unwrap_or("").is_empty()
+            && !kind.namespaced
+        {
+            causes.push(cause(
+                "required",
+                &format!("subjects[{i}].namespace"),
+                "Required value",
+            ));
+        }
+    }
 }
 
 fn validate_labels(object: &Value, causes: &mut Vec<Cause>) {

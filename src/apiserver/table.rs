@@ -65,6 +65,14 @@ fn columns(resource: &str) -> Vec<Col> {
             col("Endpoints", "string", 0),
             col("Age", "string", 0),
         ],
+        "roles" | "clusterroles" => vec![col("Created At", "date", 0)],
+        "rolebindings" | "clusterrolebindings" => vec![
+            col("Role", "string", 0),
+            col("Age", "string", 0),
+            col("Users", "string", 1),
+            col("Groups", "string", 1),
+            col("ServiceAccounts", "string", 1),
+        ],
         "events" => {
             // kube's event printer has no Name column first.
             return vec![
@@ -314,6 +322,34 @@ fn cells(resource: &str, o: &Value, now: SystemTime) -> Vec<Value> {
                 json!(age(&first, now)),
                 json!(count.to_string()),
                 name,
+            ]
+        }
+        "roles" | "clusterroles" => vec![name, o["metadata"]["creationTimestamp"].clone()],
+        "rolebindings" | "clusterrolebindings" => {
+            let subjects = |kind: &str| -> String {
+                o["subjects"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s["kind"] == kind)
+                    .map(|sub| match (kind, s(&sub["namespace"])) {
+                        ("ServiceAccount", ns) => format!("{ns}/{}", s(&sub["name"])),
+                        _ => s(&sub["name"]).to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    s(&o["roleRef"]["kind"]),
+                    s(&o["roleRef"]["name"])
+                )),
+                json!(created),
+                json!(subjects("User")),
+                json!(subjects("Group")),
+                json!(subjects("ServiceAccount")),
             ]
         }
         _ => vec![name, json!(created)],

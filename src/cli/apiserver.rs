@@ -32,6 +32,14 @@ pub struct ApiserverArgs {
     /// How long Events are kept after they are created.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub event_ttl: Duration,
+    /// The issuer (`iss`) of service-account tokens; also the audience
+    /// tokens must carry to authenticate here.
+    #[arg(long, default_value = "https://kubernetes.default.svc.cluster.local")]
+    pub service_account_issuer: String,
+    /// CA bundle for kubelets' serving certificates (pods/log, exec, ...).
+    /// Without it they are not verified, as with kube-apiserver.
+    #[arg(long)]
+    pub kubelet_certificate_authority: Option<PathBuf>,
 }
 
 fn parse_node_kubeconfig(s: &str) -> Result<(String, PathBuf), String> {
@@ -52,6 +60,8 @@ pub async fn run(args: ApiserverArgs) -> anyhow::Result<()> {
         node_kubeconfigs: args.node_kubeconfigs,
         bookmark_interval: args.bookmark_interval,
         event_ttl: args.event_ttl,
+        service_account_issuer: args.service_account_issuer,
+        kubelet_certificate_authority: args.kubelet_certificate_authority,
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

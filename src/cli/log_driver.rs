@@ -6,13 +6,13 @@
 //! a readiness pipe on fd 5 (closed once we are ready), and passes the URI's
 //! query as `--key value` pairs in no fixed order, hence plain flags and a
 //! dispatch on argv[0] rather than a subcommand. SIGUSR1 reopens the log file
-//! (after the kubelet rotated it: CRI ReopenContainerLog).
+//! at once (after the kubelet rotated it: CRI ReopenContainerLog), so the new
+//! file exists by the time the caller looks, even if the container is quiet.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -34,12 +34,6 @@ pub struct LogDriverArgs {
     pub pid_file: Option<PathBuf>,
 }
 
-static REOPEN: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigusr1(_: nix::libc::c_int) {
-    REOPEN.store(true, Ordering::SeqCst);
-}
-
 fn open_log(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
@@ -52,10 +46,23 @@ struct LogFile {
 
 impl LogFile {
     fn write_entry(&mut self, entry: &[u8]) -> std::io::Result<()> {
-        if REOPEN.swap(false, Ordering::SeqCst) {
-            self.file = open_log(&self.path)?;
-        }
         self.file.write_all(entry)
+    }
+
+    fn reopen(&mut self) -> std::io::Result<()> {
+        self.file = open_log(&self.path)?;
+        Ok(())
+    }
+}
+
+/// Reopens the log file on every SIGUSR1, which every other thread blocks.
+fn reopen_on_signal(log: Arc<Mutex<LogFile>>, signals: nix::sys::signal::SigSet) {
+    while let Ok(_signal) = signals.wait() {
+        let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = log.reopen() {
+            // Keep writing to the old file rather than losing output.
+            eprintln!("{ARGV0}: reopening {}: {e}", log.path.display());
+        }
     }
 }
 
@@ -114,23 +121,24 @@ pub fn run(args: LogDriverArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    // SIGUSR1 is taken by a thread of its own (sigwait); blocked before the
+    // pid file tells anyone to send it, and in every thread spawned after.
+    let mut signals = nix::sys::signal::SigSet::empty();
+    signals.add(nix::sys::signal::Signal::SIGUSR1);
+    signals.thread_block().context("blocking SIGUSR1")?;
     let file = open_log(&args.path).with_context(|| format!("opening {}", args.path.display()))?;
-    if let Some(pid_file) = &args.pid_file {
-        std::fs::write(pid_file, std::process::id().to_string())
-            .with_context(|| format!("writing {}", pid_file.display()))?;
-    }
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGUSR1,
-            nix::sys::signal::SigHandler::Handler(on_sigusr1),
-        )
-    }
-    .context("installing the SIGUSR1 handler")?;
     let log = Arc::new(Mutex::new(LogFile {
         path: args.path.clone(),
         file,
     }));
+    {
+        let log = log.clone();
+        std::thread::spawn(move || reopen_on_signal(log, signals));
+    }
+    if let Some(pid_file) = &args.pid_file {
+        std::fs::write(pid_file, std::process::id().to_string())
+            .with_context(|| format!("writing {}", pid_file.display()))?;
+    }
     let stdout = inherited_fd(3);
     let stderr = inherited_fd(4);
     // Ready: the shim waits for this pipe to close before starting the task.

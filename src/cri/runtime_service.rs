@@ -1,6 +1,7 @@
 //! `runtime.v1.RuntimeService`. Version, RuntimeConfig, Status, the pod
-//! sandbox calls and the container lifecycle are served; the rest answer
-//! Unimplemented until the runtime lands them.
+//! sandbox calls, the container lifecycle, stats, resource updates and
+//! container events are served; the rest answer Unimplemented until the
+//! runtime lands them.
 
 use std::sync::Arc;
 
@@ -34,6 +35,13 @@ impl CriRuntimeService {
             containers,
             streaming,
         }
+    }
+}
+
+impl CriRuntimeService {
+    /// The sandbox's status now, if it exists (for its lifecycle events).
+    fn sandbox_state(&self, id: &str) -> Option<cri::PodSandboxStatus> {
+        self.sandboxes.status(id, false).ok().and_then(|r| r.status)
     }
 }
 
@@ -101,7 +109,12 @@ runtime_service_impl! {{
         &self,
         _request: Request<cri::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(Status::unimplemented("get_container_events is not implemented by deckhand yet"))
+        use futures::StreamExt;
+        let events = self
+            .containers
+            .subscribe_events()
+            .map(|event| event.map_err(|lagged| Status::resource_exhausted(lagged.to_string())));
+        Ok(Response::new(Box::pin(events)))
     }
 
     async fn run_pod_sandbox(
@@ -109,6 +122,9 @@ runtime_service_impl! {{
         request: Request<cri::RunPodSandboxRequest>,
     ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
         let pod_sandbox_id = self.sandboxes.run(request.into_inner()).await.map_err(status)?;
+        for kind in [cri::ContainerEventType::ContainerCreatedEvent, cri::ContainerEventType::ContainerStartedEvent] {
+            self.containers.sandbox_event(&pod_sandbox_id, kind, None);
+        }
         Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
     }
 
@@ -117,9 +133,13 @@ runtime_service_impl! {{
         request: Request<cri::StopPodSandboxRequest>,
     ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
         let id = request.into_inner().pod_sandbox_id;
+        let was_ready = self.sandbox_state(&id).is_some_and(|s| s.state == cri::PodSandboxState::SandboxReady as i32);
         // Containers first: they live in the sandbox's namespaces and cgroup.
         self.containers.stop_in_sandbox(&id).await.map_err(container_status)?;
         self.sandboxes.stop(&id).await.map_err(status)?;
+        if was_ready && let Some(s) = self.sandbox_state(&id) {
+            self.containers.sandbox_event(&s.id, cri::ContainerEventType::ContainerStoppedEvent, None);
+        }
         Ok(Response::new(cri::StopPodSandboxResponse {}))
     }
 
@@ -129,7 +149,13 @@ runtime_service_impl! {{
     ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
         let id = request.into_inner().pod_sandbox_id;
         self.containers.remove_in_sandbox(&id).await.map_err(container_status)?;
+        let before = self.sandbox_state(&id);
         self.sandboxes.remove(&id).await.map_err(status)?;
+        if let Some(mut last) = before {
+            last.state = cri::PodSandboxState::SandboxNotready as i32;
+            let sandbox_id = last.id.clone();
+            self.containers.sandbox_event(&sandbox_id, cri::ContainerEventType::ContainerDeletedEvent, Some(last));
+        }
         Ok(Response::new(cri::RemovePodSandboxResponse {}))
     }
 
@@ -138,10 +164,14 @@ runtime_service_impl! {{
         request: Request<cri::PodSandboxStatusRequest>,
     ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
         let request = request.into_inner();
-        let response = self
+        let mut response = self
             .sandboxes
             .status(&request.pod_sandbox_id, request.verbose)
             .map_err(status)?;
+        // Read by the kubelet's Evented PLEG.
+        if let Some(s) = &response.status {
+            response.containers_statuses = self.containers.statuses_in_sandbox(&s.id);
+        }
         Ok(Response::new(response))
     }
 
@@ -169,8 +199,21 @@ runtime_service_impl! {{
                 message: if network.ready { String::new() } else { network.message },
             },
         ];
+        // One handler, the default (""): runc. User namespaces are claimed
+        // only when this kernel makes them and ID-maps mounts; recursive
+        // read-only mounts when runc and the kernel make them.
+        let user_namespaces = self.sandboxes.user_namespaces_supported().await.is_ok();
+        let runtime_handlers = vec![cri::RuntimeHandler {
+            name: String::new(),
+            features: Some(cri::RuntimeHandlerFeatures {
+                user_namespaces,
+                recursive_read_only_mounts: self.containers.supports_recursive_read_only_mounts(),
+            }),
+        }];
         Ok(Response::new(cri::StatusResponse {
             status: Some(cri::RuntimeStatus { conditions }),
+            runtime_handlers,
+            features: Some(cri::RuntimeFeatures { supplemental_groups_policy: true, ..Default::default() }),
             ..Default::default()
         }))
     }
@@ -275,6 +318,72 @@ runtime_service_impl! {{
         Ok(Response::new(cri::PortForwardResponse { url }))
     }
 
+    async fn update_container_resources(
+        &self,
+        request: Request<cri::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
+        let request = request.into_inner();
+        self.containers
+            .update_resources(&request.container_id, request.linux)
+            .await
+            .map_err(container_status)?;
+        Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        request: Request<cri::UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<cri::UpdatePodSandboxResourcesResponse>, Status> {
+        let request = request.into_inner();
+        self.sandboxes
+            .update_resources(&request.pod_sandbox_id, request.overhead.as_ref(), request.resources.as_ref())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(cri::UpdatePodSandboxResourcesResponse {}))
+    }
+
+    async fn container_stats(
+        &self,
+        request: Request<cri::ContainerStatsRequest>,
+    ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
+        let stats = self
+            .containers
+            .container_stats(&request.into_inner().container_id)
+            .await
+            .map_err(container_status)?;
+        Ok(Response::new(cri::ContainerStatsResponse { stats: Some(stats) }))
+    }
+
+    async fn list_container_stats(
+        &self,
+        request: Request<cri::ListContainerStatsRequest>,
+    ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
+        let filter = request.into_inner().filter;
+        let stats = self.containers.list_container_stats(filter.as_ref()).await.map_err(container_status)?;
+        Ok(Response::new(cri::ListContainerStatsResponse { stats }))
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        request: Request<cri::PodSandboxStatsRequest>,
+    ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
+        let stats = self
+            .containers
+            .pod_sandbox_stats(&request.into_inner().pod_sandbox_id)
+            .await
+            .map_err(container_status)?;
+        Ok(Response::new(cri::PodSandboxStatsResponse { stats: Some(stats) }))
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        request: Request<cri::ListPodSandboxStatsRequest>,
+    ) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
+        let filter = request.into_inner().filter;
+        let stats = self.containers.list_pod_sandbox_stats(filter.as_ref()).await.map_err(container_status)?;
+        Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
+    }
+
     // The Stream* calls (KEP-5335) page large lists over a server stream; our
     // lists are built in memory, so each answers with a single message.
     type StreamPodSandboxesStream = OneMessage<cri::StreamPodSandboxesResponse>;
@@ -332,15 +441,9 @@ runtime_service_impl! {{
     }
 
 } unimplemented {
-        update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse;
-        container_stats(ContainerStatsRequest) -> ContainerStatsResponse;
-        list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse;
-        pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse;
-        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse;
         update_runtime_config(UpdateRuntimeConfigRequest) -> UpdateRuntimeConfigResponse;
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse;
         list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse;
-        update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest) -> UpdatePodSandboxResourcesResponse;
     }
 }

@@ -33,6 +33,15 @@ pub fn take_signals_synchronously() -> nix::Result<()> {
     signals().thread_block()
 }
 
+/// Closes every descriptor above stdio that this process inherited. An init
+/// lives as long as its pod: an fd it inherited by accident (a lock file
+/// that `flock(1)` handed to deckhand, say) would stay held as long.
+pub fn close_inherited_fds() {
+    // SAFETY: close_range only closes descriptors; nothing in this process
+    // uses one above stdio yet.
+    unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+}
+
 /// The next of the signals set up by [`take_signals_synchronously`].
 pub fn wait_signal() -> nix::Result<Signal> {
     signals().wait()

@@ -3,8 +3,12 @@
 //! logic above it can be unit-tested without root.
 
 pub mod cgroup;
+pub mod cgroup_files;
 pub mod cni;
+pub mod idmap;
 pub mod init;
+pub mod mount;
+pub mod netdev;
 pub mod ns;
 pub mod process;
 pub mod sysctl;

@@ -37,6 +37,9 @@ pub enum NsKind {
     Ipc,
     Uts,
     Pid,
+    /// Made in the same unshare as the others, it owns them: root in the
+    /// pod's user namespace is then root over its network, IPC and UTS.
+    User,
 }
 
 impl NsKind {
@@ -46,6 +49,7 @@ impl NsKind {
             NsKind::Ipc => "ipc",
             NsKind::Uts => "uts",
             NsKind::Pid => "pid",
+            NsKind::User => "user",
         }
     }
 
@@ -65,12 +69,14 @@ impl NsKind {
             NsKind::Ipc => CloneFlags::CLONE_NEWIPC,
             NsKind::Uts => CloneFlags::CLONE_NEWUTS,
             NsKind::Pid => CloneFlags::CLONE_NEWPID,
+            NsKind::User => CloneFlags::CLONE_NEWUSER,
         }
     }
 }
 
 /// Moves the calling process into new namespaces of these kinds (for PID:
-/// its future children).
+/// its future children). One call: with a user namespace among them the
+/// kernel makes it first, and it owns the others.
 pub fn unshare(kinds: &[NsKind]) -> nix::Result<()> {
     let flags = kinds
         .iter()

@@ -86,9 +86,12 @@ pub fn apply(
         }
         writes.push((name.clone(), value.clone(), proc_path(name)?));
     }
+    // Only the namespaces sysctls live in: a PID namespace changes nothing
+    // for this thread, and a multithreaded process may not join a user one
+    // (nor needs to: root here is root over the pod's namespaces).
     let joins = pinned
         .iter()
-        .filter(|(_, k)| *k != NsKind::Pid)
+        .filter(|(_, k)| matches!(k, NsKind::Net | NsKind::Ipc | NsKind::Uts))
         .cloned()
         .collect();
     ns::run_in(joins, move || {

@@ -40,9 +40,12 @@ pub(super) fn record(c: &Container) -> prost_types::Any {
             } as i32,
             image: Some(cri::ImageSpec {
                 image: c.image.clone(),
+                user_specified_image: c.user_specified_image.clone(),
                 ..Default::default()
             }),
             image_ref: c.image_ref.clone(),
+            image_id: c.image_id.clone(),
+            user: c.user.get().cloned(),
             labels: c.labels.clone(),
             annotations: c.annotations.clone(),
             mounts: c.mounts.clone(),
@@ -88,8 +91,26 @@ fn from_record(any: &prost_types::Any) -> Option<Container> {
         id: status.id,
         sandbox_id: info("sandbox_id"),
         metadata: status.metadata?,
-        image: status.image.map(|i| i.image).unwrap_or_default(),
+        image: status
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default(),
+        user_specified_image: status
+            .image
+            .map(|i| i.user_specified_image)
+            .unwrap_or_default(),
+        // Records from before image_id was kept held the id as image_ref.
+        image_id: if status.image_id.is_empty() {
+            status.image_ref.clone()
+        } else {
+            status.image_id
+        },
         image_ref: status.image_ref,
+        user: status
+            .user
+            .map(std::sync::OnceLock::from)
+            .unwrap_or_default(),
         labels: status.labels,
         annotations: status.annotations,
         mounts: status.mounts,

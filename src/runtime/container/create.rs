@@ -15,7 +15,7 @@ use containerd_client::services::v1::{
 };
 use tokio::sync::watch;
 
-use super::spec::{self, SandboxContext, SpecInputs};
+use super::spec::{self, SandboxContext, SpecInputs, UserNamespaceJoin};
 use super::user::{self, SupplementalGroupsPolicy, UserRequest};
 use super::{
     Container, ContainerError, ContainerManager, RUNTIME, Runtime, SPEC_TYPE_URL, blocking,
@@ -93,28 +93,48 @@ impl ContainerManager {
             }
             names.insert(reserved_name.clone(), id.clone());
         }
+        // Absolute: runc resolves a relative cgroupsPath against its own
+        // cgroup (the shim's, which need not be the root), which would put
+        // the container outside its pod's cgroup.
         let cgroup = format!(
-            "{}/{id}",
-            sandbox.cgroup.clone().unwrap_or_else(|| "/deckhand".into())
+            "/{}/{id}",
+            sandbox
+                .cgroup
+                .as_deref()
+                .unwrap_or("deckhand")
+                .trim_start_matches('/')
         );
         let dir = self.config.run_dir.join("containers").join(&id);
         let log_path = (!sandbox.log_directory.is_empty() && !config.log_path.is_empty())
             .then(|| PathBuf::from(&sandbox.log_directory).join(&config.log_path));
         let exec = image.info.config.config.clone().unwrap_or_default();
+        let image_ref = image
+            .repo_digests
+            .first()
+            .cloned()
+            .unwrap_or_else(|| image.id.clone());
+        let user_specified_image = config
+            .image
+            .as_ref()
+            .map(|i| i.user_specified_image.clone())
+            .unwrap_or_default();
         let plan = Plan {
             id: id.clone(),
             chain_id: image.info.chain_id.clone(),
             image_name: image_name.clone(),
             cgroup: cgroup.clone(),
             dir: dir.clone(),
-            record: None,
+            container: None,
         };
         let container = Arc::new(Container {
             id: id.clone(),
             sandbox_id: sandbox.id.clone(),
             metadata,
             image: image_name,
-            image_ref: image.id.clone(),
+            user_specified_image,
+            image_ref,
+            image_id: image.id.clone(),
+            user: std::sync::OnceLock::new(),
             labels: config.labels.clone(),
             annotations: config.annotations.clone(),
             mounts: config.mounts.clone(),
@@ -134,17 +154,23 @@ impl ContainerManager {
             stdin: tokio::sync::Mutex::new(None),
         });
         let plan = Plan {
-            record: Some(super::adopt::record(&container)),
+            container: Some(container.clone()),
             ..plan
         };
         let mut made = Made::default();
         match self.make(&plan, &config, &exec, &sandbox, &mut made).await {
             Ok(()) => {
+                let _order = self.events.order();
                 self.containers
                     .lock()
                     .unwrap()
                     .insert(id.clone(), container);
                 tracing::info!(%id, sandbox = %sandbox.id, "container created");
+                self.emit(
+                    &id,
+                    &sandbox.id,
+                    cri::ContainerEventType::ContainerCreatedEvent,
+                );
                 Ok(id)
             }
             Err(e) => {
@@ -244,14 +270,51 @@ impl ContainerManager {
         )
         .map_err(|e| ContainerError::InvalidArgument(e.to_string()))?;
 
-        let context = sandbox_context(sandbox, &security, &plan.cgroup);
-        let spec = spec::build(&SpecInputs {
-            config,
-            image: exec,
-            sandbox: &context,
-            user: &resolved,
-            seccomp_root: &self.config.seccomp_root,
+        if let Some(container) = &plan.container {
+            let _ = container.user.set(cri::ContainerUser {
+                linux: Some(cri::LinuxContainerUser {
+                    uid: i64::from(resolved.uid),
+                    gid: i64::from(resolved.gid),
+                    supplemental_groups: resolved
+                        .additional_gids
+                        .iter()
+                        .map(|g| i64::from(*g))
+                        .collect(),
+                }),
+            });
+        }
+
+        let target_pid = self.target_pid_namespace(sandbox, &security)?;
+        let rootfs = sandbox.userns.is_some().then(|| plan.dir.join(ROOTFS_DIR));
+        let context = SandboxContext {
+            rootfs,
+            ..sandbox_context(sandbox, &security, &plan.cgroup, target_pid)
+        };
+        let privileged = security.privileged;
+        let (request, image) = (config.clone(), exec.clone());
+        let seccomp_root = self.config.seccomp_root.clone();
+        let features = self.features.clone();
+        // The builder reads host files (mountinfo, /dev, seccomp profiles).
+        let spec = blocking(move || {
+            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            let host_devices = if privileged {
+                crate::sys::mount::host_devices()
+            } else {
+                Vec::new()
+            };
+            spec::build(&SpecInputs {
+                config: &request,
+                image: &image,
+                sandbox: &context,
+                user: &resolved,
+                seccomp_root: &seccomp_root,
+                available_capabilities: &features.capabilities,
+                mountinfo: &mountinfo,
+                recursive_read_only: features.recursive_read_only,
+                host_devices: &host_devices,
+            })
         })
+        .await?
         .map_err(|e| ContainerError::InvalidArgument(e.to_string()))?;
         let spec = serde_json::to_vec(&spec)
             .map_err(|e| ContainerError::failed("serialising OCI spec", e))?;
@@ -279,9 +342,11 @@ impl ContainerManager {
                             snapshotter: snapshotter.clone(),
                             snapshot_key: plan.id.clone(),
                             extensions: plan
-                                .record
+                                .container
                                 .iter()
-                                .map(|r| (super::adopt::EXTENSION.to_string(), r.clone()))
+                                .map(|c| {
+                                    (super::adopt::EXTENSION.to_string(), super::adopt::record(c))
+                                })
                                 .collect(),
                             ..Default::default()
                         }),
@@ -300,6 +365,17 @@ impl ContainerManager {
     pub(super) async fn unmake(&self, plan: &Plan, made: &Made) -> Result<(), ContainerError> {
         let cd = &self.containerd;
         let mut first_error = None;
+        // An ID-mapped rootfs (user-namespaced pods) is ours to unmount,
+        // first: its snapshot and the dir under it must not go while it is
+        // mounted (removing them would reach into the mounted tree).
+        let mut unmounted = true;
+        if made.dir {
+            let rootfs = plan.dir.join(ROOTFS_DIR);
+            if let Err(e) = blocking(move || crate::sys::idmap::unmount_rootfs(&rootfs)).await? {
+                first_error.get_or_insert(ContainerError::failed("unmounting rootfs", e));
+                unmounted = false;
+            }
+        }
         if made.container
             && let Err(status) = cd
                 .containers()
@@ -315,6 +391,7 @@ impl ContainerManager {
             ));
         }
         if made.snapshot
+            && unmounted
             && let Err(status) = cd
                 .snapshots()
                 .remove(cd.request(RemoveSnapshotRequest {
@@ -329,7 +406,7 @@ impl ContainerManager {
                 status.message(),
             ));
         }
-        if made.dir {
+        if made.dir && unmounted {
             let dir = plan.dir.clone();
             match blocking(move || std::fs::remove_dir_all(dir)).await? {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -348,8 +425,9 @@ pub(super) struct Plan {
     pub image_name: String,
     pub cgroup: String,
     pub dir: PathBuf,
-    /// What a restarted deckhand re-adopts the container from.
-    pub record: Option<prost_types::Any>,
+    /// The container being created: its record, saved with the containerd
+    /// container, is what a restarted deckhand re-adopts it from.
+    pub container: Option<Arc<Container>>,
 }
 
 /// What a creation got to (each flag set just before its step, so a step
@@ -361,12 +439,63 @@ pub(super) struct Made {
     pub container: bool,
 }
 
+impl ContainerManager {
+    /// For PID mode TARGET: the PID namespace of the running container the
+    /// request names (in the same pod), as the kubelet asks for ephemeral
+    /// containers. None for every other mode.
+    fn target_pid_namespace(
+        &self,
+        sandbox: &SandboxInfo,
+        security: &cri::LinuxContainerSecurityContext,
+    ) -> Result<Option<PathBuf>, ContainerError> {
+        let Some(options) = security
+            .namespace_options
+            .as_ref()
+            .filter(|n| n.pid == cri::NamespaceMode::Target as i32)
+        else {
+            return Ok(None);
+        };
+        let invalid = |m: String| ContainerError::InvalidArgument(m);
+        if options.target_id.is_empty() {
+            return Err(invalid(
+                "PID namespace mode TARGET needs a target_id".into(),
+            ));
+        }
+        let target = self.get(&options.target_id).map_err(|_| {
+            invalid(format!(
+                "target container {:?} not found",
+                options.target_id
+            ))
+        })?;
+        if target.sandbox_id != sandbox.id {
+            return Err(invalid(format!(
+                "target container {} is in another pod sandbox",
+                target.id
+            )));
+        }
+        let rt = target.snapshot();
+        if rt.state != super::State::Running || rt.pid == 0 {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "target container {} is not running",
+                target.id
+            )));
+        }
+        Ok(Some(PathBuf::from(format!("/proc/{}/ns/pid", rt.pid))))
+    }
+}
+
+/// Where a container of a user-namespaced pod has its ID-mapped root
+/// filesystem, under its dir.
+pub(super) const ROOTFS_DIR: &str = "rootfs";
+
 /// The sandbox as the spec builder wants it; the container's own PID mode
-/// decides whether it joins the pod's PID namespace, the host's or its own.
+/// decides whether it joins the pod's PID namespace, the host's, a target
+/// container's (`target_pid`) or its own.
 fn sandbox_context(
     sandbox: &SandboxInfo,
     security: &cri::LinuxContainerSecurityContext,
     cgroup: &str,
+    target_pid: Option<PathBuf>,
 ) -> SandboxContext {
     let ns = |kind: NsKind| {
         sandbox
@@ -381,15 +510,29 @@ fn sandbox_context(
         .map(|n| n.pid)
         .unwrap_or(sandbox.pid_mode);
     let host_pid = pid_mode == cri::NamespaceMode::Node as i32;
-    let pid = (pid_mode == cri::NamespaceMode::Pod as i32)
-        .then(|| ns(NsKind::Pid))
-        .flatten();
+    let pid = if pid_mode == cri::NamespaceMode::Target as i32 {
+        target_pid
+    } else {
+        (pid_mode == cri::NamespaceMode::Pod as i32)
+            .then(|| ns(NsKind::Pid))
+            .flatten()
+    };
+    let user = match (ns(NsKind::User), &sandbox.userns) {
+        (Some(path), Some(userns)) => Some(UserNamespaceJoin {
+            path,
+            uids: userns.uids.clone(),
+            gids: userns.gids.clone(),
+        }),
+        _ => None,
+    };
     SandboxContext {
         network: ns(NsKind::Net),
         ipc: ns(NsKind::Ipc),
         uts: ns(NsKind::Uts),
         pid,
         host_pid,
+        user,
+        rootfs: None,
         cgroups_path: cgroup.to_string(),
         hostname: sandbox.hostname.clone(),
         etc_hostname: Some(sandbox.dir.join("hostname")),
@@ -418,6 +561,7 @@ mod tests {
                 (NsKind::Pid, "/pins/pid".into()),
             ],
             pid_mode: cri::NamespaceMode::Pod as i32,
+            userns: None,
         }
     }
 
@@ -437,6 +581,7 @@ mod tests {
             &sandbox(),
             &with_pid(cri::NamespaceMode::Pod),
             "/deckhand/sb/c",
+            None,
         );
         assert_eq!(
             c.network.as_deref(),
@@ -455,13 +600,18 @@ mod tests {
 
     #[test]
     fn the_containers_pid_mode_picks_its_pid_namespace() {
-        let own = sandbox_context(&sandbox(), &with_pid(cri::NamespaceMode::Container), "x");
+        let own = sandbox_context(
+            &sandbox(),
+            &with_pid(cri::NamespaceMode::Container),
+            "x",
+            None,
+        );
         assert_eq!((own.pid, own.host_pid), (None, false));
-        let host = sandbox_context(&sandbox(), &with_pid(cri::NamespaceMode::Node), "x");
+        let host = sandbox_context(&sandbox(), &with_pid(cri::NamespaceMode::Node), "x", None);
         assert_eq!((host.pid, host.host_pid), (None, true));
         let mut host_net = sandbox();
         host_net.namespaces.retain(|(k, _)| *k == NsKind::Pid);
-        let c = sandbox_context(&host_net, &with_pid(cri::NamespaceMode::Pod), "x");
+        let c = sandbox_context(&host_net, &with_pid(cri::NamespaceMode::Pod), "x", None);
         assert_eq!((c.network, c.uts, c.ipc), (None, None, None));
     }
 }

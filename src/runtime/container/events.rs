@@ -11,6 +11,7 @@ use containerd_client::types::Envelope;
 use prost::Message;
 
 use super::{Container, ContainerError, ContainerManager, State, blocking, is_not_found};
+use crate::cri::v1::ContainerEventType as Event;
 
 /// Wait before resubscribing after the stream broke (containerd restarting).
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
@@ -162,10 +163,13 @@ impl ContainerManager {
         let cgroup = container.cgroup.clone();
         let oom_in_cgroup = blocking(move || oom_killed(&cgroup)).await.unwrap_or(false);
         {
+            let _order = self.events.order();
             let mut rt = container.runtime.lock().unwrap();
             if rt.state == State::Exited {
                 return;
             }
+            // Exited before StartContainer recorded the start: it did start.
+            let never_seen_running = rt.state == State::Created;
             rt.state = State::Exited;
             rt.exit_code = code;
             rt.finished_at = finished_at;
@@ -176,6 +180,12 @@ impl ContainerManager {
             } else {
                 "Error".into()
             };
+            drop(rt);
+            let (id, sandbox) = (&container.id, &container.sandbox_id);
+            if never_seen_running {
+                self.emit(id, sandbox, Event::ContainerStartedEvent);
+            }
+            self.emit(id, sandbox, Event::ContainerStoppedEvent);
         }
         tracing::info!(id = %container.id, code, "container exited");
         // Saved before the task goes: its exit status dies with it.

@@ -1,5 +1,6 @@
 //! ExecSync: a process in a running container, its output collected
-//! through FIFOs the shim writes to; a timeout kills that process only.
+//! through FIFOs the shim writes to; a timeout kills that process and what
+//! it started, never the container.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -175,13 +176,16 @@ impl ContainerManager {
         timeout_s: i64,
     ) -> Result<i32, ContainerError> {
         let cd = &self.containerd;
-        cd.tasks()
+        let pid = cd
+            .tasks()
             .start(cd.request(StartRequest {
                 container_id: container_id.to_string(),
                 exec_id: exec_id.to_string(),
             }))
             .await
-            .map_err(|s| ContainerError::failed("starting exec process", s.message()))?;
+            .map_err(|s| ContainerError::failed("starting exec process", s.message()))?
+            .into_inner()
+            .pid;
         let wait = || {
             let mut tasks = cd.tasks();
             let request = cd.request(WaitRequest {
@@ -200,6 +204,10 @@ impl ContainerManager {
                 .map(|r| r.into_inner().exit_status as i32)
                 .map_err(|s| ContainerError::failed("waiting for exec process", s.message())),
             Err(_) => {
+                // What the exec started (`sh -c "sleep 60"`'s sleep) goes
+                // too: an orphan would linger in the container.
+                let descendants =
+                    blocking(move || crate::sys::process::descendants(pid as i32)).await?;
                 let killed = cd
                     .tasks()
                     .kill(cd.request(KillRequest {
@@ -211,6 +219,12 @@ impl ContainerManager {
                     .await;
                 if let Err(status) = killed {
                     tracing::warn!(%exec_id, %status, "killing timed-out exec");
+                }
+                for child in descendants {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(child),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
                 let _ = tokio::time::timeout(DRAIN_WAIT, wait()).await;
                 Err(ContainerError::DeadlineExceeded(format!(

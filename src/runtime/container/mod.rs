@@ -1,22 +1,28 @@
 //! Containers: how a CRI container config becomes an OCI runtime spec
 //! (spec.rs), which identity its process runs as (user.rs), and their life
-//! in containerd: create, start, stop, remove, status (one file each), with
-//! exits learnt from containerd's event stream (events.rs).
+//! in containerd: create, start, stop, remove, status, stats, resource
+//! updates (one file each), with exits learnt from containerd's event stream
+//! (events.rs) and every step told to GetContainerEvents subscribers
+//! (cri_events.rs).
 
 mod adopt;
 mod attach;
 mod create;
+pub mod cri_events;
 mod events;
 mod exec;
 mod exec_session;
+pub mod features;
 mod remove;
 mod reopen;
 mod rootfs;
 pub mod spec;
 mod start;
+mod stats;
 mod status;
 mod stdio;
 mod stop;
+mod update;
 pub mod user;
 
 use std::collections::HashMap;
@@ -106,9 +112,17 @@ struct Container {
     id: String,
     sandbox_id: String,
     metadata: cri::ContainerMetadata,
-    /// The image as the request named it, and its id.
+    /// The image as the request named it (and as the user wrote it, when
+    /// the kubelet passes that along).
     image: String,
+    user_specified_image: String,
+    /// The image's repo digest (its id when it has none), and its id (the
+    /// config digest).
     image_ref: String,
+    image_id: String,
+    /// The identity the first process starts with (set once resolved
+    /// against the image's files, during CreateContainer).
+    user: std::sync::OnceLock<cri::ContainerUser>,
     labels: HashMap<String, String>,
     annotations: HashMap<String, String>,
     mounts: Vec<cri::Mount>,
@@ -174,9 +188,14 @@ pub struct ContainerManager {
     containerd: Containerd,
     images: Arc<ImageManager>,
     sandboxes: Arc<SandboxManager>,
+    features: features::Features,
     containers: Mutex<HashMap<String, Arc<Container>>>,
     /// Reserved names to container ids.
     names: Mutex<HashMap<String, String>>,
+    /// GetContainerEvents' subscribers.
+    events: cri_events::EventFeed,
+    /// The last CPU sample of each container and pod, for usage_nano_cores.
+    cpu_rates: stats::CpuRates,
 }
 
 impl ContainerManager {
@@ -188,17 +207,26 @@ impl ContainerManager {
         sandboxes: Arc<SandboxManager>,
     ) -> Result<Arc<Self>, ContainerError> {
         let containerd = images.containerd().clone();
+        let features = features::probe().await;
         let manager = Arc::new(ContainerManager {
             config,
+            features,
             containerd,
             images,
             sandboxes,
             containers: Mutex::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
+            events: cri_events::EventFeed::new(),
+            cpu_rates: stats::CpuRates::default(),
         });
         events::watch(&manager).await?;
         manager.adopt().await;
         Ok(manager)
+    }
+
+    /// Whether containers may ask for recursive read-only mounts.
+    pub fn supports_recursive_read_only_mounts(&self) -> bool {
+        self.features.recursive_read_only
     }
 
     /// The container `id` names: the id itself or a unique prefix of one.
@@ -252,6 +280,7 @@ impl ContainerManager {
         for id in self.in_sandbox(&info.id) {
             self.remove(&id).await?;
         }
+        self.cpu_rates.forget(&info.id);
         Ok(())
     }
 }

@@ -50,7 +50,7 @@ impl ContainerManager {
             image_name: String::new(),
             cgroup: container.cgroup.clone(),
             dir: container.dir.clone(),
-            record: None,
+            container: None,
         };
         self.unmake(
             &plan,
@@ -61,7 +61,16 @@ impl ContainerManager {
             },
         )
         .await?;
-        self.containers.lock().unwrap().remove(&container.id);
+        {
+            let _order = self.events.order();
+            self.containers.lock().unwrap().remove(&container.id);
+            self.emit(
+                &container.id,
+                &container.sandbox_id,
+                crate::cri::v1::ContainerEventType::ContainerDeletedEvent,
+            );
+        }
+        self.cpu_rates.forget(&container.id);
         let mut names = self.names.lock().unwrap();
         if names.get(&container.reserved_name) == Some(&container.id) {
             names.remove(&container.reserved_name);

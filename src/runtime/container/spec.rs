@@ -8,13 +8,16 @@ use std::str::FromStr;
 
 use crate::cri::v1 as cri;
 use oci_spec::runtime::{
-    Capability, LinuxCapabilities, LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxNamespace,
+    Capability, LinuxCapabilities, LinuxCpu, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType,
+    LinuxHugepageLimit, LinuxIdMapping, LinuxIdMappingBuilder, LinuxMemory, LinuxNamespace,
     LinuxNamespaceType, LinuxResources, LinuxSeccomp, LinuxSeccompAction, LinuxSyscall, Mount,
     Spec, User,
 };
 
 use super::user::ResolvedUser;
 use crate::runtime::image::manifest::ExecConfig;
+use crate::sys::idmap::IdMapping;
+use crate::sys::mount::{HostDevice, Propagation, mount_of_in};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -30,10 +33,18 @@ pub struct SandboxContext {
     pub network: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
-    /// The pod's PID namespace when the pod shares one; with `None` and no
-    /// host PID the container gets a PID namespace of its own.
+    /// The PID namespace to join: the pod's when it shares one, or a target
+    /// container's; with `None` and no host PID the container gets one of
+    /// its own.
     pub pid: Option<PathBuf>,
     pub host_pid: bool,
+    /// The pod's user namespace: joined, with its maps repeated (runc wants
+    /// them to know who root is).
+    pub user: Option<UserNamespaceJoin>,
+    /// Where deckhand mounted the root filesystem itself (ID-mapped, for a
+    /// pod with a user namespace); `None`: containerd's shim mounts it in
+    /// the bundle.
+    pub rootfs: Option<PathBuf>,
     pub cgroups_path: String,
     pub hostname: String,
     /// Files the sandbox wrote for its containers, bind-mounted read-only
@@ -42,6 +53,26 @@ pub struct SandboxContext {
     pub etc_hosts: Option<PathBuf>,
     pub resolv_conf: Option<PathBuf>,
     pub dev_shm: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserNamespaceJoin {
+    pub path: PathBuf,
+    pub uids: Vec<IdMapping>,
+    pub gids: Vec<IdMapping>,
+}
+
+fn oci_id_mappings(maps: &[IdMapping]) -> Vec<LinuxIdMapping> {
+    maps.iter()
+        .map(|m| {
+            LinuxIdMappingBuilder::default()
+                .container_id(m.container_id)
+                .host_id(m.host_id)
+                .size(m.length)
+                .build()
+                .expect("every field is set")
+        })
+        .collect()
 }
 
 /// What containerd grants a container when nobody says otherwise.
@@ -144,34 +175,57 @@ fn capability(name: &str) -> Result<Capability, SpecError> {
     Capability::from_str(bare).map_err(|_| invalid(format!("unknown capability {name:?}")))
 }
 
-/// Every capability the kernel and the caps crate know.
-fn all_capabilities() -> Vec<Capability> {
-    caps::all()
+/// Every capability this node can grant: known to the kernel (and to the
+/// caps crate) and still in our own bounding set. runc fails a start with
+/// EPERM for any other (root here lacks CAP_SYS_RESOURCE), so "ALL" and
+/// privileged mean these, as containerd's "all current capabilities" does.
+pub fn available_capabilities() -> Vec<Capability> {
+    let supported = caps::runtime::thread_all_supported();
+    let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| supported.clone());
+    let mut known: Vec<caps::Capability> = supported.intersection(&bounding).copied().collect();
+    known.sort_by_key(|c| c.index());
+    known
         .into_iter()
         .filter_map(|c| capability(&c.to_string()).ok())
         .collect()
 }
 
-/// The effective capability set: defaults (or all when privileged), plus
-/// adds, minus drops; `ALL` in add or drop means every capability.
+/// The effective capability set: defaults (or all available when
+/// privileged), plus adds, minus drops; `ALL` in add or drop means every
+/// available capability. Asking for one the node cannot grant is refused
+/// here, with its name, rather than by runc at start.
 pub fn capabilities(
     privileged: bool,
     requested: Option<&cri::Capability>,
+    available: &[Capability],
 ) -> Result<Vec<Capability>, SpecError> {
+    let grantable = |cap: Capability| {
+        if available.contains(&cap) {
+            Ok(cap)
+        } else {
+            Err(invalid(format!(
+                "capability {cap} is not available on this node (not in its bounding set)"
+            )))
+        }
+    };
     let mut set: Vec<Capability> = if privileged {
-        all_capabilities()
+        available.to_vec()
     } else {
-        DEFAULT_CAPABILITIES.to_vec()
+        DEFAULT_CAPABILITIES
+            .iter()
+            .copied()
+            .filter(|c| available.contains(c))
+            .collect()
     };
     let Some(requested) = requested else {
         return Ok(set);
     };
     let is_all = |names: &[String]| names.iter().any(|n| n.eq_ignore_ascii_case("ALL"));
     if is_all(&requested.add_capabilities) {
-        set = all_capabilities();
+        set = available.to_vec();
     } else {
         for name in &requested.add_capabilities {
-            let cap = capability(name)?;
+            let cap = grantable(capability(name)?)?;
             if !set.contains(&cap) {
                 set.push(cap);
             }
@@ -185,7 +239,7 @@ pub fn capabilities(
             .iter()
             .filter(|n| !n.eq_ignore_ascii_case("ALL"))
         {
-            set.push(capability(name)?);
+            set.push(grantable(capability(name)?)?);
         }
     } else {
         for name in &requested.drop_capabilities {
@@ -275,7 +329,16 @@ fn container_path(path: &str) -> Result<PathBuf, SpecError> {
 
 /// A CRI mount as an OCI bind mount: the host path must exist (symlinks are
 /// resolved, as the kubelet expects), the container path must be clean.
-pub fn bind_mount(mount: &cri::Mount) -> Result<Mount, SpecError> {
+/// Propagation is checked against the host mount holding the source, as
+/// containerd does: rshared needs a shared source mount, rslave a shared or
+/// slave one (a private source would never propagate anything). A recursive
+/// read-only mount must be read-only and private, and needs runc and kernel
+/// support (`rro`).
+pub fn bind_mount(
+    mount: &cri::Mount,
+    mountinfo: &str,
+    rro_supported: bool,
+) -> Result<Mount, SpecError> {
     let destination = container_path(&mount.container_path)?;
     if !Path::new(&mount.host_path).is_absolute() {
         return Err(invalid(format!(
@@ -289,19 +352,113 @@ pub fn bind_mount(mount: &cri::Mount) -> Result<Mount, SpecError> {
             mount.host_path, mount.container_path
         ))
     })?;
-    let propagation = match cri::MountPropagation::try_from(mount.propagation) {
-        Ok(cri::MountPropagation::PropagationHostToContainer) => "rslave",
-        Ok(cri::MountPropagation::PropagationBidirectional) => "rshared",
-        _ => "rprivate",
+    let propagation = cri::MountPropagation::try_from(mount.propagation)
+        .unwrap_or(cri::MountPropagation::PropagationPrivate);
+    let host_mount = || {
+        mount_of_in(mountinfo, &source).ok_or_else(|| {
+            invalid(format!(
+                "host path {:?}: no mount holds it",
+                mount.host_path
+            ))
+        })
     };
-    let mut options = vec!["rbind".to_string(), propagation.to_string()];
+    let propagation_option = match propagation {
+        cri::MountPropagation::PropagationPrivate => "rprivate",
+        cri::MountPropagation::PropagationBidirectional => {
+            let held = host_mount()?;
+            if held.propagation != Propagation::Shared {
+                return Err(invalid(format!(
+                    "mount {:?} asks for bidirectional propagation, but host path {:?} is on {} which is not a shared mount",
+                    mount.container_path,
+                    mount.host_path,
+                    held.mount_point.display()
+                )));
+            }
+            "rshared"
+        }
+        cri::MountPropagation::PropagationHostToContainer => {
+            let held = host_mount()?;
+            if held.propagation == Propagation::Private {
+                return Err(invalid(format!(
+                    "mount {:?} asks for host-to-container propagation, but host path {:?} is on {} which is neither a shared nor a slave mount",
+                    mount.container_path,
+                    mount.host_path,
+                    held.mount_point.display()
+                )));
+            }
+            "rslave"
+        }
+    };
+    let mut options = vec!["rbind".to_string(), propagation_option.to_string()];
     options.push(if mount.readonly { "ro" } else { "rw" }.to_string());
+    if mount.recursive_read_only {
+        if !mount.readonly {
+            return Err(invalid(format!(
+                "mount {:?}: a recursive read-only mount must also be read-only",
+                mount.container_path
+            )));
+        }
+        if propagation != cri::MountPropagation::PropagationPrivate {
+            return Err(invalid(format!(
+                "mount {:?}: a recursive read-only mount needs private propagation",
+                mount.container_path
+            )));
+        }
+        if !rro_supported {
+            return Err(invalid(format!(
+                "mount {:?}: recursive read-only mounts are not supported here (runc with rro and Linux 5.12 needed)",
+                mount.container_path
+            )));
+        }
+        options.push("rro".to_string());
+    }
     let mut built = Mount::default();
     built.set_destination(destination);
     built.set_source(Some(source));
     built.set_typ(Some("bind".into()));
     built.set_options(Some(options));
     Ok(built)
+}
+
+/// The rootfs propagation the bind mounts need (containerd's rule): rshared
+/// when one is bidirectional, else rslave when one receives from the host,
+/// else runc's default.
+fn rootfs_propagation(mounts: &[cri::Mount]) -> Option<String> {
+    let has = |p: cri::MountPropagation| mounts.iter().any(|m| m.propagation == p as i32);
+    if has(cri::MountPropagation::PropagationBidirectional) {
+        Some("rshared".into())
+    } else if has(cri::MountPropagation::PropagationHostToContainer) {
+        Some("rslave".into())
+    } else {
+        None
+    }
+}
+
+/// A privileged container sees every host device, and may use any.
+fn privileged_devices(host: &[HostDevice]) -> (Vec<LinuxDevice>, LinuxDeviceCgroup) {
+    let devices = host
+        .iter()
+        .map(|d| {
+            let mut device = LinuxDevice::default();
+            device.set_path(d.path.clone());
+            device.set_typ(if d.block {
+                LinuxDeviceType::B
+            } else {
+                LinuxDeviceType::C
+            });
+            device.set_major(d.major as i64);
+            device.set_minor(d.minor as i64);
+            device.set_file_mode(Some(d.mode));
+            device.set_uid(Some(d.uid));
+            device.set_gid(Some(d.gid));
+            device
+        })
+        .collect();
+    let mut allow_all = LinuxDeviceCgroup::default();
+    allow_all.set_allow(true);
+    allow_all.set_typ(Some(LinuxDeviceType::A));
+    allow_all.set_access(Some("rwm".into()));
+    (devices, allow_all)
 }
 
 fn ro_bind(source: &Path, destination: &str, readonly: bool) -> Mount {
@@ -317,7 +474,7 @@ fn ro_bind(source: &Path, destination: &str, readonly: bool) -> Mount {
     m
 }
 
-fn resources(r: &cri::LinuxContainerResources) -> Result<LinuxResources, SpecError> {
+pub fn resources(r: &cri::LinuxContainerResources) -> Result<LinuxResources, SpecError> {
     let mut resources = LinuxResources::default();
     let mut cpu = LinuxCpu::default();
     if r.cpu_shares > 0 {
@@ -398,6 +555,14 @@ pub struct SpecInputs<'a> {
     pub user: &'a ResolvedUser,
     /// Seccomp profile files for `Localhost` profiles live under this root.
     pub seccomp_root: &'a Path,
+    /// What the node can grant ([`available_capabilities`]).
+    pub available_capabilities: &'a [Capability],
+    /// The host's /proc/self/mountinfo, for the propagation of bind sources.
+    pub mountinfo: &'a str,
+    /// runc and the kernel can make mounts recursively read-only.
+    pub recursive_read_only: bool,
+    /// The host's devices, given to privileged containers.
+    pub host_devices: &'a [HostDevice],
 }
 
 pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
@@ -407,7 +572,15 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
     let privileged = security.privileged;
 
     let mut spec = Spec::default();
-    spec.set_hostname(Some(inputs.sandbox.hostname.clone()));
+    // Only a UTS namespace of the pod's own has a hostname to set: a
+    // host-network pod keeps the node's (runc refuses one without it).
+    spec.set_hostname(
+        inputs
+            .sandbox
+            .uts
+            .is_some()
+            .then(|| inputs.sandbox.hostname.clone()),
+    );
 
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(process_args(config, inputs.image)?));
@@ -428,7 +601,11 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
     user.set_gid(inputs.user.gid);
     user.set_additional_gids(Some(inputs.user.additional_gids.clone()));
     process.set_user(user);
-    let caps = capabilities(privileged, security.capabilities.as_ref())?;
+    let caps = capabilities(
+        privileged,
+        security.capabilities.as_ref(),
+        inputs.available_capabilities,
+    )?;
     let caps: oci_spec::runtime::Capabilities = caps.into_iter().collect();
     let mut capabilities = LinuxCapabilities::default();
     capabilities.set_bounding(Some(caps.clone()));
@@ -449,7 +626,13 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
     spec.set_process(Some(process));
 
     let mut root = spec.root().clone().unwrap_or_default();
-    root.set_path("rootfs".into());
+    root.set_path(
+        inputs
+            .sandbox
+            .rootfs
+            .clone()
+            .unwrap_or_else(|| "rootfs".into()),
+    );
     root.set_readonly(Some(security.readonly_rootfs));
     spec.set_root(Some(root));
 
@@ -460,7 +643,7 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
     let requested: Vec<Mount> = config
         .mounts
         .iter()
-        .map(bind_mount)
+        .map(|m| bind_mount(m, inputs.mountinfo, inputs.recursive_read_only))
         .collect::<Result<_, _>>()?;
     let requested_at = |dest: &str| requested.iter().any(|m| m.destination() == Path::new(dest));
     for (file, dest) in [
@@ -495,10 +678,14 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
     spec.set_mounts(Some(mounts));
 
     let mut linux = spec.linux().clone().unwrap_or_default();
-    let mut namespaces = vec![
-        namespace(LinuxNamespaceType::Mount, None),
-        namespace(LinuxNamespaceType::Cgroup, None),
-    ];
+    let mut namespaces = vec![];
+    if let Some(user) = &sandbox.user {
+        namespaces.push(namespace(LinuxNamespaceType::User, Some(&user.path)));
+        linux.set_uid_mappings(Some(oci_id_mappings(&user.uids)));
+        linux.set_gid_mappings(Some(oci_id_mappings(&user.gids)));
+    }
+    namespaces.push(namespace(LinuxNamespaceType::Mount, None));
+    namespaces.push(namespace(LinuxNamespaceType::Cgroup, None));
     for (typ, path) in [
         (LinuxNamespaceType::Network, &sandbox.network),
         (LinuxNamespaceType::Ipc, &sandbox.ipc),
@@ -518,7 +705,13 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
     if let Some(r) = &linux_config.resources {
         linux.set_resources(Some(resources(r)?));
     }
+    linux.set_rootfs_propagation(rootfs_propagation(&config.mounts));
     if privileged {
+        let (devices, allow_all) = privileged_devices(inputs.host_devices);
+        linux.set_devices(Some(devices));
+        let mut resources = linux.resources().clone().unwrap_or_default();
+        resources.set_devices(Some(vec![allow_all]));
+        linux.set_resources(Some(resources));
         linux.set_masked_paths(Some(vec![]));
         linux.set_readonly_paths(Some(vec![]));
     } else {
@@ -551,9 +744,13 @@ fn seccomp(
     let Some(profile) = &security.seccomp else {
         return Ok(None);
     };
+    // A privileged container runs unconfined whatever profile it names, as
+    // with containerd and the kubelet's documented behaviour.
+    if privileged {
+        return Ok(None);
+    }
     match cri::security_profile::ProfileType::try_from(profile.profile_type) {
         Ok(cri::security_profile::ProfileType::Unconfined) | Err(_) => Ok(None),
-        Ok(cri::security_profile::ProfileType::RuntimeDefault) if privileged => Ok(None),
         Ok(cri::security_profile::ProfileType::RuntimeDefault) => {
             Ok(Some(runtime_default_seccomp()))
         }
@@ -617,6 +814,75 @@ mod tests {
         assert!(env.contains(&"HOSTNAME=pod".to_string()));
     }
 
+    /// Every capability but SYS_RESOURCE, as on this project's machines.
+    fn node_caps() -> Vec<Capability> {
+        all_known()
+            .into_iter()
+            .filter(|c| *c != Capability::SysResource)
+            .collect()
+    }
+
+    fn all_known() -> Vec<Capability> {
+        caps::all()
+            .into_iter()
+            .filter_map(|c| capability(&c.to_string()).ok())
+            .collect()
+    }
+
+    #[test]
+    fn namespaces_user_namespace_and_hostname_follow_the_sandbox() {
+        let build_with = |sandbox: &SandboxContext| {
+            build(&SpecInputs {
+                config: &config(),
+                image: &image(),
+                sandbox,
+                user: &ResolvedUser::default(),
+                seccomp_root: Path::new("/seccomp"),
+                available_capabilities: &node_caps(),
+                mountinfo: MOUNTINFO,
+                recursive_read_only: false,
+                host_devices: &[],
+            })
+            .unwrap()
+        };
+        // Host network (no UTS namespace of the pod's): the node's hostname.
+        let host = build_with(&SandboxContext {
+            hostname: "node".into(),
+            ..Default::default()
+        });
+        assert_eq!(host.hostname(), &None);
+        let maps = vec![IdMapping {
+            container_id: 0,
+            host_id: 100_000,
+            length: 65_536,
+        }];
+        let spec = build_with(&SandboxContext {
+            uts: Some("/pins/uts".into()),
+            hostname: "pod".into(),
+            user: Some(UserNamespaceJoin {
+                path: "/pins/user".into(),
+                uids: maps.clone(),
+                gids: maps,
+            }),
+            rootfs: Some("/run/deckhand/containers/c/rootfs".into()),
+            ..Default::default()
+        });
+        assert_eq!(spec.hostname().as_deref(), Some("pod"));
+        let linux = spec.linux().as_ref().unwrap();
+        let ns = linux.namespaces().as_ref().unwrap();
+        assert_eq!(ns[0].typ(), LinuxNamespaceType::User);
+        assert_eq!(ns[0].path().as_deref(), Some(Path::new("/pins/user")));
+        let uids = linux.uid_mappings().as_ref().unwrap();
+        assert_eq!(
+            (uids[0].container_id(), uids[0].host_id(), uids[0].size()),
+            (0, 100_000, 65_536)
+        );
+        assert_eq!(
+            spec.root().as_ref().unwrap().path(),
+            Path::new("/run/deckhand/containers/c/rootfs")
+        );
+    }
+
     #[test]
     fn capabilities_add_drop_and_all() {
         let req = |add: &[&str], drop: &[&str]| cri::Capability {
@@ -624,19 +890,51 @@ mod tests {
             drop_capabilities: drop.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         };
-        let caps = capabilities(false, Some(&req(&["NET_ADMIN"], &["CAP_CHOWN"]))).unwrap();
+        let node = node_caps();
+        let caps = capabilities(false, Some(&req(&["NET_ADMIN"], &["CAP_CHOWN"])), &node).unwrap();
         assert!(caps.contains(&Capability::NetAdmin));
         assert!(!caps.contains(&Capability::Chown));
-        let caps = capabilities(false, Some(&req(&["NET_RAW"], &["ALL"]))).unwrap();
+        let caps = capabilities(false, Some(&req(&["NET_RAW"], &["ALL"])), &node).unwrap();
         assert_eq!(caps, vec![Capability::NetRaw]);
-        let caps = capabilities(false, Some(&req(&["ALL"], &[]))).unwrap();
+        let caps = capabilities(false, Some(&req(&["ALL"], &[])), &node).unwrap();
         assert!(caps.contains(&Capability::SysAdmin));
-        assert!(capabilities(false, Some(&req(&["FLY"], &[]))).is_err());
-        assert!(
-            capabilities(true, None)
-                .unwrap()
-                .contains(&Capability::SysAdmin)
-        );
+        assert!(capabilities(false, Some(&req(&["FLY"], &[])), &node).is_err());
+        let privileged = capabilities(true, None, &node).unwrap();
+        assert!(privileged.contains(&Capability::SysAdmin));
+        // Never more than the node has: runc would fail the start.
+        assert!(!privileged.contains(&Capability::SysResource));
+        let err = capabilities(false, Some(&req(&["SYS_RESOURCE"], &[])), &node).unwrap_err();
+        assert!(err.0.contains("not available"), "{err}");
+    }
+
+    #[test]
+    fn the_available_set_is_within_our_bounding_set() {
+        let available = available_capabilities();
+        let bounding = caps::read(None, caps::CapSet::Bounding).unwrap();
+        assert!(!available.is_empty());
+        for cap in &available {
+            assert!(
+                bounding
+                    .iter()
+                    .any(|b| capability(&b.to_string()).ok() == Some(*cap)),
+                "{cap} not in the bounding set"
+            );
+        }
+    }
+
+    const MOUNTINFO: &str = "\
+27 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw
+40 27 0:40 / /shared rw shared:5 - tmpfs tmpfs rw
+41 27 0:41 / /slave rw master:5 - tmpfs tmpfs rw
+";
+
+    fn mount(container: &str, host: &str, propagation: cri::MountPropagation) -> cri::Mount {
+        cri::Mount {
+            container_path: container.into(),
+            host_path: host.into(),
+            propagation: propagation as i32,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -644,31 +942,82 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(dir.path(), &link).unwrap();
-        let m = bind_mount(&cri::Mount {
-            container_path: "/data".into(),
-            host_path: link.display().to_string(),
-            readonly: true,
-            propagation: cri::MountPropagation::PropagationHostToContainer as i32,
-            ..Default::default()
-        })
-        .unwrap();
+        let mut request = mount(
+            "/data",
+            &link.display().to_string(),
+            cri::MountPropagation::PropagationPrivate,
+        );
+        request.readonly = true;
+        let m = bind_mount(&request, MOUNTINFO, false).unwrap();
         assert_eq!(
             m.source().as_deref(),
             Some(std::fs::canonicalize(dir.path()).unwrap().as_path())
         );
-        assert_eq!(m.options().as_ref().unwrap(), &["rbind", "rslave", "ro"]);
+        assert_eq!(m.options().as_ref().unwrap(), &["rbind", "rprivate", "ro"]);
         let bad = |container: &str, host: &str| {
-            bind_mount(&cri::Mount {
-                container_path: container.into(),
-                host_path: host.into(),
-                ..Default::default()
-            })
+            bind_mount(
+                &mount(container, host, cri::MountPropagation::PropagationPrivate),
+                MOUNTINFO,
+                false,
+            )
             .is_err()
         };
         assert!(bad("/data", "/no/such/path"));
         assert!(bad("relative", "/tmp"));
         assert!(bad("/a/../../etc", "/tmp"));
         assert!(bad("/data", "relative/host"));
+    }
+
+    /// Whether the propagation check passes for a source on a mount of the
+    /// given mountinfo line's kind. The paths exist on every machine (/, /proc).
+    fn propagation_ok(info: &str, propagation: cri::MountPropagation) -> Result<Mount, SpecError> {
+        bind_mount(&mount("/data", "/proc", propagation), info, false)
+    }
+
+    #[test]
+    fn propagation_needs_a_fitting_host_mount() {
+        use cri::MountPropagation::*;
+        let info = |kind: &str| {
+            format!("27 1 8:1 / / rw - ext4 sda rw\n22 27 0:21 / /proc rw{kind} - proc proc rw\n")
+        };
+        let (shared, slave, private) = (info(" shared:1"), info(" master:1"), info(""));
+        assert!(propagation_ok(&shared, PropagationBidirectional).is_ok());
+        assert!(propagation_ok(&slave, PropagationBidirectional).is_err());
+        assert!(propagation_ok(&private, PropagationHostToContainer).is_err());
+        let m = propagation_ok(&slave, PropagationHostToContainer).unwrap();
+        assert_eq!(m.options().as_ref().unwrap(), &["rbind", "rslave", "rw"]);
+        assert!(propagation_ok(&private, PropagationPrivate).is_ok());
+        let both = [
+            mount("/a", "/proc", PropagationHostToContainer),
+            mount("/b", "/proc", PropagationBidirectional),
+        ];
+        assert_eq!(rootfs_propagation(&both).as_deref(), Some("rshared"));
+        assert_eq!(rootfs_propagation(&both[..1]).as_deref(), Some("rslave"));
+        assert_eq!(rootfs_propagation(&[]), None);
+    }
+
+    #[test]
+    fn recursive_read_only_is_read_only_private_and_supported() {
+        let rro = |readonly: bool, propagation: cri::MountPropagation, supported: bool| {
+            let mut m = mount("/data", "/proc", propagation);
+            m.readonly = readonly;
+            m.recursive_read_only = true;
+            bind_mount(
+                &m,
+                "22 1 0:21 / /proc rw shared:1 - proc proc rw\n",
+                supported,
+            )
+        };
+        use cri::MountPropagation::*;
+        let ok = rro(true, PropagationPrivate, true).unwrap();
+        assert_eq!(
+            ok.options().as_ref().unwrap(),
+            &["rbind", "rprivate", "ro", "rro"]
+        );
+        assert!(rro(false, PropagationPrivate, true).is_err());
+        assert!(rro(true, PropagationHostToContainer, true).is_err());
+        assert!(rro(true, PropagationBidirectional, true).is_err());
+        assert!(rro(true, PropagationPrivate, false).is_err());
     }
 
     #[test]
@@ -708,6 +1057,10 @@ mod tests {
             sandbox: &sandbox,
             user: &user,
             seccomp_root: Path::new("/var/lib/kubelet/seccomp"),
+            available_capabilities: &node_caps(),
+            mountinfo: MOUNTINFO,
+            recursive_read_only: true,
+            host_devices: &[],
         })
         .unwrap();
         let linux = spec.linux().as_ref().unwrap();
@@ -743,5 +1096,65 @@ mod tests {
         let json = serde_json::to_value(&spec).unwrap();
         assert_eq!(json["linux"]["cgroupsPath"], "/kubepods/pod1/ctr1");
         assert_eq!(json["process"]["args"][0], "/entry");
+    }
+
+    #[test]
+    fn a_privileged_container_gets_devices_and_no_confinement() {
+        let mut c = config();
+        c.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                privileged: true,
+                seccomp: Some(cri::SecurityProfile {
+                    profile_type: cri::security_profile::ProfileType::Localhost as i32,
+                    localhost_ref: "/no/such/profile.json".into(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        // Host UTS: runc would refuse a hostname.
+        let sandbox = SandboxContext {
+            hostname: "node".into(),
+            ..Default::default()
+        };
+        let null = HostDevice {
+            path: "/dev/null".into(),
+            block: false,
+            major: 1,
+            minor: 3,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        };
+        let spec = build(&SpecInputs {
+            config: &c,
+            image: &image(),
+            sandbox: &sandbox,
+            user: &ResolvedUser::default(),
+            seccomp_root: Path::new("/nowhere"),
+            available_capabilities: &node_caps(),
+            mountinfo: MOUNTINFO,
+            recursive_read_only: false,
+            host_devices: std::slice::from_ref(&null),
+        })
+        .unwrap();
+        assert_eq!(spec.hostname(), &None);
+        let json = serde_json::to_value(&spec).unwrap();
+        let linux = &json["linux"];
+        assert!(
+            linux.get("seccomp").is_none(),
+            "a privileged container is unconfined"
+        );
+        assert_eq!(linux["maskedPaths"], serde_json::json!([]));
+        assert_eq!(linux["devices"][0]["path"], "/dev/null");
+        assert_eq!(
+            linux["resources"]["devices"],
+            serde_json::json!([{"allow": true, "type": "a", "access": "rwm"}])
+        );
+        let bounding = json["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap();
+        assert_eq!(bounding.len(), node_caps().len());
+        assert!(!bounding.contains(&serde_json::json!("CAP_SYS_RESOURCE")));
     }
 }

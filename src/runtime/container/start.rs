@@ -9,6 +9,9 @@ use containerd_client::services::v1::snapshots::MountsRequest;
 use containerd_client::services::v1::{CreateTaskRequest, DeleteTaskRequest, StartRequest};
 
 use super::{ContainerError, ContainerManager, State, blocking, detached, is_not_found, now_ns};
+use crate::cri::v1::ContainerEventType as Event;
+use crate::sys::idmap;
+use crate::sys::ns::NsKind;
 
 /// The exit code containerd reports for a container that never started.
 const START_ERROR_CODE: i32 = 128;
@@ -47,6 +50,27 @@ impl ContainerManager {
             .map_err(|s| ContainerError::failed("rootfs mounts", s.message()))?
             .into_inner()
             .mounts;
+        // A pod with its own user namespace gets an ID-mapped rootfs that
+        // we mount (the shim cannot); runc then finds it by the spec's
+        // absolute root path, and the task has no rootfs mounts.
+        let user_ns = sandbox
+            .namespaces
+            .iter()
+            .find(|(k, _)| *k == NsKind::User)
+            .map(|(_, p)| p.clone());
+        let rootfs = match (user_ns, &sandbox.userns) {
+            (Some(path), Some(userns)) => {
+                let (dir, run_dir, root) = (
+                    container.dir.clone(),
+                    self.config.run_dir.clone(),
+                    userns.root(),
+                );
+                blocking(move || mount_idmapped_rootfs(&rootfs, &dir, &run_dir, &path, root))
+                    .await??;
+                vec![]
+            }
+            _ => rootfs,
+        };
         let log_uri = match &container.output_log() {
             Some(path) => {
                 let parent = path.parent().map(Path::to_path_buf);
@@ -138,12 +162,25 @@ impl ContainerManager {
         match started {
             Ok(pid) => {
                 {
-                    let mut rt = container.runtime.lock().unwrap();
-                    rt.pid = pid;
-                    rt.started_at = started_at;
-                    // A fast process may have exited (and been recorded) already.
-                    if rt.state == State::Created {
-                        rt.state = State::Running;
+                    let _order = self.events.order();
+                    let became_running = {
+                        let mut rt = container.runtime.lock().unwrap();
+                        rt.pid = pid;
+                        rt.started_at = started_at;
+                        // A fast process may have exited (and been recorded,
+                        // STARTED and STOPPED sent) already.
+                        let created = rt.state == State::Created;
+                        if created {
+                            rt.state = State::Running;
+                        }
+                        created
+                    };
+                    if became_running {
+                        self.emit(
+                            &container.id,
+                            &container.sandbox_id,
+                            Event::ContainerStartedEvent,
+                        );
                     }
                 }
                 tracing::info!(id = %container.id, pid, "container started");
@@ -165,12 +202,20 @@ impl ContainerManager {
                 }
                 container.stdin.lock().await.take();
                 {
-                    let mut rt = container.runtime.lock().unwrap();
-                    rt.state = State::Exited;
-                    rt.finished_at = now_ns();
-                    rt.exit_code = START_ERROR_CODE;
-                    rt.reason = "StartError".into();
-                    rt.message = status.message().to_string();
+                    let _order = self.events.order();
+                    {
+                        let mut rt = container.runtime.lock().unwrap();
+                        rt.state = State::Exited;
+                        rt.finished_at = now_ns();
+                        rt.exit_code = START_ERROR_CODE;
+                        rt.reason = "StartError".into();
+                        rt.message = status.message().to_string();
+                    }
+                    self.emit(
+                        &container.id,
+                        &container.sandbox_id,
+                        Event::ContainerStoppedEvent,
+                    );
                 }
                 container.exited.send_replace(true);
                 self.save_record(&container).await;
@@ -189,6 +234,62 @@ fn make_fifo(path: &Path) -> nix::Result<()> {
         Err(nix::errno::Errno::EEXIST) => Ok(()),
         r => r,
     }
+}
+
+/// Mounts the snapshot `mounts` at `<dir>/rootfs`, ID-mapped for the user
+/// namespace pinned at `userns`. The container's root in that namespace
+/// (host uid 100000, say) must be able to reach it: runc resolves it from
+/// inside, so every directory on the way must be searchable by others.
+/// Blocking.
+fn mount_idmapped_rootfs(
+    mounts: &[containerd_client::types::Mount],
+    dir: &Path,
+    run_dir: &Path,
+    userns: &Path,
+    root: (u32, u32),
+) -> Result<(), ContainerError> {
+    let [m] = mounts else {
+        return Err(ContainerError::Failed(format!(
+            "cannot ID-map a rootfs of {} mounts",
+            mounts.len()
+        )));
+    };
+    let rootfs = idmap::Rootfs::from_mount(&m.r#type, &m.source, &m.options)
+        .map_err(|e| ContainerError::failed("ID-mapped rootfs", e))?;
+    let target = dir.join(super::create::ROOTFS_DIR);
+    std::fs::create_dir_all(&target)
+        .map_err(|e| ContainerError::failed("creating the rootfs mount point", e))?;
+    searchable_by_others(&target, run_dir)?;
+    let userns = std::fs::File::open(userns)
+        .map_err(|e| ContainerError::failed("opening the pod's user namespace", e))?;
+    idmap::mount_rootfs(&rootfs, &target, &userns, root)
+        .map_err(|e| ContainerError::failed("mounting the ID-mapped rootfs", e))
+}
+
+/// Adds search permission for others to `path` and its parents up to
+/// `run_dir` (ours to change); above it, a directory that others cannot
+/// search is an error that names it.
+fn searchable_by_others(path: &Path, run_dir: &Path) -> Result<(), ContainerError> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in path.ancestors() {
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| ContainerError::failed(&format!("{}", dir.display()), e))?;
+        let mode = meta.permissions().mode();
+        if mode & 0o001 != 0 {
+            continue;
+        }
+        if dir.starts_with(run_dir) {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011))
+                .map_err(|e| ContainerError::failed(&format!("chmod {}", dir.display()), e))?;
+        } else {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "{} is not searchable by others, so a user-namespaced container cannot reach its rootfs under {}",
+                dir.display(),
+                run_dir.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// containerd's binary log URI: the shim runs `driver` with each query pair

@@ -4,7 +4,7 @@ use crate::cri::v1 as cri;
 
 use super::{Container, ContainerError, ContainerManager, State};
 
-fn cri_state(state: State) -> cri::ContainerState {
+pub(super) fn cri_state(state: State) -> cri::ContainerState {
     match state {
         State::Created => cri::ContainerState::ContainerCreated,
         State::Running => cri::ContainerState::ContainerRunning,
@@ -15,6 +15,7 @@ fn cri_state(state: State) -> cri::ContainerState {
 fn image_spec(container: &Container) -> cri::ImageSpec {
     cri::ImageSpec {
         image: container.image.clone(),
+        user_specified_image: container.user_specified_image.clone(),
         ..Default::default()
     }
 }
@@ -47,7 +48,8 @@ impl ContainerManager {
                 exit_code: rt.exit_code,
                 image: Some(image_spec(&container)),
                 image_ref: container.image_ref.clone(),
-                image_id: container.image_ref.clone(),
+                image_id: container.image_id.clone(),
+                user: container.user.get().cloned(),
                 reason: rt.reason.clone(),
                 message: rt.message.clone(),
                 labels: container.labels.clone(),
@@ -76,7 +78,7 @@ impl ContainerManager {
                     metadata: Some(c.metadata.clone()),
                     image: Some(image_spec(c)),
                     image_ref: c.image_ref.clone(),
-                    image_id: c.image_ref.clone(),
+                    image_id: c.image_id.clone(),
                     state,
                     created_at: c.created_at,
                     labels: c.labels.clone(),
@@ -89,7 +91,7 @@ impl ContainerManager {
     }
 }
 
-fn matches(c: &Container, state: i32, filter: Option<&cri::ContainerFilter>) -> bool {
+pub(super) fn matches(c: &Container, state: i32, filter: Option<&cri::ContainerFilter>) -> bool {
     let Some(f) = filter else { return true };
     (f.id.is_empty() || c.id.starts_with(&f.id))
         && (f.pod_sandbox_id.is_empty() || c.sandbox_id.starts_with(&f.pod_sandbox_id))

@@ -89,6 +89,12 @@ impl ImageManager {
         &self.containerd
     }
 
+    /// The snapshotter's directory: the filesystem images and containers'
+    /// writable layers live on (ImageFsInfo's and container stats' fs id).
+    pub fn snapshotter_root(&self) -> &std::path::Path {
+        &self.snapshotter_root
+    }
+
     /// Pulls `reference`, returning the image id. Concurrent pulls of the same
     /// reference with the same credentials share one download; the download
     /// runs to its end even if a caller gives up (its deadline passes), so the

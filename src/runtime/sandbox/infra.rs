@@ -11,6 +11,10 @@
 //! new namespace, its first child is: the infra forks that child as PID 1 of
 //! the pod and stays as its holder (forwarding a stop as SIGKILL, which takes
 //! down the whole namespace). The child dies with the holder (PDEATHSIG).
+//!
+//! With a user namespace, it is made in the same unshare as the others, so
+//! it owns them; the infra cannot map its own ids, so the parent writes the
+//! maps once the infra has answered `ok` (nothing before needs them).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -19,13 +23,14 @@ use std::process::{Command, ExitCode, Stdio};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::sys::idmap::{self, IdMapping};
 use crate::sys::ns::{self, NsKind};
 use crate::sys::{cgroup, init, process};
 
 /// What the infra process must set up (its command line).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct InfraArgs {
-    /// Namespaces to create: net, ipc, uts, pid.
+    /// Namespaces to create: net, ipc, uts, pid, user.
     #[arg(long = "new", value_parser = parse_kind)]
     pub namespaces: Vec<NsKind>,
     /// Hostname to set (needs a new UTS namespace).
@@ -39,6 +44,7 @@ fn parse_kind(s: &str) -> Result<NsKind, String> {
         "ipc" => Ok(NsKind::Ipc),
         "uts" => Ok(NsKind::Uts),
         "pid" => Ok(NsKind::Pid),
+        "user" => Ok(NsKind::User),
         other => Err(format!("unknown namespace {other:?}")),
     }
 }
@@ -51,6 +57,8 @@ pub enum InfraError {
     Cgroup(#[from] cgroup::CgroupError),
     #[error("infra process setup: {0}")]
     Setup(String),
+    #[error("mapping the pod's user namespace: {0}")]
+    UserNamespace(#[from] crate::sys::idmap::IdmapError),
 }
 
 /// A running infra process, identified beyond its pid.
@@ -68,12 +76,17 @@ impl InfraProcess {
     }
 }
 
+/// The uid and gid maps of a new user namespace.
+pub type UserMaps<'a> = (&'a [IdMapping], &'a [IdMapping]);
+
 /// Starts the infra process from `exe` (normally /proc/self/exe) and waits
-/// for its namespaces to exist. Blocking: call from spawn_blocking.
+/// for its namespaces to exist; with `maps`, writes its user namespace's
+/// maps. Blocking: call from spawn_blocking.
 pub fn spawn(
     exe: &Path,
     args: &InfraArgs,
     cgroup: Option<&str>,
+    maps: Option<UserMaps<'_>>,
 ) -> Result<InfraProcess, InfraError> {
     let mut cmd = Command::new(exe);
     cmd.arg("sandbox-infra");
@@ -121,6 +134,12 @@ pub fn spawn(
         };
         return Err(InfraError::Setup(answer.to_string()));
     }
+    if let Some((uids, gids)) = maps
+        && let Err(e) = idmap::write_maps(pid, uids, gids)
+    {
+        kill(&mut child);
+        return Err(e.into());
+    }
     let start_time = match process::start_time(pid) {
         Ok(t) => t,
         Err(e) => {
@@ -136,6 +155,7 @@ pub fn spawn(
 /// `deckhand sandbox-infra`: runs single-threaded, before any async runtime
 /// exists (unshare and fork want a single-threaded process).
 pub fn main(args: InfraArgs) -> ExitCode {
+    init::close_inherited_fds();
     let mut go = [0u8; 1];
     if !matches!(std::io::stdin().read(&mut go), Ok(1)) {
         // The parent gave up before the handshake.
@@ -233,11 +253,12 @@ mod tests {
     #[test]
     fn infra_spawn_failures_are_errors() {
         // It may exit before or after our handshake byte: EOF or EPIPE.
-        let err = spawn(Path::new("/bin/true"), &InfraArgs::default(), None).unwrap_err();
+        let err = spawn(Path::new("/bin/true"), &InfraArgs::default(), None, None).unwrap_err();
         assert!(matches!(err, InfraError::Setup(_)), "{err}");
         let err = spawn(
             Path::new("/nonexistent/deckhand"),
             &InfraArgs::default(),
+            None,
             None,
         )
         .unwrap_err();

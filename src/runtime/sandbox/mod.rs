@@ -10,6 +10,8 @@
 pub mod files;
 pub mod infra;
 pub mod record;
+mod resources;
+pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -21,9 +23,11 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use crate::sys::cni::{self, Attachment, NetworkList, PortMapping};
+use crate::sys::idmap::{self, IdMapping};
 use crate::sys::ns::{self, NsKind};
 use crate::sys::{cgroup, process, sysctl};
 use infra::{InfraArgs, InfraProcess};
+pub use record::UserNamespace;
 use record::{Network, RecordStore, SandboxRecord, SandboxState};
 
 /// How long the infra process gets to exit on SIGTERM before SIGKILL. It
@@ -107,6 +111,8 @@ pub struct SandboxManager {
     sandboxes: Mutex<HashMap<String, Arc<Sandbox>>>,
     /// Reserved names (see [`record::reserved_name`]) to sandbox ids.
     names: Mutex<HashMap<String, String>>,
+    /// Whether pods may have user namespaces here, probed once.
+    userns_support: tokio::sync::OnceCell<Result<(), String>>,
 }
 
 /// A sandbox as its containers see it.
@@ -122,6 +128,9 @@ pub struct SandboxInfo {
     /// The namespaces the sandbox owns and where they are pinned.
     pub namespaces: Vec<(NsKind, PathBuf)>,
     pub pid_mode: i32,
+    /// The pod's user namespace maps, when it has one (pinned among
+    /// `namespaces` as [`NsKind::User`]).
+    pub userns: Option<UserNamespace>,
 }
 
 /// What NetworkReady should say.
@@ -140,6 +149,7 @@ impl SandboxManager {
             config,
             sandboxes: Mutex::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
+            userns_support: tokio::sync::OnceCell::new(),
         });
         let store = manager.records.clone();
         let records = blocking(move || store.load_all()).await.unwrap_or_default();
@@ -215,6 +225,26 @@ impl SandboxManager {
         });
     }
 
+    /// Whether a pod may have a user namespace of its own: the kernel makes
+    /// one for the infra process and ID-maps mounts of the filesystem under
+    /// the state dir (where containerd's snapshots normally live too). The
+    /// answer (or why not) is probed once and kept.
+    pub async fn user_namespaces_supported(&self) -> Result<(), String> {
+        let exe = self.config.infra_exe.clone();
+        let dir = self.config.state_dir.clone();
+        self.userns_support
+            .get_or_init(|| async move {
+                let probed = blocking(move || probe_user_namespaces(&exe, &dir)).await;
+                let probed = probed.map_err(|e| e.to_string()).and_then(|r| r);
+                if let Err(e) = &probed {
+                    tracing::info!(error = %e, "user namespaces not available for pods");
+                }
+                probed
+            })
+            .await
+            .clone()
+    }
+
     pub async fn network_status(&self) -> NetworkStatus {
         let dir = self.config.cni_conf_dir.clone();
         let loaded = blocking(move || cni::load_default(&dir)).await;
@@ -261,6 +291,13 @@ impl SandboxManager {
         request: cri::RunPodSandboxRequest,
     ) -> Result<String, SandboxError> {
         let plan = Plan::from_request(request)?;
+        if plan.userns.is_some()
+            && let Err(why) = self.user_namespaces_supported().await
+        {
+            return Err(SandboxError::InvalidArgument(format!(
+                "user namespaces are not available on this node: {why}"
+            )));
+        }
         let id = new_id();
         let reserved = record::reserved_name(&plan.name, &plan.namespace, &plan.uid, plan.attempt);
         {
@@ -331,7 +368,14 @@ impl SandboxManager {
         };
         let exe = self.config.infra_exe.clone();
         let cg = record.cgroup.clone();
-        let infra = blocking(move || infra::spawn(&exe, &args, cg.as_deref())).await?;
+        let userns = record.userns.clone();
+        let infra = blocking(move || {
+            let maps = userns
+                .as_ref()
+                .map(|u| (u.uids.as_slice(), u.gids.as_slice()));
+            infra::spawn(&exe, &args, cg.as_deref(), maps)
+        })
+        .await?;
         let infra = infra.map_err(|e| SandboxError::failed("starting infra process", e))?;
         record.infra = Some(infra);
         self.save(record).await?;
@@ -621,6 +665,7 @@ impl SandboxManager {
                 .map(|k| (*k, record.ns_path(*k)))
                 .collect(),
             pid_mode: record.pid_mode,
+            userns: record.userns.clone(),
         })
     }
 
@@ -664,6 +709,13 @@ impl SandboxManager {
                             network: record.network_mode,
                             pid: record.pid_mode,
                             ipc: record.ipc_mode,
+                            userns_options: Some(match &record.userns {
+                                Some(userns) => userns.to_cri(),
+                                None => cri::UserNamespace {
+                                    mode: cri::NamespaceMode::Node as i32,
+                                    ..Default::default()
+                                },
+                            }),
                             ..Default::default()
                         }),
                     }),
@@ -879,6 +931,7 @@ struct Plan {
     network_mode: i32,
     pid_mode: i32,
     ipc_mode: i32,
+    userns: Option<UserNamespace>,
     sysctls: Vec<(String, String)>,
 }
 
@@ -921,6 +974,14 @@ impl Plan {
         let network_mode = mode("network", ns.network, &[Pod, Node])?;
         let pid_mode = mode("pid", ns.pid, &[Pod, Container, Node])?;
         let ipc_mode = mode("ipc", ns.ipc, &[Pod, Node])?;
+        let userns = user_namespace(ns.userns_options.as_ref())?;
+        if userns.is_some() && [network_mode, pid_mode, ipc_mode].contains(&(Node as i32)) {
+            // Root in the pod's user namespace has no power over the host's
+            // namespaces: runc could not even join them.
+            return Err(invalid(
+                "a pod with its own user namespace cannot share the host's network, PID or IPC namespace",
+            ));
+        }
         let cgroup_parent = if linux.cgroup_parent.is_empty() {
             DEFAULT_CGROUP_PARENT.to_string()
         } else {
@@ -973,7 +1034,7 @@ impl Plan {
             let shared = match kind {
                 NsKind::Net | NsKind::Uts => network_mode == Node as i32,
                 NsKind::Ipc => ipc_mode == Node as i32,
-                NsKind::Pid => true,
+                NsKind::Pid | NsKind::User => true,
             };
             if shared {
                 return Err(SandboxError::InvalidArgument(format!(
@@ -998,6 +1059,7 @@ impl Plan {
             network_mode,
             pid_mode,
             ipc_mode,
+            userns,
             sysctls,
         })
     }
@@ -1007,6 +1069,9 @@ impl Plan {
     fn namespaces(&self) -> Vec<NsKind> {
         let node = cri::NamespaceMode::Node as i32;
         let mut kinds = Vec::new();
+        if self.userns.is_some() {
+            kinds.push(NsKind::User);
+        }
         if self.network_mode != node {
             kinds.push(NsKind::Net);
             kinds.push(NsKind::Uts);
@@ -1049,8 +1114,92 @@ impl Plan {
                 attached: false,
             }),
             ips: vec![],
+            userns: self.userns.clone(),
         }
     }
+}
+
+/// NamespaceOption.userns_options as the pod's user namespace: NODE (or
+/// nothing) means the host's; POD takes exactly one uid and one gid range,
+/// each mapping the pod's root (container id 0), as the kubelet sends them.
+fn user_namespace(
+    options: Option<&cri::UserNamespace>,
+) -> Result<Option<UserNamespace>, SandboxError> {
+    let Some(options) = options else {
+        return Ok(None);
+    };
+    let invalid = |m: String| Err(SandboxError::InvalidArgument(m));
+    match cri::NamespaceMode::try_from(options.mode) {
+        Ok(cri::NamespaceMode::Node) => {
+            if !options.uids.is_empty() || !options.gids.is_empty() {
+                return invalid("user namespace mode NODE takes no ID mappings".into());
+            }
+            Ok(None)
+        }
+        Ok(cri::NamespaceMode::Pod) => {
+            let range = |what: &str, maps: &[cri::IdMapping]| {
+                let [m] = maps else {
+                    return Err(SandboxError::InvalidArgument(format!(
+                        "a pod user namespace takes exactly one {what} mapping, got {}",
+                        maps.len()
+                    )));
+                };
+                let m = IdMapping {
+                    container_id: m.container_id,
+                    host_id: m.host_id,
+                    length: m.length,
+                };
+                if !m.is_valid() {
+                    return Err(SandboxError::InvalidArgument(format!(
+                        "{what} mapping {m:?} is empty or beyond 32 bits"
+                    )));
+                }
+                if m.host_of(0).is_none() {
+                    return Err(SandboxError::InvalidArgument(format!(
+                        "{what} mapping {m:?} does not map container id 0 (the pod's root)"
+                    )));
+                }
+                Ok(vec![m])
+            };
+            Ok(Some(UserNamespace {
+                uids: range("uid", &options.uids)?,
+                gids: range("gid", &options.gids)?,
+            }))
+        }
+        Ok(mode) => invalid(format!(
+            "user namespace mode {} is not supported (only POD and NODE)",
+            mode.as_str_name()
+        )),
+        Err(_) => invalid(format!("unknown user namespace mode {}", options.mode)),
+    }
+}
+
+/// Makes a user namespace as a pod would (an infra process with maps) and
+/// ID-maps a mount of `dir` through it. Blocking.
+fn probe_user_namespaces(exe: &Path, dir: &Path) -> Result<(), String> {
+    let args = InfraArgs {
+        namespaces: vec![NsKind::User],
+        hostname: None,
+    };
+    // Any range works for the probe; this one is what the kubelet hands
+    // out first (65536 ids from 65536).
+    let maps = [IdMapping {
+        container_id: 0,
+        host_id: 65536,
+        length: 65536,
+    }];
+    let infra = infra::spawn(exe, &args, None, Some((&maps, &maps)))
+        .map_err(|e| format!("making a user namespace: {e}"))?;
+    let result = std::fs::File::open(format!("/proc/{}/ns/user", infra.pid))
+        .map_err(|e| format!("opening the user namespace: {e}"))
+        .and_then(|userns| {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            idmap::supported(dir, &userns).map_err(|e| e.to_string())
+        });
+    let pid = nix::unistd::Pid::from_raw(infra.pid);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
+    result
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::infra::InfraProcess;
 use crate::sys::cni::{NetworkList, PortMapping};
+use crate::sys::idmap::IdMapping;
 use crate::sys::ns::NsKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +31,40 @@ pub struct Network {
     pub result: Option<serde_json::Value>,
     /// ADD was attempted and DEL not yet done: DEL is owed.
     pub attached: bool,
+}
+
+/// The pod's own user namespace: its ID maps (one range each, as the
+/// kubelet asks), written by deckhand into the infra's namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserNamespace {
+    pub uids: Vec<IdMapping>,
+    pub gids: Vec<IdMapping>,
+}
+
+impl UserNamespace {
+    /// The host (uid, gid) of the pod's root.
+    pub fn root(&self) -> (u32, u32) {
+        let host = |maps: &[IdMapping]| maps.iter().find_map(|m| m.host_of(0)).unwrap_or(0);
+        (host(&self.uids), host(&self.gids))
+    }
+
+    pub fn to_cri(&self) -> crate::cri::v1::UserNamespace {
+        use crate::cri::v1 as cri;
+        let cri_maps = |maps: &[IdMapping]| {
+            maps.iter()
+                .map(|m| cri::IdMapping {
+                    host_id: m.host_id,
+                    container_id: m.container_id,
+                    length: m.length,
+                })
+                .collect()
+        };
+        cri::UserNamespace {
+            mode: cri::NamespaceMode::Pod as i32,
+            uids: cri_maps(&self.uids),
+            gids: cri_maps(&self.gids),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +94,10 @@ pub struct SandboxRecord {
     pub infra: Option<InfraProcess>,
     pub network: Option<Network>,
     pub ips: Vec<String>,
+    /// Set when the pod has a user namespace of its own (then among
+    /// `namespaces` too). Records from before user namespaces lack it.
+    #[serde(default)]
+    pub userns: Option<UserNamespace>,
 }
 
 impl SandboxRecord {

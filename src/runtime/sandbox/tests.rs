@@ -218,3 +218,80 @@ fn ids_are_unique_hex() {
     assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
     assert_ne!(a, new_id());
 }
+
+fn with_userns(
+    mode: cri::NamespaceMode,
+    uids: &[(u32, u32, u32)],
+    gids: &[(u32, u32, u32)],
+) -> cri::RunPodSandboxRequest {
+    let maps = |m: &[(u32, u32, u32)]| {
+        m.iter()
+            .map(|&(container_id, host_id, length)| cri::IdMapping {
+                container_id,
+                host_id,
+                length,
+            })
+            .collect()
+    };
+    with_linux(request("p"), |l| {
+        l.security_context = Some(cri::LinuxSandboxSecurityContext {
+            namespace_options: Some(cri::NamespaceOption {
+                userns_options: Some(cri::UserNamespace {
+                    mode: mode as i32,
+                    uids: maps(uids),
+                    gids: maps(gids),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    })
+}
+
+#[test]
+fn a_pod_user_namespace_owns_the_others() {
+    use cri::NamespaceMode::{Container, Node, Pod, Target};
+    let one = [(0, 100_000, 65_536)];
+    let plan = Plan::from_request(with_userns(Pod, &one, &one)).unwrap();
+    assert_eq!(
+        plan.namespaces(),
+        vec![
+            NsKind::User,
+            NsKind::Net,
+            NsKind::Uts,
+            NsKind::Ipc,
+            NsKind::Pid
+        ]
+    );
+    let userns = plan.userns.clone().unwrap();
+    assert_eq!(userns.root(), (100_000, 100_000));
+    let rec = plan.record("abc".into(), Path::new("/run/d"), None);
+    assert_eq!(rec.userns, Some(userns));
+
+    // NODE is the host's user namespace.
+    let plan = Plan::from_request(with_userns(Node, &[], &[])).unwrap();
+    assert!(plan.userns.is_none());
+    assert!(!plan.namespaces().contains(&NsKind::User));
+
+    // What critest and the kubelet expect refused.
+    let two = [(0, 1000, 100_000), (0, 2000, 100_000)];
+    assert!(invalid(with_userns(Pod, &two, &two)), "two ranges");
+    let no_root = [(1, 1000, 100_000)];
+    assert!(invalid(with_userns(Pod, &no_root, &no_root)), "0 unmapped");
+    assert!(invalid(with_userns(Pod, &[], &[])), "no mappings");
+    assert!(invalid(with_userns(Pod, &one, &[])), "no gid mapping");
+    assert!(
+        invalid(with_userns(Pod, &[(0, u32::MAX, 2)], &one)),
+        "overflow"
+    );
+    assert!(invalid(with_userns(Pod, &[(0, 1000, 0)], &one)), "empty");
+    assert!(invalid(with_userns(Container, &[], &[])));
+    assert!(invalid(with_userns(Target, &[], &[])));
+    assert!(invalid(with_userns(Node, &one, &one)), "NODE with maps");
+    // The host's namespaces are out of reach from inside a user namespace.
+    let mut host_net = with_userns(Pod, &one, &one);
+    let options = host_net.config.as_mut().unwrap().linux.as_mut().unwrap();
+    let ns = options.security_context.as_mut().unwrap();
+    ns.namespace_options.as_mut().unwrap().network = Node as i32;
+    assert!(invalid(host_net));
+}

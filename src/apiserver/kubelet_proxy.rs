@@ -1,0 +1,390 @@
+//! pods/log, pods/exec, pods/attach and pods/portforward: proxied to the
+//! kubelet of the pod's node, as kube-apiserver does. The node's address is
+//! its InternalIP (else Hostname) and its kubelet port
+//! `status.daemonEndpoints.kubeletEndpoint.Port`; the connection is HTTPS
+//! with this server's kubelet-client certificate. Logs are streamed back as
+//! they come (so `kubectl logs -f` follows); exec, attach and port-forward
+//! are connection upgrades (SPDY or WebSocket): the upgrade request goes to
+//! the kubelet as is, and once both sides switched protocols the bytes are
+//! copied both ways until either side closes.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, BodyStream, StreamBody};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+use crate::apiserver::State;
+use crate::apiserver::error::ApiError;
+use crate::apiserver::handlers::blocking;
+use crate::apiserver::http::{Body, Target};
+use crate::apiserver::store::object_key;
+
+/// The pod subresources that go to a kubelet.
+pub const SUBRESOURCES: &[&str] = &["log", "exec", "attach", "portforward"];
+
+/// How long connecting to a kubelet (TCP + TLS) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the kubelet may take to answer (headers; a followed log's body
+/// may then stream for as long as it likes).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// PodLogOptions the kubelet understands, passed through as given.
+const LOG_PARAMS: &[&str] = &[
+    "follow",
+    "previous",
+    "timestamps",
+    "sinceSeconds",
+    "sinceTime",
+    "tailLines",
+    "limitBytes",
+];
+
+/// The verb a proxied subresource is authorized as: reading logs is a get;
+/// exec, attach and port-forward are creates whatever the method (kube
+/// checks create for WebSocket GETs too).
+pub fn verb(subresource: &str) -> &'static str {
+    if subresource == "log" {
+        "get"
+    } else {
+        "create"
+    }
+}
+
+fn bad(msg: String) -> ApiError {
+    ApiError::BadRequest(msg)
+}
+
+/// The container a request names, defaulted when the pod has only one.
+fn container<'a>(
+    pod: &'a Value,
+    requested: Option<&'a str>,
+    name: &str,
+) -> Result<&'a str, ApiError> {
+    let names = |list: &str| -> Vec<&'a str> {
+        pod["spec"][list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str())
+            .collect()
+    };
+    let containers = names("containers");
+    match requested {
+        Some(c) => {
+            let known = ["containers", "initContainers", "ephemeralContainers"]
+                .iter()
+                .any(|list| names(list).contains(&c));
+            if known {
+                Ok(c)
+            } else {
+                Err(bad(format!("container {c} is not valid for pod {name}")))
+            }
+        }
+        None if containers.len() == 1 => Ok(containers[0]),
+        None => Err(bad(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            containers.join(" ")
+        ))),
+    }
+}
+
+/// Check the numeric log options the way kube validates PodLogOptions.
+fn check_log_query(query: &[(String, String)]) -> Result<(), ApiError> {
+    for (k, v) in query {
+        let min = match k.as_str() {
+            "tailLines" => 0,
+            "sinceSeconds" | "limitBytes" => 1,
+            _ => continue,
+        };
+        match v.parse::<i64>() {
+            Ok(n) if n >= min => {}
+            _ => {
+                return Err(ApiError::invalid(
+                    "PodLogOptions",
+                    "",
+                    "",
+                    vec![crate::apiserver::error::Cause {
+                        reason: "FieldValueInvalid",
+                        field: k.clone(),
+                        message: format!("Invalid value: {v:?}: must be an integer >= {min}"),
+                    }],
+                ));
+            }
+        }
+    }
+    let has = |k: &str| query.iter().any(|(q, _)| q == k);
+    if has("sinceSeconds") && has("sinceTime") {
+        return Err(bad(
+            "at most one of sinceTime or sinceSeconds may be specified".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Where a node's kubelet listens: (address, port).
+fn kubelet_endpoint(node: &Value) -> Option<(String, u16)> {
+    let addresses = node["status"]["addresses"].as_array()?;
+    let of = |ty: &str| {
+        addresses
+            .iter()
+            .find(|a| a["type"] == ty)
+            .and_then(|a| a["address"].as_str())
+            .filter(|a| !a.is_empty())
+    };
+    let address = of("InternalIP").or_else(|| of("Hostname"))?;
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_u64()
+        .filter(|p| (1..=65535).contains(p))
+        .unwrap_or(10250) as u16;
+    Some((address.to_string(), port))
+}
+
+/// The kubelet path and query for a request on `t` with `query`.
+async fn kubelet_target(
+    state: &Arc<State>,
+    t: &Target,
+    query: &[(String, String)],
+) -> Result<(String, u16, String), ApiError> {
+    let pod_key = object_key("", "pods", &t.namespace, &t.name);
+    let t2 = t.clone();
+    let (pod, node) = blocking(state, move |s| {
+        let pod = s
+            .store
+            .get(&pod_key)?
+            .ok_or_else(|| ApiError::not_found("", "pods", &t2.name))?;
+        let node_name = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+        if node_name.is_empty() {
+            return Err(bad(format!(
+                "pod {} does not have a host assigned",
+                t2.name
+            )));
+        }
+        let node = s
+            .store
+            .get(&object_key("", "nodes", "", &node_name))?
+            .ok_or_else(|| ApiError::not_found("", "nodes", &node_name))?;
+        Ok((pod, node))
+    })
+    .await?;
+    let node_name = node["metadata"]["name"].as_str().unwrap_or("");
+    let (host, port) = kubelet_endpoint(&node).ok_or_else(|| {
+        ApiError::Internal(format!("node {node_name} has no address for its kubelet"))
+    })?;
+    let requested = query
+        .iter()
+        .find(|(k, _)| k == "container")
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty());
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let (ns, name) = (enc(&t.namespace), enc(&t.name));
+    let (path, params): (String, Vec<&(String, String)>) = match t.subresource.as_str() {
+        "log" => {
+            check_log_query(query)?;
+            let c = enc(container(&pod, requested, &t.name)?);
+            (
+                format!("/containerLogs/{ns}/{name}/{c}"),
+                query
+                    .iter()
+                    .filter(|(k, _)| LOG_PARAMS.contains(&k.as_str()))
+                    .collect(),
+            )
+        }
+        "portforward" => (
+            format!("/portForward/{ns}/{name}"),
+            query.iter().filter(|(k, _)| k == "ports").collect(),
+        ),
+        sub => {
+            let c = enc(container(&pod, requested, &t.name)?);
+            let dir = if sub == "exec" { "exec" } else { "attach" };
+            (
+                format!("/{dir}/{ns}/{name}/{c}"),
+                query.iter().filter(|(k, _)| k != "container").collect(),
+            )
+        }
+    };
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .finish();
+    let path_and_query = if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{query}")
+    };
+    Ok((host, port, path_and_query))
+}
+
+fn dial_error(host: &str, port: u16, err: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(format!(
+        "error dialing backend: dial tcp {host}:{port}: {err}"
+    ))
+}
+
+/// An HTTP/1.1 connection to the kubelet, its driver spawned.
+async fn connect(
+    state: &State,
+    host: &str,
+    port: u16,
+) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, ApiError> {
+    let server_name = match host.parse::<IpAddr>() {
+        Ok(ip) => rustls::pki_types::ServerName::IpAddress(ip.into()),
+        Err(_) => rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| dial_error(host, port, e))?,
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&state.kubelet_tls));
+    let tls = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+        connector.connect(server_name, tcp).await
+    })
+    .await
+    .map_err(|_| dial_error(host, port, "i/o timeout"))?
+    .map_err(|e| dial_error(host, port, e))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| dial_error(host, port, e))?;
+    tokio::spawn(async move {
+        if let Err(err) = conn.with_upgrades().await {
+            tracing::debug!(error = %err, "kubelet connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// Request headers not passed to the kubelet: the caller's credentials
+/// (the kubelet sees this server's identity) and per-hop ones.
+fn forwarded(name: &header::HeaderName) -> bool {
+    !matches!(
+        name.as_str(),
+        "authorization" | "host" | "proxy-authorization" | "keep-alive" | "te" | "trailer"
+    ) && !name.as_str().starts_with("impersonate-")
+}
+
+pub async fn proxy(
+    state: &Arc<State>,
+    t: Target,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let query: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let (host, port, path) = kubelet_target(state, &t, &query).await?;
+    let upgrading = req
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| !v.is_empty());
+    if upgrading && req.version() != http::Version::HTTP_11 {
+        return Err(bad(
+            "connection upgrades (exec, attach, portforward) need HTTP/1.1".into(),
+        ));
+    }
+    if t.subresource != "log" && !upgrading {
+        return Err(bad(
+            "Upgrade request required: exec, attach and portforward need a SPDY or WebSocket upgrade".into(),
+        ));
+    }
+    let client_side = upgrading.then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let mut out = Request::builder()
+        .method(parts.method.clone())
+        .uri(&path)
+        .body(body)
+        .map_err(|e| ApiError::Internal(format!("building the kubelet request: {e}")))?;
+    for (name, value) in parts.headers.iter().filter(|(n, _)| forwarded(n)) {
+        out.headers_mut().append(name.clone(), value.clone());
+    }
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    if let Ok(v) = HeaderValue::from_str(&authority) {
+        out.headers_mut().insert(header::HOST, v);
+    }
+    let mut sender = connect(state, &host, port).await?;
+    let mut resp = tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(out))
+        .await
+        .map_err(|_| dial_error(&host, port, "timed out waiting for the kubelet"))?
+        .map_err(|e| dial_error(&host, port, e))?;
+    tracing::debug!(kubelet = %authority, %path, status = resp.status().as_u16(), "proxied to kubelet");
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_side) = client_side else {
+            return Err(ApiError::Internal(
+                "the kubelet switched protocols unasked".into(),
+            ));
+        };
+        let kubelet_side = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            let (client, kubelet) = match tokio::join!(client_side, kubelet_side) {
+                (Ok(c), Ok(k)) => (c, k),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::debug!(error = %e, "upgrade failed");
+                    return;
+                }
+            };
+            let (mut client, mut kubelet) = (TokioIo::new(client), TokioIo::new(kubelet));
+            if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut kubelet).await {
+                tracing::debug!(error = %err, "upgraded stream ended");
+            }
+        });
+        let mut out = Response::new(http_body_util::Empty::<Bytes>::new().boxed());
+        *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        *out.headers_mut() = resp.headers().clone();
+        return Ok(out);
+    }
+
+    // A plain response (logs, or the kubelet refusing an upgrade): stream
+    // it back as it arrives; an upstream error ends the stream.
+    let (parts, body) = resp.into_parts();
+    let frames = BodyStream::new(body)
+        .take_while(|frame| std::future::ready(frame.is_ok()))
+        .filter_map(|frame| std::future::ready(frame.ok()))
+        .map(Ok::<_, std::convert::Infallible>);
+    let mut out = Response::new(BodyExt::boxed(StreamBody::new(frames)));
+    *out.status_mut() = parts.status;
+    for name in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn containers_and_endpoints() {
+        let pod =
+            json!({"spec": {"containers": [{"name": "a"}], "initContainers": [{"name": "i"}]}});
+        assert_eq!(container(&pod, None, "p").unwrap(), "a");
+        assert_eq!(container(&pod, Some("i"), "p").unwrap(), "i");
+        assert!(container(&pod, Some("x"), "p").is_err());
+        let two = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
+        let err = container(&two, None, "p").unwrap_err().to_string();
+        assert!(err.contains("choose one of: [a b]"), "{err}");
+        let node = json!({"status": {"addresses": [{"type": "Hostname", "address": "n1"},
+            {"type": "InternalIP", "address": "10.0.0.5"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10255}}}});
+        assert_eq!(kubelet_endpoint(&node), Some(("10.0.0.5".into(), 10255)));
+        assert_eq!(kubelet_endpoint(&json!({})), None);
+        let q = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        assert!(check_log_query(&q("tailLines", "0")).is_ok());
+        assert!(check_log_query(&q("tailLines", "-1")).is_err());
+        assert!(check_log_query(&q("limitBytes", "x")).is_err());
+    }
+}

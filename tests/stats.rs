@@ -1,0 +1,785 @@
+//! Stats, resource updates and container events against real containerd,
+//! runc and CNI: a `deckhand cri` per test with its own containerd
+//! namespace, bridge, subnet (10.215.<index>.0/24) and cgroup parent, and a
+//! check after each test that nothing is left behind.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{BUSYBOX, CriOptions, CriServer};
+use deckhand::cri::client::CriClient;
+use deckhand::cri::v1 as cri;
+use futures::StreamExt;
+
+const CNI_BIN_DIR: &str = "/usr/lib/cni";
+
+/// One test's network, cgroup parent and pod log directory.
+struct TestPod {
+    conf: tempfile::TempDir,
+    _ipam: tempfile::TempDir,
+    logs: tempfile::TempDir,
+    bridge: String,
+    cgroup_parent: String,
+}
+
+impl TestPod {
+    fn new(index: u8) -> Self {
+        let conf = tempfile::tempdir().unwrap();
+        let ipam = tempfile::tempdir().unwrap();
+        let bridge = format!("dhst{}x{index}", std::process::id() % 10000);
+        let conflist = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": format!("dhstats{index}"),
+            "plugins": [{
+                "type": "bridge",
+                "bridge": bridge,
+                "isGateway": true,
+                "ipMasq": false,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": format!("10.215.{index}.0/24")}]],
+                    "dataDir": ipam.path(),
+                }
+            }]
+        });
+        std::fs::write(conf.path().join("10-test.conflist"), conflist.to_string()).unwrap();
+        TestPod {
+            conf,
+            _ipam: ipam,
+            logs: tempfile::tempdir().unwrap(),
+            bridge,
+            cgroup_parent: format!("/deckhand-stats-test-{}-{index}", std::process::id()),
+        }
+    }
+
+    async fn server(&self) -> (CriServer, CriClient) {
+        let (server, mut client) = CriServer::start_with(CriOptions {
+            cni_conf_dir: Some(self.conf.path().to_path_buf()),
+            cni_bin_dir: Some(CNI_BIN_DIR.into()),
+            ..Default::default()
+        })
+        .await;
+        common::pull(&mut client, BUSYBOX)
+            .await
+            .expect("pull busybox");
+        (server, client)
+    }
+
+    fn sandbox_config(&self, name: &str) -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: name.into(),
+                uid: format!("uid-{name}"),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            hostname: name.into(),
+            log_directory: self.logs.path().to_string_lossy().into_owned(),
+            labels: HashMap::from([("app".into(), name.into())]),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                cgroup_parent: self.cgroup_parent.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn run_sandbox(&self, client: &mut CriClient, name: &str) -> String {
+        client
+            .runtime
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(self.sandbox_config(name)),
+                runtime_handler: String::new(),
+            })
+            .await
+            .expect("run sandbox")
+            .into_inner()
+            .pod_sandbox_id
+    }
+
+    async fn create(
+        &self,
+        client: &mut CriClient,
+        sandbox_id: &str,
+        pod_name: &str,
+        config: cri::ContainerConfig,
+    ) -> String {
+        client
+            .runtime
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox_id.into(),
+                config: Some(config),
+                sandbox_config: Some(self.sandbox_config(pod_name)),
+            })
+            .await
+            .expect("create container")
+            .into_inner()
+            .container_id
+    }
+
+    /// A v1 controller's (or the unified tree's) directory for a cgroup
+    /// under this test's parent.
+    fn cgroup_dir(&self, controller: &str, rest: &str) -> PathBuf {
+        let root = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            PathBuf::from("/sys/fs/cgroup")
+        } else {
+            Path::new("/sys/fs/cgroup").join(controller)
+        };
+        root.join(self.cgroup_parent.trim_start_matches('/'))
+            .join(rest)
+    }
+
+    /// No containers, tasks, active snapshots or child cgroups left.
+    fn assert_clean(&self, server: &CriServer) {
+        assert_eq!(server.ctr(&["containers", "ls", "-q"]).trim(), "");
+        assert_eq!(server.ctr(&["tasks", "ls", "-q"]).trim(), "");
+        let snapshots = server.ctr(&["snapshots", "ls"]);
+        assert!(
+            !snapshots.lines().any(|l| l.contains("Active")),
+            "active snapshots left:\n{snapshots}"
+        );
+        for controller in ["memory", "cpu", "pids"] {
+            let parent = self.cgroup_dir(controller, "");
+            if let Ok(children) = std::fs::read_dir(&parent) {
+                let dirs: Vec<_> = children
+                    .flatten()
+                    .filter(|e| e.file_type().unwrap().is_dir())
+                    .collect();
+                assert!(dirs.is_empty(), "cgroups left in {parent:?}: {dirs:?}");
+            }
+        }
+    }
+}
+
+impl Drop for TestPod {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let parent = self.cgroup_parent.trim_start_matches('/');
+        for controller in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let _ = std::fs::remove_dir(controller.path().join(parent));
+        }
+    }
+}
+
+fn container_config(name: &str, script: &str) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: common::image_spec(BUSYBOX),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        log_path: format!("{name}/0.log"),
+        labels: HashMap::from([("role".into(), name.into())]),
+        ..Default::default()
+    }
+}
+
+fn with_resources(
+    mut config: cri::ContainerConfig,
+    resources: cri::LinuxContainerResources,
+) -> cri::ContainerConfig {
+    config.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(resources),
+        ..Default::default()
+    });
+    config
+}
+
+async fn start(client: &mut CriClient, id: &str) {
+    client
+        .runtime
+        .start_container(cri::StartContainerRequest {
+            container_id: id.into(),
+        })
+        .await
+        .expect("start container");
+}
+
+async fn stop(client: &mut CriClient, id: &str) {
+    client
+        .runtime
+        .stop_container(cri::StopContainerRequest {
+            container_id: id.into(),
+            timeout: 0,
+        })
+        .await
+        .expect("stop container");
+}
+
+async fn remove(client: &mut CriClient, id: &str) {
+    client
+        .runtime
+        .remove_container(cri::RemoveContainerRequest {
+            container_id: id.into(),
+        })
+        .await
+        .expect("remove container");
+}
+
+async fn remove_sandbox(client: &mut CriClient, id: &str) {
+    client
+        .runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        })
+        .await
+        .expect("stop sandbox");
+    client
+        .runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        })
+        .await
+        .expect("remove sandbox");
+}
+
+async fn container_stats(client: &mut CriClient, id: &str) -> cri::ContainerStats {
+    client
+        .runtime
+        .container_stats(cri::ContainerStatsRequest {
+            container_id: id.into(),
+        })
+        .await
+        .expect("container stats")
+        .into_inner()
+        .stats
+        .expect("stats")
+}
+
+async fn list_container_stats(
+    client: &mut CriClient,
+    filter: cri::ContainerStatsFilter,
+) -> Vec<String> {
+    client
+        .runtime
+        .list_container_stats(cri::ListContainerStatsRequest {
+            filter: Some(filter),
+        })
+        .await
+        .expect("list container stats")
+        .into_inner()
+        .stats
+        .into_iter()
+        .map(|s| s.attributes.unwrap().id)
+        .collect()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// Polls `check` until it holds, or fails with the last value it saw.
+async fn eventually<T: std::fmt::Debug>(
+    what: &str,
+    mut sample: impl AsyncFnMut() -> T,
+    check: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let value = sample().await;
+        if check(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: {value:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_running_container_and_its_pod_report_cpu_memory_disk_and_network() {
+    let pod = TestPod::new(1);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "busy").await;
+    // Spins a core, holds ~8 MiB of anonymous memory, writes 2 MiB over
+    // its image, and sends some packets out of eth0.
+    let busy = pod
+        .create(
+            &mut client,
+            &sandbox,
+            "busy",
+            container_config(
+                "busy",
+                "dd if=/dev/zero of=/scratch bs=1M count=2; \
+                 ping -c 3 -W 1 -i 0.2 10.215.1.1 >/dev/null 2>&1; \
+                 x=$(head -c 8000000 /dev/zero | tr '\\0' a); while :; do :; done",
+            ),
+        )
+        .await;
+    let idle = pod
+        .create(
+            &mut client,
+            &sandbox,
+            "busy",
+            container_config("idle", "sleep 3600"),
+        )
+        .await;
+    start(&mut client, &busy).await;
+
+    let first = eventually(
+        "busy container's memory and disk",
+        async || container_stats(&mut client, &busy).await,
+        |s| {
+            s.memory.as_ref().is_some_and(|m| {
+                m.working_set_bytes.as_ref().unwrap().value > 8_000_000
+                    && m.rss_bytes.as_ref().unwrap().value > 0
+            }) && s
+                .writable_layer
+                .as_ref()
+                .is_some_and(|w| w.used_bytes.as_ref().unwrap().value >= 2 << 20)
+        },
+    )
+    .await;
+    let attributes = first.attributes.as_ref().unwrap();
+    assert_eq!(attributes.id, busy);
+    assert_eq!(attributes.metadata.as_ref().unwrap().name, "busy");
+    assert_eq!(
+        attributes.labels.get("role").map(String::as_str),
+        Some("busy")
+    );
+    let cpu = first.cpu.as_ref().expect("cpu");
+    assert!(cpu.timestamp > 0);
+    let used = cpu.usage_core_nano_seconds.as_ref().unwrap().value;
+    assert!(used > 0, "{cpu:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = container_stats(&mut client, &busy).await;
+    let cpu = second.cpu.as_ref().unwrap();
+    assert!(cpu.usage_core_nano_seconds.as_ref().unwrap().value > used);
+    // A spinning shell: a good part of a core, never more than the node has.
+    let nano_cores = cpu.usage_nano_cores.as_ref().unwrap().value;
+    assert!(
+        (100_000_000..=2_100_000_000).contains(&nano_cores),
+        "{nano_cores} nanocores"
+    );
+    // The figures are the cgroup's own.
+    let memory = pod.cgroup_dir("memory", &format!("{sandbox}/{busy}"));
+    let usage: u64 = read(&memory.join("memory.usage_in_bytes"))
+        .parse()
+        .unwrap_or(0);
+    if Path::new("/sys/fs/cgroup/memory").exists() {
+        assert!(usage > 8_000_000, "{usage}");
+    }
+
+    // Created but not started: listed, with its layer and no usage.
+    let idle_stats = container_stats(&mut client, &idle).await;
+    assert!(idle_stats.cpu.is_none() && idle_stats.memory.is_none());
+    assert!(idle_stats.writable_layer.is_some());
+
+    // Filters: id prefix, pod, labels.
+    let by_id = cri::ContainerStatsFilter {
+        id: busy[..12].into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        list_container_stats(&mut client, by_id).await,
+        [busy.as_str()]
+    );
+    let by_pod = cri::ContainerStatsFilter {
+        pod_sandbox_id: sandbox.clone(),
+        ..Default::default()
+    };
+    assert_eq!(
+        list_container_stats(&mut client, by_pod).await,
+        [busy.clone(), idle.clone()]
+    );
+    let by_label = cri::ContainerStatsFilter {
+        label_selector: HashMap::from([("role".into(), "idle".into())]),
+        ..Default::default()
+    };
+    assert_eq!(
+        list_container_stats(&mut client, by_label).await,
+        [idle.as_str()]
+    );
+    let err = client
+        .runtime
+        .container_stats(cri::ContainerStatsRequest {
+            container_id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    // The pod: its cgroup (infra and containers), its network, its running containers.
+    let listed = client
+        .runtime
+        .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest {
+            filter: Some(cri::PodSandboxStatsFilter {
+                label_selector: HashMap::from([("app".into(), "busy".into())]),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("list pod stats")
+        .into_inner()
+        .stats;
+    assert_eq!(listed.len(), 1);
+    let stats = &listed[0];
+    assert_eq!(stats.attributes.as_ref().unwrap().id, sandbox);
+    assert_eq!(
+        stats
+            .attributes
+            .as_ref()
+            .unwrap()
+            .metadata
+            .as_ref()
+            .unwrap()
+            .name,
+        "busy"
+    );
+    let linux = stats.linux.as_ref().unwrap();
+    assert!(
+        linux
+            .cpu
+            .as_ref()
+            .unwrap()
+            .usage_core_nano_seconds
+            .as_ref()
+            .unwrap()
+            .value
+            >= used
+    );
+    let pod_memory = linux
+        .memory
+        .as_ref()
+        .unwrap()
+        .working_set_bytes
+        .as_ref()
+        .unwrap()
+        .value;
+    assert!(pod_memory > 8_000_000, "{pod_memory}");
+    // The infra process and the busy container's shell at least.
+    let processes = linux
+        .process
+        .as_ref()
+        .unwrap()
+        .process_count
+        .as_ref()
+        .unwrap()
+        .value;
+    assert!(processes >= 2, "{processes} processes");
+    let network = linux.network.as_ref().expect("pod network");
+    let eth0 = network.default_interface.as_ref().expect("eth0");
+    assert_eq!(eth0.name, "eth0");
+    assert!(eth0.tx_bytes.as_ref().unwrap().value > 0, "{eth0:?}");
+    assert!(network.interfaces.iter().all(|i| i.name != "lo"));
+    let containers: Vec<&str> = linux
+        .containers
+        .iter()
+        .map(|c| c.attributes.as_ref().unwrap().id.as_str())
+        .collect();
+    assert_eq!(containers, [busy.as_str()], "only running containers");
+    let single = client
+        .runtime
+        .pod_sandbox_stats(cri::PodSandboxStatsRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .expect("pod stats")
+        .into_inner()
+        .stats
+        .unwrap();
+    assert_eq!(single.attributes.unwrap().id, sandbox);
+    let missing = client
+        .runtime
+        .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest {
+            filter: Some(cri::PodSandboxStatsFilter {
+                id: "nope".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats;
+    assert!(missing.is_empty());
+
+    remove_sandbox(&mut client, &sandbox).await;
+    let err = client
+        .runtime
+        .pod_sandbox_stats(cri::PodSandboxStatsRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    pod.assert_clean(&server);
+}
+
+#[tokio::test]
+async fn resource_updates_reach_the_cgroups_and_the_stored_spec() {
+    let pod = TestPod::new(2);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "upd").await;
+    let limited = |name| {
+        with_resources(
+            container_config(name, "sleep 3600"),
+            cri::LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                cpu_shares: 256,
+                ..Default::default()
+            },
+        )
+    };
+    let running = pod
+        .create(&mut client, &sandbox, "upd", limited("running"))
+        .await;
+    let later = pod
+        .create(&mut client, &sandbox, "upd", limited("later"))
+        .await;
+    start(&mut client, &running).await;
+    let cgroup = |controller: &str, id: &str, file: &str| {
+        read(
+            &pod.cgroup_dir(controller, &format!("{sandbox}/{id}"))
+                .join(file),
+        )
+    };
+    let v1 = Path::new("/sys/fs/cgroup/memory").exists();
+    if v1 {
+        assert_eq!(
+            cgroup("memory", &running, "memory.limit_in_bytes"),
+            (64u64 << 20).to_string()
+        );
+    }
+
+    let update = |id: &str| cri::UpdateContainerResourcesRequest {
+        container_id: id.into(),
+        linux: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 128 << 20,
+            cpu_quota: 50_000,
+            cpu_period: 100_000,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    client
+        .runtime
+        .update_container_resources(update(&running))
+        .await
+        .expect("update running container");
+    if v1 {
+        assert_eq!(
+            cgroup("memory", &running, "memory.limit_in_bytes"),
+            (128u64 << 20).to_string()
+        );
+        assert_eq!(cgroup("cpu", &running, "cpu.cfs_quota_us"), "50000");
+        assert_eq!(cgroup("cpu", &running, "cpu.cfs_period_us"), "100000");
+        // Not in the request: kept.
+        assert_eq!(cgroup("cpu", &running, "cpu.shares"), "256");
+    } else {
+        assert_eq!(
+            cgroup("memory", &running, "memory.max"),
+            (128u64 << 20).to_string()
+        );
+        assert_eq!(cgroup("cpu", &running, "cpu.max"), "50000 100000");
+    }
+    // The stored spec follows, so a restart of the task keeps the limits.
+    let info = server.ctr(&["containers", "info", &running]);
+    assert!(info.contains("134217728"), "{info}");
+
+    // A created container starts with the updated limits.
+    client
+        .runtime
+        .update_container_resources(update(&later))
+        .await
+        .expect("update created container");
+    start(&mut client, &later).await;
+    if v1 {
+        assert_eq!(
+            cgroup("memory", &later, "memory.limit_in_bytes"),
+            (128u64 << 20).to_string()
+        );
+    }
+
+    // A limit the kernel refuses is an error, and the spec keeps the old one.
+    let err = client
+        .runtime
+        .update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: running.clone(),
+            linux: Some(cri::LinuxContainerResources {
+                cpuset_cpus: "4096".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_ne!(err.code(), tonic::Code::Ok);
+    let info = server.ctr(&["containers", "info", &running]);
+    assert!(!info.contains("\"4096\""), "{info}");
+    let err = client
+        .runtime
+        .update_container_resources(update("nope"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    // The pod cgroup: its containers' resources plus its overhead.
+    client
+        .runtime
+        .update_pod_sandbox_resources(cri::UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: sandbox.clone(),
+            overhead: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 16 << 20,
+                ..Default::default()
+            }),
+            resources: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 256 << 20,
+                cpu_shares: 512,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("update pod resources");
+    let pod_file =
+        |controller: &str, file: &str| read(&pod.cgroup_dir(controller, &sandbox).join(file));
+    if v1 {
+        assert_eq!(
+            pod_file("memory", "memory.limit_in_bytes"),
+            (272u64 << 20).to_string()
+        );
+        assert_eq!(pod_file("cpu", "cpu.shares"), "512");
+    } else {
+        assert_eq!(pod_file("memory", "memory.max"), (272u64 << 20).to_string());
+    }
+    let err = client
+        .runtime
+        .update_pod_sandbox_resources(cri::UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: sandbox.clone(),
+            overhead: None,
+            resources: Some(cri::LinuxContainerResources {
+                cpuset_cpus: "4096".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server);
+}
+
+#[tokio::test]
+async fn container_events_arrive_in_order_with_statuses() {
+    let pod = TestPod::new(3);
+    let (server, mut client) = pod.server().await;
+    let mut events = client
+        .runtime
+        .get_container_events(cri::GetEventsRequest {})
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let sandbox = pod.run_sandbox(&mut client, "ev").await;
+    let id = pod
+        .create(
+            &mut client,
+            &sandbox,
+            "ev",
+            container_config("ev", "sleep 3600"),
+        )
+        .await;
+    start(&mut client, &id).await;
+    stop(&mut client, &id).await;
+    remove(&mut client, &id).await;
+    remove_sandbox(&mut client, &sandbox).await;
+
+    use cri::ContainerEventType::*;
+    let expected = [
+        (&sandbox, ContainerCreatedEvent),
+        (&sandbox, ContainerStartedEvent),
+        (&id, ContainerCreatedEvent),
+        (&id, ContainerStartedEvent),
+        (&id, ContainerStoppedEvent),
+        (&id, ContainerDeletedEvent),
+        (&sandbox, ContainerStoppedEvent),
+        (&sandbox, ContainerDeletedEvent),
+    ];
+    let mut seen = Vec::new();
+    for _ in 0..expected.len() {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap_or_else(|_| panic!("events so far: {seen:?}"))
+            .expect("stream open")
+            .expect("event");
+        seen.push(event);
+    }
+    let kinds: Vec<(String, i32)> = seen
+        .iter()
+        .map(|e| (e.container_id.clone(), e.container_event_type))
+        .collect();
+    let want: Vec<(String, i32)> = expected
+        .iter()
+        .map(|(id, kind)| ((*id).clone(), *kind as i32))
+        .collect();
+    assert_eq!(kinds, want);
+    for event in &seen {
+        assert!(event.created_at > 0);
+        assert_eq!(event.pod_sandbox_status.as_ref().unwrap().id, sandbox);
+    }
+    // The container's own events carry its status in the pod's list.
+    let started = &seen[3];
+    let status = started
+        .containers_statuses
+        .iter()
+        .find(|s| s.id == id)
+        .expect("container status in the event");
+    assert_eq!(status.state, cri::ContainerState::ContainerRunning as i32);
+    let stopped = &seen[4];
+    let status = stopped
+        .containers_statuses
+        .iter()
+        .find(|s| s.id == id)
+        .unwrap();
+    assert_eq!(status.state, cri::ContainerState::ContainerExited as i32);
+    assert!(seen[5].containers_statuses.iter().all(|s| s.id != id));
+    assert_eq!(
+        seen[7].pod_sandbox_status.as_ref().unwrap().state,
+        cri::PodSandboxState::SandboxNotready as i32
+    );
+    pod.assert_clean(&server);
+}
+
+#[tokio::test]
+async fn pod_status_lists_its_containers_statuses() {
+    let pod = TestPod::new(4);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "st").await;
+    let id = pod
+        .create(
+            &mut client,
+            &sandbox,
+            "st",
+            container_config("st", "sleep 3600"),
+        )
+        .await;
+    let status = client
+        .runtime
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: sandbox.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = status
+        .containers_statuses
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+    assert_eq!(
+        status.containers_statuses[0].state,
+        cri::ContainerState::ContainerCreated as i32
+    );
+    remove_sandbox(&mut client, &sandbox).await;
+    pod.assert_clean(&server);
+}
