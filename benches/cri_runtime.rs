@@ -373,6 +373,19 @@ async fn main() {
         ms(theirs_parallel),
         ms(ours_parallel) / ms(theirs_parallel)
     );
+
+    // The image goes with deckhand's namespace (containerd's stays: its CRI
+    // plugin's namespace is shared).
+    let _ = ours
+        .client
+        .images
+        .remove_image(cri::RemoveImageRequest {
+            image: Some(cri::ImageSpec {
+                image: IMAGE.into(),
+                ..Default::default()
+            }),
+        })
+        .await;
 }
 
 /// Takes away what the bench added to the host: containerd's CNI conflist,
