@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use containerd_client::services::v1::{
-    DeleteProcessRequest, ExecProcessRequest, GetContainerRequest, KillRequest, StartRequest,
-    WaitRequest,
+    DeleteProcessRequest, ExecProcessRequest, KillRequest, StartRequest, WaitRequest,
 };
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
@@ -138,20 +137,7 @@ impl ContainerManager {
         cmd: Vec<String>,
         tty: bool,
     ) -> Result<Vec<u8>, ContainerError> {
-        let cd = &self.containerd;
-        let stored = cd
-            .containers()
-            .get(cd.request(GetContainerRequest {
-                id: container_id.to_string(),
-            }))
-            .await
-            .map_err(|s| ContainerError::failed("reading container spec", s.message()))?
-            .into_inner()
-            .container
-            .and_then(|c| c.spec)
-            .ok_or_else(|| ContainerError::Failed("container has no spec".into()))?;
-        let spec: oci_spec::runtime::Spec = serde_json::from_slice(&stored.value)
-            .map_err(|e| ContainerError::failed("parsing container spec", e))?;
+        let (spec, _) = self.stored_spec(container_id).await?;
         let mut process = spec.process().clone().unwrap_or_default();
         process.set_args(Some(cmd));
         process.set_terminal(Some(tty));
