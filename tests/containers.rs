@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::pod::{TestPod, create, remove, remove_sandbox, start, stop};
+use common::pod::{
+    TestPod, assert_no_containerd_leftovers, busybox_container, child_cgroups, create, remove,
+    remove_sandbox, start, stop,
+};
 use common::{BUSYBOX, CriServer};
 use deckhand::cri::client::CriClient;
 use deckhand::cri::v1 as cri;
@@ -17,40 +20,17 @@ use deckhand::cri::v1 as cri;
 /// tasks or active snapshots in the namespace, no mounts under the run
 /// dir, no child cgroups, no container processes.
 fn assert_clean(pod: &TestPod, server: &CriServer, pids: &[u32]) {
-    assert_eq!(
-        server.ctr(&["containers", "ls", "-q"]).trim(),
-        "",
-        "containers left"
-    );
-    assert_eq!(server.ctr(&["tasks", "ls", "-q"]).trim(), "", "tasks left");
-    let snapshots = server.ctr(&["snapshots", "ls"]);
-    assert!(
-        !snapshots.lines().any(|l| l.contains("Active")),
-        "active snapshots left:\n{snapshots}"
-    );
+    assert_no_containerd_leftovers(server);
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     let run = server.run_dir().to_string_lossy().into_owned();
     assert!(!mounts.contains(&run), "mounts left under {run}");
-    let memory = pod.cgroup_dir("memory", "");
-    if memory.exists() {
-        let children: Vec<_> = std::fs::read_dir(&memory)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_type().unwrap().is_dir())
-            .collect();
-        assert!(children.is_empty(), "cgroups left: {children:?}");
-    }
+    let children = child_cgroups(&pod.cgroup_dir("memory", ""));
+    assert!(children.is_empty(), "cgroups left: {children:?}");
     // A hybrid host's v2 tree, where runc makes cgroups as well.
     let unified =
         Path::new("/sys/fs/cgroup/unified").join(pod.cgroup_parent.trim_start_matches('/'));
-    if unified.exists() {
-        let children: Vec<_> = std::fs::read_dir(&unified)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_type().unwrap().is_dir())
-            .collect();
-        assert!(children.is_empty(), "v2 cgroups left: {children:?}");
-    }
+    let children = child_cgroups(&unified);
+    assert!(children.is_empty(), "v2 cgroups left: {children:?}");
     for pid in pids {
         assert!(
             !Path::new(&format!("/proc/{pid}")).exists(),
@@ -70,16 +50,9 @@ fn memory_cgroup_root() -> PathBuf {
 
 fn container_config(name: &str, script: &str) -> cri::ContainerConfig {
     cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: common::image_spec(BUSYBOX),
-        command: vec!["sh".into(), "-c".into(), script.into()],
-        log_path: format!("{name}/0.log"),
         labels: HashMap::from([("io.kubernetes.container.name".into(), name.into())]),
         annotations: HashMap::from([("note".into(), "x".into())]),
-        ..Default::default()
+        ..busybox_container(name, script)
     }
 }
 

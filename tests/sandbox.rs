@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::pod::{CNI_BIN_DIR, TestPod};
+use common::pod::{CNI_BIN_DIR, TestPod, child_cgroups};
 use common::{CriOptions, CriServer};
 use deckhand::cri::client::CriClient;
 use deckhand::cri::v1 as cri;
@@ -27,18 +27,12 @@ fn assert_clean(net: &TestPod, server: &CriServer, infra_pids: &[i32]) {
         assert!(ports.is_empty(), "veths left on {}: {ports:?}", net.bridge);
     }
     for dir in cgroup_dirs(&net.cgroup_parent) {
-        if dir.exists() {
-            let children: Vec<_> = std::fs::read_dir(&dir)
-                .unwrap()
-                .flatten()
-                .filter(|e| e.file_type().unwrap().is_dir())
-                .collect();
-            assert!(
-                children.is_empty(),
-                "cgroups left in {}: {children:?}",
-                dir.display()
-            );
-        }
+        let children = child_cgroups(&dir);
+        assert!(
+            children.is_empty(),
+            "cgroups left in {}: {children:?}",
+            dir.display()
+        );
     }
     for pid in infra_pids {
         assert!(

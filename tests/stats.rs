@@ -9,44 +9,29 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::pod::{TestPod, create, remove, remove_sandbox, start, stop};
-use common::{BUSYBOX, CriServer};
+use common::CriServer;
+use common::pod::{
+    TestPod, assert_no_containerd_leftovers, busybox_container, child_cgroups, create, remove,
+    remove_sandbox, start, stop,
+};
 use deckhand::cri::client::CriClient;
 use deckhand::cri::v1 as cri;
 use futures::StreamExt;
 
 /// No containers, tasks, active snapshots or child cgroups left.
 fn assert_clean(pod: &TestPod, server: &CriServer) {
-    assert_eq!(server.ctr(&["containers", "ls", "-q"]).trim(), "");
-    assert_eq!(server.ctr(&["tasks", "ls", "-q"]).trim(), "");
-    let snapshots = server.ctr(&["snapshots", "ls"]);
-    assert!(
-        !snapshots.lines().any(|l| l.contains("Active")),
-        "active snapshots left:\n{snapshots}"
-    );
+    assert_no_containerd_leftovers(server);
     for controller in ["memory", "cpu", "pids"] {
         let parent = pod.cgroup_dir(controller, "");
-        if let Ok(children) = std::fs::read_dir(&parent) {
-            let dirs: Vec<_> = children
-                .flatten()
-                .filter(|e| e.file_type().unwrap().is_dir())
-                .collect();
-            assert!(dirs.is_empty(), "cgroups left in {parent:?}: {dirs:?}");
-        }
+        let dirs = child_cgroups(&parent);
+        assert!(dirs.is_empty(), "cgroups left in {parent:?}: {dirs:?}");
     }
 }
 
 fn container_config(name: &str, script: &str) -> cri::ContainerConfig {
     cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: common::image_spec(BUSYBOX),
-        command: vec!["sh".into(), "-c".into(), script.into()],
-        log_path: format!("{name}/0.log"),
         labels: HashMap::from([("role".into(), name.into())]),
-        ..Default::default()
+        ..busybox_container(name, script)
     }
 }
 

@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::pod::{TestPod, create, remove_sandbox, start};
-use common::{BUSYBOX, CriServer};
+use common::CriServer;
+use common::pod::{TestPod, busybox_container, create, remove_sandbox, start};
 use deckhand::cri::client::CriClient;
 use deckhand::cri::v1 as cri;
 use deckhand::runtime::streaming::spdy;
@@ -29,16 +29,7 @@ async fn run(
     tweak: impl FnOnce(&mut cri::ContainerConfig),
 ) -> (String, String) {
     let sandbox = pod.run_sandbox(client, "stream").await;
-    let mut config = cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata {
-            name: "main".into(),
-            attempt: 0,
-        }),
-        image: common::image_spec(BUSYBOX),
-        command: vec!["sh".into(), "-c".into(), script.into()],
-        log_path: "main/0.log".into(),
-        ..Default::default()
-    };
+    let mut config = busybox_container("main", script);
     tweak(&mut config);
     let container = create(client, &sandbox, config, pod, "stream")
         .await

@@ -248,3 +248,46 @@ pub async fn remove_sandbox(client: &mut CriClient, id: &str) {
         .await
         .expect("remove sandbox");
 }
+
+/// A busybox container `name` running `sh -c script`, logging to
+/// `<name>/0.log` in the pod's log directory.
+pub fn busybox_container(name: &str, script: &str) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: super::image_spec(BUSYBOX),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        log_path: format!("{name}/0.log"),
+        ..Default::default()
+    }
+}
+
+/// The server's containerd namespace holds no containers, tasks or active
+/// snapshots.
+pub fn assert_no_containerd_leftovers(server: &CriServer) {
+    assert_eq!(
+        server.ctr(&["containers", "ls", "-q"]).trim(),
+        "",
+        "containers left"
+    );
+    assert_eq!(server.ctr(&["tasks", "ls", "-q"]).trim(), "", "tasks left");
+    let snapshots = server.ctr(&["snapshots", "ls"]);
+    assert!(
+        !snapshots.lines().any(|l| l.contains("Active")),
+        "active snapshots left:\n{snapshots}"
+    );
+}
+
+/// The child cgroups (subdirectories) of `dir`; none when it is gone.
+pub fn child_cgroups(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect()
+}
