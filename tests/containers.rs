@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::pod::{
     TestPod, assert_no_containerd_leftovers, busybox_container, child_cgroups, create, remove,
-    remove_sandbox, start, stop,
+    remove_sandbox, start, stop, wait_exited,
 };
 use common::{BUSYBOX, CriServer};
 use deckhand::cri::client::CriClient;
@@ -70,22 +70,6 @@ async fn status(
         .into_inner();
     let info = serde_json::from_str(r.info.get("info").expect("verbose info")).unwrap();
     Ok((r.status.unwrap(), info))
-}
-
-/// Polls the status until the container has exited, or fails at the deadline.
-async fn wait_exited(client: &mut CriClient, id: &str) -> cri::ContainerStatus {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (s, _) = status(client, id).await.expect("status");
-        if s.state == cri::ContainerState::ContainerExited as i32 {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "container {id} did not exit: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Polls a file until it holds every needle, or fails at the deadline.

@@ -1024,6 +1024,16 @@ async fn concurrent_sandboxes_get_distinct_ips_and_all_go_away() {
     assert_clean(&net, &server, &pids);
 }
 
+/// The user namespace options of a config `with_userns` made.
+fn userns_of(c: &mut cri::PodSandboxConfig) -> &mut cri::UserNamespace {
+    c.linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+        .and_then(|n| n.userns_options.as_mut())
+        .expect("userns options")
+}
+
 fn with_userns(
     mut c: cri::PodSandboxConfig,
     mode: cri::NamespaceMode,
@@ -1145,20 +1155,7 @@ async fn a_user_namespace_is_advertised_made_first_and_released() {
         cri::NamespaceMode::Pod,
         300_000,
     );
-    let options = two
-        .linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap();
-    let userns = options
-        .namespace_options
-        .as_mut()
-        .unwrap()
-        .userns_options
-        .as_mut()
-        .unwrap();
+    let userns = userns_of(&mut two);
     userns.uids.push(cri::IdMapping {
         container_id: 65536,
         host_id: 400_000,
@@ -1169,20 +1166,7 @@ async fn a_user_namespace_is_advertised_made_first_and_released() {
         cri::NamespaceMode::Pod,
         300_000,
     );
-    let options = no_root
-        .linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap();
-    let userns = options
-        .namespace_options
-        .as_mut()
-        .unwrap()
-        .userns_options
-        .as_mut()
-        .unwrap();
+    let userns = userns_of(&mut no_root);
     userns.gids[0].container_id = 1;
     for bad in [
         two,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::CriServer;
-use common::pod::{TestPod, busybox_container, create, remove_sandbox, start};
+use common::pod::{TestPod, busybox_container, create, remove_sandbox, start, wait_exited};
 use deckhand::cri::client::CriClient;
 use deckhand::cri::v1 as cri;
 use deckhand::runtime::streaming::spdy;
@@ -319,26 +319,8 @@ async fn attach_sees_output_and_feeds_stdin() {
     stdin.writer.close().await;
     let status = read_all(error).await;
     assert!(status.contains("\"Success\""), "{status}");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let state = client
-            .runtime
-            .container_status(cri::ContainerStatusRequest {
-                container_id: container.clone(),
-                verbose: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap()
-            .state;
-        if state == cri::ContainerState::ContainerExited as i32 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "sh kept running");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // sh exits.
+    wait_exited(&mut client, &container).await;
     remove_sandbox(&mut client, &sandbox).await;
 }
 
