@@ -106,16 +106,7 @@ impl ContainerManager {
             .map_err(|s| ContainerError::failed("creating exec process", s.message()))?;
         let result = self.run_exec(container_id, exec_id, timeout_s).await;
         drop((out_w, err_w));
-        if let Err(status) = cd
-            .tasks()
-            .delete_process(cd.request(DeleteProcessRequest {
-                container_id: container_id.to_string(),
-                exec_id: exec_id.to_string(),
-            }))
-            .await
-        {
-            tracing::debug!(%exec_id, %status, "deleting exec process");
-        }
+        self.delete_exec_process(container_id, exec_id).await;
         let exit_code = result?;
         let drained = |h: tokio::task::JoinHandle<Vec<u8>>| async move {
             match tokio::time::timeout(DRAIN_WAIT, h).await {
@@ -128,6 +119,22 @@ impl ContainerManager {
             stderr: drained(stderr).await,
             exit_code,
         })
+    }
+
+    /// Removes a finished exec process from containerd (its exit is
+    /// already known, so a failure here is only logged).
+    pub(super) async fn delete_exec_process(&self, container_id: &str, exec_id: &str) {
+        let cd = &self.containerd;
+        if let Err(status) = cd
+            .tasks()
+            .delete_process(cd.request(DeleteProcessRequest {
+                container_id: container_id.to_string(),
+                exec_id: exec_id.to_string(),
+            }))
+            .await
+        {
+            tracing::debug!(%exec_id, %status, "deleting exec process");
+        }
     }
 
     /// The container's process spec with `cmd` as its arguments, as JSON.
