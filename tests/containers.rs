@@ -8,233 +8,52 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{BUSYBOX, CriOptions, CriServer};
+use common::pod::{
+    TestPod, assert_no_containerd_leftovers, busybox_container, child_cgroups, create, remove,
+    remove_sandbox, start, stop, wait_exited,
+};
+use common::{BUSYBOX, CriServer};
 use deckhand::cri::client::CriClient;
 use deckhand::cri::v1 as cri;
 
-const CNI_BIN_DIR: &str = "/usr/lib/cni";
-
-/// One test's network, cgroup parent and pod log directory.
-struct TestPod {
-    conf: tempfile::TempDir,
-    /// Held for host-local's data dir.
-    _ipam: tempfile::TempDir,
-    logs: tempfile::TempDir,
-    bridge: String,
-    cgroup_parent: String,
-}
-
-impl TestPod {
-    /// `index` keeps bridge, subnet and cgroup parent apart from the other
-    /// tests of this file (they run in parallel).
-    fn new(index: u8) -> Self {
-        let conf = tempfile::tempdir().unwrap();
-        let ipam = tempfile::tempdir().unwrap();
-        let bridge = format!("dhct{}x{index}", std::process::id() % 10000);
-        let conflist = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": format!("dhctr{index}"),
-            "plugins": [{
-                "type": "bridge",
-                "bridge": bridge,
-                "isGateway": true,
-                "ipMasq": false,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": format!("10.214.{index}.0/24")}]],
-                    "dataDir": ipam.path(),
-                }
-            }, {"type": "portmap", "capabilities": {"portMappings": true}}]
-        });
-        std::fs::write(conf.path().join("10-test.conflist"), conflist.to_string()).unwrap();
-        TestPod {
-            conf,
-            _ipam: ipam,
-            logs: tempfile::tempdir().unwrap(),
-            bridge,
-            cgroup_parent: format!("/deckhand-ctr-test-{}-{index}", std::process::id()),
-        }
-    }
-
-    async fn server(&self) -> (CriServer, CriClient) {
-        let (server, mut client) = CriServer::start_with(CriOptions {
-            cni_conf_dir: Some(self.conf.path().to_path_buf()),
-            cni_bin_dir: Some(CNI_BIN_DIR.into()),
-            ..Default::default()
-        })
-        .await;
-        common::pull(&mut client, BUSYBOX)
-            .await
-            .expect("pull busybox");
-        (server, client)
-    }
-
-    fn sandbox_config(&self, name: &str) -> cri::PodSandboxConfig {
-        cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata {
-                name: name.into(),
-                uid: format!("uid-{name}"),
-                namespace: "default".into(),
-                attempt: 0,
-            }),
-            hostname: name.into(),
-            log_directory: self.logs.path().to_string_lossy().into_owned(),
-            linux: Some(cri::LinuxPodSandboxConfig {
-                cgroup_parent: self.cgroup_parent.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    async fn run_sandbox(&self, client: &mut CriClient, name: &str) -> String {
-        client
-            .runtime
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(self.sandbox_config(name)),
-                runtime_handler: String::new(),
-            })
-            .await
-            .expect("run sandbox")
-            .into_inner()
-            .pod_sandbox_id
-    }
-
-    /// Nothing of the test's containers is left: no containerd containers,
-    /// tasks or active snapshots in the namespace, no mounts under the run
-    /// dir, no child cgroups, no container processes.
-    fn assert_clean(&self, server: &CriServer, pids: &[u32]) {
-        assert_eq!(
-            server.ctr(&["containers", "ls", "-q"]).trim(),
-            "",
-            "containers left"
-        );
-        assert_eq!(server.ctr(&["tasks", "ls", "-q"]).trim(), "", "tasks left");
-        let snapshots = server.ctr(&["snapshots", "ls"]);
+/// Nothing of the test's containers is left: no containerd containers,
+/// tasks or active snapshots in the namespace, no mounts under the run
+/// dir, no child cgroups, no container processes.
+fn assert_clean(pod: &TestPod, server: &CriServer, pids: &[u32]) {
+    assert_no_containerd_leftovers(server);
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let run = server.run_dir().to_string_lossy().into_owned();
+    assert!(!mounts.contains(&run), "mounts left under {run}");
+    let children = child_cgroups(&pod.cgroup_dir("memory", ""));
+    assert!(children.is_empty(), "cgroups left: {children:?}");
+    // A hybrid host's v2 tree, where runc makes cgroups as well.
+    let unified =
+        Path::new("/sys/fs/cgroup/unified").join(pod.cgroup_parent.trim_start_matches('/'));
+    let children = child_cgroups(&unified);
+    assert!(children.is_empty(), "v2 cgroups left: {children:?}");
+    for pid in pids {
         assert!(
-            !snapshots.lines().any(|l| l.contains("Active")),
-            "active snapshots left:\n{snapshots}"
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "container process {pid} still exists"
         );
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-        let run = server.run_dir().to_string_lossy().into_owned();
-        assert!(!mounts.contains(&run), "mounts left under {run}");
-        let memory = self.memory_cgroup();
-        if memory.exists() {
-            let children: Vec<_> = std::fs::read_dir(&memory)
-                .unwrap()
-                .flatten()
-                .filter(|e| e.file_type().unwrap().is_dir())
-                .collect();
-            assert!(children.is_empty(), "cgroups left: {children:?}");
-        }
-        // A hybrid host's v2 tree, where runc makes cgroups as well.
-        let unified =
-            Path::new("/sys/fs/cgroup/unified").join(self.cgroup_parent.trim_start_matches('/'));
-        if unified.exists() {
-            let children: Vec<_> = std::fs::read_dir(&unified)
-                .unwrap()
-                .flatten()
-                .filter(|e| e.file_type().unwrap().is_dir())
-                .collect();
-            assert!(children.is_empty(), "v2 cgroups left: {children:?}");
-        }
-        for pid in pids {
-            assert!(
-                !Path::new(&format!("/proc/{pid}")).exists(),
-                "container process {pid} still exists"
-            );
-        }
-    }
-
-    /// The memory hierarchy (v1) or the unified one.
-    fn memory_cgroup_root(&self) -> PathBuf {
-        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            PathBuf::from("/sys/fs/cgroup")
-        } else {
-            PathBuf::from("/sys/fs/cgroup/memory")
-        }
-    }
-
-    /// The cgroup parent in the memory hierarchy.
-    fn memory_cgroup(&self) -> PathBuf {
-        self.memory_cgroup_root()
-            .join(self.cgroup_parent.trim_start_matches('/'))
     }
 }
 
-impl Drop for TestPod {
-    fn drop(&mut self) {
-        // A nested test host (memory cgroups under /process_api/<id>) makes
-        // runc create the pod's parents there too: take those empty dirs.
-        let parent = self.cgroup_parent.trim_start_matches('/');
-        if let Ok(nested) = std::fs::read_dir("/sys/fs/cgroup/memory/process_api") {
-            for dir in nested.flatten() {
-                let pod = dir.path().join(parent);
-                if let Ok(children) = std::fs::read_dir(&pod) {
-                    for child in children.flatten() {
-                        if child.file_type().is_ok_and(|t| t.is_dir()) {
-                            let _ = std::fs::remove_dir(child.path());
-                        }
-                    }
-                }
-                let _ = std::fs::remove_dir(pod);
-            }
-        }
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .stderr(std::process::Stdio::null())
-            .status();
-        for controller in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            let _ = std::fs::remove_dir(
-                controller
-                    .path()
-                    .join(self.cgroup_parent.trim_start_matches('/')),
-            );
-        }
+/// The memory hierarchy (v1) or the unified one.
+fn memory_cgroup_root() -> PathBuf {
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        PathBuf::from("/sys/fs/cgroup")
+    } else {
+        PathBuf::from("/sys/fs/cgroup/memory")
     }
 }
 
 fn container_config(name: &str, script: &str) -> cri::ContainerConfig {
     cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: common::image_spec(BUSYBOX),
-        command: vec!["sh".into(), "-c".into(), script.into()],
-        log_path: format!("{name}/0.log"),
         labels: HashMap::from([("io.kubernetes.container.name".into(), name.into())]),
         annotations: HashMap::from([("note".into(), "x".into())]),
-        ..Default::default()
+        ..busybox_container(name, script)
     }
-}
-
-async fn create(
-    client: &mut CriClient,
-    sandbox_id: &str,
-    config: cri::ContainerConfig,
-    pod: &TestPod,
-    pod_name: &str,
-) -> Result<String, tonic::Status> {
-    client
-        .runtime
-        .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: sandbox_id.into(),
-            config: Some(config),
-            sandbox_config: Some(pod.sandbox_config(pod_name)),
-        })
-        .await
-        .map(|r| r.into_inner().container_id)
-}
-
-async fn start(client: &mut CriClient, id: &str) {
-    client
-        .runtime
-        .start_container(cri::StartContainerRequest {
-            container_id: id.into(),
-        })
-        .await
-        .expect("start container");
 }
 
 async fn status(
@@ -251,60 +70,6 @@ async fn status(
         .into_inner();
     let info = serde_json::from_str(r.info.get("info").expect("verbose info")).unwrap();
     Ok((r.status.unwrap(), info))
-}
-
-async fn stop(client: &mut CriClient, id: &str, timeout: i64) {
-    client
-        .runtime
-        .stop_container(cri::StopContainerRequest {
-            container_id: id.into(),
-            timeout,
-        })
-        .await
-        .expect("stop container");
-}
-
-async fn remove(client: &mut CriClient, id: &str) {
-    client
-        .runtime
-        .remove_container(cri::RemoveContainerRequest {
-            container_id: id.into(),
-        })
-        .await
-        .expect("remove container");
-}
-
-async fn remove_sandbox(client: &mut CriClient, id: &str) {
-    client
-        .runtime
-        .stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: id.into(),
-        })
-        .await
-        .expect("stop sandbox");
-    client
-        .runtime
-        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: id.into(),
-        })
-        .await
-        .expect("remove sandbox");
-}
-
-/// Polls the status until the container has exited, or fails at the deadline.
-async fn wait_exited(client: &mut CriClient, id: &str) -> cri::ContainerStatus {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (s, _) = status(client, id).await.expect("status");
-        if s.state == cri::ContainerState::ContainerExited as i32 {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "container {id} did not exit: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Polls a file until it holds every needle, or fails at the deadline.
@@ -326,7 +91,7 @@ async fn wait_for_lines(path: &Path, needles: &[&str]) -> String {
 
 #[tokio::test]
 async fn a_container_runs_logs_stops_and_goes() {
-    let pod = TestPod::new(1);
+    let pod = TestPod::new("dhct", 214, 1);
     let (server, mut client) = pod.server().await;
     let sandbox = pod.run_sandbox(&mut client, "life").await;
 
@@ -380,9 +145,7 @@ async fn a_container_runs_logs_stops_and_goes() {
         memory.ends_with(&format!("{}/{sandbox}/{id}", pod.cgroup_parent)),
         "{memory}"
     );
-    let dir = pod
-        .memory_cgroup_root()
-        .join(memory.trim_start_matches('/'));
+    let dir = memory_cgroup_root().join(memory.trim_start_matches('/'));
     let limit = std::fs::read_to_string(dir.join("memory.limit_in_bytes"))
         .or_else(|_| std::fs::read_to_string(dir.join("memory.max")))
         .expect("container memory limit file");
@@ -455,12 +218,12 @@ async fn a_container_runs_logs_stops_and_goes() {
     remove(&mut client, &id).await;
 
     remove_sandbox(&mut client, &sandbox).await;
-    pod.assert_clean(&server, &[pid]);
+    assert_clean(&pod, &server, &[pid]);
 }
 
 #[tokio::test]
 async fn exit_codes_and_reasons_come_from_the_exit_event() {
-    let pod = TestPod::new(2);
+    let pod = TestPod::new("dhct", 214, 2);
     let (server, mut client) = pod.server().await;
     let sandbox = pod.run_sandbox(&mut client, "codes").await;
 
@@ -521,12 +284,12 @@ async fn exit_codes_and_reasons_come_from_the_exit_event() {
     remove(&mut client, &failing).await;
     remove(&mut client, &passing).await;
     remove_sandbox(&mut client, &sandbox).await;
-    pod.assert_clean(&server, &[]);
+    assert_clean(&pod, &server, &[]);
 }
 
 #[tokio::test]
 async fn bad_requests_are_refused_and_leave_nothing() {
-    let pod = TestPod::new(3);
+    let pod = TestPod::new("dhct", 214, 3);
     let (server, mut client) = pod.server().await;
     let sandbox = pod.run_sandbox(&mut client, "bad").await;
 
@@ -629,12 +392,12 @@ async fn bad_requests_are_refused_and_leave_nothing() {
     remove(&mut client, &first).await;
     assert_eq!(server.ctr(&["containers", "ls", "-q"]).trim(), "");
     remove_sandbox(&mut client, &sandbox).await;
-    pod.assert_clean(&server, &[]);
+    assert_clean(&pod, &server, &[]);
 }
 
 #[tokio::test]
 async fn stopping_and_removing_a_sandbox_takes_its_containers() {
-    let pod = TestPod::new(4);
+    let pod = TestPod::new("dhct", 214, 4);
     let (server, mut client) = pod.server().await;
     let sandbox = pod.run_sandbox(&mut client, "owner").await;
     let id = create(
@@ -699,12 +462,12 @@ async fn stopping_and_removing_a_sandbox_takes_its_containers() {
         let err = status(&mut client, gone).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::NotFound);
     }
-    pod.assert_clean(&server, &[pid]);
+    assert_clean(&pod, &server, &[pid]);
 }
 
 #[tokio::test]
 async fn a_rotated_log_is_reopened() {
-    let pod = TestPod::new(5);
+    let pod = TestPod::new("dhct", 214, 5);
     let (server, mut client) = pod.server().await;
     let sandbox = pod.run_sandbox(&mut client, "rotate").await;
     let id = create(
@@ -742,12 +505,12 @@ async fn a_rotated_log_is_reopened() {
     stop(&mut client, &id, 0).await;
     remove(&mut client, &id).await;
     remove_sandbox(&mut client, &sandbox).await;
-    pod.assert_clean(&server, &[pid]);
+    assert_clean(&pod, &server, &[pid]);
 }
 
 #[tokio::test]
 async fn exec_sync_returns_output_and_code_and_times_out_alone() {
-    let pod = TestPod::new(6);
+    let pod = TestPod::new("dhct", 214, 6);
     let (server, mut client) = pod.server().await;
     let sandbox = pod.run_sandbox(&mut client, "exec").await;
     let id = create(
@@ -799,12 +562,12 @@ async fn exec_sync_returns_output_and_code_and_times_out_alone() {
     let pid = info["pid"].as_u64().unwrap() as u32;
     remove(&mut client, &id).await;
     remove_sandbox(&mut client, &sandbox).await;
-    pod.assert_clean(&server, &[pid]);
+    assert_clean(&pod, &server, &[pid]);
 }
 
 #[tokio::test]
 async fn a_container_over_its_memory_limit_is_oom_killed() {
-    let pod = TestPod::new(7);
+    let pod = TestPod::new("dhct", 214, 7);
     let (server, mut client) = pod.server().await;
     let sandbox = pod.run_sandbox(&mut client, "oom").await;
     // A shell variable far larger than the limit.
@@ -829,12 +592,12 @@ async fn a_container_over_its_memory_limit_is_oom_killed() {
 
     remove(&mut client, &id).await;
     remove_sandbox(&mut client, &sandbox).await;
-    pod.assert_clean(&server, &[]);
+    assert_clean(&pod, &server, &[]);
 }
 
 #[tokio::test]
 async fn a_restarted_deckhand_adopts_its_containers() {
-    let pod = TestPod::new(8);
+    let pod = TestPod::new("dhct", 214, 8);
     let (mut server, mut client) = pod.server().await;
     let sandbox = pod.run_sandbox(&mut client, "adopt").await;
     let running = create(
@@ -910,7 +673,7 @@ async fn a_restarted_deckhand_adopts_its_containers() {
         let err = status(&mut client, id).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::NotFound);
     }
-    pod.assert_clean(&server, &[pid]);
+    assert_clean(&pod, &server, &[pid]);
 }
 
 /// Runs a container to its end and returns its log.
@@ -956,7 +719,7 @@ fn cap_set(status: &str, set: &str) -> u64 {
 
 #[tokio::test]
 async fn the_security_context_shapes_the_process() {
-    let pod = TestPod::new(14);
+    let pod = TestPod::new("dhct", 214, 14);
     let (server, mut client) = pod.server().await;
     let sandbox = pod.run_sandbox(&mut client, "secctx").await;
 
@@ -1027,7 +790,7 @@ async fn the_security_context_shapes_the_process() {
     assert!(log.contains("ls: Permission denied"), "{log}");
 
     remove_sandbox(&mut client, &sandbox).await;
-    pod.assert_clean(&server, &[]);
+    assert_clean(&pod, &server, &[]);
 }
 
 /// Our own bounding set: what the node can grant.
@@ -1040,7 +803,7 @@ fn node_bounding_set() -> u64 {
 
 #[tokio::test]
 async fn privileged_and_all_capabilities_get_what_the_node_has() {
-    let pod = TestPod::new(15);
+    let pod = TestPod::new("dhct", 214, 15);
     let (server, mut client) = pod.server().await;
     let sandbox = pod.run_sandbox(&mut client, "priv").await;
     let node = node_bounding_set();
@@ -1101,7 +864,7 @@ async fn privileged_and_all_capabilities_get_what_the_node_has() {
     }
 
     remove_sandbox(&mut client, &sandbox).await;
-    pod.assert_clean(&server, &[]);
+    assert_clean(&pod, &server, &[]);
 }
 
 /// A host directory bind-mounted on itself with a propagation, unmounted
@@ -1171,7 +934,7 @@ fn bind(host: &Path, container: &str, propagation: cri::MountPropagation) -> cri
 #[tokio::test]
 async fn bind_mounts_propagate_as_asked() {
     use cri::MountPropagation::*;
-    let pod = TestPod::new(16);
+    let pod = TestPod::new("dhct", 214, 16);
     let (server, mut client) = pod.server().await;
     let sandbox = pod.run_sandbox(&mut client, "propagate").await;
     let shared = HostMount::new(nix::mount::MsFlags::MS_SHARED);
@@ -1248,12 +1011,12 @@ async fn bind_mounts_propagate_as_asked() {
 
     remove_sandbox(&mut client, &sandbox).await;
     drop((shared, private));
-    pod.assert_clean(&server, &[]);
+    assert_clean(&pod, &server, &[]);
 }
 
 #[tokio::test]
 async fn recursive_read_only_mounts_are_advertised_and_honoured() {
-    let pod = TestPod::new(17);
+    let pod = TestPod::new("dhct", 214, 17);
     let (server, mut client) = pod.server().await;
     let r = client
         .runtime
@@ -1299,7 +1062,7 @@ async fn recursive_read_only_mounts_are_advertised_and_honoured() {
 
     remove_sandbox(&mut client, &sandbox).await;
     drop(host);
-    pod.assert_clean(&server, &[]);
+    assert_clean(&pod, &server, &[]);
 }
 
 // --- Pod namespaces as containers see them ---------------------------------
@@ -1401,7 +1164,7 @@ const WEB_SERVER: &str =
 
 #[tokio::test]
 async fn pods_reach_each_other_by_ip_and_a_host_port_reaches_the_pod() {
-    let pod = TestPod::new(9);
+    let pod = TestPod::new("dhct", 214, 9);
     let (server, mut client) = pod.server().await;
     let host_port = common::free_port();
     let web_config = sandbox_with(
@@ -1488,12 +1251,12 @@ async fn pods_reach_each_other_by_ip_and_a_host_port_reaches_the_pod() {
     remove_sandbox(&mut client, &web).await;
     remove_sandbox(&mut client, &other).await;
     assert!(http_get(target).is_err(), "the host port outlived its pod");
-    pod.assert_clean(&server, &pids);
+    assert_clean(&pod, &server, &pids);
 }
 
 #[tokio::test]
 async fn a_host_network_pod_has_the_nodes_network_and_hostname() {
-    let pod = TestPod::new(10);
+    let pod = TestPod::new("dhct", 214, 10);
     let (server, mut client) = pod.server().await;
     let config = sandbox_with(
         &pod,
@@ -1531,13 +1294,13 @@ async fn a_host_network_pod_has_the_nodes_network_and_hostname() {
     )
     .await;
     remove_sandbox(&mut client, &sandbox).await;
-    pod.assert_clean(&server, &[]);
+    assert_clean(&pod, &server, &[]);
 }
 
 #[tokio::test]
 async fn pid_namespaces_are_the_pods_a_containers_own_or_a_targets() {
     use cri::NamespaceMode::{Container, Pod, Target};
-    let pod = TestPod::new(11);
+    let pod = TestPod::new("dhct", 214, 11);
     let (server, mut client) = pod.server().await;
     let pid_mode = |mode: cri::NamespaceMode, target: &str| cri::NamespaceOption {
         pid: mode as i32,
@@ -1626,12 +1389,12 @@ async fn pid_namespaces_are_the_pods_a_containers_own_or_a_targets() {
 
     remove_sandbox(&mut client, &shared).await;
     remove_sandbox(&mut client, &own).await;
-    pod.assert_clean(&server, &pids);
+    assert_clean(&pod, &server, &pids);
 }
 
 #[tokio::test]
 async fn a_user_namespaced_pod_maps_its_containers_root() {
-    let pod = TestPod::new(12);
+    let pod = TestPod::new("dhct", 214, 12);
     let (server, mut client) = pod.server().await;
     let maps = vec![cri::IdMapping {
         container_id: 0,
@@ -1688,5 +1451,5 @@ async fn a_user_namespaced_pod_maps_its_containers_root() {
     );
 
     remove_sandbox(&mut client, &sandbox).await;
-    pod.assert_clean(&server, &[pid]);
+    assert_clean(&pod, &server, &[pid]);
 }

@@ -8,132 +8,43 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::pod::{CNI_BIN_DIR, TestPod, child_cgroups};
 use common::{CriOptions, CriServer};
 use deckhand::cri::client::CriClient;
 use deckhand::cri::v1 as cri;
 use nix::sched::CloneFlags;
 
-const CNI_BIN_DIR: &str = "/usr/lib/cni";
-
-/// One test's network: a conflist (bridge + host-local + portmap) with a
-/// bridge name and subnet of its own, in temp dirs.
-struct TestNet {
-    conf: tempfile::TempDir,
-    ipam: tempfile::TempDir,
-    bridge: String,
-    subnet_prefix: String,
-    cgroup_parent: String,
-}
-
-impl TestNet {
-    /// `index` makes the bridge, the subnet and the cgroup parent unique
-    /// among the tests of this file (they run in parallel).
-    fn new(index: u8) -> Self {
-        let conf = tempfile::tempdir().unwrap();
-        let ipam = tempfile::tempdir().unwrap();
-        let bridge = format!("dhsb{}x{index}", std::process::id() % 10000);
-        let subnet_prefix = format!("10.213.{index}.");
-        let conflist = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": format!("dhtest{index}"),
-            "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": bridge,
-                    "isGateway": true,
-                    "ipMasq": false,
-                    "ipam": {
-                        "type": "host-local",
-                        "ranges": [[{"subnet": format!("{subnet_prefix}0/24")}]],
-                        "dataDir": ipam.path(),
-                    }
-                },
-                {"type": "portmap", "capabilities": {"portMappings": true}}
-            ]
-        });
-        std::fs::write(conf.path().join("10-test.conflist"), conflist.to_string()).unwrap();
-        TestNet {
-            conf,
-            ipam,
-            bridge,
-            subnet_prefix,
-            cgroup_parent: format!("/deckhand-test-{}-{index}", std::process::id()),
-        }
+/// Asserts nothing of a test's sandboxes is left: mounts under the run
+/// dir, IPs, veths on the bridge, child cgroups, infra processes.
+fn assert_clean(net: &TestPod, server: &CriServer, infra_pids: &[i32]) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let run = server.run_dir().to_string_lossy().into_owned();
+    assert!(!mounts.contains(&run), "mounts left under {run}:\n{mounts}");
+    assert_eq!(net.reserved_ips(), Vec::<String>::new(), "IPs left");
+    let brif = PathBuf::from(format!("/sys/class/net/{}/brif", net.bridge));
+    if brif.exists() {
+        let ports: Vec<_> = std::fs::read_dir(&brif).unwrap().flatten().collect();
+        assert!(ports.is_empty(), "veths left on {}: {ports:?}", net.bridge);
     }
-
-    fn options(&self) -> CriOptions {
-        CriOptions {
-            cni_conf_dir: Some(self.conf.path().to_path_buf()),
-            cni_bin_dir: Some(CNI_BIN_DIR.into()),
-            ..Default::default()
-        }
-    }
-
-    /// The IPs host-local still holds (its files other than lock and
-    /// last_reserved_ip.*).
-    fn reserved_ips(&self) -> Vec<String> {
-        let mut out = vec![];
-        for net in std::fs::read_dir(self.ipam.path()).unwrap().flatten() {
-            for f in std::fs::read_dir(net.path()).unwrap().flatten() {
-                let name = f.file_name().to_string_lossy().into_owned();
-                if name != "lock" && !name.starts_with("last_reserved_ip") {
-                    out.push(name);
-                }
-            }
-        }
-        out
-    }
-
-    /// Asserts nothing of a test's sandboxes is left: mounts under the run
-    /// dir, IPs, veths on the bridge, child cgroups, infra processes.
-    fn assert_clean(&self, server: &CriServer, infra_pids: &[i32]) {
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-        let run = server.run_dir().to_string_lossy().into_owned();
-        assert!(!mounts.contains(&run), "mounts left under {run}:\n{mounts}");
-        assert_eq!(self.reserved_ips(), Vec::<String>::new(), "IPs left");
-        let brif = PathBuf::from(format!("/sys/class/net/{}/brif", self.bridge));
-        if brif.exists() {
-            let ports: Vec<_> = std::fs::read_dir(&brif).unwrap().flatten().collect();
-            assert!(ports.is_empty(), "veths left on {}: {ports:?}", self.bridge);
-        }
-        for dir in cgroup_dirs(&self.cgroup_parent) {
-            if dir.exists() {
-                let children: Vec<_> = std::fs::read_dir(&dir)
-                    .unwrap()
-                    .flatten()
-                    .filter(|e| e.file_type().unwrap().is_dir())
-                    .collect();
-                assert!(
-                    children.is_empty(),
-                    "cgroups left in {}: {children:?}",
-                    dir.display()
-                );
-            }
-        }
-        for pid in infra_pids {
-            assert!(
-                !Path::new(&format!("/proc/{pid}")).exists(),
-                "infra {pid} still exists"
-            );
-        }
-        assert_eq!(
-            zombie_children(server.pid() as i32),
-            Vec::<i32>::new(),
-            "zombies"
+    for dir in cgroup_dirs(&net.cgroup_parent) {
+        let children = child_cgroups(&dir);
+        assert!(
+            children.is_empty(),
+            "cgroups left in {}: {children:?}",
+            dir.display()
         );
     }
-}
-
-impl Drop for TestNet {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .stderr(std::process::Stdio::null())
-            .status();
-        for dir in cgroup_dirs(&self.cgroup_parent) {
-            let _ = std::fs::remove_dir(dir);
-        }
+    for pid in infra_pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "infra {pid} still exists"
+        );
     }
+    assert_eq!(
+        zombie_children(server.pid() as i32),
+        Vec::<i32>::new(),
+        "zombies"
+    );
 }
 
 /// The directories a cgroup path has: one per v1 hierarchy, or the one v2 dir.
@@ -182,7 +93,7 @@ fn zombie_children(parent: i32) -> Vec<i32> {
     out
 }
 
-fn config(name: &str, uid: &str, net: &TestNet) -> cri::PodSandboxConfig {
+fn config(name: &str, uid: &str, net: &TestPod) -> cri::PodSandboxConfig {
     cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: name.into(),
@@ -319,7 +230,7 @@ fn ns_path(info: &serde_json::Value, kind: &str) -> PathBuf {
 #[tokio::test]
 async fn lifecycle_namespaces_cgroup_and_files() {
     use cri::NamespaceMode::Pod;
-    let net = TestNet::new(1);
+    let net = TestPod::new("dhsb", 213, 1);
     let (server, mut client) = CriServer::start_with(net.options()).await;
     let mut config = with_namespaces(config("web", "uid-lifecycle", &net), Pod, Pod, Pod);
     config
@@ -525,13 +436,13 @@ async fn lifecycle_namespaces_cgroup_and_files() {
     }
     remove(&mut client, &id).await.unwrap();
     assert!(list(&mut client, None).await.is_empty());
-    net.assert_clean(&server, &[pid, pid1]);
+    assert_clean(&net, &server, &[pid, pid1]);
 }
 
 #[tokio::test]
 async fn host_network_shares_the_host_namespaces() {
     use cri::NamespaceMode::Node;
-    let net = TestNet::new(2);
+    let net = TestPod::new("dhsb", 213, 2);
     let (server, mut client) = CriServer::start_with(net.options()).await;
     let id = run(
         &mut client,
@@ -567,12 +478,12 @@ async fn host_network_shares_the_host_namespaces() {
         tonic::Code::InvalidArgument
     );
     remove(&mut client, &id).await.unwrap();
-    net.assert_clean(&server, &[pid]);
+    assert_clean(&net, &server, &[pid]);
 }
 
 #[tokio::test]
 async fn two_sandboxes_reach_each_other() {
-    let net = TestNet::new(3);
+    let net = TestPod::new("dhsb", 213, 3);
     let (server, mut client) = CriServer::start_with(net.options()).await;
     let a = run(&mut client, config("a", "uid-a", &net))
         .await
@@ -613,12 +524,12 @@ async fn two_sandboxes_reach_each_other() {
     for id in [&a, &b] {
         remove(&mut client, id).await.unwrap();
     }
-    net.assert_clean(&server, &pids);
+    assert_clean(&net, &server, &pids);
 }
 
 #[tokio::test]
 async fn restart_readopts_running_sandboxes() {
-    let net = TestNet::new(4);
+    let net = TestPod::new("dhsb", 213, 4);
     let (mut server, mut client) = CriServer::start_with(net.options()).await;
     let id = run(&mut client, config("survivor", "uid-restart", &net))
         .await
@@ -674,7 +585,7 @@ async fn restart_readopts_running_sandboxes() {
 
 #[tokio::test]
 async fn unknown_ids_and_bad_requests() {
-    let net = TestNet::new(5);
+    let net = TestPod::new("dhsb", 213, 5);
     let (server, mut client) = CriServer::start_with(net.options()).await;
     // Unknown ids: stop and remove succeed, status is NotFound.
     stop(&mut client, "does-not-exist").await.unwrap();
@@ -761,12 +672,12 @@ async fn unknown_ids_and_bad_requests() {
     remove(&mut client, &again).await.unwrap();
     let mut all = pids;
     all.push(pid3);
-    net.assert_clean(&server, &all);
+    assert_clean(&net, &server, &all);
 }
 
 #[tokio::test]
 async fn failed_cni_rolls_everything_back() {
-    let net = TestNet::new(6);
+    let net = TestPod::new("dhsb", 213, 6);
     // A subnet host-local rejects: the plugin's error must reach the caller.
     let broken = tempfile::tempdir().unwrap();
     let conflist = serde_json::json!({
@@ -807,7 +718,7 @@ async fn failed_cni_rolls_everything_back() {
         "sandbox dirs left: {left:?}\n{}",
         server.log()
     );
-    net.assert_clean(&server, &[]);
+    assert_clean(&net, &server, &[]);
     // No infra process of ours survives either.
     let infra_children = std::fs::read_to_string(format!(
         "/proc/{}/task/{}/children",
@@ -847,12 +758,12 @@ async fn failed_cni_rolls_everything_back() {
         "{}",
         err.message()
     );
-    net.assert_clean(&server, &[]);
+    assert_clean(&net, &server, &[]);
 }
 
 #[tokio::test]
 async fn status_reports_network_readiness() {
-    let net = TestNet::new(7);
+    let net = TestPod::new("dhsb", 213, 7);
     let empty = tempfile::tempdir().unwrap();
     let condition = |r: cri::StatusResponse, t: &str| {
         r.status
@@ -910,7 +821,7 @@ async fn wait_state(client: &mut CriClient, id: &str, state: cri::PodSandboxStat
 async fn infra_death_is_noticed_live_and_across_restart() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
-    let net = TestNet::new(8);
+    let net = TestPod::new("dhsb", 213, 8);
     let (mut server, mut client) = CriServer::start_with(net.options()).await;
     let a = run(&mut client, config("a", "uid-death-a", &net))
         .await
@@ -949,7 +860,7 @@ async fn infra_death_is_noticed_live_and_across_restart() {
         remove(&mut client, id).await.unwrap();
     }
     assert!(list(&mut client, None).await.is_empty());
-    net.assert_clean(&server, &[pid_a]);
+    assert_clean(&net, &server, &[pid_a]);
 }
 
 /// Exited (gone, or a zombie awaiting a reaper that is not deckhand), within
@@ -968,7 +879,7 @@ async fn wait_exited(pid: i32) -> bool {
 
 #[tokio::test]
 async fn a_creation_cut_short_by_a_crash_is_released_at_restart() {
-    let net = TestNet::new(9);
+    let net = TestPod::new("dhsb", 213, 9);
     let (mut server, mut client) = CriServer::start_with(net.options()).await;
     let id = run(&mut client, config("torn", "uid-torn", &net))
         .await
@@ -1021,7 +932,7 @@ fn nat_rules() -> String {
 
 #[tokio::test]
 async fn port_mappings_reach_the_pod_and_go_with_it() {
-    let net = TestNet::new(10);
+    let net = TestPod::new("dhsb", 213, 10);
     let (server, mut client) = CriServer::start_with(net.options()).await;
     let host_port = common::free_port();
     let mut c = config("ports", "uid-ports", &net);
@@ -1071,12 +982,12 @@ async fn port_mappings_reach_the_pod_and_go_with_it() {
         "DNAT rule left after stop"
     );
     remove(&mut client, &id).await.unwrap();
-    net.assert_clean(&server, &[pid]);
+    assert_clean(&net, &server, &[pid]);
 }
 
 #[tokio::test]
 async fn concurrent_sandboxes_get_distinct_ips_and_all_go_away() {
-    let net = TestNet::new(11);
+    let net = TestPod::new("dhsb", 213, 11);
     let (server, client) = CriServer::start_with(net.options()).await;
     let runs = (0..6).map(|i| {
         let mut client = client.clone();
@@ -1110,7 +1021,17 @@ async fn concurrent_sandboxes_get_distinct_ips_and_all_go_away() {
         r.unwrap();
     }
     assert!(list(&mut client, None).await.is_empty());
-    net.assert_clean(&server, &pids);
+    assert_clean(&net, &server, &pids);
+}
+
+/// The user namespace options of a config `with_userns` made.
+fn userns_of(c: &mut cri::PodSandboxConfig) -> &mut cri::UserNamespace {
+    c.linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+        .and_then(|n| n.userns_options.as_mut())
+        .expect("userns options")
 }
 
 fn with_userns(
@@ -1146,7 +1067,7 @@ fn with_userns(
 
 #[tokio::test]
 async fn a_user_namespace_is_advertised_made_first_and_released() {
-    let net = TestNet::new(12);
+    let net = TestPod::new("dhsb", 213, 12);
     let (server, mut client) = CriServer::start_with(net.options()).await;
     let status_response = client
         .runtime
@@ -1234,20 +1155,7 @@ async fn a_user_namespace_is_advertised_made_first_and_released() {
         cri::NamespaceMode::Pod,
         300_000,
     );
-    let options = two
-        .linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap();
-    let userns = options
-        .namespace_options
-        .as_mut()
-        .unwrap()
-        .userns_options
-        .as_mut()
-        .unwrap();
+    let userns = userns_of(&mut two);
     userns.uids.push(cri::IdMapping {
         container_id: 65536,
         host_id: 400_000,
@@ -1258,20 +1166,7 @@ async fn a_user_namespace_is_advertised_made_first_and_released() {
         cri::NamespaceMode::Pod,
         300_000,
     );
-    let options = no_root
-        .linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap();
-    let userns = options
-        .namespace_options
-        .as_mut()
-        .unwrap()
-        .userns_options
-        .as_mut()
-        .unwrap();
+    let userns = userns_of(&mut no_root);
     userns.gids[0].container_id = 1;
     for bad in [
         two,
@@ -1300,5 +1195,5 @@ async fn a_user_namespace_is_advertised_made_first_and_released() {
     for id in [&id, &node] {
         remove(&mut client, id).await.unwrap();
     }
-    net.assert_clean(&server, &[pid, node_pid]);
+    assert_clean(&net, &server, &[pid, node_pid]);
 }

@@ -6,178 +6,32 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{BUSYBOX, CriOptions, CriServer};
+use common::CriServer;
+use common::pod::{
+    TestPod, assert_no_containerd_leftovers, busybox_container, child_cgroups, create, remove,
+    remove_sandbox, start, stop,
+};
 use deckhand::cri::client::CriClient;
 use deckhand::cri::v1 as cri;
 use futures::StreamExt;
 
-const CNI_BIN_DIR: &str = "/usr/lib/cni";
-
-/// One test's network, cgroup parent and pod log directory.
-struct TestPod {
-    conf: tempfile::TempDir,
-    _ipam: tempfile::TempDir,
-    logs: tempfile::TempDir,
-    bridge: String,
-    cgroup_parent: String,
-}
-
-impl TestPod {
-    fn new(index: u8) -> Self {
-        let conf = tempfile::tempdir().unwrap();
-        let ipam = tempfile::tempdir().unwrap();
-        let bridge = format!("dhst{}x{index}", std::process::id() % 10000);
-        let conflist = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": format!("dhstats{index}"),
-            "plugins": [{
-                "type": "bridge",
-                "bridge": bridge,
-                "isGateway": true,
-                "ipMasq": false,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": format!("10.215.{index}.0/24")}]],
-                    "dataDir": ipam.path(),
-                }
-            }]
-        });
-        std::fs::write(conf.path().join("10-test.conflist"), conflist.to_string()).unwrap();
-        TestPod {
-            conf,
-            _ipam: ipam,
-            logs: tempfile::tempdir().unwrap(),
-            bridge,
-            cgroup_parent: format!("/deckhand-stats-test-{}-{index}", std::process::id()),
-        }
-    }
-
-    async fn server(&self) -> (CriServer, CriClient) {
-        let (server, mut client) = CriServer::start_with(CriOptions {
-            cni_conf_dir: Some(self.conf.path().to_path_buf()),
-            cni_bin_dir: Some(CNI_BIN_DIR.into()),
-            ..Default::default()
-        })
-        .await;
-        common::pull(&mut client, BUSYBOX)
-            .await
-            .expect("pull busybox");
-        (server, client)
-    }
-
-    fn sandbox_config(&self, name: &str) -> cri::PodSandboxConfig {
-        cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata {
-                name: name.into(),
-                uid: format!("uid-{name}"),
-                namespace: "default".into(),
-                attempt: 0,
-            }),
-            hostname: name.into(),
-            log_directory: self.logs.path().to_string_lossy().into_owned(),
-            labels: HashMap::from([("app".into(), name.into())]),
-            linux: Some(cri::LinuxPodSandboxConfig {
-                cgroup_parent: self.cgroup_parent.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    async fn run_sandbox(&self, client: &mut CriClient, name: &str) -> String {
-        client
-            .runtime
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(self.sandbox_config(name)),
-                runtime_handler: String::new(),
-            })
-            .await
-            .expect("run sandbox")
-            .into_inner()
-            .pod_sandbox_id
-    }
-
-    async fn create(
-        &self,
-        client: &mut CriClient,
-        sandbox_id: &str,
-        pod_name: &str,
-        config: cri::ContainerConfig,
-    ) -> String {
-        client
-            .runtime
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: sandbox_id.into(),
-                config: Some(config),
-                sandbox_config: Some(self.sandbox_config(pod_name)),
-            })
-            .await
-            .expect("create container")
-            .into_inner()
-            .container_id
-    }
-
-    /// A v1 controller's (or the unified tree's) directory for a cgroup
-    /// under this test's parent.
-    fn cgroup_dir(&self, controller: &str, rest: &str) -> PathBuf {
-        let root = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            PathBuf::from("/sys/fs/cgroup")
-        } else {
-            Path::new("/sys/fs/cgroup").join(controller)
-        };
-        root.join(self.cgroup_parent.trim_start_matches('/'))
-            .join(rest)
-    }
-
-    /// No containers, tasks, active snapshots or child cgroups left.
-    fn assert_clean(&self, server: &CriServer) {
-        assert_eq!(server.ctr(&["containers", "ls", "-q"]).trim(), "");
-        assert_eq!(server.ctr(&["tasks", "ls", "-q"]).trim(), "");
-        let snapshots = server.ctr(&["snapshots", "ls"]);
-        assert!(
-            !snapshots.lines().any(|l| l.contains("Active")),
-            "active snapshots left:\n{snapshots}"
-        );
-        for controller in ["memory", "cpu", "pids"] {
-            let parent = self.cgroup_dir(controller, "");
-            if let Ok(children) = std::fs::read_dir(&parent) {
-                let dirs: Vec<_> = children
-                    .flatten()
-                    .filter(|e| e.file_type().unwrap().is_dir())
-                    .collect();
-                assert!(dirs.is_empty(), "cgroups left in {parent:?}: {dirs:?}");
-            }
-        }
-    }
-}
-
-impl Drop for TestPod {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .stderr(std::process::Stdio::null())
-            .status();
-        let parent = self.cgroup_parent.trim_start_matches('/');
-        for controller in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            let _ = std::fs::remove_dir(controller.path().join(parent));
-        }
+/// No containers, tasks, active snapshots or child cgroups left.
+fn assert_clean(pod: &TestPod, server: &CriServer) {
+    assert_no_containerd_leftovers(server);
+    for controller in ["memory", "cpu", "pids"] {
+        let parent = pod.cgroup_dir(controller, "");
+        let dirs = child_cgroups(&parent);
+        assert!(dirs.is_empty(), "cgroups left in {parent:?}: {dirs:?}");
     }
 }
 
 fn container_config(name: &str, script: &str) -> cri::ContainerConfig {
     cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: common::image_spec(BUSYBOX),
-        command: vec!["sh".into(), "-c".into(), script.into()],
-        log_path: format!("{name}/0.log"),
         labels: HashMap::from([("role".into(), name.into())]),
-        ..Default::default()
+        ..busybox_container(name, script)
     }
 }
 
@@ -190,54 +44,6 @@ fn with_resources(
         ..Default::default()
     });
     config
-}
-
-async fn start(client: &mut CriClient, id: &str) {
-    client
-        .runtime
-        .start_container(cri::StartContainerRequest {
-            container_id: id.into(),
-        })
-        .await
-        .expect("start container");
-}
-
-async fn stop(client: &mut CriClient, id: &str) {
-    client
-        .runtime
-        .stop_container(cri::StopContainerRequest {
-            container_id: id.into(),
-            timeout: 0,
-        })
-        .await
-        .expect("stop container");
-}
-
-async fn remove(client: &mut CriClient, id: &str) {
-    client
-        .runtime
-        .remove_container(cri::RemoveContainerRequest {
-            container_id: id.into(),
-        })
-        .await
-        .expect("remove container");
-}
-
-async fn remove_sandbox(client: &mut CriClient, id: &str) {
-    client
-        .runtime
-        .stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: id.into(),
-        })
-        .await
-        .expect("stop sandbox");
-    client
-        .runtime
-        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: id.into(),
-        })
-        .await
-        .expect("remove sandbox");
 }
 
 async fn container_stats(client: &mut CriClient, id: &str) -> cri::ContainerStats {
@@ -297,32 +103,34 @@ async fn eventually<T: std::fmt::Debug>(
 
 #[tokio::test]
 async fn a_running_container_and_its_pod_report_cpu_memory_disk_and_network() {
-    let pod = TestPod::new(1);
+    let pod = TestPod::new("dhst", 215, 1);
     let (server, mut client) = pod.server().await;
     let sandbox = pod.run_sandbox(&mut client, "busy").await;
     // Spins a core, holds ~8 MiB of anonymous memory, writes 2 MiB over
     // its image, and sends some packets out of eth0.
-    let busy = pod
-        .create(
-            &mut client,
-            &sandbox,
+    let busy = create(
+        &mut client,
+        &sandbox,
+        container_config(
             "busy",
-            container_config(
-                "busy",
-                "dd if=/dev/zero of=/scratch bs=1M count=2; \
+            "dd if=/dev/zero of=/scratch bs=1M count=2; \
                  ping -c 3 -W 1 -i 0.2 10.215.1.1 >/dev/null 2>&1; \
                  x=$(head -c 8000000 /dev/zero | tr '\\0' a); while :; do :; done",
-            ),
-        )
-        .await;
-    let idle = pod
-        .create(
-            &mut client,
-            &sandbox,
-            "busy",
-            container_config("idle", "sleep 3600"),
-        )
-        .await;
+        ),
+        &pod,
+        "busy",
+    )
+    .await
+    .expect("create container");
+    let idle = create(
+        &mut client,
+        &sandbox,
+        container_config("idle", "sleep 3600"),
+        &pod,
+        "busy",
+    )
+    .await
+    .expect("create container");
     start(&mut client, &busy).await;
 
     let first = eventually(
@@ -511,12 +319,12 @@ async fn a_running_container_and_its_pod_report_cpu_memory_disk_and_network() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
-    pod.assert_clean(&server);
+    assert_clean(&pod, &server);
 }
 
 #[tokio::test]
 async fn resource_updates_reach_the_cgroups_and_the_stored_spec() {
-    let pod = TestPod::new(2);
+    let pod = TestPod::new("dhst", 215, 2);
     let (server, mut client) = pod.server().await;
     let sandbox = pod.run_sandbox(&mut client, "upd").await;
     let limited = |name| {
@@ -529,12 +337,12 @@ async fn resource_updates_reach_the_cgroups_and_the_stored_spec() {
             },
         )
     };
-    let running = pod
-        .create(&mut client, &sandbox, "upd", limited("running"))
-        .await;
-    let later = pod
-        .create(&mut client, &sandbox, "upd", limited("later"))
-        .await;
+    let running = create(&mut client, &sandbox, limited("running"), &pod, "upd")
+        .await
+        .expect("create container");
+    let later = create(&mut client, &sandbox, limited("later"), &pod, "upd")
+        .await
+        .expect("create container");
     start(&mut client, &running).await;
     let cgroup = |controller: &str, id: &str, file: &str| {
         read(
@@ -665,12 +473,12 @@ async fn resource_updates_reach_the_cgroups_and_the_stored_spec() {
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
 
     remove_sandbox(&mut client, &sandbox).await;
-    pod.assert_clean(&server);
+    assert_clean(&pod, &server);
 }
 
 #[tokio::test]
 async fn container_events_arrive_in_order_with_statuses() {
-    let pod = TestPod::new(3);
+    let pod = TestPod::new("dhst", 215, 3);
     let (server, mut client) = pod.server().await;
     let mut events = client
         .runtime
@@ -679,16 +487,17 @@ async fn container_events_arrive_in_order_with_statuses() {
         .expect("subscribe")
         .into_inner();
     let sandbox = pod.run_sandbox(&mut client, "ev").await;
-    let id = pod
-        .create(
-            &mut client,
-            &sandbox,
-            "ev",
-            container_config("ev", "sleep 3600"),
-        )
-        .await;
+    let id = create(
+        &mut client,
+        &sandbox,
+        container_config("ev", "sleep 3600"),
+        &pod,
+        "ev",
+    )
+    .await
+    .expect("create container");
     start(&mut client, &id).await;
-    stop(&mut client, &id).await;
+    stop(&mut client, &id, 0).await;
     remove(&mut client, &id).await;
     remove_sandbox(&mut client, &sandbox).await;
 
@@ -745,22 +554,23 @@ async fn container_events_arrive_in_order_with_statuses() {
         seen[7].pod_sandbox_status.as_ref().unwrap().state,
         cri::PodSandboxState::SandboxNotready as i32
     );
-    pod.assert_clean(&server);
+    assert_clean(&pod, &server);
 }
 
 #[tokio::test]
 async fn pod_status_lists_its_containers_statuses() {
-    let pod = TestPod::new(4);
+    let pod = TestPod::new("dhst", 215, 4);
     let (server, mut client) = pod.server().await;
     let sandbox = pod.run_sandbox(&mut client, "st").await;
-    let id = pod
-        .create(
-            &mut client,
-            &sandbox,
-            "st",
-            container_config("st", "sleep 3600"),
-        )
-        .await;
+    let id = create(
+        &mut client,
+        &sandbox,
+        container_config("st", "sleep 3600"),
+        &pod,
+        "st",
+    )
+    .await
+    .expect("create container");
     let status = client
         .runtime
         .pod_sandbox_status(cri::PodSandboxStatusRequest {
@@ -781,5 +591,5 @@ async fn pod_status_lists_its_containers_statuses() {
         cri::ContainerState::ContainerCreated as i32
     );
     remove_sandbox(&mut client, &sandbox).await;
-    pod.assert_clean(&server);
+    assert_clean(&pod, &server);
 }

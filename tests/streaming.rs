@@ -8,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{BUSYBOX, CriOptions, CriServer};
+use common::CriServer;
+use common::pod::{TestPod, busybox_container, create, remove_sandbox, start, wait_exited};
 use deckhand::cri::client::CriClient;
 use deckhand::cri::v1 as cri;
 use deckhand::runtime::streaming::spdy;
@@ -18,162 +19,23 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-const CNI_BIN_DIR: &str = "/usr/lib/cni";
 const WAIT: Duration = Duration::from_secs(30);
 
-/// One test's pod network and log directory.
-struct TestPod {
-    conf: tempfile::TempDir,
-    _ipam: tempfile::TempDir,
-    logs: tempfile::TempDir,
-    bridge: String,
-    cgroup_parent: String,
-}
-
-impl TestPod {
-    /// `index` keeps bridges and subnets of this file's tests apart.
-    fn new(index: u8) -> Self {
-        let conf = tempfile::tempdir().unwrap();
-        let ipam = tempfile::tempdir().unwrap();
-        let bridge = format!("dhst{}x{index}", std::process::id() % 10000);
-        let conflist = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": format!("dhstream{index}"),
-            "plugins": [{
-                "type": "bridge",
-                "bridge": bridge,
-                "isGateway": true,
-                "ipMasq": false,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": format!("10.216.{index}.0/24")}]],
-                    "dataDir": ipam.path(),
-                }
-            }]
-        });
-        std::fs::write(conf.path().join("10-test.conflist"), conflist.to_string()).unwrap();
-        TestPod {
-            conf,
-            _ipam: ipam,
-            logs: tempfile::tempdir().unwrap(),
-            bridge,
-            cgroup_parent: format!("/deckhand-stream-test-{}-{index}", std::process::id()),
-        }
-    }
-
-    async fn server(&self) -> (CriServer, CriClient) {
-        let (server, mut client) = CriServer::start_with(CriOptions {
-            cni_conf_dir: Some(self.conf.path().to_path_buf()),
-            cni_bin_dir: Some(CNI_BIN_DIR.into()),
-            ..Default::default()
-        })
-        .await;
-        common::pull(&mut client, BUSYBOX)
-            .await
-            .expect("pull busybox");
-        (server, client)
-    }
-
-    fn sandbox_config(&self) -> cri::PodSandboxConfig {
-        cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata {
-                name: "stream".into(),
-                uid: "uid-stream".into(),
-                namespace: "default".into(),
-                attempt: 0,
-            }),
-            hostname: "stream".into(),
-            log_directory: self.logs.path().to_string_lossy().into_owned(),
-            linux: Some(cri::LinuxPodSandboxConfig {
-                cgroup_parent: self.cgroup_parent.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    /// A sandbox with one started container running `script`.
-    async fn run(
-        &self,
-        client: &mut CriClient,
-        script: &str,
-        tweak: impl FnOnce(&mut cri::ContainerConfig),
-    ) -> (String, String) {
-        let sandbox = client
-            .runtime
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(self.sandbox_config()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .expect("run sandbox")
-            .into_inner()
-            .pod_sandbox_id;
-        let mut config = cri::ContainerConfig {
-            metadata: Some(cri::ContainerMetadata {
-                name: "main".into(),
-                attempt: 0,
-            }),
-            image: common::image_spec(BUSYBOX),
-            command: vec!["sh".into(), "-c".into(), script.into()],
-            log_path: "main/0.log".into(),
-            ..Default::default()
-        };
-        tweak(&mut config);
-        let container = client
-            .runtime
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: sandbox.clone(),
-                config: Some(config),
-                sandbox_config: Some(self.sandbox_config()),
-            })
-            .await
-            .expect("create container")
-            .into_inner()
-            .container_id;
-        client
-            .runtime
-            .start_container(cri::StartContainerRequest {
-                container_id: container.clone(),
-            })
-            .await
-            .expect("start container");
-        (sandbox, container)
-    }
-
-    async fn remove(&self, client: &mut CriClient, sandbox: &str) {
-        let id = sandbox.to_string();
-        client
-            .runtime
-            .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            })
-            .await
-            .expect("stop sandbox");
-        client
-            .runtime
-            .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
-            .await
-            .expect("remove sandbox");
-    }
-}
-
-impl Drop for TestPod {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .stderr(std::process::Stdio::null())
-            .status();
-        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
-            for controller in controllers.flatten() {
-                let _ = std::fs::remove_dir(
-                    controller
-                        .path()
-                        .join(self.cgroup_parent.trim_start_matches('/')),
-                );
-            }
-        }
-    }
+/// A sandbox with one started container running `script`.
+async fn run(
+    pod: &TestPod,
+    client: &mut CriClient,
+    script: &str,
+    tweak: impl FnOnce(&mut cri::ContainerConfig),
+) -> (String, String) {
+    let sandbox = pod.run_sandbox(client, "stream").await;
+    let mut config = busybox_container("main", script);
+    tweak(&mut config);
+    let container = create(client, &sandbox, config, pod, "stream")
+        .await
+        .expect("create container");
+    start(client, &container).await;
+    (sandbox, container)
 }
 
 /// `http://host:port/path` -> (host:port, /path).
@@ -273,9 +135,9 @@ async fn exec_url(client: &mut CriClient, request: cri::ExecRequest) -> String {
 
 #[tokio::test]
 async fn exec_without_a_terminal_over_spdy() {
-    let pod = TestPod::new(1);
+    let pod = TestPod::new("dhsm", 216, 1);
     let (_server, mut client) = pod.server().await;
-    let (sandbox, container) = pod.run(&mut client, "sleep 3600", |_| {}).await;
+    let (sandbox, container) = run(&pod, &mut client, "sleep 3600", |_| {}).await;
 
     let url = exec_url(
         &mut client,
@@ -315,14 +177,14 @@ async fn exec_without_a_terminal_over_spdy() {
         "{:?}",
         again.err()
     );
-    pod.remove(&mut client, &sandbox).await;
+    remove_sandbox(&mut client, &sandbox).await;
 }
 
 #[tokio::test]
 async fn exec_with_a_terminal_and_stdin_over_spdy() {
-    let pod = TestPod::new(2);
+    let pod = TestPod::new("dhsm", 216, 2);
     let (server, mut client) = pod.server().await;
-    let (sandbox, container) = pod.run(&mut client, "sleep 3600", |_| {}).await;
+    let (sandbox, container) = run(&pod, &mut client, "sleep 3600", |_| {}).await;
 
     let url = exec_url(
         &mut client,
@@ -353,14 +215,14 @@ async fn exec_with_a_terminal_and_stdin_over_spdy() {
     let status = read_all(error).await;
     assert!(status.contains("\"Success\""), "{status}");
     assert_no_exec_left(&server, &container);
-    pod.remove(&mut client, &sandbox).await;
+    remove_sandbox(&mut client, &sandbox).await;
 }
 
 #[tokio::test]
 async fn exec_over_websocket_v5() {
-    let pod = TestPod::new(3);
+    let pod = TestPod::new("dhsm", 216, 3);
     let (_server, mut client) = pod.server().await;
-    let (sandbox, container) = pod.run(&mut client, "sleep 3600", |_| {}).await;
+    let (sandbox, container) = run(&pod, &mut client, "sleep 3600", |_| {}).await;
 
     let url = exec_url(
         &mut client,
@@ -415,19 +277,18 @@ async fn exec_over_websocket_v5() {
     assert_eq!(String::from_utf8_lossy(&out), "hello");
     assert_eq!(String::from_utf8_lossy(&err), "done\n");
     assert!(String::from_utf8_lossy(&status).contains("\"Success\""));
-    pod.remove(&mut client, &sandbox).await;
+    remove_sandbox(&mut client, &sandbox).await;
 }
 
 #[tokio::test]
 async fn attach_sees_output_and_feeds_stdin() {
-    let pod = TestPod::new(4);
+    let pod = TestPod::new("dhsm", 216, 4);
     let (_server, mut client) = pod.server().await;
-    let (sandbox, container) = pod
-        .run(&mut client, "echo started; exec sh", |c| {
-            c.stdin = true;
-            c.stdin_once = true;
-        })
-        .await;
+    let (sandbox, container) = run(&pod, &mut client, "echo started; exec sh", |c| {
+        c.stdin = true;
+        c.stdin_once = true;
+    })
+    .await;
 
     let url = client
         .runtime
@@ -458,40 +319,22 @@ async fn attach_sees_output_and_feeds_stdin() {
     stdin.writer.close().await;
     let status = read_all(error).await;
     assert!(status.contains("\"Success\""), "{status}");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let state = client
-            .runtime
-            .container_status(cri::ContainerStatusRequest {
-                container_id: container.clone(),
-                verbose: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap()
-            .state;
-        if state == cri::ContainerState::ContainerExited as i32 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "sh kept running");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    pod.remove(&mut client, &sandbox).await;
+    // sh exits.
+    wait_exited(&mut client, &container).await;
+    remove_sandbox(&mut client, &sandbox).await;
 }
 
 #[tokio::test]
 async fn port_forward_reaches_a_server_in_the_pod() {
-    let pod = TestPod::new(5);
+    let pod = TestPod::new("dhsm", 216, 5);
     let (_server, mut client) = pod.server().await;
-    let (sandbox, _container) = pod
-        .run(
-            &mut client,
-            "mkdir /www && echo hello-from-the-pod > /www/index.html && exec httpd -f -p 8080 -h /www",
-            |_| {},
-        )
-        .await;
+    let (sandbox, _container) = run(
+        &pod,
+        &mut client,
+        "mkdir /www && echo hello-from-the-pod > /www/index.html && exec httpd -f -p 8080 -h /www",
+        |_| {},
+    )
+    .await;
     let url = client
         .runtime
         .port_forward(cri::PortForwardRequest {
@@ -555,14 +398,14 @@ async fn port_forward_reaches_a_server_in_the_pod() {
     let (_, failure) = tokio::join!(read_all(data), read_all(error));
     assert!(failure.contains("localhost:9"), "{failure}");
     drop(conn);
-    pod.remove(&mut client, &sandbox).await;
+    remove_sandbox(&mut client, &sandbox).await;
 }
 
 #[tokio::test]
 async fn bad_streaming_requests_are_refused() {
-    let pod = TestPod::new(6);
+    let pod = TestPod::new("dhsm", 216, 6);
     let (_server, mut client) = pod.server().await;
-    let (sandbox, container) = pod.run(&mut client, "sleep 3600", |_| {}).await;
+    let (sandbox, container) = run(&pod, &mut client, "sleep 3600", |_| {}).await;
 
     let missing = client
         .runtime
@@ -613,7 +456,7 @@ async fn bad_streaming_requests_are_refused() {
     assert!(matches!(&unknown, Err(s) if s.contains(" 404 ")));
     let refused = spdy_upgrade(&url, &["v9.channel.k8s.io"]).await;
     assert!(matches!(&refused, Err(s) if s.contains(" 403 ")));
-    pod.remove(&mut client, &sandbox).await;
+    remove_sandbox(&mut client, &sandbox).await;
 }
 
 /// No exec FIFOs or processes of ours remain in the container's run dir.

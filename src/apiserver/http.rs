@@ -67,6 +67,13 @@ impl Ctx {
     }
 }
 
+/// The request's query parameters, decoded.
+pub fn query_pairs<C: FromIterator<(String, String)>>(uri: &http::Uri) -> C {
+    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
 pub fn full(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
     *resp.status_mut() = status;
@@ -285,15 +292,7 @@ async fn route(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let query: HashMap<String, String> = req
-        .uri()
-        .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let query: HashMap<String, String> = query_pairs(req.uri());
 
     // Swagger 2 is served as JSON only; client-go's protobuf-only request
     // gets 406 and does without (as with a server that has no v2).

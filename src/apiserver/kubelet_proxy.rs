@@ -23,7 +23,7 @@ use serde_json::Value;
 use crate::apiserver::State;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::handlers::blocking;
-use crate::apiserver::http::{Body, Target};
+use crate::apiserver::http::{Body, Target, query_pairs};
 use crate::apiserver::store::object_key;
 
 /// The pod subresources that go to a kubelet.
@@ -270,15 +270,7 @@ pub async fn proxy(
     t: Target,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let query: Vec<(String, String)> = req
-        .uri()
-        .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let query: Vec<(String, String)> = query_pairs(req.uri());
     let (host, port, path) = kubelet_target(state, &t, &query).await?;
     let upgrading = req
         .headers()

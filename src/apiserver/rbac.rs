@@ -435,16 +435,7 @@ pub fn default_cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
         rule(
             &[GROUP],
             &["rolebindings", "roles"],
-            &[
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch",
-            ],
+            crate::apiserver::resources::VERBS,
         ),
     ]);
     vec![

@@ -32,6 +32,19 @@ pub struct Kind {
     pub field_labels: &'static [&'static str],
 }
 
+/// Every verb a stored resource serves (its discovery entry, and what the
+/// bootstrap roles that manage it grant).
+pub const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
 impl Kind {
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -42,16 +55,7 @@ impl Kind {
     }
 
     pub fn verbs(&self) -> Vec<&'static str> {
-        vec![
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ]
+        VERBS.to_vec()
     }
 }
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod pod;
 pub mod registry_proxy;
 
 use std::path::{Path, PathBuf};

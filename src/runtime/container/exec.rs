@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use containerd_client::services::v1::{
-    DeleteProcessRequest, ExecProcessRequest, GetContainerRequest, KillRequest, StartRequest,
-    WaitRequest,
+    DeleteProcessRequest, ExecProcessRequest, KillRequest, StartRequest, WaitRequest,
 };
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
@@ -107,16 +106,7 @@ impl ContainerManager {
             .map_err(|s| ContainerError::failed("creating exec process", s.message()))?;
         let result = self.run_exec(container_id, exec_id, timeout_s).await;
         drop((out_w, err_w));
-        if let Err(status) = cd
-            .tasks()
-            .delete_process(cd.request(DeleteProcessRequest {
-                container_id: container_id.to_string(),
-                exec_id: exec_id.to_string(),
-            }))
-            .await
-        {
-            tracing::debug!(%exec_id, %status, "deleting exec process");
-        }
+        self.delete_exec_process(container_id, exec_id).await;
         let exit_code = result?;
         let drained = |h: tokio::task::JoinHandle<Vec<u8>>| async move {
             match tokio::time::timeout(DRAIN_WAIT, h).await {
@@ -131,6 +121,22 @@ impl ContainerManager {
         })
     }
 
+    /// Removes a finished exec process from containerd (its exit is
+    /// already known, so a failure here is only logged).
+    pub(super) async fn delete_exec_process(&self, container_id: &str, exec_id: &str) {
+        let cd = &self.containerd;
+        if let Err(status) = cd
+            .tasks()
+            .delete_process(cd.request(DeleteProcessRequest {
+                container_id: container_id.to_string(),
+                exec_id: exec_id.to_string(),
+            }))
+            .await
+        {
+            tracing::debug!(%exec_id, %status, "deleting exec process");
+        }
+    }
+
     /// The container's process spec with `cmd` as its arguments, as JSON.
     pub(super) async fn exec_process(
         &self,
@@ -138,20 +144,7 @@ impl ContainerManager {
         cmd: Vec<String>,
         tty: bool,
     ) -> Result<Vec<u8>, ContainerError> {
-        let cd = &self.containerd;
-        let stored = cd
-            .containers()
-            .get(cd.request(GetContainerRequest {
-                id: container_id.to_string(),
-            }))
-            .await
-            .map_err(|s| ContainerError::failed("reading container spec", s.message()))?
-            .into_inner()
-            .container
-            .and_then(|c| c.spec)
-            .ok_or_else(|| ContainerError::Failed("container has no spec".into()))?;
-        let spec: oci_spec::runtime::Spec = serde_json::from_slice(&stored.value)
-            .map_err(|e| ContainerError::failed("parsing container spec", e))?;
+        let (spec, _) = self.stored_spec(container_id).await?;
         let mut process = spec.process().clone().unwrap_or_default();
         process.set_args(Some(cmd));
         process.set_terminal(Some(tty));

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use containerd_client::services::v1::{
-    CloseIoRequest, DeleteProcessRequest, ExecProcessRequest, KillRequest, ResizePtyRequest,
-    StartRequest, WaitRequest,
+    CloseIoRequest, ExecProcessRequest, KillRequest, ResizePtyRequest, StartRequest, WaitRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
@@ -153,16 +152,7 @@ impl ContainerManager {
             .run_session_process(container_id, exec_id, stdin, session)
             .await;
         drop(keep_open);
-        if let Err(status) = cd
-            .tasks()
-            .delete_process(cd.request(DeleteProcessRequest {
-                container_id: container_id.to_string(),
-                exec_id: exec_id.to_string(),
-            }))
-            .await
-        {
-            tracing::debug!(%exec_id, %status, "deleting exec process");
-        }
+        self.delete_exec_process(container_id, exec_id).await;
         for copy in copies {
             let _ = tokio::time::timeout(DRAIN_WAIT, copy).await;
         }

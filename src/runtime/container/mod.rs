@@ -22,6 +22,7 @@ mod stats;
 mod status;
 mod stdio;
 mod stop;
+mod stored_spec;
 mod update;
 pub mod user;
 

@@ -6,14 +6,12 @@
 
 use std::sync::Arc;
 
-use containerd_client::services::v1::{
-    GetContainerRequest, UpdateContainerRequest, UpdateTaskRequest,
-};
-use oci_spec::runtime::{LinuxResources, Spec};
+use containerd_client::services::v1::UpdateTaskRequest;
+use oci_spec::runtime::LinuxResources;
 
 use crate::cri::v1 as cri;
 
-use super::{Container, ContainerError, ContainerManager, SPEC_TYPE_URL, State, detached, spec};
+use super::{Container, ContainerError, ContainerManager, State, detached, spec};
 
 /// The type containerd's Task Update reads its resources as.
 const RESOURCES_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
@@ -45,19 +43,7 @@ impl ContainerManager {
         requested: &LinuxResources,
     ) -> Result<(), ContainerError> {
         let cd = &self.containerd;
-        let stored = cd
-            .containers()
-            .get(cd.request(GetContainerRequest {
-                id: container.id.clone(),
-            }))
-            .await
-            .map_err(|s| ContainerError::failed("reading container spec", s.message()))?
-            .into_inner()
-            .container
-            .and_then(|c| c.spec)
-            .ok_or_else(|| ContainerError::Failed("container has no spec".into()))?;
-        let mut spec: Spec = serde_json::from_slice(&stored.value)
-            .map_err(|e| ContainerError::failed("parsing container spec", e))?;
+        let (mut spec, stored) = self.stored_spec(&container.id).await?;
         let mut linux = spec.linux().clone().unwrap_or_default();
         let mut resources = linux.resources().clone().unwrap_or_default();
         merge(&mut resources, requested);
@@ -92,7 +78,7 @@ impl ContainerManager {
             }
             Err(status) => {
                 // The cgroup kept its limits: so does the spec.
-                if let Err(e) = self.store_spec(&container.id, stored.value).await {
+                if let Err(e) = self.store_spec(&container.id, stored).await {
                     tracing::warn!(id = %container.id, error = %e, "restoring spec after a failed update");
                 }
                 let message = format!("updating container resources: {}", status.message());
@@ -106,28 +92,6 @@ impl ContainerManager {
                 })
             }
         }
-    }
-
-    async fn store_spec(&self, id: &str, spec: Vec<u8>) -> Result<(), ContainerError> {
-        let cd = &self.containerd;
-        let request = UpdateContainerRequest {
-            container: Some(containerd_client::services::v1::Container {
-                id: id.to_string(),
-                spec: Some(prost_types::Any {
-                    type_url: SPEC_TYPE_URL.into(),
-                    value: spec,
-                }),
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["spec".into()],
-            }),
-        };
-        cd.containers()
-            .update(cd.request(request))
-            .await
-            .map(|_| ())
-            .map_err(|s| ContainerError::failed("saving container spec", s.message()))
     }
 }
 
