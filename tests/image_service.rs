@@ -659,8 +659,10 @@ async fn image_fs_info_reports_real_usage() {
         after.0 > before.0 + 500_000,
         "bytes grew: {before:?} -> {after:?}"
     );
+    // The test busybox links its applets to one binary (hard links, as the
+    // upstream image does), so the unpacked tree is a few dozen inodes.
     assert!(
-        after.1 > before.1 + 100,
+        after.1 > before.1 + 10,
         "inodes grew: {before:?} -> {after:?}"
     );
 }
