@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use containerd_client::events::{TaskExit, TaskOom};
-use containerd_client::services::v1::{DeleteTaskRequest, PublishRequest, SubscribeRequest};
+use containerd_client::services::v1::{PublishRequest, SubscribeRequest};
 use containerd_client::types::Envelope;
 use prost::Message;
 
@@ -190,15 +190,7 @@ impl ContainerManager {
         tracing::info!(id = %container.id, code, "container exited");
         // Saved before the task goes: its exit status dies with it.
         self.save_record(container).await;
-        let cd = &self.containerd;
-        if let Err(status) = cd
-            .tasks()
-            .delete(cd.request(DeleteTaskRequest {
-                container_id: container.id.clone(),
-            }))
-            .await
-            && !is_not_found(&status)
-        {
+        if let Err(status) = self.delete_task(&container.id).await {
             tracing::warn!(id = %container.id, %status, "deleting exited task");
         }
         container.exited.send_replace(true);

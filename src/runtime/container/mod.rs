@@ -315,3 +315,23 @@ fn now_ns() -> i64 {
 fn is_not_found(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::NotFound
 }
+
+impl ContainerManager {
+    /// Deletes the container's task in containerd; a task already gone is
+    /// not an error (the exit handler, a failed start and remove all race
+    /// to do this).
+    async fn delete_task(&self, id: &str) -> Result<(), tonic::Status> {
+        use containerd_client::services::v1::DeleteTaskRequest;
+        let cd = &self.containerd;
+        match cd
+            .tasks()
+            .delete(cd.request(DeleteTaskRequest {
+                container_id: id.to_string(),
+            }))
+            .await
+        {
+            Err(status) if !is_not_found(&status) => Err(status),
+            _ => Ok(()),
+        }
+    }
+}

@@ -3,10 +3,8 @@
 
 use std::sync::Arc;
 
-use containerd_client::services::v1::DeleteTaskRequest;
-
 use super::create::{Made, Plan};
-use super::{ContainerError, ContainerManager, State, detached, is_not_found};
+use super::{ContainerError, ContainerManager, State, detached};
 
 /// How long RemoveContainer waits for an exit being recorded.
 const EXIT_HANDLER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -31,17 +29,9 @@ impl ContainerManager {
             let mut exited = container.exited.subscribe();
             let _ = tokio::time::timeout(EXIT_HANDLER_WAIT, exited.wait_for(|e| *e)).await;
         }
-        let cd = &self.containerd;
         // The exit handler deletes the task; a created-only container may
         // still have none, or a handler that timed out may have left one.
-        if let Err(status) = cd
-            .tasks()
-            .delete(cd.request(DeleteTaskRequest {
-                container_id: container.id.clone(),
-            }))
-            .await
-            && !is_not_found(&status)
-        {
+        if let Err(status) = self.delete_task(&container.id).await {
             return Err(ContainerError::failed("deleting task", status.message()));
         }
         let plan = Plan {

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use containerd_client::services::v1::snapshots::MountsRequest;
-use containerd_client::services::v1::{CreateTaskRequest, DeleteTaskRequest, StartRequest};
+use containerd_client::services::v1::{CreateTaskRequest, StartRequest};
 
-use super::{ContainerError, ContainerManager, State, blocking, detached, is_not_found, now_ns};
+use super::{ContainerError, ContainerManager, State, blocking, detached, now_ns};
 use crate::cri::v1::ContainerEventType as Event;
 use crate::sys::idmap;
 use crate::sys::ns::NsKind;
@@ -190,14 +190,7 @@ impl ContainerManager {
             Err(status) => {
                 // As containerd: a container that failed to start is exited
                 // with StartError, and its half-made task goes.
-                if let Err(s) = cd
-                    .tasks()
-                    .delete(cd.request(DeleteTaskRequest {
-                        container_id: container.id.clone(),
-                    }))
-                    .await
-                    && !is_not_found(&s)
-                {
+                if let Err(s) = self.delete_task(&container.id).await {
                     tracing::warn!(id = %container.id, status = %s, "deleting failed task");
                 }
                 container.stdin.lock().await.take();
