@@ -4,5 +4,6 @@
 pub mod apiserver;
 pub mod cli;
 pub mod cri;
+pub mod node;
 pub mod runtime;
 pub mod sys;

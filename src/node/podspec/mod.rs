@@ -1,0 +1,1 @@
+//! Pod -> CRI translation: sandbox and container configs from a Pod.

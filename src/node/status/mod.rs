@@ -1,0 +1,1 @@
+//! CRI state -> API pod status, back-off and events.
