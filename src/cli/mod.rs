@@ -4,6 +4,7 @@ mod apiserver;
 mod cri;
 mod cri_reset;
 pub mod log_driver;
+pub mod runtime_args;
 
 use clap::{Parser, Subcommand};
 
