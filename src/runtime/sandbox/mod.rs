@@ -70,6 +70,8 @@ pub struct SandboxManagerConfig {
     pub state_dir: PathBuf,
     pub cni_conf_dir: PathBuf,
     pub cni_bin_dirs: Vec<PathBuf>,
+    /// How long one CNI plugin call may take before it is killed.
+    pub cni_timeout: Duration,
     /// The binary to run as `sandbox-infra` (normally /proc/self/exe).
     pub infra_exe: PathBuf,
 }
@@ -451,6 +453,7 @@ impl SandboxManager {
     fn exec(&self) -> cni::Exec {
         cni::Exec {
             bin_dirs: self.config.cni_bin_dirs.clone(),
+            timeout: self.config.cni_timeout,
         }
     }
 
