@@ -172,9 +172,19 @@ fn sweep_pods(prefix: &str) {
     }
 }
 
-/// SIGKILLs every process whose command line contains `needle`.
+/// SIGKILLs every process with `needle` (a name or a dir) as an argument,
+/// or a path under it: a namespace's shims, a dir's server and log drivers.
 pub fn kill_processes_mentioning(needle: &str) {
+    for pid in processes_mentioning(needle) {
+        kill(pid);
+    }
+}
+
+/// The processes (but us) with `needle` as an argument, or a path under it
+/// (a whole argument: namespace `x-1` is not `x-10`).
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     let ours = std::process::id();
+    let mut found = vec![];
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry
             .file_name()
@@ -189,10 +199,36 @@ pub fn kill_processes_mentioning(needle: &str) {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
         };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(needle) {
-            kill(pid);
+        let prefix = format!("{needle}/");
+        if cmdline.split(|b| *b == 0).any(|arg| {
+            let arg = String::from_utf8_lossy(arg);
+            arg == needle || arg.starts_with(&prefix)
+        }) {
+            found.push(pid);
         }
+    }
+    found
+}
+
+/// Waits until the processes with `needle` as an argument (a
+/// namespace's shims, once its tasks are gone) have exited and been reaped
+/// by their parents, killing them halfway through the wait. The pids still
+/// there are returned (a zombie's command line is empty: its pid, found
+/// before, is what is followed).
+pub fn wait_for_processes_mentioning(needle: &str) -> Vec<u32> {
+    let pids = processes_mentioning(needle);
+    let deadline = Instant::now() + TEARDOWN_WAIT;
+    let mut killed = false;
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        if !killed && Instant::now() + TEARDOWN_WAIT / 2 > deadline {
+            left.iter().for_each(|p| kill(*p));
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -348,6 +348,12 @@ pub fn remove_namespace(namespace: &str) {
             "containerd namespace {namespace} not removed: {e}"
         ));
     }
+    let shims = cleanup::wait_for_processes_mentioning(namespace);
+    if !shims.is_empty() {
+        cleanup::leftover(&format!(
+            "processes of namespace {namespace} left: {shims:?}"
+        ));
+    }
 }
 
 pub fn image_spec(image: &str) -> Option<cri::ImageSpec> {
