@@ -210,13 +210,10 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     found
 }
 
-/// Waits until the processes with `needle` as an argument (a
-/// namespace's shims, once its tasks are gone) have exited and been reaped
-/// by their parents, killing them halfway through the wait. The pids still
-/// there are returned (a zombie's command line is empty: its pid, found
-/// before, is what is followed).
-pub fn wait_for_processes_mentioning(needle: &str) -> Vec<u32> {
-    let pids = processes_mentioning(needle);
+/// Waits until `pids` have exited and been reaped by their parents (a
+/// shim outlives its task for a moment, and its zombie a little longer),
+/// killing them halfway through the wait; returns those still there.
+pub fn wait_gone(pids: &[u32]) -> Vec<u32> {
     let deadline = Instant::now() + TEARDOWN_WAIT;
     let mut killed = false;
     loop {

@@ -341,17 +341,21 @@ fn remove_all_pods(socket: &Path) -> Result<(), String> {
 }
 
 /// Removes the namespace and everything in it (see
-/// [`cleanup::purge_namespace`]); a namespace that stays fails the test.
+/// [`cleanup::purge_namespace`]) and waits for its shims to go; a namespace
+/// or a shim that stays fails the test.
 pub fn remove_namespace(namespace: &str) {
+    // The shims, found while their command lines still name the namespace.
+    let mut shims = cleanup::processes_mentioning(namespace);
     if let Err(e) = cleanup::purge_namespace(namespace) {
         cleanup::leftover(&format!(
             "containerd namespace {namespace} not removed: {e}"
         ));
     }
-    let shims = cleanup::wait_for_processes_mentioning(namespace);
-    if !shims.is_empty() {
+    shims.extend(cleanup::processes_mentioning(namespace));
+    let left = cleanup::wait_gone(&shims);
+    if !left.is_empty() {
         cleanup::leftover(&format!(
-            "processes of namespace {namespace} left: {shims:?}"
+            "processes of namespace {namespace} left: {left:?}"
         ));
     }
 }
