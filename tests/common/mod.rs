@@ -253,6 +253,11 @@ impl Drop for CriServer {
     /// the namespace's tasks (and so shims and log drivers), containers and
     /// snapshots, the mounts (namespace pins) under its dirs.
     fn drop(&mut self) {
+        // The shims, while their command lines still name the namespace.
+        let shims = match self.own_namespace {
+            true => cleanup::processes_mentioning(&self.namespace),
+            false => vec![],
+        };
         if self.child.is_some()
             && let Err(e) = remove_all_pods(&self.socket)
         {
@@ -264,6 +269,10 @@ impl Drop for CriServer {
         }
         if self.own_namespace {
             remove_namespace(&self.namespace);
+            let left = cleanup::wait_gone(&shims);
+            if !left.is_empty() {
+                cleanup::leftover(&format!("shims left: {left:?}"));
+            }
         }
         for dir in &self._dirs {
             cleanup::kill_processes_mentioning(&dir.path().to_string_lossy());
