@@ -115,10 +115,15 @@ fn sweep_processes_namespaces_and_dirs() {
         if ns.strip_prefix(&ns_prefix).is_some_and(dead) {
             // Tasks first (their shims exit), then whatever still names the
             // namespace: the dead run's server, a stray shim.
+            let shims = processes_mentioning(&ns);
             let purged = purge_namespace(&ns);
             kill_processes_mentioning(&ns);
             if let Err(e) = purged.or_else(|_| purge_namespace(&ns)) {
                 eprintln!("sweep: namespace {ns} of an earlier run not removed: {e}");
+            }
+            let left = wait_gone(&shims);
+            if !left.is_empty() {
+                eprintln!("sweep: shims of {ns} of an earlier run left: {left:?}");
             }
         }
     }
@@ -225,6 +230,28 @@ pub fn wait_gone(pids: &[u32]) -> Vec<u32> {
             left.iter().for_each(|p| kill(*p));
             killed = true;
         }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits a little for exited shims to be reaped: one whose task the test
+/// removed itself is a zombie by teardown, no longer named by its command
+/// line; the init that adopted it reaps it in its own time. Not a failure
+/// if it has not yet: the process is gone, only its entry is left.
+pub fn wait_for_shim_zombies() {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let zombie_shims = || {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_to_string(e.path().join("stat"))
+                    .is_ok_and(|stat| stat.contains("(containerd-shim") && stat.contains(") Z "))
+            })
+            .count()
+    };
+    while zombie_shims() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -273,6 +273,7 @@ impl Drop for CriServer {
             if !left.is_empty() {
                 cleanup::leftover(&format!("shims left: {left:?}"));
             }
+            cleanup::wait_for_shim_zombies();
         }
         for dir in &self._dirs {
             cleanup::kill_processes_mentioning(&dir.path().to_string_lossy());
