@@ -70,12 +70,41 @@ fn leading_pid(rest: &str) -> Option<u32> {
     rest.split('-').next()?.parse().ok()
 }
 
+/// Marks the file descriptors this test binary inherited (beyond stdio)
+/// close-on-exec, so no process it starts holds them. `flock LOCK cargo
+/// test` hands the shared integration lock down as one: a server that
+/// outlived a crashed test binary would keep it, and every other run on
+/// the machine would wait for it forever.
+pub fn keep_inherited_fds_from_children() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd > 2)
+            .collect();
+        for fd in fds {
+            // SAFETY: F_SETFD on a number from /proc/self/fd; one that was
+            // closed meanwhile (read_dir's own) just fails with EBADF.
+            unsafe {
+                let flags = nix::libc::fcntl(fd, nix::libc::F_GETFD);
+                if flags >= 0 {
+                    nix::libc::fcntl(fd, nix::libc::F_SETFD, flags | nix::libc::FD_CLOEXEC);
+                }
+            }
+        }
+    });
+}
+
 /// Removes what crashed earlier runs of this binary left: their servers and
 /// log drivers, containerd namespaces (with tasks, shims and snapshots),
 /// mounts and temp dirs; and, for a pod `prefix`, cgroups and bridges.
 pub fn sweep_earlier_runs(pod_prefix: Option<&str>) {
     static GLOBAL: Once = Once::new();
     static PREFIXES: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    keep_inherited_fds_from_children();
     GLOBAL.call_once(sweep_processes_namespaces_and_dirs);
     if let Some(prefix) = pod_prefix {
         let mut done = PREFIXES.lock().unwrap_or_else(|e| e.into_inner());

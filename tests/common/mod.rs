@@ -23,6 +23,7 @@ pub const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
 
 /// Fails loudly (never skips) when the environment is missing.
 pub fn require_environment() {
+    cleanup::keep_inherited_fds_from_children();
     assert!(
         Path::new(CONTAINERD_SOCKET).exists(),
         "containerd is not running at {CONTAINERD_SOCKET}: run `hack/test-env up` (as root)"
