@@ -213,7 +213,7 @@ async fn a_running_container_and_its_pod_report_cpu_memory_disk_and_network() {
             break (before, sample, after);
         }
     };
-    let previous = sample.cpu.clone().unwrap();
+    let previous = sample.cpu.unwrap();
     let previous_used = previous.usage_core_nano_seconds.as_ref().unwrap().value;
     assert!(
         (before..=after).contains(&previous_used),
