@@ -169,8 +169,9 @@ fn sweep_processes_namespaces_and_dirs() {
 
 /// Cgroup parents `deckhand-<prefix>-test-<pid>-<index>` and bridges
 /// `<prefix><pid % 10000>x<index>` of earlier runs. A bridge's name keeps
-/// only part of the pid: any of this prefix but ours is an earlier run's,
-/// as integration tests run one binary at a time (the shared lock).
+/// only part of the pid: any of this prefix but ours is an earlier run's
+/// unless another run of this binary is alive, in which case bridges are
+/// left alone.
 fn sweep_pods(prefix: &str) {
     let ours = std::process::id();
     let cgroup_prefix = format!("deckhand-{prefix}-test-");
@@ -192,6 +193,9 @@ fn sweep_pods(prefix: &str) {
             eprintln!("sweep: cgroup {parent} of an earlier run not removed: {e}");
         }
     }
+    if other_run_alive() {
+        return;
+    }
     let our_bridge = format!("{prefix}{}x", ours % 10000);
     for link in bridges() {
         let Some(rest) = link.strip_prefix(prefix) else {
@@ -204,6 +208,24 @@ fn sweep_pods(prefix: &str) {
             remove_bridge(&link);
         }
     }
+}
+
+/// Whether another process runs this test binary (any build of it: the
+/// executable is `<binary>-<hash>`).
+fn other_run_alive() -> bool {
+    let ours = std::process::id();
+    let name = format!("{BINARY}-");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) != Some(ours))
+        .filter_map(|e| std::fs::read_link(e.path().join("exe")).ok())
+        .any(|exe| {
+            exe.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&name))
+        })
 }
 
 /// SIGKILLs every process with `needle` (a name or a dir) as an argument,
