@@ -1310,7 +1310,17 @@ async fn acknowledged_writes_survive_kill_9() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill -9 in the middle of the writes, once a few are acknowledged
+    // (however slowly a loaded machine makes them).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() <= 5 {
+        assert!(
+            Instant::now() < deadline && !writer.is_finished(),
+            "the write loop acknowledged {} writes in 60s",
+            acked.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     s.kill9();
     let _ = tokio::time::timeout(Duration::from_secs(30), writer).await;
     let acked = acked.lock().unwrap().clone();
