@@ -11,6 +11,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
 
+#[path = "apiserver/protobuf.rs"]
+mod protobuf;
+
 const KUBECTL: &str = "/usr/bin/kubectl";
 const ADMIN_TOKEN: &str = "admin-token";
 const N1_TOKEN: &str = "node1-token";
