@@ -353,13 +353,15 @@ async fn route(
     }
 
     let (target, collection) = parse_path(&path)?;
-    if target.kind.resource == "pods"
-        && kubelet_proxy::SUBRESOURCES.contains(&target.subresource.as_str())
+    let node_proxy = target.kind.resource == "nodes" && target.subresource == "proxy";
+    if node_proxy
+        || target.kind.resource == "pods"
+            && kubelet_proxy::SUBRESOURCES.contains(&target.subresource.as_str())
     {
-        let allowed = if target.subresource == "log" {
-            method == Method::GET
-        } else {
-            method == Method::GET || method == Method::POST
+        let allowed = match target.subresource.as_str() {
+            "log" => method == Method::GET,
+            "proxy" => true,
+            _ => method == Method::GET || method == Method::POST,
         };
         if !allowed {
             return Err(ApiError::MethodNotAllowed(format!(
@@ -367,9 +369,9 @@ async fn route(
             )));
         }
         let attrs = Attributes {
-            verb: kubelet_proxy::verb(&target.subresource),
+            verb: kubelet_proxy::verb(&target.subresource, &method),
             group: "",
-            resource: "pods",
+            resource: target.kind.resource,
             subresource: &target.subresource,
             namespace: &target.namespace,
             name: &target.name,
@@ -556,6 +558,8 @@ pub fn parse_path(path: &str) -> Result<(Target, bool), ApiError> {
             }
             (kind, "", *name, *sub)
         }
+        // nodes/{name}/proxy/{path...}: the rest goes to the kubelet.
+        [r @ "nodes", name, sub @ "proxy", ..] if group.is_empty() => (lookup(r)?, "", *name, *sub),
         _ => return Err(ApiError::NoRoute),
     };
     let sub_ok = match sub {
@@ -564,6 +568,7 @@ pub fn parse_path(path: &str) -> Result<(Target, bool), ApiError> {
         "binding" => kind.resource == "pods",
         "token" => kind.resource == "serviceaccounts",
         s if kubelet_proxy::SUBRESOURCES.contains(&s) => kind.resource == "pods",
+        "proxy" => kind.resource == "nodes",
         _ => false,
     };
     if !sub_ok {
@@ -666,6 +671,13 @@ mod tests {
         assert!(parse_path("/api/v1/namespaces/default/configmaps/p/exec").is_err());
         assert!(parse_path("/api/v1/namespaces/default/pods/p/shell").is_err());
         assert!(parse_path("/api/v2/pods").is_err());
+        let (t, _) = parse_path("/api/v1/nodes/n1/proxy/metrics/cadvisor").unwrap();
+        assert_eq!(
+            (t.kind.resource, t.name.as_str(), t.subresource.as_str()),
+            ("nodes", "n1", "proxy")
+        );
+        assert!(parse_path("/api/v1/nodes/n1/proxy").is_ok());
+        assert!(parse_path("/api/v1/nodes/n1/logs/x").is_err());
     }
 
     #[test]
