@@ -48,7 +48,7 @@ pub fn apply_defaults(kind: &Kind, object: &mut Value) {
     }
 }
 
-fn s<'a>(v: &'a Value) -> &'a str {
+fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
