@@ -132,7 +132,7 @@ pub fn host_devices() -> Vec<HostDevice> {
 }
 
 fn collect_devices(dir: &Path, out: &mut Vec<HostDevice>) {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::os::unix::fs::FileTypeExt;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -156,8 +156,22 @@ fn collect_devices(dir: &Path, out: &mut Vec<HostDevice>) {
         if name == "console" || !(ft.is_char_device() || ft.is_block_device()) {
             continue;
         }
+        if let Some(device) = HostDevice::from_metadata(path, &meta) {
+            out.push(device);
+        }
+    }
+}
+
+impl HostDevice {
+    /// The device node `meta` describes, if it is one.
+    fn from_metadata(path: PathBuf, meta: &std::fs::Metadata) -> Option<HostDevice> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let ft = meta.file_type();
+        if !(ft.is_char_device() || ft.is_block_device()) {
+            return None;
+        }
         let rdev = meta.rdev();
-        out.push(HostDevice {
+        Some(HostDevice {
             path,
             block: ft.is_block_device(),
             major: libc::major(rdev) as u64,
@@ -165,7 +179,30 @@ fn collect_devices(dir: &Path, out: &mut Vec<HostDevice>) {
             mode: meta.mode() & 0o7777,
             uid: meta.uid(),
             gid: meta.gid(),
-        });
+        })
+    }
+}
+
+/// The device nodes a CRI Device's host path names, as containerd reads
+/// it: a device node (symlinks followed), or a directory of them (each
+/// found below it, with its path relative to the directory). Blocking.
+pub fn devices_at(path: &Path) -> std::io::Result<Vec<(PathBuf, HostDevice)>> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        let mut found = Vec::new();
+        collect_devices(path, &mut found);
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        return Ok(found
+            .into_iter()
+            .filter_map(|d| Some((d.path.strip_prefix(path).ok()?.to_path_buf(), d)))
+            .collect());
+    }
+    match HostDevice::from_metadata(path.to_path_buf(), &meta) {
+        Some(device) => Ok(vec![(PathBuf::new(), device)]),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a device node",
+        )),
     }
 }
 

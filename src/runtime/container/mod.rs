@@ -9,6 +9,7 @@ mod adopt;
 mod attach;
 mod create;
 pub mod cri_events;
+pub mod devices;
 mod events;
 mod exec;
 mod exec_session;

@@ -108,14 +108,8 @@ fn check_device(device: &cri::Device) -> Result<(), ContainerError> {
             device.host_path
         )));
     }
-    // A stat of a path named by the request: no following into a pod's
-    // files, only whether the host has it.
-    if std::fs::metadata(&device.host_path).is_err() {
-        return Err(invalid(format!(
-            "device host_path {:?} does not exist on this node",
-            device.host_path
-        )));
-    }
+    // Whether the host has it, and that it is a device node, is read when
+    // the spec is built (devices::resolve).
     Ok(())
 }
 
@@ -187,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn devices_must_exist_with_known_permissions() {
+    fn devices_need_absolute_paths_and_known_permissions() {
         let device = |host: &str, perms: &str| cri::Device {
             container_path: "/dev/x".into(),
             host_path: host.into(),
@@ -195,8 +189,8 @@ mod tests {
         };
         let m = refused(|c| c.devices = vec![device("/dev/null", "xyzzy")]);
         assert!(m.contains("permissions"), "{m}");
-        let m = refused(|c| c.devices = vec![device("/dev/no-such-device", "rw")]);
-        assert!(m.contains("does not exist"), "{m}");
+        let m = refused(|c| c.devices = vec![device("dev/null", "rw")]);
+        assert!(m.contains("absolute"), "{m}");
         let mut c = config();
         c.devices = vec![device("/dev/null", "rwm")];
         check(&c).unwrap();

@@ -438,21 +438,7 @@ fn rootfs_propagation(mounts: &[cri::Mount]) -> Option<String> {
 fn privileged_devices(host: &[HostDevice]) -> (Vec<LinuxDevice>, LinuxDeviceCgroup) {
     let devices = host
         .iter()
-        .map(|d| {
-            let mut device = LinuxDevice::default();
-            device.set_path(d.path.clone());
-            device.set_typ(if d.block {
-                LinuxDeviceType::B
-            } else {
-                LinuxDeviceType::C
-            });
-            device.set_major(d.major as i64);
-            device.set_minor(d.minor as i64);
-            device.set_file_mode(Some(d.mode));
-            device.set_uid(Some(d.uid));
-            device.set_gid(Some(d.gid));
-            device
-        })
+        .map(|d| super::devices::linux_device(d, &d.path))
         .collect();
     let mut allow_all = LinuxDeviceCgroup::default();
     allow_all.set_allow(true);
