@@ -108,7 +108,7 @@ mod tests {
         assert_eq!((nodes[0].major(), nodes[0].minor()), (1, 3));
         assert_eq!(rules[0].access().as_deref(), Some("rw"));
         assert_eq!((rules[0].major(), rules[0].minor()), (Some(1), Some(3)));
-        assert_eq!(rules[0].allow(), true);
+        assert!(rules[0].allow());
     }
 
     #[test]
