@@ -1,6 +1,7 @@
 //! The CRI boundary: the gRPC server (tonic) for runtime.v1 on a unix socket,
 //! and a client for talking to a CRI runtime over one.
 
+pub mod authority;
 pub mod client;
 pub mod image_service;
 pub mod runtime_service;
@@ -13,6 +14,8 @@ pub mod v1 {
 }
 
 use std::path::Path;
+
+use futures::StreamExt;
 use std::sync::Arc;
 
 use crate::cri::v1::image_service_server::ImageServiceServer;
@@ -72,7 +75,12 @@ pub async fn serve(
     let server = tonic::transport::Server::builder()
         .add_service(images)
         .add_service(runtime)
-        .serve_with_incoming_shutdown(listener.incoming(), signal);
+        .serve_with_incoming_shutdown(
+            listener
+                .incoming()
+                .map(|accepted| accepted.map(authority::AnyAuthority::new)),
+            signal,
+        );
     let result = tokio::select! {
         result = server => result.map_err(|e| anyhow::anyhow!("CRI server: {e}")),
         _ = async {
