@@ -118,6 +118,7 @@ impl ContainerManager {
             .as_ref()
             .map(|i| i.user_specified_image.clone())
             .unwrap_or_default();
+        let stop_signal = super::stop::stop_signal(config.stop_signal, exec.stop_signal.as_deref());
         let plan = Plan {
             id: id.clone(),
             chain_id: image.info.chain_id.clone(),
@@ -130,6 +131,7 @@ impl ContainerManager {
             id: id.clone(),
             sandbox_id: sandbox.id.clone(),
             metadata,
+            image_tag: image.repo_tags.first().cloned(),
             image: image_name,
             user_specified_image,
             image_ref,
@@ -145,6 +147,8 @@ impl ContainerManager {
             cgroup,
             runtime: Mutex::new(Runtime::created()),
             exited: watch::Sender::new(false),
+            stop_signal,
+            stop_signaled: Default::default(),
             op: tokio::sync::Mutex::new(()),
             stdio: super::Stdio {
                 stdin: config.stdin,
@@ -294,9 +298,12 @@ impl ContainerManager {
         let (request, image) = (config.clone(), exec.clone());
         let seccomp_root = self.config.seccomp_root.clone();
         let features = self.features.clone();
-        // The builder reads host files (mountinfo, /dev, seccomp profiles).
+        let cgroup = plan.cgroup.clone();
+        // The builder reads host files (mountinfo, /dev, seccomp profiles,
+        // the cgroup controllers).
         let spec = blocking(move || {
             let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            let host_cgroups = crate::sys::cgroup_support::for_cgroup(&cgroup);
             let host_devices = if privileged {
                 crate::sys::mount::host_devices()
             } else {
@@ -309,6 +316,7 @@ impl ContainerManager {
                 user: &resolved,
                 seccomp_root: &seccomp_root,
                 available_capabilities: &features.capabilities,
+                host_cgroups: &host_cgroups,
                 mountinfo: &mountinfo,
                 recursive_read_only: features.recursive_read_only,
                 host_devices: &host_devices,
