@@ -6,6 +6,7 @@
 
 pub mod pod;
 pub mod registry_proxy;
+pub mod stock;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
