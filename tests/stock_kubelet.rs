@@ -432,12 +432,14 @@ async fn on_deckhand_cri(plane: Box<dyn ControlPlane + Send>, node: &'static str
             plane.admin_kubeconfig(),
             &["delete", "pod", "--all", "--grace-period=1", "--wait=false"],
         );
+        let cgroup_root = kubelet.cgroup_root.clone();
         drop(kubelet);
         drop(plane);
-        result
+        (result, cgroup_root)
     })
     .await
     .unwrap();
+    let (uids, cgroup_root) = uids;
     // Whatever the kubelet left (also after a failure): the sandboxes of
     // this server are all the test's.
     let mut reset = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"));
