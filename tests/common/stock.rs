@@ -349,8 +349,28 @@ evictionHard:
         }
     }
 
+    /// The kubelet's distinct errors (the last 25), then its last lines:
+    /// a kubelet repeats the same few errors many times a second.
     pub fn log_tail(&self) -> String {
-        tail(&self.root.path().join("kubelet.log"), 60)
+        let path = self.root.path().join("kubelet.log");
+        let body = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut seen = std::collections::HashSet::new();
+        let mut errors: Vec<&str> = body
+            .lines()
+            .rev()
+            .filter(|l| l.starts_with('E'))
+            .filter(|l| {
+                let message = l.split_once("] ").map_or(*l, |(_, m)| m);
+                seen.insert(message.chars().take(100).collect::<String>())
+            })
+            .take(25)
+            .collect();
+        errors.reverse();
+        format!(
+            "{}\n--- last lines ---\n{}",
+            errors.join("\n"),
+            tail(&path, 15)
+        )
     }
 
     /// Still running (not exited).
