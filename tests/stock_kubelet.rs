@@ -47,10 +47,7 @@ fn ready_hold() -> Duration {
 }
 
 fn skip_reason() -> Option<String> {
-    match k8s_bin() {
-        Ok(_) => None,
-        Err(why) => Some(why),
-    }
+    k8s_bin().err()
 }
 
 /// What the scenario knows of the set-up.

@@ -855,7 +855,6 @@ mod tests {
                 seccomp_root: Path::new("/seccomp"),
                 available_capabilities: &node_caps(),
                 host_cgroups: &HostCgroups::ALL,
-                host_cgroups: &HostCgroups::ALL,
                 mountinfo: MOUNTINFO,
                 recursive_read_only: false,
                 host_devices: &[],
@@ -1073,11 +1072,7 @@ mod tests {
             memory_limit_in_bytes: 32 << 20,
             ..Default::default()
         };
-        let memory = resources(&r, &HostCgroups::ALL)
-            .unwrap()
-            .memory()
-            .clone()
-            .unwrap();
+        let memory = resources(&r, &HostCgroups::ALL).unwrap().memory().unwrap();
         assert_eq!(memory.swap(), Some(32 << 20));
     }
 
