@@ -57,11 +57,18 @@ fn k8s_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/k8s"))
 }
 
-/// `n` consecutive free loopback ports, the first one returned.
+/// `n` consecutive free loopback ports, the first one returned. Each call
+/// in this process starts from another block, so tests running side by side
+/// do not pick the same ports before either binds them.
 pub fn free_ports(n: u16) -> u16 {
-    let seed = std::process::id() as u16;
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let seed = (std::process::id() as u16).wrapping_mul(7);
     for attempt in 0..500u16 {
-        let base = 20_000 + (seed.wrapping_mul(7).wrapping_add(attempt * 13) % 20_000);
+        let block = seed
+            .wrapping_add(call.wrapping_mul(97))
+            .wrapping_add(attempt.wrapping_mul(13));
+        let base = 20_000 + (block % 2_000) * 10;
         let all_free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if all_free {
             return base;
