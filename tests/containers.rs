@@ -1453,3 +1453,116 @@ async fn a_user_namespaced_pod_maps_its_containers_root() {
     remove_sandbox(&mut client, &sandbox).await;
     assert_clean(&pod, &server, &[pid]);
 }
+
+/// What a stock kubelet sends and reads: a container created by image id
+/// with the zero hugepage limits it always sends (runc refuses them on a
+/// host without a hugetlb controller, so they must be dropped) and swap as
+/// large as memory; ContainerStatus names the image by its tag, as
+/// containerd does; StopContainer signals the init process only, once.
+#[tokio::test]
+async fn a_kubelet_style_container_runs_and_stops_as_on_containerd() {
+    let pod = TestPod::new("dhct", 214, 18);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "kubelet").await;
+    let image = common::status(&mut client, BUSYBOX).await.unwrap();
+
+    let script = "(trap 'echo child-term; exit 0' TERM; while true; do sleep 0.1; done) & \
+                  trap 'echo parent-term; exit 0' TERM; echo ready; wait";
+    let mut config = container_config("trap", script);
+    config.image = common::image_spec(&image.id);
+    config.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources {
+            cpu_shares: 2,
+            memory_limit_in_bytes: 64 << 20,
+            memory_swap_limit_in_bytes: 64 << 20,
+            hugepage_limits: vec![
+                cri::HugepageLimit {
+                    page_size: "2MB".into(),
+                    limit: 0,
+                },
+                cri::HugepageLimit {
+                    page_size: "1GB".into(),
+                    limit: 0,
+                },
+            ],
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = create(&mut client, &sandbox, config, &pod, "kubelet")
+        .await
+        .unwrap();
+    start(&mut client, &id).await;
+    let log = pod.logs.path().join("trap/0.log");
+    wait_for_lines(&log, &["ready"]).await;
+
+    let (s, _) = status(&mut client, &id).await.unwrap();
+    assert_eq!(
+        s.image.as_ref().map(|i| i.image.as_str()),
+        Some(BUSYBOX),
+        "ContainerStatus names the image by its tag"
+    );
+    assert_eq!(s.image_id, image.id, "image_id: the config digest");
+    assert!(
+        image.repo_digests.contains(&s.image_ref),
+        "image_ref {} is a repo digest of {:?}",
+        s.image_ref,
+        image.repo_digests
+    );
+    assert_eq!(s.stop_signal, cri::Signal::Sigterm as i32);
+    let listed = client
+        .runtime
+        .list_containers(cri::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(
+        listed[0].image.as_ref().map(|i| i.image.as_str()),
+        Some(image.id.as_str()),
+        "ListContainers echoes the image as created (as containerd)"
+    );
+
+    // TERM to the init only: the parent's trap runs once and it exits; the
+    // child, never signalled, dies with the PID namespace (SIGKILL).
+    let started = Instant::now();
+    stop(&mut client, &id, 30).await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "stopped by TERM, not the grace period: {elapsed:?}"
+    );
+    let s = wait_exited(&mut client, &id).await;
+    assert_eq!(s.exit_code, 0, "the trap's exit");
+    stop(&mut client, &id, 30).await;
+    let body = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        body.lines().filter(|l| l.ends_with("parent-term")).count(),
+        1,
+        "{body}"
+    );
+    assert!(!body.contains("child-term"), "the child saw TERM:\n{body}");
+
+    // A process that ignores TERM is killed, all of it, after the grace period.
+    let deaf = create(
+        &mut client,
+        &sandbox,
+        container_config("deaf", "trap '' TERM; sleep 3600 & echo ready; wait"),
+        &pod,
+        "kubelet",
+    )
+    .await
+    .unwrap();
+    start(&mut client, &deaf).await;
+    wait_for_lines(&pod.logs.path().join("deaf/0.log"), &["ready"]).await;
+    let started = Instant::now();
+    stop(&mut client, &deaf, 1).await;
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let s = wait_exited(&mut client, &deaf).await;
+    assert_eq!(s.exit_code, 137, "SIGKILL");
+
+    remove(&mut client, &id).await;
+    remove(&mut client, &deaf).await;
+    remove_sandbox(&mut client, &sandbox).await;
+    assert_clean(&pod, &server, &[]);
+}

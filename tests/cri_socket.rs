@@ -167,3 +167,134 @@ async fn the_remote_runtime_survives_a_runtime_restart() {
         }
     }
 }
+
+/// One unary call over a hand-made HTTP/2 connection, with the headers
+/// grpcio (C core 1.57+) sends on a `unix:` target: `:authority` is the
+/// percent-encoded socket path, which h2 alone refuses with RST_STREAM.
+/// Returns the response's headers and trailers, and its data.
+async fn raw_version_call(
+    socket: &std::path::Path,
+    authority: &str,
+) -> (Vec<(String, String)>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    fn frame(typ: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        out.extend([typ, flags]);
+        out.extend(stream.to_be_bytes());
+        out.extend(payload);
+        out
+    }
+    let mut stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let headers: Vec<(&[u8], &[u8])> = vec![
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":path", b"/runtime.v1.RuntimeService/Version"),
+        (b":authority", authority.as_bytes()),
+        (b"te", b"trailers"),
+        (b"content-type", b"application/grpc"),
+        (
+            b"user-agent",
+            b"grpc-python/1.85.3 grpc-c/58.0.0 (linux; chttp2)",
+        ),
+    ];
+    let block = loona_hpack::Encoder::new().encode(headers);
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[]));
+    out.extend(frame(0x1, 0x4, 1, &block));
+    // An empty VersionRequest: not compressed, length 0.
+    out.extend(frame(0x0, 0x1, 1, &[0, 0, 0, 0, 0]));
+    stream.write_all(&out).await.unwrap();
+
+    let mut decoder = loona_hpack::Decoder::new();
+    let (mut got_headers, mut data) = (vec![], vec![]);
+    let read = async {
+        loop {
+            let mut head = [0u8; 9];
+            stream
+                .read_exact(&mut head)
+                .await
+                .expect("the server answers");
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let mut payload = vec![0u8; len];
+            stream.read_exact(&mut payload).await.unwrap();
+            let (typ, flags) = (head[3], head[4]);
+            match typ {
+                // SETTINGS (not an ack): acknowledge it.
+                0x4 if flags & 0x1 == 0 => {
+                    stream.write_all(&frame(0x4, 0x1, 0, &[])).await.unwrap()
+                }
+                0x3 => panic!("RST_STREAM, error code {:?}", &payload),
+                0x7 => panic!("GOAWAY: {payload:?}"),
+                0x1 => {
+                    for (n, v) in decoder.decode(&payload).unwrap() {
+                        got_headers
+                            .push((String::from_utf8(n).unwrap(), String::from_utf8(v).unwrap()));
+                    }
+                    if flags & 0x1 != 0 {
+                        return;
+                    }
+                }
+                0x0 => data.extend(payload),
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("a whole answer within 10 s");
+    (got_headers, data)
+}
+
+#[tokio::test]
+async fn a_client_sending_any_authority_is_served() {
+    let (server, _client) = CriServer::start().await;
+    for authority in ["tmp%2Fcri.sock", "/run/deckhand/cri.sock", "localhost"] {
+        let (headers, data) = raw_version_call(&server.socket, authority).await;
+        assert!(
+            headers.contains(&(":status".into(), "200".into())),
+            "{authority}: {headers:?}"
+        );
+        assert!(
+            headers.contains(&("grpc-status".into(), "0".into())),
+            "{authority}: {headers:?}"
+        );
+        assert!(
+            String::from_utf8_lossy(&data).contains("deckhand"),
+            "{authority}: {data:?}"
+        );
+    }
+}
+
+/// The same with the real grpcio, when this machine has it (hack/install-deps
+/// installs it): a generic unary call, no generated code.
+#[tokio::test]
+async fn grpcio_on_a_unix_target_is_served() {
+    let has_grpcio = std::process::Command::new("python3")
+        .args(["-c", "import grpc"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_grpcio {
+        println!("skipped: python3 with grpcio is not installed (pip install grpcio)");
+        return;
+    }
+    let (server, _client) = CriServer::start().await;
+    let script = r#"
+import sys, grpc
+channel = grpc.insecure_channel("unix:" + sys.argv[1])
+call = channel.unary_unary("/runtime.v1.RuntimeService/Version",
+                           request_serializer=lambda b: b, response_deserializer=lambda b: b)
+print(call(b"", timeout=10))
+"#;
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&server.socket)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("deckhand"),
+        "grpcio's Version call failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -3,6 +3,7 @@
 //! implementation that calls a CRI runtime over one.
 
 pub mod api;
+pub mod authority;
 pub mod client;
 pub mod remote;
 pub mod server;
@@ -13,6 +14,8 @@ pub use api::v1;
 
 use std::path::Path;
 use std::sync::Arc;
+
+use futures::StreamExt;
 
 use api::v1::image_service_server::ImageServiceServer;
 use api::v1::runtime_service_server::RuntimeServiceServer;
@@ -60,7 +63,12 @@ where
     let server = tonic::transport::Server::builder()
         .add_service(images)
         .add_service(runtime)
-        .serve_with_incoming_shutdown(listener.incoming(), signal);
+        .serve_with_incoming_shutdown(
+            listener
+                .incoming()
+                .map(|accepted| accepted.map(authority::AnyAuthority::new)),
+            signal,
+        );
     let result = tokio::select! {
         result = server => result.map_err(|e| anyhow::anyhow!("CRI server: {e}")),
         _ = async {

@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 pub mod cgroup_files;
+pub mod cgroup_support;
 pub mod cni;
 pub mod idmap;
 pub mod init;

@@ -8,6 +8,7 @@
 pub mod cleanup;
 pub mod pod;
 pub mod registry_proxy;
+pub mod stock;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

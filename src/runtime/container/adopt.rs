@@ -64,6 +64,14 @@ pub(super) fn record(c: &Container) -> prost_types::Any {
             ("stdin".to_string(), c.stdio.stdin.to_string()),
             ("stdin_once".to_string(), c.stdio.stdin_once.to_string()),
             ("tty".to_string(), c.stdio.tty.to_string()),
+            (
+                "image_tag".to_string(),
+                c.image_tag.clone().unwrap_or_default(),
+            ),
+            (
+                "stop_signal".to_string(),
+                (c.stop_signal as i32).to_string(),
+            ),
         ]),
     };
     prost_types::Any {
@@ -100,6 +108,7 @@ fn from_record(any: &prost_types::Any) -> Option<Container> {
             .image
             .map(|i| i.user_specified_image)
             .unwrap_or_default(),
+        image_tag: Some(info("image_tag")).filter(|t| !t.is_empty()),
         // Records from before image_id was kept held the id as image_ref.
         image_id: if status.image_id.is_empty() {
             status.image_ref.clone()
@@ -121,6 +130,13 @@ fn from_record(any: &prost_types::Any) -> Option<Container> {
         cgroup: info("cgroup"),
         runtime: Mutex::new(runtime),
         exited: watch::Sender::new(exited),
+        stop_signal: info("stop_signal")
+            .parse::<i32>()
+            .ok()
+            .and_then(|n| nix::sys::signal::Signal::try_from(n).ok())
+            .unwrap_or(nix::sys::signal::Signal::SIGTERM),
+        // A stop the previous deckhand began is not known: signal again.
+        stop_signaled: Default::default(),
         op: tokio::sync::Mutex::new(()),
         record_write: tokio::sync::Mutex::new(()),
         stdio: super::Stdio {

@@ -129,6 +129,7 @@ impl ContainerManager {
             .as_ref()
             .map(|i| i.user_specified_image.clone())
             .unwrap_or_default();
+        let stop_signal = super::stop::stop_signal(config.stop_signal, exec.stop_signal.as_deref());
         let plan = Plan {
             id: id.clone(),
             chain_id: image.info.chain_id.clone(),
@@ -141,6 +142,7 @@ impl ContainerManager {
             id: id.clone(),
             sandbox_id: sandbox.id.clone(),
             metadata,
+            image_tag: image.repo_tags.first().cloned(),
             image: image_name,
             user_specified_image,
             image_ref,
@@ -156,6 +158,8 @@ impl ContainerManager {
             cgroup,
             runtime: Mutex::new(Runtime::created()),
             exited: watch::Sender::new(false),
+            stop_signal,
+            stop_signaled: Default::default(),
             op: tokio::sync::Mutex::new(()),
             record_write: tokio::sync::Mutex::new(()),
             stdio: super::Stdio {
@@ -306,9 +310,12 @@ impl ContainerManager {
         let (request, image) = (config.clone(), exec.clone());
         let seccomp_root = self.config.seccomp_root.clone();
         let features = self.features.clone();
-        // The builder reads host files (mountinfo, /dev, seccomp profiles).
+        let cgroup = plan.cgroup.clone();
+        // The builder reads host files (mountinfo, /dev, seccomp profiles,
+        // the cgroup controllers).
         let spec = blocking(move || {
             let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            let host_cgroups = crate::sys::cgroup_support::for_cgroup(&cgroup);
             let host_devices = if privileged {
                 crate::sys::mount::host_devices()
             } else {
@@ -321,6 +328,7 @@ impl ContainerManager {
                 user: &resolved,
                 seccomp_root: &seccomp_root,
                 available_capabilities: &features.capabilities,
+                host_cgroups: &host_cgroups,
                 mountinfo: &mountinfo,
                 recursive_read_only: features.recursive_read_only,
                 host_devices: &host_devices,

@@ -121,6 +121,10 @@ struct Container {
     /// the kubelet passes that along).
     image: String,
     user_specified_image: String,
+    /// The image's first repo tag when the container was made (what
+    /// ContainerStatus reports as its image, as containerd does: the
+    /// kubelet creates containers by image id).
+    image_tag: Option<String>,
     /// The image's repo digest (its id when it has none), and its id (the
     /// config digest).
     image_ref: String,
@@ -142,6 +146,13 @@ struct Container {
     runtime: Mutex<Runtime>,
     /// True once the init process's exit is recorded and its task deleted.
     exited: watch::Sender<bool>,
+    /// The signal StopContainer sends first: the request's, else the
+    /// image's, else SIGTERM.
+    stop_signal: nix::sys::signal::Signal,
+    /// StopContainer sent it already: a second stop with a grace period
+    /// waits without signalling again (as containerd), so a process that
+    /// traps it sees it once.
+    stop_signaled: std::sync::atomic::AtomicBool,
     /// Serialises start/stop/remove of one container.
     op: tokio::sync::Mutex<()>,
     /// Serialises writes of the container's record to containerd, each

@@ -16,6 +16,7 @@ use oci_spec::runtime::{
 
 use super::user::ResolvedUser;
 use crate::runtime::image::manifest::ExecConfig;
+use crate::sys::cgroup_support::HostCgroups;
 use crate::sys::idmap::IdMapping;
 use crate::sys::mount::{HostDevice, Propagation, mount_of_in};
 
@@ -460,7 +461,13 @@ fn ro_bind(source: &Path, destination: &str, readonly: bool) -> Mount {
     m
 }
 
-pub fn resources(r: &cri::LinuxContainerResources) -> Result<LinuxResources, SpecError> {
+/// The request's limits as OCI resources, without those the host's cgroups
+/// cannot take (hugepages without a hugetlb controller, swap without swap
+/// accounting), as containerd's CRI plugin drops them.
+pub fn resources(
+    r: &cri::LinuxContainerResources,
+    host: &HostCgroups,
+) -> Result<LinuxResources, SpecError> {
     let mut resources = LinuxResources::default();
     let mut cpu = LinuxCpu::default();
     if r.cpu_shares > 0 {
@@ -482,12 +489,18 @@ pub fn resources(r: &cri::LinuxContainerResources) -> Result<LinuxResources, Spe
     let mut memory = LinuxMemory::default();
     if r.memory_limit_in_bytes > 0 {
         memory.set_limit(Some(r.memory_limit_in_bytes));
+        // As containerd: swap no further than the limit unless asked.
+        if host.swap {
+            memory.set_swap(Some(r.memory_limit_in_bytes));
+        }
     }
-    if r.memory_swap_limit_in_bytes > 0 {
+    if r.memory_swap_limit_in_bytes > 0 && host.swap {
         memory.set_swap(Some(r.memory_swap_limit_in_bytes));
     }
     resources.set_memory(Some(memory));
-    if !r.hugepage_limits.is_empty() {
+    if !r.hugepage_limits.is_empty() && !host.hugetlb {
+        tracing::debug!("no hugetlb cgroup controller: hugepage limits dropped");
+    } else if !r.hugepage_limits.is_empty() {
         let limits = r
             .hugepage_limits
             .iter()
@@ -543,6 +556,8 @@ pub struct SpecInputs<'a> {
     pub seccomp_root: &'a Path,
     /// What the node can grant ([`available_capabilities`]).
     pub available_capabilities: &'a [Capability],
+    /// The limits the host's cgroups can take under the container's parent.
+    pub host_cgroups: &'a HostCgroups,
     /// The host's /proc/self/mountinfo, for the propagation of bind sources.
     pub mountinfo: &'a str,
     /// runc and the kernel can make mounts recursively read-only.
@@ -689,7 +704,7 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
     // Sysctls are the pod's, set once in its namespaces by the sandbox.
     linux.set_sysctl(None);
     if let Some(r) = &linux_config.resources {
-        linux.set_resources(Some(resources(r)?));
+        linux.set_resources(Some(resources(r, inputs.host_cgroups)?));
     }
     linux.set_rootfs_propagation(rootfs_propagation(&config.mounts));
     if privileged {
@@ -825,6 +840,7 @@ mod tests {
                 user: &ResolvedUser::default(),
                 seccomp_root: Path::new("/seccomp"),
                 available_capabilities: &node_caps(),
+                host_cgroups: &HostCgroups::ALL,
                 mountinfo: MOUNTINFO,
                 recursive_read_only: false,
                 host_devices: &[],
@@ -1007,6 +1023,46 @@ mod tests {
     }
 
     #[test]
+    fn limits_the_host_cannot_take_are_dropped() {
+        // What the kubelet sends for a burstable pod on a node with 2Mi and
+        // 1Gi pages: zero hugepage limits, and swap as large as memory.
+        let r = cri::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            memory_swap_limit_in_bytes: 64 << 20,
+            hugepage_limits: vec![
+                cri::HugepageLimit {
+                    page_size: "2MB".into(),
+                    limit: 0,
+                },
+                cri::HugepageLimit {
+                    page_size: "1GB".into(),
+                    limit: 0,
+                },
+            ],
+            ..Default::default()
+        };
+        let all = resources(&r, &HostCgroups::ALL).unwrap();
+        assert_eq!(all.hugepage_limits().as_ref().map(Vec::len), Some(2));
+        assert_eq!(all.memory().as_ref().unwrap().swap(), Some(64 << 20));
+        let bare = HostCgroups {
+            hugetlb: false,
+            swap: false,
+        };
+        let none = resources(&r, &bare).unwrap();
+        assert_eq!(none.hugepage_limits(), &None);
+        assert_eq!(none.memory().as_ref().unwrap().swap(), None);
+        assert_eq!(none.memory().as_ref().unwrap().limit(), Some(64 << 20));
+        // Without a swap request, swap is held to the memory limit (as
+        // containerd), where the host accounts swap.
+        let r = cri::LinuxContainerResources {
+            memory_limit_in_bytes: 32 << 20,
+            ..Default::default()
+        };
+        let memory = resources(&r, &HostCgroups::ALL).unwrap().memory().unwrap();
+        assert_eq!(memory.swap(), Some(32 << 20));
+    }
+
+    #[test]
     fn a_spec_joins_the_sandbox_and_applies_limits() {
         let mut c = config();
         c.linux = Some(cri::LinuxContainerConfig {
@@ -1044,6 +1100,7 @@ mod tests {
             user: &user,
             seccomp_root: Path::new("/var/lib/kubelet/seccomp"),
             available_capabilities: &node_caps(),
+            host_cgroups: &HostCgroups::ALL,
             mountinfo: MOUNTINFO,
             recursive_read_only: true,
             host_devices: &[],
@@ -1119,6 +1176,7 @@ mod tests {
             user: &ResolvedUser::default(),
             seccomp_root: Path::new("/nowhere"),
             available_capabilities: &node_caps(),
+            host_cgroups: &HostCgroups::ALL,
             mountinfo: MOUNTINFO,
             recursive_read_only: false,
             host_devices: std::slice::from_ref(&null),

@@ -12,6 +12,21 @@ pub(super) fn cri_state(state: State) -> cri::ContainerState {
     }
 }
 
+/// What ContainerStatus reports as the image: as containerd, the image's
+/// repo tag when it has one (the kubelet creates containers by image id and
+/// shows this in the pod's status), else the image as the request named it.
+fn status_image_spec(container: &Container) -> cri::ImageSpec {
+    match &container.image_tag {
+        Some(tag) => cri::ImageSpec {
+            image: tag.clone(),
+            ..Default::default()
+        },
+        None => image_spec(container),
+    }
+}
+
+/// The image as the request named it (what ListContainers reports, as
+/// containerd).
 fn image_spec(container: &Container) -> cri::ImageSpec {
     cri::ImageSpec {
         image: container.image.clone(),
@@ -46,10 +61,11 @@ impl ContainerManager {
                 started_at: rt.started_at,
                 finished_at: rt.finished_at,
                 exit_code: rt.exit_code,
-                image: Some(image_spec(&container)),
+                image: Some(status_image_spec(&container)),
                 image_ref: container.image_ref.clone(),
                 image_id: container.image_id.clone(),
                 user: container.user.get().cloned(),
+                stop_signal: super::stop::cri_signal(container.stop_signal) as i32,
                 reason: rt.reason.clone(),
                 message: rt.message.clone(),
                 labels: container.labels.clone(),

@@ -11,7 +11,8 @@ use oci_spec::runtime::LinuxResources;
 
 use crate::cri::api::v1 as cri;
 
-use super::{Container, ContainerError, ContainerManager, State, detached, spec};
+use super::{Container, ContainerError, ContainerManager, State, blocking, detached, spec};
+use crate::sys::cgroup_support;
 
 /// The type containerd's Task Update reads its resources as.
 const RESOURCES_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
@@ -27,8 +28,10 @@ impl ContainerManager {
             // Nothing for Linux to change (a Windows-only request).
             return Ok(());
         };
-        let requested =
-            spec::resources(&linux).map_err(|e| ContainerError::InvalidArgument(e.to_string()))?;
+        let cgroup = container.cgroup.clone();
+        let host = blocking(move || cgroup_support::for_cgroup(&cgroup)).await?;
+        let requested = spec::resources(&linux, &host)
+            .map_err(|e| ContainerError::InvalidArgument(e.to_string()))?;
         let manager = self.clone();
         detached(async move {
             let _op = container.op.lock().await;
@@ -150,24 +153,31 @@ fn merge(current: &mut LinuxResources, requested: &LinuxResources) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::cgroup_support::HostCgroups;
 
     #[test]
     fn a_request_changes_only_what_it_sets() {
-        let mut current = spec::resources(&cri::LinuxContainerResources {
-            cpu_shares: 512,
-            cpu_quota: 20_000,
-            cpu_period: 100_000,
-            memory_limit_in_bytes: 64 << 20,
-            ..Default::default()
-        })
+        let mut current = spec::resources(
+            &cri::LinuxContainerResources {
+                cpu_shares: 512,
+                cpu_quota: 20_000,
+                cpu_period: 100_000,
+                memory_limit_in_bytes: 64 << 20,
+                ..Default::default()
+            },
+            &HostCgroups::ALL,
+        )
         .unwrap();
-        let requested = spec::resources(&cri::LinuxContainerResources {
-            cpu_quota: 50_000,
-            memory_limit_in_bytes: 128 << 20,
-            cpuset_cpus: "0".into(),
-            unified: [("pids.max".to_string(), "100".to_string())].into(),
-            ..Default::default()
-        })
+        let requested = spec::resources(
+            &cri::LinuxContainerResources {
+                cpu_quota: 50_000,
+                memory_limit_in_bytes: 128 << 20,
+                cpuset_cpus: "0".into(),
+                unified: [("pids.max".to_string(), "100".to_string())].into(),
+                ..Default::default()
+            },
+            &HostCgroups::ALL,
+        )
         .unwrap();
         merge(&mut current, &requested);
         let cpu = current.cpu().clone().unwrap();
@@ -189,16 +199,22 @@ mod tests {
 
     #[test]
     fn a_swap_equal_to_the_memory_limit_follows_it() {
-        let mut current = spec::resources(&cri::LinuxContainerResources {
-            memory_limit_in_bytes: 64 << 20,
-            memory_swap_limit_in_bytes: 64 << 20,
-            ..Default::default()
-        })
+        let mut current = spec::resources(
+            &cri::LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                memory_swap_limit_in_bytes: 64 << 20,
+                ..Default::default()
+            },
+            &HostCgroups::ALL,
+        )
         .unwrap();
-        let requested = spec::resources(&cri::LinuxContainerResources {
-            memory_limit_in_bytes: 128 << 20,
-            ..Default::default()
-        })
+        let requested = spec::resources(
+            &cri::LinuxContainerResources {
+                memory_limit_in_bytes: 128 << 20,
+                ..Default::default()
+            },
+            &HostCgroups::ALL,
+        )
         .unwrap();
         merge(&mut current, &requested);
         let memory = current.memory().unwrap();

@@ -236,6 +236,9 @@ pub struct ExecConfig {
     pub env: Option<Vec<String>>,
     #[serde(rename = "WorkingDir", default)]
     pub working_dir: Option<String>,
+    /// The signal that stops it (`SIGQUIT`, `QUIT` or `3`).
+    #[serde(rename = "StopSignal", default)]
+    pub stop_signal: Option<String>,
 }
 
 impl ImageConfig {
