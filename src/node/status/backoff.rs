@@ -76,6 +76,8 @@ impl Backoff {
 
     /// Drops entries not updated for twice the maximum (flowcontrol GC).
     pub fn gc(&mut self, now: &Time) {
-        let _ = now;
+        let max = self.max;
+        self.entries
+            .retain(|_, e| now.0.duration_since(e.last_update.0).unsigned_abs() <= max * 2);
     }
 }

@@ -54,7 +54,7 @@ pub struct NewEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventAction {
     /// POST this new Event to /api/v1/namespaces/<ns>/events.
-    Create(Event),
+    Create(Box<Event>),
     /// PATCH (strategic merge) the existing Event `name` in `namespace` with `patch`
     /// ({"count":..,"lastTimestamp":..,"message":..}).
     Patch {
