@@ -1,1 +1,119 @@
-//! Pod -> CRI translation: sandbox and container configs from a Pod.
+//! Pod -> CRI translation: what the kubelet's kuberuntime manager hands the
+//! runtime for a pod. Pure: the only I/O is through [`ObjectLookup`] (config
+//! maps and secrets for env) and reading the host resolv.conf for
+//! `dnsPolicy: Default`.
+//!
+//! Each file mirrors one part of the kubelet v1.36:
+//! - `labels`: kuberuntime/labels.go (CRI labels/annotations, container hash)
+//! - `sandbox`: kuberuntime_sandbox.go generatePodSandboxConfig
+//! - `dns`: kubelet/network/dns/dns.go
+//! - `env`: kubelet_pods.go makeEnvironmentVariables, kubelet/envvars
+//! - `container`: kuberuntime_container.go generateContainerConfig
+//! - `resources`: QoS class, pod cgroups, cpu shares/quota, memory, oom_score_adj
+//! - `security`: security_context.go, kubelet/securitycontext
+
+pub mod labels;
+
+mod container;
+mod dns;
+mod env;
+mod resources;
+mod sandbox;
+mod security;
+
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+
+pub use container::container_config;
+pub use env::container_env;
+pub use resources::{QosClass, pod_cgroup_parent, qos_class};
+pub use sandbox::sandbox_config;
+
+/// The kubelet's waiting reason when a container's config cannot be built
+/// (missing configmap/secret/key, runAsNonRoot with a root image, bad env).
+pub const CREATE_CONTAINER_CONFIG_ERROR: &str = "CreateContainerConfigError";
+/// The kubelet's waiting reason when the runtime refuses a container.
+pub const CREATE_CONTAINER_ERROR: &str = "CreateContainerError";
+/// The kubelet's event reason / sandbox failure when the sandbox config is bad.
+pub const CREATE_POD_SANDBOX_ERROR: &str = "FailedCreatePodSandBox";
+
+/// Why a pod or container cannot be translated: the kubelet's waiting reason
+/// and a message worded as the kubelet words it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PodSpecError {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl PodSpecError {
+    pub fn config(message: impl Into<String>) -> Self {
+        Self {
+            reason: CREATE_CONTAINER_CONFIG_ERROR,
+            message: message.into(),
+        }
+    }
+
+    pub fn sandbox(message: impl Into<String>) -> Self {
+        Self {
+            reason: CREATE_POD_SANDBOX_ERROR,
+            message: message.into(),
+        }
+    }
+}
+
+/// What is fixed for the node's life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeContext {
+    pub node_name: String,
+    /// --cluster-dns / KubeletConfiguration.clusterDNS
+    pub cluster_dns: Vec<String>,
+    /// --cluster-domain, "cluster.local" by default
+    pub cluster_domain: String,
+    /// the host's resolv.conf (kubelet resolvConf, default /etc/resolv.conf);
+    /// empty path: none (the kubelet's `resolvConf: ""`)
+    pub resolv_conf: PathBuf,
+    /// "/" by default; pod cgroups go under <root>/kubepods/...
+    pub cgroup_root: String,
+    /// /var/log/pods
+    pub pod_logs_dir: PathBuf,
+    /// the node's InternalIP(s)
+    pub host_ips: Vec<String>,
+}
+
+impl Default for NodeContext {
+    fn default() -> Self {
+        Self {
+            node_name: String::new(),
+            cluster_dns: Vec::new(),
+            cluster_domain: "cluster.local".into(),
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            cgroup_root: "/".into(),
+            pod_logs_dir: PathBuf::from("/var/log/pods"),
+            host_ips: Vec::new(),
+        }
+    }
+}
+
+/// What varies per container start.
+#[derive(Debug, Clone, Copy)]
+pub struct ContainerContext<'a> {
+    pub pod_ips: &'a [String],
+    /// becomes metadata.attempt and the log file <n>.log
+    pub restart_count: u32,
+    /// what to pass as ContainerConfig.image (pulled image id or name)
+    pub image_ref: &'a str,
+    /// the image's config User, for runAsNonRoot checks
+    pub image_user: Option<&'a str>,
+    /// the pod's namespace (+default's "kubernetes"), for service-link env
+    pub services: &'a [Service],
+}
+
+/// Reads the objects env refers to; node8 implements it over the apiserver.
+/// `Ok(None)` is "not found"; `Err` is any other failure, in words.
+#[async_trait::async_trait]
+pub trait ObjectLookup: Send + Sync {
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, String>;
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, String>;
+}

@@ -1,0 +1,1 @@
+//! The sandbox's DNS config (kubelet/network/dns/dns.go).

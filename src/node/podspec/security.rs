@@ -1,0 +1,1 @@
+//! Sandbox and container security contexts (kuberuntime/security_context.go).

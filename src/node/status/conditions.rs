@@ -1,0 +1,1 @@
+//! The pod conditions the kubelet owns (pkg/kubelet/status/generate.go).

@@ -1,0 +1,2 @@
+//! CRI container statuses -> API container statuses
+//! (kubelet_pods.go convertToAPIContainerStatuses).

@@ -1,0 +1,1 @@
+//! The pod phase (kubelet_pods.go getPhase).
