@@ -98,35 +98,93 @@ fn parse_resource_list(s: &str) -> Result<std::collections::BTreeMap<String, Str
 }
 
 /// Kubelet flags that take a value and that deckhand accepts and ignores.
+/// (--cni-conf-dir and --cni-bin-dir are the in-process runtime's own.)
 const IGNORED_VALUE_FLAGS: &[&str] = &[
-    "address", "authentication-token-webhook-cache-ttl", "authorization-mode",
-    "authorization-webhook-cache-authorized-ttl", "authorization-webhook-cache-unauthorized-ttl",
-    "cert-dir", "client-ca-file", "cloud-config", "cloud-provider", "cni-bin-dir",
-    "cni-conf-dir", "container-log-max-files", "container-log-max-size", "container-runtime",
-    "cpu-manager-policy", "enforce-node-allocatable", "event-burst", "event-qps",
-    "eviction-hard", "eviction-minimum-reclaim", "eviction-pressure-transition-period",
-    "eviction-soft", "eviction-soft-grace-period", "feature-gates", "file-check-frequency",
-    "healthz-bind-address", "healthz-port", "http-check-frequency",
-    "image-credential-provider-bin-dir", "image-credential-provider-config",
-    "image-gc-high-threshold", "image-gc-low-threshold", "image-service-endpoint",
-    "kube-api-burst", "kube-api-content-type", "kube-api-qps", "kubelet-cgroups", "lock-file",
-    "log-dir", "log-file", "max-open-files", "minimum-container-ttl-duration", "network-plugin",
-    "node-status-max-images", "node-status-update-frequency", "oom-score-adj",
-    "pod-manifest-path", "pods-per-core", "provider-id", "read-only-port", "reserved-cpus",
-    "runtime-cgroups", "runtime-request-timeout", "streaming-connection-idle-timeout",
-    "sync-frequency", "system-cgroups", "tls-cert-file", "tls-cipher-suites",
-    "tls-min-version", "tls-private-key-file", "topology-manager-policy", "volume-plugin-dir",
+    "address",
+    "authentication-token-webhook-cache-ttl",
+    "authorization-mode",
+    "authorization-webhook-cache-authorized-ttl",
+    "authorization-webhook-cache-unauthorized-ttl",
+    "cert-dir",
+    "client-ca-file",
+    "cloud-config",
+    "cloud-provider",
+    "container-log-max-files",
+    "container-log-max-size",
+    "container-runtime",
+    "cpu-manager-policy",
+    "enforce-node-allocatable",
+    "event-burst",
+    "event-qps",
+    "eviction-hard",
+    "eviction-minimum-reclaim",
+    "eviction-pressure-transition-period",
+    "eviction-soft",
+    "eviction-soft-grace-period",
+    "feature-gates",
+    "file-check-frequency",
+    "healthz-bind-address",
+    "healthz-port",
+    "http-check-frequency",
+    "image-credential-provider-bin-dir",
+    "image-credential-provider-config",
+    "image-gc-high-threshold",
+    "image-gc-low-threshold",
+    "image-service-endpoint",
+    "kube-api-burst",
+    "kube-api-content-type",
+    "kube-api-qps",
+    "kubelet-cgroups",
+    "lock-file",
+    "log-dir",
+    "log-file",
+    "max-open-files",
+    "minimum-container-ttl-duration",
+    "network-plugin",
+    "node-status-max-images",
+    "node-status-update-frequency",
+    "oom-score-adj",
+    "pod-manifest-path",
+    "pods-per-core",
+    "provider-id",
+    "read-only-port",
+    "reserved-cpus",
+    "runtime-cgroups",
+    "runtime-request-timeout",
+    "streaming-connection-idle-timeout",
+    "sync-frequency",
+    "system-cgroups",
+    "tls-cert-file",
+    "tls-cipher-suites",
+    "tls-min-version",
+    "tls-private-key-file",
+    "topology-manager-policy",
+    "volume-plugin-dir",
     "volume-stats-agg-period",
 ];
 
 /// Boolean kubelet flags deckhand accepts and ignores (`--flag` or `--flag=x`).
 const IGNORED_BOOL_FLAGS: &[&str] = &[
-    "allow-privileged", "alsologtostderr", "anonymous-auth", "authentication-token-webhook",
-    "cgroups-per-qos", "enable-controller-attach-detach", "enable-debugging-handlers",
-    "enable-server", "exit-on-lock-contention", "fail-swap-on", "kernel-memcg-notification",
-    "keep-terminated-pod-volumes", "local-storage-capacity-isolation", "logtostderr",
-    "make-iptables-util-chains", "protect-kernel-defaults", "register-schedulable",
-    "rotate-certificates", "rotate-server-certificates", "seccomp-default",
+    "allow-privileged",
+    "alsologtostderr",
+    "anonymous-auth",
+    "authentication-token-webhook",
+    "cgroups-per-qos",
+    "enable-controller-attach-detach",
+    "enable-debugging-handlers",
+    "enable-server",
+    "exit-on-lock-contention",
+    "fail-swap-on",
+    "kernel-memcg-notification",
+    "keep-terminated-pod-volumes",
+    "local-storage-capacity-isolation",
+    "logtostderr",
+    "make-iptables-util-chains",
+    "protect-kernel-defaults",
+    "register-schedulable",
+    "rotate-certificates",
+    "rotate-server-certificates",
+    "seccomp-default",
     "serialize-image-pulls",
 ];
 
@@ -229,10 +287,18 @@ fn node_config(args: &NodeArgs, file: Option<&KubeletConfiguration>) -> anyhow::
         if let Some(v) = &f.eviction_hard {
             c.eviction_hard = v.clone();
         }
-        if let Some(d) = f.node_status_update_frequency.as_deref().and_then(parse_go_duration) {
+        if let Some(d) = f
+            .node_status_update_frequency
+            .as_deref()
+            .and_then(parse_go_duration)
+        {
             c.status_update_frequency = d;
         }
-        if let Some(d) = f.node_status_report_frequency.as_deref().and_then(parse_go_duration) {
+        if let Some(d) = f
+            .node_status_report_frequency
+            .as_deref()
+            .and_then(parse_go_duration)
+        {
             c.status_report_frequency = d;
         }
         if let Some(v) = f.node_lease_duration_seconds {
@@ -339,10 +405,10 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         tracing::info!("--pod-infra-container-image is ignored: deckhand needs no pause image");
     }
     let config = node_config(&args, file.as_ref())?;
-    let endpoint = args
-        .container_runtime_endpoint
-        .clone()
-        .or_else(|| file.as_ref().and_then(|f| f.container_runtime_endpoint.clone()));
+    let endpoint = args.container_runtime_endpoint.clone().or_else(|| {
+        file.as_ref()
+            .and_then(|f| f.container_runtime_endpoint.clone())
+    });
     let client = kube_client(&args).await?;
 
     let _in_process;
@@ -400,7 +466,10 @@ mod tests {
             --network-plugin cni --rotate-certificates --v=2 --node-ip 10.0.0.2";
         let args: Vec<OsString> = line.split_whitespace().map(OsString::from).collect();
         let (kept, ignored) = strip_ignored_flags(args);
-        assert_eq!(ignored, ["fail-swap-on", "network-plugin", "rotate-certificates"]);
+        assert_eq!(
+            ignored,
+            ["fail-swap-on", "network-plugin", "rotate-certificates"]
+        );
         let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(kept).expect("parses");
         let crate::cli::Command::Node(node) = cli.command else {
             panic!("not node")

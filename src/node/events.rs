@@ -108,7 +108,9 @@ async fn post_events(client: Client, mut rx: mpsc::Receiver<EventAction>) {
                     .unwrap_or_else(|| "default".into());
                 let api: Api<Event> = Api::namespaced(client.clone(), &ns);
                 tokio::time::timeout(POST_TIMEOUT, async {
-                    api.create(&PostParams::default(), &*event).await.map(|_| ())
+                    api.create(&PostParams::default(), &*event)
+                        .await
+                        .map(|_| ())
                 })
                 .await
             }

@@ -157,7 +157,10 @@ nodeStatusUpdateFrequency: 1m0s
     #[test]
     fn reads_a_kubeadm_config_and_names_what_it_ignores() {
         let c = KubeletConfiguration::parse(KUBEADM.as_bytes(), "config.yaml").unwrap();
-        assert_eq!(c.cluster_dns.as_deref(), Some(&["10.96.0.10".to_string()][..]));
+        assert_eq!(
+            c.cluster_dns.as_deref(),
+            Some(&["10.96.0.10".to_string()][..])
+        );
         assert_eq!(c.max_pods, Some(50));
         assert_eq!(c.cgroup_driver.as_deref(), Some("cgroupfs"));
         assert_eq!(c.register_with_taints.as_ref().unwrap()[0].key, "dedicated");
@@ -173,11 +176,12 @@ nodeStatusUpdateFrequency: 1m0s
 
     #[test]
     fn refuses_another_kind() {
-        let err = KubeletConfiguration::parse(
-            b"apiVersion: v1\nkind: ConfigMap\n",
-            "x.yaml",
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("expected kubelet.config.k8s.io/v1beta1"), "{err}");
+        let err = KubeletConfiguration::parse(b"apiVersion: v1\nkind: ConfigMap\n", "x.yaml")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("expected kubelet.config.k8s.io/v1beta1"),
+            "{err}"
+        );
     }
 }

@@ -53,7 +53,11 @@ pub async fn run(
     }
 }
 
-async fn renew(leases: &Api<Lease>, config: &NodeConfig, node_uid: &str) -> Result<(), kube::Error> {
+async fn renew(
+    leases: &Api<Lease>,
+    config: &NodeConfig,
+    node_uid: &str,
+) -> Result<(), kube::Error> {
     let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
     let spec = LeaseSpec {
         holder_identity: Some(config.node_name.clone()),

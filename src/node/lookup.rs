@@ -60,10 +60,20 @@ where
 #[async_trait::async_trait]
 impl ObjectLookup for ApiLookup {
     async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, String> {
-        get_opt(Api::namespaced(self.client.clone(), namespace), "configmap", name).await
+        get_opt(
+            Api::namespaced(self.client.clone(), namespace),
+            "configmap",
+            name,
+        )
+        .await
     }
 
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, String> {
-        get_opt(Api::namespaced(self.client.clone(), namespace), "secret", name).await
+        get_opt(
+            Api::namespaced(self.client.clone(), namespace),
+            "secret",
+            name,
+        )
+        .await
     }
 }

@@ -77,7 +77,14 @@ fn filesystem_bytes(path: &Path) -> Option<u64> {
 /// Bytes as a Kubernetes binary-suffixed quantity when exact (`2Mi`, `1Gi`),
 /// else plain bytes.
 pub fn binary_quantity(bytes: u64) -> String {
-    for (suffix, shift) in [("Ei", 60), ("Pi", 50), ("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)] {
+    for (suffix, shift) in [
+        ("Ei", 60),
+        ("Pi", 50),
+        ("Ti", 40),
+        ("Gi", 30),
+        ("Mi", 20),
+        ("Ki", 10),
+    ] {
         let unit = 1u64 << shift;
         if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{}{suffix}", bytes / unit);

@@ -56,7 +56,10 @@ pub struct NodeFacts<'a> {
 pub fn new_node(config: &NodeConfig, facts: &NodeFacts<'_>, now: &Time) -> Node {
     let mut labels: BTreeMap<String, String> = config.labels.clone();
     labels.insert("kubernetes.io/hostname".into(), config.node_name.clone());
-    labels.insert("kubernetes.io/os".into(), facts.info.operating_system.clone());
+    labels.insert(
+        "kubernetes.io/os".into(),
+        facts.info.operating_system.clone(),
+    );
     labels.insert("kubernetes.io/arch".into(), facts.info.architecture.clone());
     // Only on Nodes a cloud provider initialises: deckhand's are not.
     labels.remove("node.kubernetes.io/instance-type");
@@ -145,7 +148,10 @@ fn capacity(config: &NodeConfig, r: &MachineResources) -> BTreeMap<String, Quant
         kib_quantity(r.ephemeral_storage_bytes),
     );
     for (size, bytes) in &r.hugepages {
-        c.insert(format!("hugepages-{size}"), Quantity(binary_quantity(*bytes)));
+        c.insert(
+            format!("hugepages-{size}"),
+            Quantity(binary_quantity(*bytes)),
+        );
     }
     // Every page size the kernel offers is listed, even with none reserved.
     if !c.keys().any(|k| k.starts_with("hugepages-")) {
@@ -231,22 +237,57 @@ fn conditions(
     let ready = ready_condition(facts.runtime);
     let list = [
         if memory {
-            ("MemoryPressure", "True", "KubeletHasInsufficientMemory", "kubelet has insufficient memory available".to_string())
+            (
+                "MemoryPressure",
+                "True",
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available".to_string(),
+            )
         } else {
-            ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available".to_string())
+            (
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available".to_string(),
+            )
         },
         if disk {
-            ("DiskPressure", "True", "KubeletHasDiskPressure", "kubelet has disk pressure".to_string())
+            (
+                "DiskPressure",
+                "True",
+                "KubeletHasDiskPressure",
+                "kubelet has disk pressure".to_string(),
+            )
         } else {
-            ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure".to_string())
+            (
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure".to_string(),
+            )
         },
         if pid {
-            ("PIDPressure", "True", "KubeletHasInsufficientPID", "kubelet has insufficient PID available".to_string())
+            (
+                "PIDPressure",
+                "True",
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available".to_string(),
+            )
         } else {
-            ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available".to_string())
+            (
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available".to_string(),
+            )
         },
         match ready {
-            Ok(()) => ("Ready", "True", "KubeletReady", "kubelet is posting ready status".to_string()),
+            Ok(()) => (
+                "Ready",
+                "True",
+                "KubeletReady",
+                "kubelet is posting ready status".to_string(),
+            ),
             Err(message) => ("Ready", "False", "KubeletNotReady", message),
         },
     ];
@@ -343,7 +384,11 @@ mod tests {
             hugepages: BTreeMap::new(),
             ephemeral_storage_bytes: 100 << 30,
         };
-        let (i, h, p) = (MachineInfo::default(), RuntimeHealth::default(), Pressure::default());
+        let (i, h, p) = (
+            MachineInfo::default(),
+            RuntimeHealth::default(),
+            Pressure::default(),
+        );
         let addrs = vec!["10.0.0.5".to_string()];
         let s = node_status(&config, &facts_with(&r, &i, &h, &p, &addrs), None, &now(1));
         let cap = s.capacity.unwrap();
@@ -355,7 +400,10 @@ mod tests {
         assert_eq!(alloc["memory"].0, format!("{}Ki", (3 << 20) - 100 * 1024));
         assert_eq!(alloc["pods"].0, "110");
         assert_eq!(s.addresses.unwrap()[0].address, "10.0.0.5");
-        assert_eq!(s.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port, 10250);
+        assert_eq!(
+            s.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port,
+            10250
+        );
     }
 
     #[test]
@@ -371,17 +419,39 @@ mod tests {
         };
         let first = node_status(&config, &facts_with(&r, &i, &h, &p, &[]), None, &now(1));
         let ready = |s: &NodeStatus| {
-            s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Ready").cloned().unwrap()
+            s.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .cloned()
+                .unwrap()
         };
         assert_eq!(ready(&first).status, "False");
         assert!(ready(&first).message.unwrap().contains("network not ready"));
-        let same = node_status(&config, &facts_with(&r, &i, &h, &p, &[]), Some(&first), &now(5));
+        let same = node_status(
+            &config,
+            &facts_with(&r, &i, &h, &p, &[]),
+            Some(&first),
+            &now(5),
+        );
         assert!(!meaningfully_changed(&first, &same));
         h.network_ready = Some(true);
-        let up = node_status(&config, &facts_with(&r, &i, &h, &p, &[]), Some(&same), &now(9));
+        let up = node_status(
+            &config,
+            &facts_with(&r, &i, &h, &p, &[]),
+            Some(&same),
+            &now(9),
+        );
         assert_eq!(ready(&up).status, "True");
         assert_eq!(ready(&up).last_transition_time, Some(now(9)));
-        let mem = up.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "MemoryPressure").unwrap();
+        let mem = up
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "MemoryPressure")
+            .unwrap();
         assert_eq!(mem.last_transition_time, Some(now(1)));
         assert!(meaningfully_changed(&same, &up));
     }
@@ -389,11 +459,22 @@ mod tests {
     #[test]
     fn memory_pressure_is_true_under_the_threshold() {
         let config = NodeConfig::defaults("n1");
-        let r = MachineResources { memory_bytes: 1 << 30, ..Default::default() };
+        let r = MachineResources {
+            memory_bytes: 1 << 30,
+            ..Default::default()
+        };
         let (i, h) = (MachineInfo::default(), RuntimeHealth::default());
-        let p = Pressure { memory_available_bytes: Some(50 << 20), ..Default::default() };
+        let p = Pressure {
+            memory_available_bytes: Some(50 << 20),
+            ..Default::default()
+        };
         let s = node_status(&config, &facts_with(&r, &i, &h, &p, &[]), None, &now(1));
-        let mem = s.conditions.unwrap().into_iter().find(|c| c.type_ == "MemoryPressure").unwrap();
+        let mem = s
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "MemoryPressure")
+            .unwrap();
         assert_eq!(mem.status, "True");
     }
 }

@@ -187,8 +187,11 @@ pub async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> boo
 /// The runtime's Status and Version, as the Ready condition needs them.
 pub async fn runtime_health(runtime: &dyn RuntimeService) -> RuntimeHealth {
     let mut health = RuntimeHealth::default();
-    match tokio::time::timeout(RUNTIME_CALL_TIMEOUT, runtime.version(v1::VersionRequest::default()))
-        .await
+    match tokio::time::timeout(
+        RUNTIME_CALL_TIMEOUT,
+        runtime.version(v1::VersionRequest::default()),
+    )
+    .await
     {
         Ok(Ok(v)) => {
             health.runtime_name = v.runtime_name;
@@ -246,7 +249,12 @@ fn pressure(root_dir: &std::path::Path) -> Pressure {
         .and_then(|s| s.trim().parse().ok());
     let running = std::fs::read_dir("/proc").ok().map(|d| {
         d.flatten()
-            .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
             .count() as u64
     });
     Pressure {
@@ -254,7 +262,9 @@ fn pressure(root_dir: &std::path::Path) -> Pressure {
         nodefs_available_bytes: fs
             .as_ref()
             .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64),
-        nodefs_total_bytes: fs.as_ref().map(|s| s.blocks() as u64 * s.fragment_size() as u64),
+        nodefs_total_bytes: fs
+            .as_ref()
+            .map(|s| s.blocks() as u64 * s.fragment_size() as u64),
         pids_available: pids_max.zip(running).map(|(m, r)| m.saturating_sub(r)),
         pids_max,
     }

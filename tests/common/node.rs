@@ -166,14 +166,19 @@ impl DeckhandApiserver {
             dir,
             nodes: nodes.iter().map(|s| s.to_string()).collect(),
         };
-        wait_for("the apiserver's kubeconfig", Duration::from_secs(30), || server.log(), || {
-            let ready = kubeconfig.exists()
-                && server
-                    .nodes
-                    .iter()
-                    .all(|n| server.node_kubeconfig(n).exists());
-            ready.then_some(())
-        });
+        wait_for(
+            "the apiserver's kubeconfig",
+            Duration::from_secs(30),
+            || server.log(),
+            || {
+                let ready = kubeconfig.exists()
+                    && server
+                        .nodes
+                        .iter()
+                        .all(|n| server.node_kubeconfig(n).exists());
+                ready.then_some(())
+            },
+        );
         server
     }
 }
@@ -239,9 +244,12 @@ impl StockApiserver {
             String::from_utf8_lossy(&out.stderr)
         );
         // Pods need the default ServiceAccount, which kcm creates.
-        wait_for("the default service account", Duration::from_secs(60), || server.log(), || {
-            server.get(&["serviceaccount", "default"]).map(|_| ())
-        });
+        wait_for(
+            "the default service account",
+            Duration::from_secs(60),
+            || server.log(),
+            || server.get(&["serviceaccount", "default"]).map(|_| ()),
+        );
         server
     }
 }
@@ -329,7 +337,10 @@ impl NodeAgent {
         args.extend(["--cgroup-root".into(), net.cgroup_parent.clone().into()]);
         args.extend(["--log-level".into(), "info,deckhand=debug".into()]);
         // Flags a kubeadm drop-in passes, which deckhand accepts and ignores.
-        args.extend(["--fail-swap-on=false".into(), "--rotate-certificates".into()]);
+        args.extend([
+            "--fail-swap-on=false".into(),
+            "--rotate-certificates".into(),
+        ]);
         let mut cri = None;
         match runtime {
             Runtime::InProcess => {
@@ -343,15 +354,21 @@ impl NodeAgent {
             Runtime::DeckhandCri => {
                 let (server, _) = CriServer::start_with(net.options()).await;
                 args.push(
-                    format!("--container-runtime-endpoint=unix://{}", server.socket.display())
-                        .into(),
+                    format!(
+                        "--container-runtime-endpoint=unix://{}",
+                        server.socket.display()
+                    )
+                    .into(),
                 );
                 cri = Some(server);
             }
             Runtime::ContainerdCri => {
                 args.push(
-                    format!("--container-runtime-endpoint=unix://{}", super::CONTAINERD_SOCKET)
-                        .into(),
+                    format!(
+                        "--container-runtime-endpoint=unix://{}",
+                        super::CONTAINERD_SOCKET
+                    )
+                    .into(),
                 );
             }
         }
@@ -441,8 +458,15 @@ impl Drop for NodeAgent {
         if self.is_running() {
             let selector = format!("spec.nodeName={}", self.name);
             let _ = self.kubectl(&[
-                "delete", "pods", "--all", "-A", "--field-selector", &selector,
-                "--grace-period=1", "--timeout=60s", "--wait=true",
+                "delete",
+                "pods",
+                "--all",
+                "-A",
+                "--field-selector",
+                &selector,
+                "--grace-period=1",
+                "--timeout=60s",
+                "--wait=true",
             ]);
             // The last pod's teardown (after its final delete) takes a moment.
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -487,9 +511,9 @@ impl NodeAgent {
     }
 
     fn in_process(&self) -> bool {
-        !self
-            .args
-            .iter()
-            .any(|a| a.to_string_lossy().starts_with("--container-runtime-endpoint"))
+        !self.args.iter().any(|a| {
+            a.to_string_lossy()
+                .starts_with("--container-runtime-endpoint")
+        })
     }
 }

@@ -222,7 +222,12 @@ mod tests {
         }
     }
 
-    fn container(name: &str, attempt: u32, st: v1::ContainerState, exit: i32) -> v1::ContainerStatus {
+    fn container(
+        name: &str,
+        attempt: u32,
+        st: v1::ContainerState,
+        exit: i32,
+    ) -> v1::ContainerStatus {
         v1::ContainerStatus {
             id: format!("{name}-{attempt}"),
             metadata: Some(v1::ContainerMetadata {
@@ -231,7 +236,11 @@ mod tests {
             }),
             state: st as i32,
             exit_code: exit,
-            finished_at: if st == v1::ContainerState::ContainerExited { 5 } else { 0 },
+            finished_at: if st == v1::ContainerState::ContainerExited {
+                5
+            } else {
+                0
+            },
             ..Default::default()
         }
     }
@@ -240,13 +249,19 @@ mod tests {
 
     #[test]
     fn a_new_pod_gets_a_sandbox_and_its_first_init_container() {
-        let a = compute_pod_actions(&pod("Always", &["i1", "i2"], &["app"]), &Observed::default());
+        let a = compute_pod_actions(
+            &pod("Always", &["i1", "i2"], &["app"]),
+            &Observed::default(),
+        );
         assert_eq!(a.create_sandbox, Some(0));
         assert!(!a.kill_pod);
         assert_eq!(a.start.len(), 1);
         assert_eq!(a.start[0].name, "i1");
         let a = compute_pod_actions(&pod("Always", &[], &["a", "b"]), &Observed::default());
-        assert_eq!(a.start.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            a.start.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
     }
 
     #[test]
@@ -318,7 +333,10 @@ mod tests {
     fn containers_not_in_the_spec_are_killed() {
         let o = Observed {
             sandboxes: vec![sandbox(true, 0)],
-            containers: vec![container("old", 0, Running, 0), container("app", 0, Running, 0)],
+            containers: vec![
+                container("old", 0, Running, 0),
+                container("app", 0, Running, 0),
+            ],
         };
         let a = compute_pod_actions(&pod("Always", &[], &["app"]), &o);
         assert_eq!(a.kill.len(), 1);

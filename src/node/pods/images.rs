@@ -54,7 +54,10 @@ pub fn pull_policy(container: &Container) -> String {
 }
 
 /// The image present in the runtime, if it is.
-pub async fn present(images: &dyn ImageService, image: &str) -> Result<Option<PulledImage>, String> {
+pub async fn present(
+    images: &dyn ImageService,
+    image: &str,
+) -> Result<Option<PulledImage>, String> {
     let status = tokio::time::timeout(
         STATUS_TIMEOUT,
         images.image_status(v1::ImageStatusRequest {
@@ -94,11 +97,7 @@ pub fn registry_host(image: &str) -> String {
 
 /// Credentials from the pod's imagePullSecrets that match the image's
 /// registry, in the kubelet's order (secret order, then the most specific key).
-pub async fn credentials(
-    pod: &Pod,
-    image: &str,
-    lookup: &dyn ObjectLookup,
-) -> Vec<v1::AuthConfig> {
+pub async fn credentials(pod: &Pod, image: &str, lookup: &dyn ObjectLookup) -> Vec<v1::AuthConfig> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let names: Vec<String> = pod
         .spec
@@ -134,21 +133,21 @@ struct DockerConfigEntry {
 
 fn secret_auths(secret: &Secret, host: &str, image: &str) -> Vec<v1::AuthConfig> {
     let data = secret.data.clone().unwrap_or_default();
-    let entries: BTreeMap<String, DockerConfigEntry> = if let Some(b) = data.get(".dockerconfigjson")
-    {
-        #[derive(serde::Deserialize)]
-        struct Config {
-            #[serde(default)]
-            auths: BTreeMap<String, DockerConfigEntry>,
-        }
-        serde_json::from_slice::<Config>(&b.0)
-            .map(|c| c.auths)
-            .unwrap_or_default()
-    } else if let Some(b) = data.get(".dockercfg") {
-        serde_json::from_slice(&b.0).unwrap_or_default()
-    } else {
-        BTreeMap::new()
-    };
+    let entries: BTreeMap<String, DockerConfigEntry> =
+        if let Some(b) = data.get(".dockerconfigjson") {
+            #[derive(serde::Deserialize)]
+            struct Config {
+                #[serde(default)]
+                auths: BTreeMap<String, DockerConfigEntry>,
+            }
+            serde_json::from_slice::<Config>(&b.0)
+                .map(|c| c.auths)
+                .unwrap_or_default()
+        } else if let Some(b) = data.get(".dockercfg") {
+            serde_json::from_slice(&b.0).unwrap_or_default()
+        } else {
+            BTreeMap::new()
+        };
     let normalized = |key: &str| {
         let k = key
             .trim_start_matches("https://")
@@ -259,7 +258,10 @@ mod tests {
         assert_eq!(pull_policy(&c("busybox")), "Always");
         assert_eq!(pull_policy(&c("busybox:latest")), "Always");
         assert_eq!(pull_policy(&c("localhost:5000/busybox")), "Always");
-        assert_eq!(pull_policy(&c("localhost:5000/busybox:1.29")), "IfNotPresent");
+        assert_eq!(
+            pull_policy(&c("localhost:5000/busybox:1.29")),
+            "IfNotPresent"
+        );
         assert_eq!(pull_policy(&c("busybox@sha256:abc")), "IfNotPresent");
     }
 
@@ -279,10 +281,18 @@ mod tests {
             ),
             ..Default::default()
         };
-        let a = secret_auths(&secret, &registry_host("127.0.0.1:5000/x:1"), "127.0.0.1:5000/x:1");
+        let a = secret_auths(
+            &secret,
+            &registry_host("127.0.0.1:5000/x:1"),
+            "127.0.0.1:5000/x:1",
+        );
         assert_eq!(a.len(), 1);
         assert_eq!((a[0].username.as_str(), a[0].password.as_str()), ("u", "p"));
-        let d = secret_auths(&secret, &registry_host("library/busybox"), "library/busybox");
+        let d = secret_auths(
+            &secret,
+            &registry_host("library/busybox"),
+            "library/busybox",
+        );
         assert_eq!(d[0].username, "d");
         assert!(secret_auths(&secret, "quay.io", "quay.io/x").is_empty());
     }

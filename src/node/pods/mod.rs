@@ -71,7 +71,8 @@ impl Workers {
         };
         self.tasks
             .spawn(PodWorker::new(self.ctx.clone(), uid.to_string()).run(inputs));
-        self.handles.insert(uid.to_string(), Handle { pod: tx, kick });
+        self.handles
+            .insert(uid.to_string(), Handle { pod: tx, kick });
     }
 
     fn kick(&self, uid: &str) {
@@ -164,7 +165,10 @@ pub async fn run(ctx: Arc<PodContext>, mut stop: watch::Receiver<bool>) {
     // middle of a CRI call is aborted, which a later sync repairs.
     workers.handles.clear();
     let drain = async { while workers.tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .is_err()
+    {
         workers.tasks.shutdown().await;
     }
 }
@@ -196,6 +200,11 @@ async fn on_pod_event(
     ctx: &PodContext,
 ) {
     let uid_of = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
+    if let watcher::Event::Apply(p) | watcher::Event::InitApply(p) | watcher::Event::Delete(p) =
+        &event
+    {
+        tracing::debug!(pod = %uid_of(p), name = ?p.metadata.name, "pod event");
+    }
     match event {
         watcher::Event::Apply(pod) => workers.update(&uid_of(&pod), Some(Arc::new(pod))),
         watcher::Event::Delete(pod) => workers.update(&uid_of(&pod), None),

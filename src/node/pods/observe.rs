@@ -106,7 +106,8 @@ pub async fn observe(runtime: &dyn RuntimeService, uid: &str) -> Result<Observed
             Err(e) => return Err(e),
         }
     }
-    out.sandboxes.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    out.sandboxes
+        .sort_by(|a, b| b.created_at.cmp(&a.created_at));
     let containers = timed(
         "ListContainers",
         runtime.list_containers(v1::ListContainersRequest {

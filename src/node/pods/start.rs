@@ -138,7 +138,11 @@ pub async fn start_container(
         }
     };
 
-    let services = match ctx.lookup.services(pod.metadata.namespace.as_deref().unwrap_or("default")).await {
+    let services = match ctx
+        .lookup
+        .services(pod.metadata.namespace.as_deref().unwrap_or("default"))
+        .await
+    {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "listing services for service-link env");
@@ -152,15 +156,18 @@ pub async fn start_container(
         image_user: image.user.as_deref(),
         services: &services,
     };
-    let config = match podspec::container_env(pod, container, &cctx, &ctx.node, &ctx.lookup).await
-    {
+    let config = match podspec::container_env(pod, container, &cctx, &ctx.node, &ctx.lookup).await {
         Ok(envs) => podspec::container_config(pod, container, &cctx, &ctx.node, envs),
         Err(e) => Err(e),
     };
     let config = match config {
         Ok(c) => c,
         Err(e) => {
-            event(reasons::WARNING, reasons::FAILED_TO_CREATE_CONTAINER, format!("Error: {}", e.message));
+            event(
+                reasons::WARNING,
+                reasons::FAILED_TO_CREATE_CONTAINER,
+                format!("Error: {}", e.message),
+            );
             state
                 .waiting
                 .insert(want.name.clone(), (e.reason.to_string(), e.message));
@@ -180,10 +187,20 @@ pub async fn start_container(
         Ok(Ok(r)) => r.container_id,
         Ok(Err(e)) => return fail(state, &event, want, CREATE_CONTAINER_ERROR, e.message),
         Err(_) => {
-            return fail(state, &event, want, CREATE_CONTAINER_ERROR, "CreateContainer timed out".into());
+            return fail(
+                state,
+                &event,
+                want,
+                CREATE_CONTAINER_ERROR,
+                "CreateContainer timed out".into(),
+            );
         }
     };
-    event(reasons::NORMAL, reasons::CREATED_CONTAINER, format!("Created container: {}", want.name));
+    event(
+        reasons::NORMAL,
+        reasons::CREATED_CONTAINER,
+        format!("Created container: {}", want.name),
+    );
     let started = tokio::time::timeout(
         CRI_CALL_TIMEOUT,
         ctx.runtime.start_container(v1::StartContainerRequest {
@@ -194,9 +211,21 @@ pub async fn start_container(
     match started {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return fail(state, &event, want, RUN_CONTAINER_ERROR, e.message),
-        Err(_) => return fail(state, &event, want, RUN_CONTAINER_ERROR, "StartContainer timed out".into()),
+        Err(_) => {
+            return fail(
+                state,
+                &event,
+                want,
+                RUN_CONTAINER_ERROR,
+                "StartContainer timed out".into(),
+            );
+        }
     }
-    event(reasons::NORMAL, reasons::STARTED_CONTAINER, format!("Started container {}", want.name));
+    event(
+        reasons::NORMAL,
+        reasons::STARTED_CONTAINER,
+        format!("Started container {}", want.name),
+    );
     state.waiting.remove(&want.name);
     true
 }
@@ -208,8 +237,14 @@ fn fail(
     reason: &str,
     message: String,
 ) -> bool {
-    event(reasons::WARNING, reasons::FAILED_TO_CREATE_CONTAINER, format!("Error: {message}"));
-    state.waiting.insert(want.name.clone(), (reason.to_string(), message));
+    event(
+        reasons::WARNING,
+        reasons::FAILED_TO_CREATE_CONTAINER,
+        format!("Error: {message}"),
+    );
+    state
+        .waiting
+        .insert(want.name.clone(), (reason.to_string(), message));
     false
 }
 
@@ -246,11 +281,18 @@ async fn ensure_image(
         if policy == "Never" {
             let message =
                 format!("Container image \"{image}\" is not present with pull policy of Never");
-            event(reasons::WARNING, reasons::ERR_IMAGE_NEVER_PULL_POLICY, message.clone());
+            event(
+                reasons::WARNING,
+                reasons::ERR_IMAGE_NEVER_PULL_POLICY,
+                message.clone(),
+            );
             return Err((ERR_IMAGE_NEVER_PULL.into(), message));
         }
     }
-    let key = (pod.metadata.uid.clone().unwrap_or_default(), format!("image:{image}"));
+    let key = (
+        pod.metadata.uid.clone().unwrap_or_default(),
+        format!("image:{image}"),
+    );
     let now = now();
     if let Some((failed_at, last)) = state.pull_failures.get(&image).cloned()
         && let Some(backoff) = state.pull_backoff.in_backoff(&key, &failed_at, &now)
@@ -266,7 +308,11 @@ async fn ensure_image(
             format!("Back-off pulling image \"{image}\": ErrImagePull: {last}"),
         ));
     }
-    event(reasons::NORMAL, reasons::PULLING_IMAGE, format!("Pulling image \"{image}\""));
+    event(
+        reasons::NORMAL,
+        reasons::PULLING_IMAGE,
+        format!("Pulling image \"{image}\""),
+    );
     let auths = images::credentials(pod, &image, &ctx.lookup).await;
     match images::pull(ctx.images.as_ref(), &image, &auths, Some(sandbox_config)).await {
         Ok((pulled, took)) => {
@@ -284,12 +330,18 @@ async fn ensure_image(
                 reasons::FAILED_TO_PULL_IMAGE,
                 format!("Failed to pull image \"{image}\": {message}"),
             );
-            event(reasons::WARNING, reasons::FAILED_TO_PULL_IMAGE, "Error: ErrImagePull".into());
+            event(
+                reasons::WARNING,
+                reasons::FAILED_TO_PULL_IMAGE,
+                "Error: ErrImagePull".into(),
+            );
             state.pull_backoff.next(&key, &now, &now);
             if let Some(b) = state.pull_backoff.get(&key) {
                 state.wake_in(b);
             }
-            state.pull_failures.insert(image.clone(), (now, message.clone()));
+            state
+                .pull_failures
+                .insert(image.clone(), (now, message.clone()));
             Err((ERR_IMAGE_PULL.into(), message))
         }
     }

@@ -18,8 +18,8 @@ use crate::node::pods::observe::{Observed, attempt, container_name, is_ready, ob
 use crate::node::pods::start::{Sandbox, StartState, now, start_container};
 use crate::node::pods::{NODE_LABEL, PodContext};
 use crate::node::podspec;
-use crate::node::status::{self, ObservedPod};
 use crate::node::status::events as reasons;
+use crate::node::status::{self, ObservedPod};
 
 const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 const DEADLINE_MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
@@ -104,7 +104,10 @@ impl PodWorker {
         }
         let status = pod.status.as_ref();
         let terminal = matches!(
-            self.reported.as_ref().or(status).and_then(|s| s.phase.as_deref()),
+            self.reported
+                .as_ref()
+                .or(status)
+                .and_then(|s| s.phase.as_deref()),
             Some("Succeeded" | "Failed")
         );
         if terminal || self.deadline_check(&pod) {
@@ -119,6 +122,7 @@ impl PodWorker {
 
         self.start.wake_after = None;
         let actions = compute_pod_actions(&pod, &observed);
+        tracing::debug!(pod = %self.uid, ?actions, "pod actions");
         let grace = grace_seconds(Some(&pod));
         let kill: Vec<(&str, &str)> = actions
             .kill
@@ -226,10 +230,12 @@ impl PodWorker {
     /// Keeps the newest dead attempt of a restarted container (its
     /// lastState) and removes older ones, as the kubelet's container GC.
     async fn prune_attempts(&self, observed: &Observed, name: &str, started: u32) {
-        for c in observed.containers.iter().filter(|c| container_name(c) == name) {
-            if attempt(c) + 1 < started
-                && c.state == v1::ContainerState::ContainerExited as i32
-            {
+        for c in observed
+            .containers
+            .iter()
+            .filter(|c| container_name(c) == name)
+        {
+            if attempt(c) + 1 < started && c.state == v1::ContainerState::ContainerExited as i32 {
                 kill::remove_container(&self.ctx, &c.id).await;
             }
         }
@@ -245,7 +251,10 @@ impl PodWorker {
             .clone()?;
         let start: std::time::SystemTime = start.0.into();
         let end = start + Duration::from_secs(seconds.max(0) as u64);
-        Some(end.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+        Some(
+            end.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default(),
+        )
     }
 
     /// True once activeDeadlineSeconds has passed (an Event the first time).
@@ -289,11 +298,44 @@ impl PodWorker {
             Ok(Err(e)) => return Err(SyncError::Api(e)),
             Err(_) => return Err(SyncError::Timeout("deleting the pod")),
         }
-        if kill::remove_pod(&self.ctx, &observed).await {
-            Ok(Next::Done)
-        } else {
-            Ok(Next::Wait(Duration::from_secs(5)))
+        self.finish(&observed).await
+    }
+
+    /// Removes the pod's containers, sandboxes and log directory: Done once
+    /// all are gone.
+    async fn finish(&self, observed: &Observed) -> Result<Next, SyncError> {
+        if !kill::remove_pod(&self.ctx, observed).await {
+            return Ok(Next::Wait(Duration::from_secs(5)));
         }
+        // /var/log/pods/<namespace>_<name>_<uid>, as the sandbox config names it.
+        let names = self
+            .last_known
+            .as_ref()
+            .map(|p| {
+                (
+                    p.metadata.namespace.clone().unwrap_or_default(),
+                    p.metadata.name.clone().unwrap_or_default(),
+                )
+            })
+            .or_else(|| {
+                let m = observed.sandboxes.first()?.metadata.as_ref()?;
+                Some((m.namespace.clone(), m.name.clone()))
+            });
+        if let Some((ns, name)) = names {
+            let dir = self
+                .ctx
+                .node
+                .pod_logs_dir
+                .join(format!("{ns}_{name}_{}", self.uid));
+            let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await;
+            if let Ok(Err(e)) = removed
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(pod = %self.uid, error = %e, "removing the pod's logs");
+            }
+        }
+        tracing::info!(pod = %self.uid, "pod removed from the runtime");
+        Ok(Next::Done)
     }
 
     /// The pod is not in the API (deleted with grace 0, or an orphan from
@@ -306,11 +348,7 @@ impl PodWorker {
         let grace = grace_seconds(self.last_known.as_deref());
         kill::kill_pod(&self.ctx, self.last_known.as_deref(), observed, grace).await;
         let observed = observe(self.ctx.runtime.as_ref(), &self.uid).await?;
-        if kill::remove_pod(&self.ctx, &observed).await {
-            Ok(Next::Done)
-        } else {
-            Ok(Next::Wait(Duration::from_secs(5)))
-        }
+        self.finish(&observed).await
     }
 
     /// Computes the status and patches it when it changed.
