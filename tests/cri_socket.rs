@@ -107,3 +107,63 @@ async fn a_stale_socket_is_replaced_and_a_live_one_is_not_stolen() {
     remove_namespace(&format!("{}-restart", server.namespace));
     assert!(ok, "a new server serves on the stale socket");
 }
+
+/// The node agent's remote runtime: the CRI traits over the socket, failing
+/// fast (not hanging) while the runtime is down and reconnecting by itself
+/// when it is back.
+#[tokio::test]
+async fn the_remote_runtime_survives_a_runtime_restart() {
+    use deckhand::cri::api::{ImageService, RuntimeService};
+    use deckhand::cri::remote::RemoteRuntime;
+    use std::time::Duration;
+
+    // Nothing listens yet: a quick Unavailable, not a hang.
+    let nowhere = tempfile::tempdir().unwrap();
+    let absent = RemoteRuntime::new(&nowhere.path().join("cri.sock"))
+        .with_timeouts(Duration::from_secs(20), Duration::from_secs(20));
+    let err = absent
+        .version(cri::VersionRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, tonic::Code::Unavailable, "{err}");
+
+    let (mut server, _client) = CriServer::start().await;
+    let remote = RemoteRuntime::new(&server.socket);
+    let version = remote
+        .version(cri::VersionRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(version.runtime_name, "deckhand");
+    let err = remote
+        .container_status(cri::ContainerStatusRequest {
+            container_id: "no-such-container".into(),
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, tonic::Code::NotFound, "{err}");
+    remote
+        .image_fs_info(cri::ImageFsInfoRequest {})
+        .await
+        .expect("ImageService over the same channel");
+
+    server.kill9();
+    let err = remote
+        .version(cri::VersionRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, tonic::Code::Unavailable, "{err}");
+    server.restart().await;
+    // The same client, no new connect: the channel redials.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match remote.version(cri::VersionRequest::default()).await {
+            Ok(v) => break assert_eq!(v.runtime_name, "deckhand"),
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert_eq!(e.code, tonic::Code::Unavailable, "{e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the remote runtime did not reconnect within 30 s: {e}"),
+        }
+    }
+}

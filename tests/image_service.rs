@@ -419,10 +419,11 @@ async fn a_pull_past_its_deadline_is_deadline_exceeded() {
     // The service is called in-process with the grpc-timeout header a Go
     // client sends: over a socket, tonic's client would race the server with
     // its own timer for the same deadline.
-    use deckhand::cri::image_service::CriImageService;
+    use deckhand::cri::server::CriServer;
     use deckhand::cri::v1::image_service_server::ImageService;
     use deckhand::runtime::containerd::Containerd;
     use deckhand::runtime::image::{ImageManager, ImageManagerConfig};
+    use deckhand::runtime::image_service::ImageRuntime;
 
     require_environment();
     let proxy = RegistryProxy::start(Mode::StallBlobs).await;
@@ -441,7 +442,7 @@ async fn a_pull_past_its_deadline_is_deadline_exceeded() {
             progress_timeout: Duration::from_secs(30),
         },
     ));
-    let service = CriImageService::new(images);
+    let service = CriServer::new(std::sync::Arc::new(ImageRuntime::new(images)));
     let mut request = tonic::Request::new(cri::PullImageRequest {
         image: image_spec(BUSYBOX),
         ..Default::default()

@@ -3,7 +3,9 @@
 pub mod container;
 pub mod containerd;
 pub mod image;
+pub mod image_service;
 pub mod log;
 pub mod registry;
 pub mod sandbox;
+pub mod service;
 pub mod streaming;

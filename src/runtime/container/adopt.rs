@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::cri::v1 as cri;
+use crate::cri::api::v1 as cri;
 use containerd_client::services::v1::{GetRequest, ListContainersRequest, UpdateContainerRequest};
 use containerd_client::types::v1::Status as ProcessStatus;
 use prost::Message;

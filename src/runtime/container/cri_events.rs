@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use futures::Stream;
 use tokio::sync::broadcast;
 
-use crate::cri::v1 as cri;
+use crate::cri::api::v1 as cri;
 
 use super::ContainerManager;
 

@@ -11,7 +11,7 @@ use containerd_client::types::Envelope;
 use prost::Message;
 
 use super::{Container, ContainerError, ContainerManager, State, blocking, is_not_found};
-use crate::cri::v1::ContainerEventType as Event;
+use crate::cri::api::v1::ContainerEventType as Event;
 
 /// Wait before resubscribing after the stream broke (containerd restarting).
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);

@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::cri::v1 as cri;
+use crate::cri::api::v1 as cri;
 use tokio::sync::watch;
 
 use crate::runtime::containerd::Containerd;

@@ -57,7 +57,7 @@ impl ContainerManager {
             self.emit(
                 &container.id,
                 &container.sandbox_id,
-                crate::cri::v1::ContainerEventType::ContainerDeletedEvent,
+                crate::cri::api::v1::ContainerEventType::ContainerDeletedEvent,
             );
         }
         self.cpu_rates.forget(&container.id);

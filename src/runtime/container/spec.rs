@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
-use crate::cri::v1 as cri;
+use crate::cri::api::v1 as cri;
 use oci_spec::runtime::{
     Capability, LinuxCapabilities, LinuxCpu, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType,
     LinuxHugepageLimit, LinuxIdMapping, LinuxIdMappingBuilder, LinuxMemory, LinuxNamespace,

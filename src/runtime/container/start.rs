@@ -9,7 +9,7 @@ use containerd_client::services::v1::snapshots::MountsRequest;
 use containerd_client::services::v1::{CreateTaskRequest, StartRequest};
 
 use super::{ContainerError, ContainerManager, State, blocking, detached, now_ns};
-use crate::cri::v1::ContainerEventType as Event;
+use crate::cri::api::v1::ContainerEventType as Event;
 use crate::sys::idmap;
 use crate::sys::ns::NsKind;
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use containerd_client::services::v1::snapshots::UsageRequest;
 use futures::StreamExt;
 
-use crate::cri::v1 as cri;
+use crate::cri::api::v1 as cri;
 use crate::runtime::sandbox::stats::SandboxStatsSource;
 use crate::sys::cgroup_files::{self, CgroupUsage};
 use crate::sys::netdev;

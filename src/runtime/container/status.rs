@@ -1,6 +1,6 @@
 //! ContainerStatus and ListContainers, from memory.
 
-use crate::cri::v1 as cri;
+use crate::cri::api::v1 as cri;
 
 use super::{Container, ContainerError, ContainerManager, State};
 

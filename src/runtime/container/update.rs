@@ -9,7 +9,7 @@ use std::sync::Arc;
 use containerd_client::services::v1::UpdateTaskRequest;
 use oci_spec::runtime::LinuxResources;
 
-use crate::cri::v1 as cri;
+use crate::cri::api::v1 as cri;
 
 use super::{Container, ContainerError, ContainerManager, State, detached, spec};
 

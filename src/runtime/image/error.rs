@@ -56,16 +56,16 @@ impl ImageError {
         Self::new(kind, format!("{what}: containerd: {}", status.message()))
     }
 
-    pub fn to_status(&self) -> tonic::Status {
-        let code = match self.kind {
+    /// The gRPC code a CRI client gets for this error.
+    pub fn code(&self) -> tonic::Code {
+        match self.kind {
             ErrorKind::InvalidArgument => tonic::Code::InvalidArgument,
             ErrorKind::NotFound => tonic::Code::NotFound,
             ErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
             ErrorKind::Unavailable => tonic::Code::Unavailable,
             ErrorKind::DeadlineExceeded => tonic::Code::DeadlineExceeded,
             ErrorKind::Internal => tonic::Code::Internal,
-        };
-        tonic::Status::new(code, self.message.clone())
+        }
     }
 }
 

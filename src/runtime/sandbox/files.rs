@@ -1,7 +1,7 @@
 //! The files a sandbox prepares for its containers to mount: resolv.conf,
 //! hostname, hosts. Pure rendering here; the manager writes them.
 
-use crate::cri::v1 as cri;
+use crate::cri::api::v1 as cri;
 
 /// resolv.conf from the pod's DNSConfig; None means "use the node's", as
 /// containerd and CRI-O do when the kubelet passes no DNS config.

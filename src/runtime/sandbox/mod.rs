@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::cri::v1 as cri;
+use crate::cri::api::v1 as cri;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 

@@ -48,8 +48,8 @@ impl UserNamespace {
         (host(&self.uids), host(&self.gids))
     }
 
-    pub fn to_cri(&self) -> crate::cri::v1::UserNamespace {
-        use crate::cri::v1 as cri;
+    pub fn to_cri(&self) -> crate::cri::api::v1::UserNamespace {
+        use crate::cri::api::v1 as cri;
         let cri_maps = |maps: &[IdMapping]| {
             maps.iter()
                 .map(|m| cri::IdMapping {

@@ -2,7 +2,7 @@
 //! cgroupfs driver would make it; here the sandbox does), so its limits are
 //! the pod's resources plus its overhead, written into it.
 
-use crate::cri::v1 as cri;
+use crate::cri::api::v1 as cri;
 
 use super::{SandboxError, SandboxManager, blocking};
 use crate::sys::cgroup_files::{self, LimitError, Limits};

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::cri::v1 as cri;
+use crate::cri::api::v1 as cri;
 
 use super::record::{SandboxRecord, SandboxState};
 use super::{Sandbox, SandboxError, SandboxManager, matches_filter, metadata};

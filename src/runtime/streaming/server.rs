@@ -23,7 +23,7 @@ use super::portforward::{self, Dialer};
 use super::remotecommand::{self, Options, Session};
 use super::spdy;
 use super::tokens::{TOKEN_TTL, TokenCache};
-use crate::cri::v1 as cri;
+use crate::cri::api::v1 as cri;
 use crate::runtime::container::{ContainerError, ContainerManager};
 use crate::runtime::sandbox::SandboxManager;
 use crate::sys::ns::NsKind;
