@@ -33,33 +33,68 @@ fn with_status(mut p: Pod, s: PodStatus) -> Pod {
 fn sandbox(id: &str, created: i64, ready: bool, ip: &str) -> v1::PodSandboxStatus {
     v1::PodSandboxStatus {
         id: id.into(),
-        state: if ready { v1::PodSandboxState::SandboxReady } else { v1::PodSandboxState::SandboxNotready } as i32,
+        state: if ready {
+            v1::PodSandboxState::SandboxReady
+        } else {
+            v1::PodSandboxState::SandboxNotready
+        } as i32,
         created_at: (T0 + created) * SEC,
-        network: Some(v1::PodSandboxNetworkStatus { ip: ip.into(), additional_ips: vec![] }),
+        network: Some(v1::PodSandboxNetworkStatus {
+            ip: ip.into(),
+            additional_ips: vec![],
+        }),
         linux: Some(v1::LinuxPodSandboxStatus {
-            namespaces: Some(v1::Namespace { options: Some(v1::NamespaceOption::default()) }),
+            namespaces: Some(v1::Namespace {
+                options: Some(v1::NamespaceOption::default()),
+            }),
         }),
         ..Default::default()
     }
 }
 
 /// A CRI container: `exit` None is running, Some(code) exited at `created + 5`.
-fn cri(name: &str, attempt: u32, created: i64, exit: Option<i32>, reason: &str) -> v1::ContainerStatus {
+fn cri(
+    name: &str,
+    attempt: u32,
+    created: i64,
+    exit: Option<i32>,
+    reason: &str,
+) -> v1::ContainerStatus {
     v1::ContainerStatus {
         id: format!("{name}-{attempt}"),
-        metadata: Some(v1::ContainerMetadata { name: name.into(), attempt }),
-        state: if exit.is_some() { v1::ContainerState::ContainerExited } else { v1::ContainerState::ContainerRunning }
-            as i32,
+        metadata: Some(v1::ContainerMetadata {
+            name: name.into(),
+            attempt,
+        }),
+        state: if exit.is_some() {
+            v1::ContainerState::ContainerExited
+        } else {
+            v1::ContainerState::ContainerRunning
+        } as i32,
         created_at: (T0 + created) * SEC,
         started_at: (T0 + created + 1) * SEC + 123,
-        finished_at: if exit.is_some() { (T0 + created + 5) * SEC } else { 0 },
+        finished_at: if exit.is_some() {
+            (T0 + created + 5) * SEC
+        } else {
+            0
+        },
         exit_code: exit.unwrap_or(0),
         reason: reason.into(),
-        message: if exit.is_some() { "bye".into() } else { String::new() },
-        image: Some(v1::ImageSpec { image: "docker.io/library/busybox:latest".into(), ..Default::default() }),
+        message: if exit.is_some() {
+            "bye".into()
+        } else {
+            String::new()
+        },
+        image: Some(v1::ImageSpec {
+            image: "docker.io/library/busybox:latest".into(),
+            ..Default::default()
+        }),
         image_ref: "docker.io/library/busybox@sha256:abc".into(),
         labels: HashMap::from([("io.kubernetes.container.name".into(), name.into())]),
-        annotations: HashMap::from([("io.kubernetes.container.restartCount".into(), attempt.to_string())]),
+        annotations: HashMap::from([(
+            "io.kubernetes.container.restartCount".into(),
+            attempt.to_string(),
+        )]),
         ..Default::default()
     }
 }
@@ -74,7 +109,13 @@ struct Inputs {
 
 impl Inputs {
     fn new(sandboxes: Vec<v1::PodSandboxStatus>, containers: Vec<v1::ContainerStatus>) -> Self {
-        Self { sandboxes, containers, waiting: HashMap::new(), readiness: HashMap::new(), startup: HashMap::new() }
+        Self {
+            sandboxes,
+            containers,
+            waiting: HashMap::new(),
+            readiness: HashMap::new(),
+            startup: HashMap::new(),
+        }
     }
     fn status(&self, pod: &Pod, now: i64) -> PodStatus {
         let observed = ObservedPod {
@@ -95,11 +136,20 @@ fn one(restart: &str) -> Pod {
 }
 
 fn cs<'a>(s: &'a PodStatus, name: &str) -> &'a ContainerStatus {
-    s.container_statuses.iter().chain(s.init_container_statuses.iter()).flatten().find(|c| c.name == name).unwrap()
+    s.container_statuses
+        .iter()
+        .chain(s.init_container_statuses.iter())
+        .flatten()
+        .find(|c| c.name == name)
+        .unwrap()
 }
 
 fn cond<'a>(s: &'a PodStatus, t: &str) -> &'a k8s_openapi::api::core::v1::PodCondition {
-    s.conditions.iter().flatten().find(|c| c.type_ == t).unwrap()
+    s.conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == t)
+        .unwrap()
 }
 
 fn ready_sb() -> Vec<v1::PodSandboxStatus> {
@@ -125,8 +175,22 @@ fn running_container_reports_running_with_ips_and_conditions() {
     assert_eq!(c.image, "docker.io/library/busybox:latest");
     assert_eq!(c.image_id, "docker.io/library/busybox@sha256:abc");
     // Times are cut to seconds, as the status manager stores them.
-    assert_eq!(c.state.as_ref().unwrap().running.as_ref().unwrap().started_at, Some(at(2)));
-    let types: Vec<_> = s.conditions.iter().flatten().map(|c| (c.type_.as_str(), c.status.as_str())).collect();
+    assert_eq!(
+        c.state
+            .as_ref()
+            .unwrap()
+            .running
+            .as_ref()
+            .unwrap()
+            .started_at,
+        Some(at(2))
+    );
+    let types: Vec<_> = s
+        .conditions
+        .iter()
+        .flatten()
+        .map(|c| (c.type_.as_str(), c.status.as_str()))
+        .collect();
     assert_eq!(
         types,
         [
@@ -137,7 +201,12 @@ fn running_container_reports_running_with_ips_and_conditions() {
             ("PodScheduled", "True")
         ]
     );
-    assert!(s.conditions.iter().flatten().all(|c| c.last_transition_time == Some(at(10))));
+    assert!(
+        s.conditions
+            .iter()
+            .flatten()
+            .all(|c| c.last_transition_time == Some(at(10)))
+    );
 }
 
 #[test]
@@ -145,13 +214,22 @@ fn nothing_created_yet_is_pending_container_creating() {
     let p = one("Always");
     let s = Inputs::new(vec![], vec![]).status(&p, 0);
     assert_eq!(s.phase.as_deref(), Some("Pending"));
-    let w = cs(&s, "app").state.as_ref().unwrap().waiting.clone().unwrap();
+    let w = cs(&s, "app")
+        .state
+        .as_ref()
+        .unwrap()
+        .waiting
+        .clone()
+        .unwrap();
     assert_eq!(w.reason.as_deref(), Some("ContainerCreating"));
     assert_eq!(cs(&s, "app").image, "busybox");
     assert_eq!(cond(&s, "PodReadyToStartContainers").status, "False");
     let ready = cond(&s, "Ready");
     assert_eq!(ready.reason.as_deref(), Some("ContainersNotReady"));
-    assert_eq!(ready.message.as_deref(), Some("containers with unready status: [app]"));
+    assert_eq!(
+        ready.message.as_deref(),
+        Some("containers with unready status: [app]")
+    );
     assert_eq!(s.pod_ip, None);
 }
 
@@ -177,36 +255,76 @@ fn never_exit_0_succeeds_once_the_sandbox_is_stopped() {
     i.sandboxes = vec![sandbox("sb1", 0, false, "")];
     let s = i.status(&p, 11);
     assert_eq!(s.phase.as_deref(), Some("Succeeded"));
-    let t = cs(&s, "app").state.as_ref().unwrap().terminated.clone().unwrap();
-    assert_eq!((t.exit_code, t.reason.as_deref(), t.message.as_deref()), (0, Some("Completed"), Some("bye")));
+    let t = cs(&s, "app")
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (t.exit_code, t.reason.as_deref(), t.message.as_deref()),
+        (0, Some("Completed"), Some("bye"))
+    );
     assert_eq!(t.started_at, Some(at(2)));
     assert_eq!(t.finished_at, Some(at(6)));
     assert_eq!(t.container_id.as_deref(), Some("containerd://app-0"));
     assert!(!cs(&s, "app").ready);
     assert_eq!(cs(&s, "app").started, Some(false));
     assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("PodCompleted"));
-    assert_eq!(cond(&s, "Initialized").reason.as_deref(), Some("PodCompleted"));
+    assert_eq!(
+        cond(&s, "Initialized").reason.as_deref(),
+        Some("PodCompleted")
+    );
     assert_eq!(cond(&s, "PodReadyToStartContainers").status, "False");
     // The stopped sandbox no longer reports its IP: the pod keeps the one it had.
-    let with_ip = with_status(p.clone(), PodStatus { pod_ip: Some("10.88.0.5".into()), pod_ips: Some(vec![k8s_openapi::api::core::v1::PodIP { ip: "10.88.0.5".into() }]), ..Default::default() });
+    let with_ip = with_status(
+        p.clone(),
+        PodStatus {
+            pod_ip: Some("10.88.0.5".into()),
+            pod_ips: Some(vec![k8s_openapi::api::core::v1::PodIP {
+                ip: "10.88.0.5".into(),
+            }]),
+            ..Default::default()
+        },
+    );
     assert_eq!(i.status(&with_ip, 12).pod_ip.as_deref(), Some("10.88.0.5"));
 }
 
 #[test]
 fn never_exit_3_fails_with_exit_code_and_error() {
     let p = one("Never");
-    let s = Inputs::new(vec![sandbox("sb1", 0, false, "")], vec![cri("app", 0, 1, Some(3), "Error")]).status(&p, 10);
+    let s = Inputs::new(
+        vec![sandbox("sb1", 0, false, "")],
+        vec![cri("app", 0, 1, Some(3), "Error")],
+    )
+    .status(&p, 10);
     assert_eq!(s.phase.as_deref(), Some("Failed"));
-    let t = cs(&s, "app").state.as_ref().unwrap().terminated.clone().unwrap();
+    let t = cs(&s, "app")
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .clone()
+        .unwrap();
     assert_eq!((t.exit_code, t.reason.as_deref()), (3, Some("Error")));
-    assert_eq!(cond(&s, "ContainersReady").reason.as_deref(), Some("PodFailed"));
+    assert_eq!(
+        cond(&s, "ContainersReady").reason.as_deref(),
+        Some("PodFailed")
+    );
 }
 
 #[test]
 fn oom_killed_reason_is_the_cri_one() {
     let p = one("Never");
     let s = Inputs::new(vec![], vec![cri("app", 0, 1, Some(137), "OOMKilled")]).status(&p, 10);
-    let t = cs(&s, "app").state.as_ref().unwrap().terminated.clone().unwrap();
+    let t = cs(&s, "app")
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .clone()
+        .unwrap();
     assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
     assert_eq!(s.phase.as_deref(), Some("Failed"));
 }
@@ -215,12 +333,28 @@ fn oom_killed_reason_is_the_cri_one() {
 fn on_failure_restarts_failures_and_succeeds_on_exit_0() {
     let p = one("OnFailure");
     let failed = Inputs::new(ready_sb(), vec![cri("app", 0, 1, Some(1), "Error")]).status(&p, 10);
-    assert_eq!(failed.phase.as_deref(), Some("Running"), "a failed container restarts");
-    let done = Inputs::new(vec![], vec![cri("app", 1, 10, Some(0), "Completed"), cri("app", 0, 1, Some(1), "Error")])
-        .status(&p, 20);
+    assert_eq!(
+        failed.phase.as_deref(),
+        Some("Running"),
+        "a failed container restarts"
+    );
+    let done = Inputs::new(
+        vec![],
+        vec![
+            cri("app", 1, 10, Some(0), "Completed"),
+            cri("app", 0, 1, Some(1), "Error"),
+        ],
+    )
+    .status(&p, 20);
     assert_eq!(done.phase.as_deref(), Some("Succeeded"));
     assert_eq!(cs(&done, "app").restart_count, 1);
-    let last = cs(&done, "app").last_state.as_ref().unwrap().terminated.clone().unwrap();
+    let last = cs(&done, "app")
+        .last_state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .clone()
+        .unwrap();
     assert_eq!(last.exit_code, 1);
 }
 
@@ -229,9 +363,19 @@ fn always_crash_loop_shows_back_off_last_state_and_restart_count() {
     let p = one("Always");
     let mut i = Inputs::new(
         ready_sb(),
-        vec![cri("app", 2, 30, Some(1), "Error"), cri("app", 1, 20, Some(1), "Error"), cri("app", 0, 1, Some(1), "Error")],
+        vec![
+            cri("app", 2, 30, Some(1), "Error"),
+            cri("app", 1, 20, Some(1), "Error"),
+            cri("app", 0, 1, Some(1), "Error"),
+        ],
     );
-    i.waiting.insert("app".into(), ("CrashLoopBackOff".into(), "back-off 40s restarting failed container=app pod=web_default(u1)".into()));
+    i.waiting.insert(
+        "app".into(),
+        (
+            "CrashLoopBackOff".into(),
+            "back-off 40s restarting failed container=app pod=web_default(u1)".into(),
+        ),
+    );
     let s = i.status(&p, 40);
     assert_eq!(s.phase.as_deref(), Some("Running"));
     let c = cs(&s, "app");
@@ -249,25 +393,54 @@ fn always_crash_loop_shows_back_off_last_state_and_restart_count() {
 #[test]
 fn restarted_container_has_previous_attempt_as_last_state() {
     let p = one("Always");
-    let s = Inputs::new(ready_sb(), vec![cri("app", 0, 1, Some(2), "Error"), cri("app", 1, 20, None, "")]).status(&p, 30);
+    let s = Inputs::new(
+        ready_sb(),
+        vec![
+            cri("app", 0, 1, Some(2), "Error"),
+            cri("app", 1, 20, None, ""),
+        ],
+    )
+    .status(&p, 30);
     let c = cs(&s, "app");
     assert_eq!(c.restart_count, 1);
     assert!(c.state.as_ref().unwrap().running.is_some());
     let last = c.last_state.as_ref().unwrap().terminated.clone().unwrap();
-    assert_eq!((last.exit_code, last.container_id.as_deref()), (2, Some("containerd://app-0")));
+    assert_eq!(
+        (last.exit_code, last.container_id.as_deref()),
+        (2, Some("containerd://app-0"))
+    );
 }
 
 #[test]
 fn waiting_reason_is_ignored_for_a_running_container() {
     let p = one("Always");
     let mut i = Inputs::new(ready_sb(), vec![cri("app", 0, 1, None, "")]);
-    i.waiting.insert("app".into(), ("ErrImagePull".into(), "stale".into()));
-    assert!(cs(&i.status(&p, 5), "app").state.as_ref().unwrap().running.is_some());
+    i.waiting
+        .insert("app".into(), ("ErrImagePull".into(), "stale".into()));
+    assert!(
+        cs(&i.status(&p, 5), "app")
+            .state
+            .as_ref()
+            .unwrap()
+            .running
+            .is_some()
+    );
     let mut fresh = Inputs::new(ready_sb(), vec![]);
-    fresh.waiting.insert("app".into(), ("ErrImagePull".into(), "pull failed".into()));
+    fresh
+        .waiting
+        .insert("app".into(), ("ErrImagePull".into(), "pull failed".into()));
     let s = fresh.status(&p, 5);
-    let w = cs(&s, "app").state.as_ref().unwrap().waiting.clone().unwrap();
-    assert_eq!((w.reason.as_deref(), w.message.as_deref()), (Some("ErrImagePull"), Some("pull failed")));
+    let w = cs(&s, "app")
+        .state
+        .as_ref()
+        .unwrap()
+        .waiting
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (w.reason.as_deref(), w.message.as_deref()),
+        (Some("ErrImagePull"), Some("pull failed"))
+    );
     assert_eq!(s.phase.as_deref(), Some("Pending"));
 }
 
@@ -277,13 +450,22 @@ fn readiness_and_startup_probes_gate_ready_and_started() {
         {"name": "app", "image": "busybox", "readinessProbe": {"exec": {"command": ["true"]}}},
         {"name": "slow", "image": "busybox", "startupProbe": {"exec": {"command": ["true"]}}},
     ]}));
-    let mut i = Inputs::new(ready_sb(), vec![cri("app", 0, 1, None, ""), cri("slow", 0, 1, None, "")]);
+    let mut i = Inputs::new(
+        ready_sb(),
+        vec![cri("app", 0, 1, None, ""), cri("slow", 0, 1, None, "")],
+    );
     let s = i.status(&p, 5);
-    assert!(!cs(&s, "app").ready, "a readiness probe without result is not ready");
+    assert!(
+        !cs(&s, "app").ready,
+        "a readiness probe without result is not ready"
+    );
     assert_eq!(cs(&s, "app").started, Some(true));
     assert_eq!(cs(&s, "slow").started, Some(false));
     assert!(!cs(&s, "slow").ready, "not started is not ready");
-    assert_eq!(cond(&s, "ContainersReady").message.as_deref(), Some("containers with unready status: [app slow]"));
+    assert_eq!(
+        cond(&s, "ContainersReady").message.as_deref(),
+        Some("containers with unready status: [app slow]")
+    );
     i.readiness.insert("app".into(), true);
     i.startup.insert("slow".into(), true);
     let s = i.status(&p, 6);
@@ -307,9 +489,18 @@ fn transition_times_are_kept_while_the_status_is_unchanged() {
     let stopped = Inputs::new(ready_sb(), vec![cri("app", 0, 1, Some(1), "Error")]);
     let third = stopped.status(&p2, 60);
     assert_eq!(cond(&third, "Ready").last_transition_time, Some(at(60)));
-    assert_eq!(cond(&third, "ContainersReady").last_transition_time, Some(at(60)));
-    assert_eq!(cond(&third, "PodScheduled").last_transition_time, Some(at(10)));
-    assert_eq!(cond(&third, "Initialized").last_transition_time, Some(at(10)));
+    assert_eq!(
+        cond(&third, "ContainersReady").last_transition_time,
+        Some(at(60))
+    );
+    assert_eq!(
+        cond(&third, "PodScheduled").last_transition_time,
+        Some(at(10))
+    );
+    assert_eq!(
+        cond(&third, "Initialized").last_transition_time,
+        Some(at(10))
+    );
 }
 
 #[test]
@@ -323,23 +514,38 @@ fn conditions_of_others_stay_and_scheduler_time_is_kept() {
         .unwrap(),
     );
     let s = Inputs::new(ready_sb(), vec![cri("app", 0, 1, None, "")]).status(&p, 10);
-    let types: Vec<_> = s.conditions.iter().flatten().map(|c| c.type_.as_str()).collect();
+    let types: Vec<_> = s
+        .conditions
+        .iter()
+        .flatten()
+        .map(|c| c.type_.as_str())
+        .collect();
     assert_eq!(types[0], "example.com/gate");
     assert_eq!(types.len(), 6);
     assert_eq!(
-        cond(&s, "PodScheduled").last_transition_time.as_ref().unwrap().0.to_string(),
+        cond(&s, "PodScheduled")
+            .last_transition_time
+            .as_ref()
+            .unwrap()
+            .0
+            .to_string(),
         "2023-11-14T22:13:00Z"
     );
 }
 
 #[test]
 fn readiness_gate_not_satisfied_keeps_ready_false() {
-    let p = pod(json!({"containers": [{"name": "app", "image": "busybox"}], "readinessGates": [{"conditionType": "example.com/lb"}]}));
+    let p = pod(
+        json!({"containers": [{"name": "app", "image": "busybox"}], "readinessGates": [{"conditionType": "example.com/lb"}]}),
+    );
     let s = Inputs::new(ready_sb(), vec![cri("app", 0, 1, None, "")]).status(&p, 10);
     assert_eq!(cond(&s, "ContainersReady").status, "True");
     let r = cond(&s, "Ready");
     assert_eq!(r.reason.as_deref(), Some("ReadinessGatesNotReady"));
-    assert_eq!(r.message.as_deref(), Some("corresponding condition of pod readiness gate \"example.com/lb\" does not exist."));
+    assert_eq!(
+        r.message.as_deref(),
+        Some("corresponding condition of pod readiness gate \"example.com/lb\" does not exist.")
+    );
 }
 
 fn with_init(restart: &str) -> Pod {
@@ -353,17 +559,35 @@ fn pending_while_init_containers_run_then_running() {
     let p = with_init("Always");
     let s = Inputs::new(ready_sb(), vec![cri("init1", 0, 1, None, "")]).status(&p, 5);
     assert_eq!(s.phase.as_deref(), Some("Pending"));
-    let names: Vec<_> = s.init_container_statuses.iter().flatten().map(|c| c.name.as_str()).collect();
+    let names: Vec<_> = s
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
     assert_eq!(names, ["init1", "init2"], "init statuses in spec order");
-    let app = cs(&s, "app").state.as_ref().unwrap().waiting.clone().unwrap();
+    let app = cs(&s, "app")
+        .state
+        .as_ref()
+        .unwrap()
+        .waiting
+        .clone()
+        .unwrap();
     assert_eq!(app.reason.as_deref(), Some("PodInitializing"));
     let init = cond(&s, "Initialized");
     assert_eq!(init.reason.as_deref(), Some("ContainersNotInitialized"));
-    assert_eq!(init.message.as_deref(), Some("containers with incomplete status: [init1 init2]"));
+    assert_eq!(
+        init.message.as_deref(),
+        Some("containers with incomplete status: [init1 init2]")
+    );
 
     let s = Inputs::new(
         ready_sb(),
-        vec![cri("init1", 0, 1, Some(0), "Completed"), cri("init2", 0, 7, Some(0), "Completed"), cri("app", 0, 13, None, "")],
+        vec![
+            cri("init1", 0, 1, Some(0), "Completed"),
+            cri("init2", 0, 7, Some(0), "Completed"),
+            cri("app", 0, 13, None, ""),
+        ],
     )
     .status(&p, 20);
     assert_eq!(s.phase.as_deref(), Some("Running"));
@@ -384,7 +608,13 @@ fn failed_init_container_fails_the_pod_under_never_only() {
 
 #[test]
 fn terminal_phase_never_goes_back() {
-    let p = with_status(one("Always"), PodStatus { phase: Some("Failed".into()), ..Default::default() });
+    let p = with_status(
+        one("Always"),
+        PodStatus {
+            phase: Some("Failed".into()),
+            ..Default::default()
+        },
+    );
     let s = Inputs::new(ready_sb(), vec![cri("app", 0, 1, None, "")]).status(&p, 5);
     assert_eq!(s.phase.as_deref(), Some("Failed"));
 }
@@ -407,7 +637,10 @@ fn lost_running_container_is_terminated_unknown() {
     let s = Inputs::new(ready_sb(), vec![]).status(&p2, 20);
     let c = cs(&s, "app");
     let last = c.last_state.as_ref().unwrap().terminated.clone().unwrap();
-    assert_eq!((last.reason.as_deref(), last.exit_code), (Some("ContainerStatusUnknown"), 137));
+    assert_eq!(
+        (last.reason.as_deref(), last.exit_code),
+        (Some("ContainerStatusUnknown"), 137)
+    );
     assert_eq!(c.restart_count, 1);
     assert_eq!(s.phase.as_deref(), Some("Running"), "not back to Pending");
 }
@@ -416,11 +649,25 @@ fn lost_running_container_is_terminated_unknown() {
 fn pod_ip_comes_from_the_newest_ready_sandbox_in_node_family_order() {
     let p = one("Always");
     let mut newest = sandbox("sb2", 100, true, "fd00::5");
-    newest.network.as_mut().unwrap().additional_ips.push(v1::PodIp { ip: "10.88.0.9".into() });
-    let i = Inputs::new(vec![newest, sandbox("sb1", 0, false, "10.88.0.5")], vec![cri("app", 0, 101, None, "")]);
+    newest
+        .network
+        .as_mut()
+        .unwrap()
+        .additional_ips
+        .push(v1::PodIp {
+            ip: "10.88.0.9".into(),
+        });
+    let i = Inputs::new(
+        vec![newest, sandbox("sb1", 0, false, "10.88.0.5")],
+        vec![cri("app", 0, 101, None, "")],
+    );
     let s = i.status(&p, 110);
     let ips: Vec<_> = s.pod_ips.iter().flatten().map(|i| i.ip.as_str()).collect();
-    assert_eq!(ips, ["10.88.0.9", "fd00::5"], "the node is IPv4: its family first");
+    assert_eq!(
+        ips,
+        ["10.88.0.9", "fd00::5"],
+        "the node is IPv4: its family first"
+    );
     assert_eq!(s.pod_ip.as_deref(), Some("10.88.0.9"));
 }
 
@@ -430,7 +677,10 @@ fn host_network_pod_gets_the_node_ip() {
     let mut sb = sandbox("sb1", 0, true, "");
     sb.linux = Some(v1::LinuxPodSandboxStatus {
         namespaces: Some(v1::Namespace {
-            options: Some(v1::NamespaceOption { network: v1::NamespaceMode::Node as i32, ..Default::default() }),
+            options: Some(v1::NamespaceOption {
+                network: v1::NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
         }),
     });
     let s = Inputs::new(vec![sb], vec![cri("app", 0, 1, None, "")]).status(&p, 5);
@@ -469,13 +719,30 @@ fn status_patch_is_a_strategic_merge_patch_with_uid() {
     assert_eq!(st["podIP"], "10.88.0.5");
     assert_eq!(st["podIPs"], json!([{"ip": "10.88.0.5"}]));
     // Conditions merge by type: only the changed ones, plus the order directive.
-    let changed: Vec<_> = st["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
-    assert_eq!(changed, ["PodReadyToStartContainers", "Ready", "ContainersReady"]);
-    assert_eq!(st["conditions"][0], json!({"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": "2023-11-14T22:13:30Z"}));
-    assert_eq!(st["$setElementOrder/conditions"].as_array().unwrap().len(), 5);
+    let changed: Vec<_> = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        changed,
+        ["PodReadyToStartContainers", "Ready", "ContainersReady"]
+    );
+    assert_eq!(
+        st["conditions"][0],
+        json!({"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": "2023-11-14T22:13:30Z"})
+    );
+    assert_eq!(
+        st["$setElementOrder/conditions"].as_array().unwrap().len(),
+        5
+    );
     // Container statuses are atomic: the whole list.
     assert_eq!(st["containerStatuses"].as_array().unwrap().len(), 1);
-    assert!(st.get("startTime").is_none(), "unchanged fields are left out");
+    assert!(
+        st.get("startTime").is_none(),
+        "unchanged fields are left out"
+    );
     assert!(pod_status_patch(&with_status(p, running.clone()), &running).is_none());
 }
 
@@ -483,10 +750,12 @@ fn status_patch_is_a_strategic_merge_patch_with_uid() {
 fn status_patch_removes_and_deletes() {
     let old: PodStatus = serde_json::from_value(json!({
         "phase": "Running", "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}],
-        "conditions": [{"type": "A", "status": "True"}, {"type": "B", "status": "True"}]})).unwrap();
+        "conditions": [{"type": "A", "status": "True"}, {"type": "B", "status": "True"}]}))
+    .unwrap();
     let new: PodStatus = serde_json::from_value(json!({
         "phase": "Running", "podIPs": [{"ip": "10.0.0.1"}],
-        "conditions": [{"type": "A", "status": "True"}]})).unwrap();
+        "conditions": [{"type": "A", "status": "True"}]}))
+    .unwrap();
     let patch = status_patch(&old, &new).unwrap();
     assert_eq!(
         patch,
