@@ -73,10 +73,14 @@ pub fn generated_status(
     let old = pod.status.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
     let cri = containers::sorted_cri(observed);
+    // The kubelet sorts a pod's sandboxes newest first; do not rely on the caller.
+    let mut sandboxes = observed.sandboxes.to_vec();
+    sandboxes.sort_by_key(|sb| std::cmp::Reverse(sb.created_at));
+    let sandboxes = sandboxes.as_slice();
     let mut s = PodStatus::default();
 
     let host_network = spec.host_network.unwrap_or(false);
-    let mut ips = sort_pod_ips(&sandbox_ips(observed.sandboxes), host_ips);
+    let mut ips = sort_pod_ips(&sandbox_ips(sandboxes), host_ips);
     let any_ready = observed
         .sandboxes
         .iter()
@@ -115,7 +119,12 @@ pub fn generated_status(
         true,
     );
     let all: Vec<_> = regular.iter().chain(init.iter()).cloned().collect();
-    let mut phase = phase::get_phase(pod, &all, regular_container_started(pod, observed, &cri));
+    // A deleted pod whose containers and sandbox are stopped is terminal whatever its
+    // restartPolicy (SyncTerminatingPod generates its last status with podIsTerminal).
+    let terminal =
+        pod.metadata.deletion_timestamp.is_some() && !could_have_running_containers(observed);
+    let started = regular_container_started(pod, sandboxes, &cri);
+    let mut phase = phase::get_phase(pod, &all, terminal, started);
 
     // A terminal phase never goes back.
     if !phase::is_terminal(Some(phase)) && phase::is_terminal(old.phase.as_deref()) {
@@ -148,10 +157,7 @@ pub fn generated_status(
         .chain(s.container_statuses.iter().flatten())
         .cloned()
         .collect();
-    conds.push(conditions::ready_to_start_containers(
-        pod,
-        observed.sandboxes,
-    ));
+    conds.push(conditions::ready_to_start_containers(pod, sandboxes));
     conds.push(conditions::initialized(pod, &all_statuses, phase));
     let ready = conditions::pod_ready(pod, &conds, &all_statuses, phase);
     conds.push(ready);
@@ -302,10 +308,10 @@ fn could_have_running_containers(observed: &ObservedPod<'_>) -> bool {
 /// "of the newest sandbox" is "created after it".
 fn regular_container_started(
     pod: &Pod,
-    observed: &ObservedPod<'_>,
+    sandboxes: &[v1::PodSandboxStatus],
     cri: &[containers::CriContainer<'_>],
 ) -> bool {
-    let Some(sandbox) = observed.sandboxes.first() else {
+    let Some(sandbox) = sandboxes.first() else {
         return false;
     };
     let names: Vec<&str> = pod

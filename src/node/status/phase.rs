@@ -16,10 +16,13 @@ pub fn is_terminal(phase: Option<&str>) -> bool {
 }
 
 /// The phase from the API container statuses (init and regular together).
-/// `has_initialized`: a regular container of the current sandbox has started.
+/// `terminal`: the pod is being torn down and nothing of it runs any more, so its
+/// containers will not restart whatever the policy. `has_initialized`: a regular
+/// container of the current sandbox has started.
 pub(crate) fn get_phase(
     pod: &Pod,
     info: &[ContainerStatus],
+    terminal: bool,
     has_initialized: bool,
 ) -> &'static str {
     let Some(spec) = pod.spec.as_ref() else {
@@ -131,6 +134,13 @@ pub(crate) fn get_phase(
         return RUNNING;
     }
     if running == 0 && stopped > 0 && unknown == 0 {
+        if terminal {
+            return if stopped == succeeded {
+                SUCCEEDED
+            } else {
+                FAILED
+            };
+        }
         if stopped != stopped_not_restartable {
             // At least one container is restarting.
             return RUNNING;

@@ -294,3 +294,31 @@ fn sidecar_must_start_before_the_pod_initializes() {
     assert!(cs(&s, "side").ready);
     assert_eq!(cond(&s, "Ready").status, "True");
 }
+
+#[test]
+fn deleted_always_pod_ends_terminal_once_stopped() {
+    let mut p = one("Always");
+    p.metadata.deletion_timestamp = Some(at(5));
+    let stopped = vec![sandbox("sb1", 0, false, "")];
+    let s = Inputs::new(
+        stopped.clone(),
+        vec![cri("app", 0, 1, Some(0), "Completed")],
+    )
+    .status(&p, 10);
+    assert_eq!(s.phase.as_deref(), Some("Succeeded"));
+    let s = Inputs::new(stopped, vec![cri("app", 0, 1, Some(137), "Error")]).status(&p, 10);
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    // Still stopping: not terminal yet.
+    let s = Inputs::new(ready_sb(), vec![cri("app", 0, 1, Some(137), "Error")]).status(&p, 10);
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+}
+
+#[test]
+fn sandboxes_are_taken_newest_first_whatever_the_order_given() {
+    let p = one("Always");
+    let old = sandbox("sb1", 0, false, "10.88.0.5");
+    let new = sandbox("sb2", 100, true, "10.88.0.6");
+    let s = Inputs::new(vec![old, new], vec![cri("app", 0, 101, None, "")]).status(&p, 110);
+    assert_eq!(s.pod_ip.as_deref(), Some("10.88.0.6"));
+    assert_eq!(cond(&s, "PodReadyToStartContainers").status, "True");
+}
