@@ -17,13 +17,18 @@ pub mod labels;
 mod container;
 mod dns;
 mod env;
+mod quantity;
 mod resources;
 mod sandbox;
 mod security;
+#[cfg(test)]
+mod testutil;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 pub use container::container_config;
 pub use env::container_env;
@@ -64,7 +69,7 @@ impl PodSpecError {
 }
 
 /// What is fixed for the node's life.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeContext {
     pub node_name: String,
     /// --cluster-dns / KubeletConfiguration.clusterDNS
@@ -80,6 +85,17 @@ pub struct NodeContext {
     pub pod_logs_dir: PathBuf,
     /// the node's InternalIP(s)
     pub host_ips: Vec<String>,
+    /// the machine's memory (bytes): a Burstable container's oom_score_adj
+    /// is 1000 - 1000 * request / capacity, as the kubelet scores it
+    pub memory_capacity_bytes: u64,
+    /// <root-dir>/seccomp: where `Localhost` seccomp profiles are looked up
+    pub seccomp_profile_root: PathBuf,
+    /// KubeletConfiguration.seccompDefault: RuntimeDefault for containers
+    /// that name no profile (off by default, as in the kubelet)
+    pub seccomp_default: bool,
+    /// the node's allocatable: what a resourceFieldRef reads for a limit the
+    /// container does not set (defaultPodLimitsForDownwardAPI)
+    pub allocatable: BTreeMap<String, Quantity>,
 }
 
 impl Default for NodeContext {
@@ -92,6 +108,10 @@ impl Default for NodeContext {
             cgroup_root: "/".into(),
             pod_logs_dir: PathBuf::from("/var/log/pods"),
             host_ips: Vec::new(),
+            memory_capacity_bytes: 0,
+            seccomp_profile_root: PathBuf::from("/var/lib/kubelet/seccomp"),
+            seccomp_default: false,
+            allocatable: BTreeMap::new(),
         }
     }
 }
@@ -116,4 +136,15 @@ pub struct ContainerContext<'a> {
 pub trait ObjectLookup: Send + Sync {
     async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, String>;
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, String>;
+}
+
+/// format.Pod: how the kubelet names a pod in messages, `name_namespace(uid)`.
+pub fn pod_ref(pod: &Pod) -> String {
+    let m = &pod.metadata;
+    format!(
+        "{}_{}({})",
+        m.name.as_deref().unwrap_or_default(),
+        m.namespace.as_deref().unwrap_or_default(),
+        m.uid.as_deref().unwrap_or_default()
+    )
 }
