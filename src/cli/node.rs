@@ -301,6 +301,9 @@ fn node_config(args: &NodeArgs, file: Option<&KubeletConfiguration>) -> anyhow::
         {
             c.status_report_frequency = d;
         }
+        if let Some(v) = f.seccomp_default {
+            c.seccomp_default = v;
+        }
         if let Some(v) = f.node_lease_duration_seconds {
             c.lease_duration_seconds = v;
         }

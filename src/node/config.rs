@@ -33,6 +33,8 @@ pub struct NodeConfig {
     pub cgroup_root: String,
     pub root_dir: PathBuf,
     pub pod_logs_dir: PathBuf,
+    /// KubeletConfiguration.seccompDefault: RuntimeDefault when a container names none.
+    pub seccomp_default: bool,
     /// Resource name -> quantity held back from allocatable (kube + system reserved).
     pub kube_reserved: BTreeMap<String, String>,
     pub system_reserved: BTreeMap<String, String>,
@@ -64,6 +66,7 @@ impl NodeConfig {
             cgroup_root: "/".to_string(),
             root_dir: "/var/lib/kubelet".into(),
             pod_logs_dir: "/var/log/pods".into(),
+            seccomp_default: false,
             kube_reserved: BTreeMap::new(),
             system_reserved: BTreeMap::new(),
             eviction_hard: default_eviction_hard(),

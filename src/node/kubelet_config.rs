@@ -64,6 +64,7 @@ pub struct KubeletConfiguration {
     pub node_lease_duration_seconds: Option<i32>,
     pub serialize_image_pulls: Option<bool>,
     pub container_runtime_endpoint: Option<String>,
+    pub seccomp_default: Option<bool>,
     /// Every field not listed above, for the caller's warning.
     #[serde(flatten)]
     pub ignored: BTreeMap<String, Value>,

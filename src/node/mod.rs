@@ -69,6 +69,7 @@ impl Agent {
         } else {
             config.node_ips.clone()
         };
+        let resources = machine::MachineResources::read(&config.root_dir);
         let ctx = Arc::new(pods::PodContext {
             client: self.client.clone(),
             runtime: self.runtime.clone(),
@@ -81,6 +82,10 @@ impl Agent {
                 cgroup_root: config.cgroup_root.clone(),
                 pod_logs_dir: config.pod_logs_dir.clone(),
                 host_ips,
+                memory_capacity_bytes: resources.memory_bytes,
+                seccomp_profile_root: config.root_dir.join("seccomp"),
+                seccomp_default: config.seccomp_default,
+                allocatable: node_status::machine_allocatable(&config, &resources),
             },
             lookup: lookup::ApiLookup::new(self.client.clone()),
             events,

@@ -138,6 +138,14 @@ pub fn node_status(
     }
 }
 
+/// What pods may use of the machine (capacity less reserved and eviction).
+pub fn machine_allocatable(
+    config: &NodeConfig,
+    r: &MachineResources,
+) -> BTreeMap<String, Quantity> {
+    allocatable(config, &capacity(config, r))
+}
+
 fn capacity(config: &NodeConfig, r: &MachineResources) -> BTreeMap<String, Quantity> {
     let mut c = BTreeMap::new();
     c.insert("cpu".into(), Quantity(r.cpus.to_string()));
