@@ -460,7 +460,6 @@ impl Drop for NodeAgent {
             let _ = self.kubectl(&[
                 "delete",
                 "pods",
-                "--all",
                 "-A",
                 "--field-selector",
                 &selector,
