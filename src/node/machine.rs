@@ -71,7 +71,7 @@ fn filesystem_bytes(path: &Path) -> Option<u64> {
     // The root dir may not exist yet on a fresh node: measure its parent.
     let existing = path.ancestors().find(|p| p.exists())?;
     let st = nix::sys::statvfs::statvfs(existing).ok()?;
-    Some(st.blocks() as u64 * st.fragment_size() as u64)
+    Some(st.blocks() * st.fragment_size())
 }
 
 /// Bytes as a Kubernetes binary-suffixed quantity when exact (`2Mi`, `1Gi`),

@@ -261,10 +261,8 @@ fn pressure(root_dir: &std::path::Path) -> Pressure {
         memory_available_bytes: meminfo_kib("MemAvailable").map(|k| k * 1024),
         nodefs_available_bytes: fs
             .as_ref()
-            .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64),
-        nodefs_total_bytes: fs
-            .as_ref()
-            .map(|s| s.blocks() as u64 * s.fragment_size() as u64),
+            .map(|s| s.blocks_available() * s.fragment_size()),
+        nodefs_total_bytes: fs.as_ref().map(|s| s.blocks() * s.fragment_size()),
         pids_available: pids_max.zip(running).map(|(m, r)| m.saturating_sub(r)),
         pids_max,
     }

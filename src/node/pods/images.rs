@@ -194,7 +194,7 @@ fn secret_auths(secret: &Secret, host: &str, image: &str) -> Vec<v1::AuthConfig>
             )
         })
         .collect();
-    matching.sort_by(|a, b| b.0.cmp(&a.0));
+    matching.sort_by_key(|m| std::cmp::Reverse(m.0));
     matching.into_iter().map(|(_, a)| a).collect()
 }
 

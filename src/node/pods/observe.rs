@@ -107,7 +107,7 @@ pub async fn observe(runtime: &dyn RuntimeService, uid: &str) -> Result<Observed
         }
     }
     out.sandboxes
-        .sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        .sort_by_key(|s| std::cmp::Reverse(s.created_at));
     let containers = timed(
         "ListContainers",
         runtime.list_containers(v1::ListContainersRequest {
@@ -135,23 +135,6 @@ pub async fn observe(runtime: &dyn RuntimeService, uid: &str) -> Result<Observed
         }
     }
     out.containers
-        .sort_by(|a, b| (attempt(b), b.created_at).cmp(&(attempt(a), a.created_at)));
+        .sort_by_key(|c| std::cmp::Reverse((attempt(c), c.created_at)));
     Ok(out)
-}
-
-/// Every pod UID the runtime holds sandboxes for (orphan detection).
-pub async fn pods_in_runtime(runtime: &dyn RuntimeService) -> Result<Vec<String>, CriError> {
-    let sandboxes = timed(
-        "ListPodSandbox",
-        runtime.list_pod_sandbox(v1::ListPodSandboxRequest { filter: None }),
-    )
-    .await?
-    .items;
-    let mut uids: Vec<String> = sandboxes
-        .iter()
-        .filter_map(|s| labels::parse_sandbox(&s.labels).map(|(_, _, uid)| uid))
-        .collect();
-    uids.sort();
-    uids.dedup();
-    Ok(uids)
 }
