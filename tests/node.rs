@@ -213,11 +213,19 @@ fn node_runs_a_pod_on(plane: &dyn ControlPlane, node: &NodeAgent, pod_network: b
             "{c}"
         );
     }
-    let events = plane.events_of("web");
+    // Events are posted after the fact, by a queue of their own.
     for reason in ["Pulled", "Created", "Started"] {
-        assert!(
-            events.iter().any(|e| e.contains(&format!(" {reason}:"))),
-            "no {reason} event in {events:?}"
+        wait_for(
+            &format!("a {reason} event"),
+            Duration::from_secs(20),
+            || format!("{:?}", plane.events_of("web")),
+            || {
+                plane
+                    .events_of("web")
+                    .iter()
+                    .any(|e| e.contains(&format!(" {reason}:")))
+                    .then_some(())
+            },
         );
     }
 

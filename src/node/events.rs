@@ -4,6 +4,7 @@
 //! is full the event is dropped with a log line, as client-go's broadcaster
 //! drops when its channel is full.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Event, ObjectReference, Pod};
@@ -21,8 +22,22 @@ const POST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct EventRecorder {
-    correlator: Arc<Mutex<EventCorrelator>>,
+    inner: Arc<Mutex<Inner>>,
     queue: mpsc::Sender<EventAction>,
+}
+
+/// At most this many posted names are remembered (then the map restarts:
+/// a later repeat is posted as a new Event, as after a kubelet restart).
+const MAX_NAMES: usize = 4096;
+
+struct Inner {
+    correlator: EventCorrelator,
+    /// The correlator names an Event `<object>.<time>` with the time in whole
+    /// seconds, so two events of one second share a name: each is posted
+    /// under a name of its own, and a repeat's patch is sent to that one.
+    /// Key: (correlator's name, type, reason, field path).
+    names: HashMap<(String, String, String, String), String>,
+    sequence: u64,
 }
 
 impl EventRecorder {
@@ -34,7 +49,11 @@ impl EventRecorder {
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (queue, rx) = mpsc::channel(QUEUE);
         let recorder = Self {
-            correlator: Arc::new(Mutex::new(EventCorrelator::new("kubelet", node_name))),
+            inner: Arc::new(Mutex::new(Inner {
+                correlator: EventCorrelator::new("kubelet", node_name),
+                names: HashMap::new(),
+                sequence: 0,
+            })),
             queue,
         };
         (recorder, post_events(client, rx))
@@ -70,9 +89,58 @@ impl EventRecorder {
     pub fn record(&self, event: NewEvent) {
         tracing::debug!(reason = %event.reason, message = %event.message, "event");
         let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let action = match self.correlator.lock() {
-            Ok(mut c) => c.record(event, now),
-            Err(_) => return,
+        let key = (
+            String::new(),
+            event.type_.clone(),
+            event.reason.clone(),
+            event.involved_object.field_path.clone().unwrap_or_default(),
+        );
+        let object = event.involved_object.name.clone().unwrap_or_default();
+        let action = {
+            let Ok(mut inner) = self.inner.lock() else {
+                return;
+            };
+            let action = inner.correlator.record(event, now);
+            match action {
+                EventAction::Create(mut ev) => {
+                    inner.sequence += 1;
+                    let unique = format!(
+                        "{object}.{:x}",
+                        k8s_openapi::jiff::Timestamp::now().as_nanosecond()
+                            + i128::from(inner.sequence)
+                    );
+                    if inner.names.len() >= MAX_NAMES {
+                        inner.names.clear();
+                    }
+                    let key = (
+                        ev.metadata.name.clone().unwrap_or_default(),
+                        key.1,
+                        key.2,
+                        key.3,
+                    );
+                    inner.names.insert(key, unique.clone());
+                    ev.metadata.name = Some(unique);
+                    EventAction::Create(ev)
+                }
+                EventAction::Patch {
+                    namespace,
+                    name,
+                    count,
+                    last_timestamp,
+                    patch,
+                } => {
+                    let key = (name.clone(), key.1, key.2, key.3);
+                    let name = inner.names.get(&key).cloned().unwrap_or(name);
+                    EventAction::Patch {
+                        namespace,
+                        name,
+                        count,
+                        last_timestamp,
+                        patch,
+                    }
+                }
+                EventAction::Drop => EventAction::Drop,
+            }
         };
         if matches!(action, EventAction::Drop) {
             return;

@@ -455,8 +455,19 @@ impl Drop for NodeAgent {
     fn drop(&mut self) {
         // The node tears its pods down when they are deleted: delete them all
         // (on this node) and wait, so nothing is left in the runtime.
+        let mut log_dirs = vec![];
         if self.is_running() {
             let selector = format!("spec.nodeName={}", self.name);
+            // Their log dirs, which the node removes last.
+            let out = self.kubectl(&[
+                "get", "pods", "-A", "--field-selector", &selector, "-o",
+                "jsonpath={range .items[*]}{.metadata.namespace}_{.metadata.name}_{.metadata.uid}{\"\\n\"}{end}",
+            ]);
+            log_dirs = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(|l| Path::new("/var/log/pods").join(l))
+                .collect();
             let _ = self.kubectl(&[
                 "delete",
                 "pods",
@@ -469,11 +480,16 @@ impl Drop for NodeAgent {
             ]);
             // The last pod's teardown (after its final delete) takes a moment.
             let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline && self.runtime_holds_pods() {
+            while Instant::now() < deadline
+                && (self.runtime_holds_pods() || log_dirs.iter().any(|d| d.exists()))
+            {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
         self.kill9();
+        for d in &log_dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
         let _ = self.kubectl(&["delete", "node", &self.name, "--wait=false"]);
         if self.in_process() {
             remove_namespace(&self.namespace);
