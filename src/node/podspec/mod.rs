@@ -96,6 +96,13 @@ pub struct NodeContext {
     /// the node's allocatable: what a resourceFieldRef reads for a limit the
     /// container does not set (defaultPodLimitsForDownwardAPI)
     pub allocatable: BTreeMap<String, Quantity>,
+    /// the host mounts cgroup v2 (unified); with `swap_controller` it
+    /// decides how swap is turned off for a container (NoSwap, the
+    /// kubelet's default swapBehavior)
+    pub cgroup_v2: bool,
+    /// the kernel has the swap cgroup controller (v2: memory.swap.max
+    /// exists; v1: memory.memsw.*); without it the kubelet leaves swap alone
+    pub swap_controller: bool,
 }
 
 impl Default for NodeContext {
@@ -112,6 +119,8 @@ impl Default for NodeContext {
             seccomp_profile_root: PathBuf::from("/var/lib/kubelet/seccomp"),
             seccomp_default: false,
             allocatable: BTreeMap::new(),
+            cgroup_v2: false,
+            swap_controller: false,
         }
     }
 }
