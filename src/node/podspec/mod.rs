@@ -11,12 +11,14 @@
 //! - `container`: kuberuntime_container.go generateContainerConfig
 //! - `resources`: QoS class, pod cgroups, cpu shares/quota, memory, oom_score_adj
 //! - `security`: security_context.go, kubelet/securitycontext
+//! - `hosts`: the pod's /etc/hosts (ensureHostsFile)
 
 pub mod labels;
 
 mod container;
 mod dns;
 mod env;
+mod hosts;
 mod quantity;
 mod resources;
 mod sandbox;
@@ -30,10 +32,11 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-pub use container::container_config;
+pub use container::{container_config, container_log_path};
 pub use env::container_env;
+pub use hosts::etc_hosts;
 pub use resources::{QosClass, pod_cgroup_parent, qos_class};
-pub use sandbox::sandbox_config;
+pub use sandbox::{container_log_directory, pod_log_directory, sandbox_config};
 
 /// The kubelet's waiting reason when a container's config cannot be built
 /// (missing configmap/secret/key, runAsNonRoot with a root image, bad env).
