@@ -1,7 +1,9 @@
 //! Pod -> CRI translation: what the kubelet's kuberuntime manager hands the
 //! runtime for a pod. Pure: the only I/O is through [`ObjectLookup`] (config
-//! maps and secrets for env) and reading the host resolv.conf for
-//! `dnsPolicy: Default`.
+//! maps and secrets for env) and [`sandbox_config`] reading the host
+//! resolv.conf (for every pod, as the kubelet does: ClusterFirst takes its
+//! search domains from it too; a small blocking read, so call it off the
+//! async executor or accept that).
 //!
 //! Each file mirrors one part of the kubelet v1.36:
 //! - `labels`: kuberuntime/labels.go (CRI labels/annotations, container hash)
