@@ -45,8 +45,20 @@ pub fn container_config(
             security_context: Some(security_context),
         }),
         envs,
+        stop_signal: stop_signal(container),
         ..Default::default()
     })
+}
+
+/// getContainerConfigStopSignal: lifecycle.stopSignal by its CRI name
+/// ("SIGUSR1"); unset or unknown is RUNTIME_DEFAULT (the image's, else TERM).
+fn stop_signal(container: &Container) -> i32 {
+    container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.stop_signal.as_deref())
+        .and_then(v1::Signal::from_str_name)
+        .unwrap_or(v1::Signal::RuntimeDefault) as i32
 }
 
 /// buildContainerLogsPath: relative to the sandbox's log directory.

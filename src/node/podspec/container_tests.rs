@@ -92,6 +92,20 @@ fn full_container_config() {
 }
 
 #[test]
+fn stop_signal_from_lifecycle() {
+    let p = the_pod(json!({"name": "app", "lifecycle": {"stopSignal": "SIGUSR1"}}));
+    assert_eq!(
+        config(&p, None, vec![]).unwrap().stop_signal,
+        v1::Signal::Sigusr1 as i32
+    );
+    let p = the_pod(json!({"name": "app"}));
+    assert_eq!(
+        config(&p, None, vec![]).unwrap().stop_signal,
+        v1::Signal::RuntimeDefault as i32
+    );
+}
+
+#[test]
 fn no_command_leaves_the_image_entrypoint() {
     let p = the_pod(json!({"name": "app", "image": "busybox"}));
     let c = config(&p, None, vec![]).unwrap();

@@ -121,7 +121,9 @@ fn env_name(s: &str) -> String {
 
 /// envvars.FromServices for one service, with the Docker link variables.
 fn from_service(svc: &Service) -> Vec<(String, String)> {
-    let spec = svc.spec.as_ref().expect("filtered on cluster IP");
+    let Some(spec) = svc.spec.as_ref() else {
+        return Vec::new();
+    };
     let ip = spec.cluster_ip.clone().unwrap_or_default();
     let prefix = env_name(svc.metadata.name.as_deref().unwrap_or_default());
     let ports = spec.ports.as_deref().unwrap_or_default();

@@ -1,7 +1,9 @@
 //! Pod -> CRI translation: what the kubelet's kuberuntime manager hands the
 //! runtime for a pod. Pure: the only I/O is through [`ObjectLookup`] (config
-//! maps and secrets for env) and reading the host resolv.conf for
-//! `dnsPolicy: Default`.
+//! maps and secrets for env) and [`sandbox_config`] reading the host
+//! resolv.conf (for every pod, as the kubelet does: ClusterFirst takes its
+//! search domains from it too; a small blocking read, so call it off the
+//! async executor or accept that).
 //!
 //! Each file mirrors one part of the kubelet v1.36:
 //! - `labels`: kuberuntime/labels.go (CRI labels/annotations, container hash)
@@ -11,12 +13,14 @@
 //! - `container`: kuberuntime_container.go generateContainerConfig
 //! - `resources`: QoS class, pod cgroups, cpu shares/quota, memory, oom_score_adj
 //! - `security`: security_context.go, kubelet/securitycontext
+//! - `hosts`: the pod's /etc/hosts (ensureHostsFile)
 
 pub mod labels;
 
 mod container;
 mod dns;
 mod env;
+mod hosts;
 mod quantity;
 mod resources;
 mod sandbox;
@@ -30,10 +34,11 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-pub use container::container_config;
+pub use container::{container_config, container_log_path};
 pub use env::container_env;
+pub use hosts::etc_hosts;
 pub use resources::{QosClass, pod_cgroup_parent, qos_class};
-pub use sandbox::sandbox_config;
+pub use sandbox::{container_log_directory, pod_log_directory, sandbox_config};
 
 /// The kubelet's waiting reason when a container's config cannot be built
 /// (missing configmap/secret/key, runAsNonRoot with a root image, bad env).
@@ -96,6 +101,13 @@ pub struct NodeContext {
     /// the node's allocatable: what a resourceFieldRef reads for a limit the
     /// container does not set (defaultPodLimitsForDownwardAPI)
     pub allocatable: BTreeMap<String, Quantity>,
+    /// the host mounts cgroup v2 (unified); with `swap_controller` it
+    /// decides how swap is turned off for a container (NoSwap, the
+    /// kubelet's default swapBehavior)
+    pub cgroup_v2: bool,
+    /// the kernel has the swap cgroup controller (v2: memory.swap.max
+    /// exists; v1: memory.memsw.*); without it the kubelet leaves swap alone
+    pub swap_controller: bool,
 }
 
 impl Default for NodeContext {
@@ -112,6 +124,8 @@ impl Default for NodeContext {
             seccomp_profile_root: PathBuf::from("/var/lib/kubelet/seccomp"),
             seccomp_default: false,
             allocatable: BTreeMap::new(),
+            cgroup_v2: false,
+            swap_controller: false,
         }
     }
 }

@@ -204,7 +204,23 @@ pub fn container_resources(
         calculate_linux_resources(get(requests, CPU), get(limits, CPU), get(limits, MEMORY));
     out.oom_score_adj = container_oom_score_adj(pod, container, node.memory_capacity_bytes);
     out.hugepage_limits = hugepage_limits(limits);
+    configure_no_swap(&mut out, node);
     out
+}
+
+/// swapConfigurationHelper.ConfigureNoSwap: v1 caps memory+swap at the
+/// memory limit; v2 sets memory.swap.max to 0. Nothing without the
+/// controller.
+fn configure_no_swap(res: &mut v1::LinuxContainerResources, node: &NodeContext) {
+    if !node.swap_controller {
+        return;
+    }
+    if node.cgroup_v2 {
+        res.unified
+            .insert("memory.swap.max".to_string(), "0".to_string());
+    } else {
+        res.memory_swap_limit_in_bytes = res.memory_limit_in_bytes;
+    }
 }
 
 /// The sandbox's resources (calculateSandboxResources) and overhead

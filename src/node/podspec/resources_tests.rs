@@ -226,3 +226,32 @@ fn hugepage_sizes() {
     assert_eq!(hugepage_unit_size(64 << 10), "64KB");
     assert_eq!(hugepage_unit_size(1000), "1000B");
 }
+
+#[test]
+fn swap_is_turned_off_as_the_kubelet_does() {
+    let p = one(json!({"limits": {"memory": "64Mi"}}));
+    let c = first_container(&p);
+    let r = container_resources(&p, c, &node());
+    assert!(
+        r.unified.is_empty() && r.memory_swap_limit_in_bytes == 0,
+        "no controller: untouched"
+    );
+    let v2 = NodeContext {
+        cgroup_v2: true,
+        swap_controller: true,
+        ..node()
+    };
+    let r = container_resources(&p, c, &v2);
+    assert_eq!(
+        r.unified.get("memory.swap.max").map(String::as_str),
+        Some("0")
+    );
+    let v1_node = NodeContext {
+        cgroup_v2: false,
+        swap_controller: true,
+        ..node()
+    };
+    let r = container_resources(&p, c, &v1_node);
+    assert_eq!(r.memory_swap_limit_in_bytes, 64 << 20);
+    assert!(r.unified.is_empty());
+}

@@ -69,6 +69,15 @@ pub fn pod_log_directory(pod: &Pod, node: &NodeContext) -> String {
         .into_owned()
 }
 
+/// BuildContainerLogsDirectory: the pod's log directory / container name
+/// (the kubelet creates it before CreateContainer).
+pub fn container_log_directory(pod: &Pod, container_name: &str, node: &NodeContext) -> String {
+    std::path::Path::new(&pod_log_directory(pod, node))
+        .join(container_name)
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// utilvalidation.IsDNS1123Label, in the validator's words.
 fn dns1123_label_errors(value: &str) -> Vec<String> {
     let mut errs = Vec::new();

@@ -171,4 +171,8 @@ fn custom_logs_dir() {
     };
     let p = pod_with_spec(json!({"containers": [{"name": "c"}]}));
     assert_eq!(pod_log_directory(&p, &n), "/tmp/pods/ns_web_uid-1");
+    assert_eq!(
+        container_log_directory(&p, "c", &n),
+        "/tmp/pods/ns_web_uid-1/c"
+    );
 }
