@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, Pod,
+    ContainerStateWaiting, ContainerStatus, ContainerUser, LinuxContainerUser, Pod,
+    VolumeMountStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -132,6 +133,44 @@ fn has_last_terminated(s: &ContainerStatus) -> bool {
     s.last_state
         .as_ref()
         .is_some_and(|s| s.terminated.is_some())
+}
+
+/// The container's mounts as its status lists them (RecursiveReadOnlyMounts): a
+/// read-only mount says whether it is recursively read-only.
+fn volume_mount_statuses(c: &Container) -> Option<Vec<VolumeMountStatus>> {
+    let mounts = c.volume_mounts.as_ref().filter(|m| !m.is_empty())?;
+    Some(
+        mounts
+            .iter()
+            .map(|m| {
+                let read_only = m.read_only.unwrap_or(false);
+                let rro = match m.recursive_read_only.as_deref() {
+                    Some("Enabled") => "Enabled",
+                    _ => "Disabled",
+                };
+                VolumeMountStatus {
+                    name: m.name.clone(),
+                    mount_path: m.mount_path.clone(),
+                    read_only: read_only.then_some(true),
+                    recursive_read_only: read_only.then(|| rro.to_string()),
+                }
+            })
+            .collect(),
+    )
+}
+
+/// The kubelet appends the message the container wrote to its terminationMessagePath
+/// (or, with FallbackToLogsOnError, its last log lines) to the runtime's message of
+/// an exited container (kuberuntime getPodContainerStatuses). That takes I/O: the
+/// agent reads it and calls this on the CRI status before [`super::pod_status`].
+pub fn add_termination_message(status: &mut v1::ContainerStatus, message: &str) {
+    if message.is_empty() {
+        return;
+    }
+    if !status.message.is_empty() {
+        status.message.push_str(": ");
+    }
+    status.message.push_str(message);
 }
 
 /// A sidecar: an init container with restartPolicy Always (IsRestartableInitContainer).
@@ -265,6 +304,7 @@ pub(crate) fn container_statuses(
             name: c.name.clone(),
             image: c.image.clone().unwrap_or_default(),
             state: Some(waiting(default_reason, "")),
+            volume_mounts: volume_mount_statuses(c),
             ..Default::default()
         };
         if let Some(old) = old.get(c.name.as_str()) {
@@ -315,7 +355,22 @@ pub(crate) fn container_statuses(
         if *count >= 2 {
             continue;
         }
-        let status = convert(cs, old.get(name).copied(), observed.runtime_name);
+        let mut status = convert(cs, old.get(name).copied(), observed.runtime_name);
+        if let Some(spec) = containers.iter().find(|c| c.name == name) {
+            // InPlacePodVerticalScaling (on by default): the allocated resources. The
+            // kubelet shows the runtime's values for a running container where they
+            // differ; as applied by the runtime they are the spec's.
+            status.resources = Some(spec.resources.clone().unwrap_or_default());
+            status.allocated_resources = spec.resources.as_ref().and_then(|r| r.requests.clone());
+        }
+        status.user = cs.status.user.as_ref().map(|u| ContainerUser {
+            linux: u.linux.as_ref().map(|l| LinuxContainerUser {
+                uid: l.uid,
+                gid: l.gid,
+                supplemental_groups: (!l.supplemental_groups.is_empty())
+                    .then(|| l.supplemental_groups.clone()),
+            }),
+        });
         if *count == 0 {
             statuses.insert(name, status);
         } else {

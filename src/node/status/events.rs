@@ -216,6 +216,10 @@ pub struct EventCorrelator {
     spam: Lru<Bucket>,
 }
 
+fn truncate(t: &Time) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(t.0.as_second()).unwrap_or_default())
+}
+
 fn time_key(t: &Time) -> i128 {
     t.0.as_nanosecond()
 }
@@ -265,8 +269,11 @@ impl EventCorrelator {
         .concat()
     }
 
-    /// An Event as the recorder makes it (makeEvent): named `<object>.<unix nanos hex>`.
-    fn make_event(&self, e: &NewEvent, message: &str, now: &Time) -> Event {
+    /// An Event as the recorder makes it (makeEvent): named `<object>.<unix nanos hex>`
+    /// from the precise time (so two events in one second get two names), stamped with
+    /// it cut to seconds as the API stores it.
+    fn make_event(&self, e: &NewEvent, message: &str, precise: &Time) -> Event {
+        let now = &truncate(precise);
         let o = &e.involved_object;
         let namespace = o
             .namespace
@@ -278,7 +285,7 @@ impl EventCorrelator {
                 name: Some(format!(
                     "{}.{:x}",
                     o.name.as_deref().unwrap_or_default(),
-                    time_key(now)
+                    time_key(precise)
                 )),
                 namespace: Some(namespace),
                 ..Default::default()
@@ -302,8 +309,8 @@ impl EventCorrelator {
 
     /// What to send for `event` at `now` (EventCorrelate).
     pub fn record(&mut self, event: NewEvent, now: Time) -> EventAction {
-        let now =
-            Time(k8s_openapi::jiff::Timestamp::from_second(now.0.as_second()).unwrap_or_default());
+        let precise = now;
+        let now = truncate(&precise);
         // EventAggregate: similar events (same source, object, type, reason).
         let aggregate_key = [
             self.object_key(&event),
@@ -345,7 +352,7 @@ impl EventCorrelator {
 
         // eventObserve: a repeat of a posted event bumps its count.
         let last = self.logs.get(&cache_key);
-        let mut ev = self.make_event(&event, &message, &now);
+        let mut ev = self.make_event(&event, &message, &precise);
         if let Some(last) = &last {
             ev.metadata.name = Some(last.name.clone());
             ev.metadata.namespace = Some(last.namespace.clone());

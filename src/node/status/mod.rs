@@ -69,6 +69,8 @@ pub fn generated_status(
     host_ips: &[String],
     now: Time,
 ) -> PodStatus {
+    // Nothing here depends on the time yet; it is in the signature so that callers
+    // pass the same clock to both functions.
     let _ = now;
     let old = pod.status.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
@@ -126,13 +128,11 @@ pub fn generated_status(
     let started = regular_container_started(pod, sandboxes, &cri);
     let mut phase = phase::get_phase(pod, &all, terminal, started);
 
-    // A terminal phase never goes back.
-    if !phase::is_terminal(Some(phase)) && phase::is_terminal(old.phase.as_deref()) {
-        phase = if old.phase.as_deref() == Some(phase::FAILED) {
-            phase::FAILED
-        } else {
-            phase::SUCCEEDED
-        };
+    // Pods are not allowed out of a terminal phase, nor from one to the other.
+    if old.phase.as_deref() == Some(phase::FAILED) {
+        phase = phase::FAILED;
+    } else if old.phase.as_deref() == Some(phase::SUCCEEDED) {
+        phase = phase::SUCCEEDED;
     }
     s.phase = Some(phase.to_string());
     if s.phase == old.phase {

@@ -179,3 +179,19 @@ fn spam_filter_allows_25_then_one_per_five_minutes() {
     other.involved_object.uid = Some("u2".into());
     assert!(matches!(c.record(other, at(301)), EventAction::Create(_)));
 }
+
+#[test]
+fn two_events_in_one_second_get_two_names() {
+    let mut c = EventCorrelator::new("kubelet", "node1");
+    let t1 = Time(Timestamp::from_nanosecond(1_700_000_000_100_000_000).unwrap());
+    let t2 = Time(Timestamp::from_nanosecond(1_700_000_000_200_000_000).unwrap());
+    let (EventAction::Create(a), EventAction::Create(b)) = (
+        c.record(ev(CREATED_CONTAINER, "Created container: app"), t1),
+        c.record(ev(STARTED_CONTAINER, "Started container app"), t2),
+    ) else {
+        panic!("expected two creates")
+    };
+    assert_ne!(a.metadata.name, b.metadata.name);
+    assert_eq!(a.metadata.name.as_deref(), Some("web.17979cfe3c1fe100"));
+    assert_eq!(a.first_timestamp, Some(at(0)), "stamped to the second");
+}

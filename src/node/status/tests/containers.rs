@@ -228,3 +228,59 @@ fn lost_running_container_is_terminated_unknown() {
     assert_eq!(c.restart_count, 1);
     assert_eq!(s.phase.as_deref(), Some("Running"), "not back to Pending");
 }
+
+#[test]
+fn volume_mounts_resources_and_user_as_the_kubelet_lists_them() {
+    let p = pod(json!({"containers": [{"name": "app", "image": "busybox",
+        "resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "64Mi"}},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"},
+                         {"name": "token", "mountPath": "/var/run/secrets", "readOnly": true}]}]}));
+    // The waiting status lists the mounts; the running one carries them over.
+    let pending = Inputs::new(vec![], vec![]).status(&p, 0);
+    let mounts = serde_json::to_value(&cs(&pending, "app").volume_mounts).unwrap();
+    assert_eq!(
+        mounts,
+        json!([{"name": "data", "mountPath": "/data"},
+               {"name": "token", "mountPath": "/var/run/secrets", "readOnly": true, "recursiveReadOnly": "Disabled"}])
+    );
+    let mut c = cri("app", 0, 1, None, "");
+    c.user = Some(v1::ContainerUser {
+        linux: Some(v1::LinuxContainerUser {
+            uid: 1000,
+            gid: 3000,
+            supplemental_groups: vec![3000, 4000],
+        }),
+    });
+    let running = Inputs::new(ready_sb(), vec![c]).status(&with_status(p, pending), 5);
+    let app = cs(&running, "app");
+    assert_eq!(serde_json::to_value(&app.volume_mounts).unwrap(), mounts);
+    assert_eq!(
+        serde_json::to_value(&app.resources).unwrap(),
+        json!({"requests": {"cpu": "250m"}, "limits": {"memory": "64Mi"}})
+    );
+    assert_eq!(
+        serde_json::to_value(&app.allocated_resources).unwrap(),
+        json!({"cpu": "250m"})
+    );
+    assert_eq!(
+        serde_json::to_value(&app.user).unwrap(),
+        json!({"linux": {"uid": 1000, "gid": 3000, "supplementalGroups": [3000, 4000]}})
+    );
+}
+
+#[test]
+fn termination_message_is_appended_to_the_runtime_one() {
+    let mut c = cri("app", 0, 1, Some(1), "Error");
+    crate::node::status::containers::add_termination_message(&mut c, "disk full");
+    assert_eq!(c.message, "bye: disk full");
+    let p = one("Never");
+    let s = Inputs::new(vec![], vec![c]).status(&p, 10);
+    let t = cs(&s, "app")
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .clone()
+        .unwrap();
+    assert_eq!(t.message.as_deref(), Some("bye: disk full"));
+}

@@ -322,3 +322,16 @@ fn sandboxes_are_taken_newest_first_whatever_the_order_given() {
     assert_eq!(s.pod_ip.as_deref(), Some("10.88.0.6"));
     assert_eq!(cond(&s, "PodReadyToStartContainers").status, "True");
 }
+
+#[test]
+fn succeeded_never_turns_failed() {
+    let p = with_status(
+        one("Never"),
+        PodStatus {
+            phase: Some("Succeeded".into()),
+            ..Default::default()
+        },
+    );
+    let s = Inputs::new(vec![], vec![cri("app", 0, 1, Some(1), "Error")]).status(&p, 5);
+    assert_eq!(s.phase.as_deref(), Some("Succeeded"));
+}
