@@ -11,6 +11,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
 
+#[path = "apiserver/protobuf.rs"]
+mod protobuf;
+#[path = "apiserver/storage_node.rs"]
+mod storage_node;
+
 const KUBECTL: &str = "/usr/bin/kubectl";
 const ADMIN_TOKEN: &str = "admin-token";
 const N1_TOKEN: &str = "node1-token";
@@ -1310,7 +1315,17 @@ async fn acknowledged_writes_survive_kill_9() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill -9 in the middle of the writes, once a few are acknowledged
+    // (however slowly a loaded machine makes them).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() <= 5 {
+        assert!(
+            Instant::now() < deadline && !writer.is_finished(),
+            "the write loop acknowledged {} writes in 60s",
+            acked.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     s.kill9();
     let _ = tokio::time::timeout(Duration::from_secs(30), writer).await;
     let acked = acked.lock().unwrap().clone();
@@ -1969,7 +1984,31 @@ async fn fake_kubelet(apiserver_ca: &Path) -> FakeKubelet {
                         let mut resp = http::Response::new(
                             http_body_util::Full::new(bytes::Bytes::new()).boxed_unsync(),
                         );
-                        if path.starts_with("/containerLogs/") && query.contains("follow=true") {
+                        // The kubelet API's stream options (kube-apiserver
+                        // translates kubectl's stdin/stdout/stderr to them).
+                        let pairs: Vec<(String, String)> =
+                            url::form_urlencoded::parse(query.as_bytes())
+                                .into_owned()
+                                .collect();
+                        let one = |k: &str| pairs.iter().any(|(q, v)| q == k && v == "1");
+                        let streams = one("input") || one("output") || one("error");
+                        if (path.starts_with("/exec/") || path.starts_with("/attach/")) && !streams
+                        {
+                            *resp.status_mut() = http::StatusCode::BAD_REQUEST;
+                            *resp.body_mut() = http_body_util::Full::new(bytes::Bytes::from(
+                                "you must specify at least 1 of stdin, stdout, stderr",
+                            ))
+                            .boxed_unsync();
+                        } else if path == "/metrics" {
+                            *resp.body_mut() =
+                                http_body_util::Full::new(bytes::Bytes::from(format!(
+                                    "metrics {query} caller {caller} method {}\n",
+                                    req.method()
+                                )))
+                                .boxed_unsync();
+                        } else if path.starts_with("/containerLogs/")
+                            && query.contains("follow=true")
+                        {
                             // A followed log: one line now, the next in 2 s.
                             let now = futures::stream::once(async {
                                 Ok(hyper::body::Frame::data(bytes::Bytes::from("line 1\n")))
@@ -2193,7 +2232,7 @@ async fn pod_logs_and_exec_are_proxied_to_the_kubelet() {
     assert!(text.starts_with("HTTP/1.1 101"), "{text}");
     assert!(text.to_lowercase().contains("upgrade: spdy/3.1"), "{text}");
     assert!(
-        text.contains("exec /exec/team/web/c?command=sh&command=-c&stdin=true&stdout=true\n"),
+        text.contains("exec /exec/team/web/c?input=1&output=1&command=sh&command=-c\n"),
         "{text}"
     );
     conn.write_all(b"ping 1 2 3").await.unwrap();
@@ -2229,8 +2268,48 @@ async fn pod_logs_and_exec_are_proxied_to_the_kubelet() {
 
     // kubectl exec end to end (WebSocket through the apiserver).
     let out = s.ok(&["exec", "web", "-n", "team", "--", "echo", "hi"]);
-    assert!(out.starts_with("exec ran command=echo&command=hi"), "{out}");
-    assert!(out.contains("stdout=true"), "{out}");
+    assert!(
+        out.starts_with("exec ran output=1&error=1&command=echo&command=hi"),
+        "{out}"
+    );
+
+    // nodes/{name}/proxy: the rest of the path and the query go to the
+    // node's kubelet; a node may not use it.
+    let (code, body) = s
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/nodes/n1/proxy/metrics?x=1",
+            Some(ADMIN_TOKEN),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body,
+        json!("metrics x=1 caller kube-apiserver-kubelet-client method GET\n")
+    );
+    let (code, body) = s
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/nodes/n1:{}/proxy/metrics", kubelet.port),
+            Some(ADMIN_TOKEN),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.as_str().unwrap().contains("method POST"), "{body}");
+    let (code, _) = s
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/nodes/n1/proxy/metrics",
+            Some(N1_TOKEN),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 403);
 
     // exec without an upgrade, and a kubelet that is not there.
     let (code, body) = s

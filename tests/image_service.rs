@@ -428,7 +428,9 @@ async fn a_pull_past_its_deadline_is_deadline_exceeded() {
     require_environment();
     let proxy = RegistryProxy::start(Mode::StallBlobs).await;
     let hosts = registry_config(&[("registry.k8s.io", &proxy.hosts_toml())]);
-    let namespace = format!("deckhand-test-{}-deadline", std::process::id());
+    let namespace = common::cleanup::test_namespace("deadline");
+    // Removed however the test ends.
+    let _namespace = common::cleanup::NamespaceGuard(namespace.clone());
     let containerd = Containerd::connect(std::path::Path::new(CONTAINERD_SOCKET), &namespace)
         .await
         .unwrap();
@@ -462,8 +464,8 @@ async fn a_pull_past_its_deadline_is_deadline_exceeded() {
         "not before the deadline"
     );
     drop(proxy);
-    // The stalled download ends once the proxy is gone; then nothing is left.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The stalled download ends once the proxy is gone; then nothing is
+    // left: the removal retries while the cut-off pull still holds a lease.
     remove_namespace(&namespace);
 }
 
@@ -507,7 +509,7 @@ struct AuthRegistry {
 
 impl AuthRegistry {
     fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = common::cleanup::temp_dir();
         let port = free_port();
         let htpasswd = std::process::Command::new("htpasswd")
             .args(["-Bbn", "alice", "s3cret"])
@@ -526,11 +528,19 @@ impl AuthRegistry {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("docker-registry");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        // Killed on drop from here on, also when a step below fails.
+        let registry = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "docker-registry did not listen on {port} within 30s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
         let copied = std::process::Command::new("skopeo")
             .args([
@@ -548,11 +558,7 @@ impl AuthRegistry {
             .status()
             .unwrap();
         assert!(copied.success(), "skopeo copy into the auth registry");
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
+        registry
     }
 }
 

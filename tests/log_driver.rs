@@ -5,7 +5,42 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Generous for a loaded two-core machine.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The driver, killed if the test fails before it exits.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Waits until `check` holds for the file at `path` (its text, or None
+/// while it is absent), failing with `what` and the last text after WAIT.
+fn wait_for_file(path: &Path, what: &str, check: impl Fn(Option<&str>) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).ok();
+        if check(text.as_deref()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {WAIT:?}; {} holds {text:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 /// Close-on-exec pipes: only what dup2 puts on fds 3-5 reaches the driver
 /// (a stray copy of a write end would keep its reads from ever ending).
@@ -53,7 +88,7 @@ fn output_becomes_cri_log_lines_and_sigusr1_reopens_the_file() {
             Ok(())
         });
     }
-    let mut child = command.spawn().unwrap();
+    let mut child = Driver(command.spawn().unwrap());
     drop((out_r, err_r, ready_w));
 
     // Ready means fd 5 closed: our read end sees EOF.
@@ -66,18 +101,10 @@ fn output_becomes_cri_log_lines_and_sigusr1_reopens_the_file() {
     out.write_all(b"hello\nwor").unwrap();
     err.write_all(b"oops\n").unwrap();
     out.write_all(b"ld\n").unwrap();
-    // Let both lines land before rotating.
-    for _ in 0..100 {
-        if std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .count()
-            == 3
-        {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    // All three lines land before the rotation.
+    wait_for_file(&log, "three lines in the log", |text| {
+        text.is_some_and(|t| t.lines().count() == 3)
+    });
     let rotated = dir.path().join("ctr/0.log.1");
     std::fs::rename(&log, &rotated).unwrap();
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
@@ -86,10 +113,14 @@ fn output_becomes_cri_log_lines_and_sigusr1_reopens_the_file() {
         nix::sys::signal::Signal::SIGUSR1,
     )
     .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    // The driver has reopened once the file is there again (it creates it
+    // at once, before any output).
+    wait_for_file(&log, "the log reopened after SIGUSR1", |text| {
+        text.is_some()
+    });
     out.write_all(b"after rotation\nunfinished").unwrap();
     drop((out, err));
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
 
     let first = std::fs::read_to_string(&rotated).unwrap();

@@ -84,6 +84,40 @@ fn read(path: &Path) -> String {
         .to_string()
 }
 
+/// The cgroup's own CPU counter, in ns: cpuacct.usage on v1, cpu.stat's
+/// usage_usec on v2.
+fn cgroup_cpu_ns(pod: &TestPod, cgroup: &str) -> u64 {
+    if v2() {
+        let stat = read(&pod.cgroup_dir("cpu", cgroup).join("cpu.stat"));
+        let usec = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .unwrap_or_else(|| panic!("no usage_usec in cpu.stat:\n{stat}"));
+        usec.parse::<u64>().unwrap() * 1000
+    } else {
+        read(&pod.cgroup_dir("cpuacct", cgroup).join("cpuacct.usage"))
+            .parse()
+            .unwrap()
+    }
+}
+
+/// The cgroup's own memory usage: memory.usage_in_bytes on v1,
+/// memory.current on v2.
+fn cgroup_memory_bytes(pod: &TestPod, cgroup: &str) -> u64 {
+    let file = if v2() {
+        "memory.current"
+    } else {
+        "memory.usage_in_bytes"
+    };
+    read(&pod.cgroup_dir("memory", cgroup).join(file))
+        .parse()
+        .unwrap()
+}
+
+fn v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
 /// Polls `check` until it holds, or fails with the last value it saw.
 async fn eventually<T: std::fmt::Debug>(
     what: &str,
@@ -156,26 +190,61 @@ async fn a_running_container_and_its_pod_report_cpu_memory_disk_and_network() {
     );
     let cpu = first.cpu.as_ref().expect("cpu");
     assert!(cpu.timestamp > 0);
-    let used = cpu.usage_core_nano_seconds.as_ref().unwrap().value;
-    assert!(used > 0, "{cpu:?}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        cpu.usage_core_nano_seconds.as_ref().unwrap().value > 0,
+        "{cpu:?}"
+    );
+
+    // The figures are the cgroup's own: its CPU counter read just before
+    // and just after a sample brackets the sample's, on v1 and v2 alike.
+    let cgroup = format!("{sandbox}/{busy}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (before, sample, after) = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the busy shell's CPU counter did not move in 30s"
+        );
+        let before = cgroup_cpu_ns(&pod, &cgroup);
+        let sample = container_stats(&mut client, &busy).await;
+        let after = cgroup_cpu_ns(&pod, &cgroup);
+        // A spinning shell's counter moves between two reads of it, unless
+        // the loaded host did not run it at all in between: read again.
+        if after > before {
+            break (before, sample, after);
+        }
+    };
+    let previous = sample.cpu.unwrap();
+    let previous_used = previous.usage_core_nano_seconds.as_ref().unwrap().value;
+    assert!(
+        (before..=after).contains(&previous_used),
+        "stats say {previous_used} ns, the cgroup {before}..{after}"
+    );
+    // The rate is the one between two samples a second apart (however much
+    // of a core the loaded host gave the shell), and never more than the
+    // node has (a quarter of slack for the time between reading the
+    // counter and taking the timestamp).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let second = container_stats(&mut client, &busy).await;
     let cpu = second.cpu.as_ref().unwrap();
-    assert!(cpu.usage_core_nano_seconds.as_ref().unwrap().value > used);
-    // A spinning shell: a good part of a core, never more than the node has.
+    let used = cpu.usage_core_nano_seconds.as_ref().unwrap().value;
+    assert!(
+        used > previous_used,
+        "the busy shell used no CPU in a second"
+    );
+    let expected =
+        (used - previous_used) as f64 / (cpu.timestamp - previous.timestamp) as f64 * 1e9;
     let nano_cores = cpu.usage_nano_cores.as_ref().unwrap().value;
     assert!(
-        (100_000_000..=2_100_000_000).contains(&nano_cores),
-        "{nano_cores} nanocores"
+        (nano_cores as f64 - expected).abs() <= expected * 0.001 + 1.0,
+        "{nano_cores} nanocores, the samples say {expected}"
     );
-    // The figures are the cgroup's own.
-    let memory = pod.cgroup_dir("memory", &format!("{sandbox}/{busy}"));
-    let usage: u64 = read(&memory.join("memory.usage_in_bytes"))
-        .parse()
-        .unwrap_or(0);
-    if Path::new("/sys/fs/cgroup/memory").exists() {
-        assert!(usage > 8_000_000, "{usage}");
-    }
+    let cores = std::thread::available_parallelism().unwrap().get() as f64;
+    assert!(
+        nano_cores > 0 && (nano_cores as f64) <= cores * 1.25e9,
+        "{nano_cores} nanocores on {cores} cores"
+    );
+    let memory = cgroup_memory_bytes(&pod, &cgroup);
+    assert!(memory > 8_000_000, "the cgroup holds {memory} bytes");
 
     // Created but not started: listed, with its layer and no usage.
     let idle_stats = container_stats(&mut client, &idle).await;

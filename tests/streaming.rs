@@ -289,6 +289,11 @@ async fn attach_sees_output_and_feeds_stdin() {
         c.stdin_once = true;
     })
     .await;
+    // An attach shows output from the moment it is made, as the kubelet's
+    // and containerd's do: make sure "started" is already behind that
+    // moment (in the log) rather than racing the log driver for it.
+    let log = pod.logs.path().join("main/0.log");
+    wait_for_log(&log, "stdout F started").await;
 
     let url = client
         .runtime
@@ -313,7 +318,7 @@ async fn attach_sees_output_and_feeds_stdin() {
     stdin.writer.write(b"echo hello; echo oops >&2\n").await;
     let out = read_until(&mut stdout, "hello\n").await;
     // Output from before the attach is not replayed.
-    assert_eq!(out, "hello\n");
+    assert_eq!(out, "hello\n", "attach replayed output from before it");
     read_until(&mut stderr, "oops\n").await;
     // stdin_once: closing our stdin closes the container's; sh exits.
     stdin.writer.close().await;
@@ -459,14 +464,33 @@ async fn bad_streaming_requests_are_refused() {
     remove_sandbox(&mut client, &sandbox).await;
 }
 
-/// No exec FIFOs or processes of ours remain in the container's run dir.
+/// Waits until the CRI log file at `path` holds an entry ending in `entry`
+/// (`<stream> <tag> <content>`).
+async fn wait_for_log(path: &std::path::Path, entry: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if log.lines().any(|l| l.ends_with(entry)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {entry:?} in {} after {WAIT:?}:\n{log}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// No exec FIFOs or processes of ours remain in the container's run dir
+/// (which must exist: the container is running).
 fn assert_no_exec_left(server: &CriServer, container: &str) {
     let dir = server.run_dir().join("containers").join(container);
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        let execs: Vec<_> = entries
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("exec-"))
-            .collect();
-        assert!(execs.is_empty(), "exec dirs left: {execs:?}");
-    }
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("the container's run dir {}: {e}", dir.display()));
+    let execs: Vec<_> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("exec-"))
+        .collect();
+    assert!(execs.is_empty(), "exec dirs left: {execs:?}");
 }

@@ -262,7 +262,16 @@ pub fn authorize(user: &User, a: &Attributes<'_>) -> Result<Decision, ApiError> 
         }
         // Logs and streams are the kubelet's own to serve, not to ask for.
         ("", "pods", "log" | "exec" | "attach" | "portforward") => false,
+        ("", "nodes", "proxy") => false,
         _ if read => true,
+        // Its own CSINode (kube's Node authorizer: get, create, update,
+        // patch, delete).
+        ("storage.k8s.io", "csinodes", "") => {
+            if a.verb == "create" && a.name.is_empty() {
+                return Ok(Decision::IfNamed(node.into()));
+            }
+            matches!(a.verb, "update" | "patch" | "delete") && a.name == node
+        }
         ("", "nodes", _) if a.verb == "create" && a.name.is_empty() => {
             return Ok(Decision::IfNamed(node.into()));
         }

@@ -142,6 +142,15 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "verbs": ["create"],
             }));
         }
+        if k.resource == "nodes" {
+            list.push(json!({
+                "name": "nodes/proxy",
+                "singularName": "",
+                "namespaced": false,
+                "kind": "NodeProxyOptions",
+                "verbs": ["create", "delete", "get", "patch", "update"],
+            }));
+        }
         if k.resource == "pods" {
             list.push(json!({
                 "name": "pods/binding",

@@ -66,7 +66,7 @@ fn respond(ctx: &Ctx, kind: &Kind, status: StatusCode, object: &Value) -> Respon
         );
         json_resp(status, &t)
     } else {
-        json_resp(status, object)
+        ctx.reply(status, object)
     }
 }
 
@@ -230,20 +230,15 @@ pub async fn list(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<B
             "items": items,
         })
     };
-    Ok(json_resp(StatusCode::OK, &body))
+    Ok(ctx.reply(StatusCode::OK, &body))
 }
 
-/// The body as a JSON object; Kubernetes protobuf (what kubectl's typed
-/// clients send) is decoded for the kinds `protobuf` knows.
-fn decode_body(ctx: &Ctx, kind: &Kind) -> Result<Value, ApiError> {
+/// The body, an `api_version` `kind`, as a JSON object; Kubernetes
+/// protobuf (what client-go sends by default) is transcoded.
+fn decode_body(ctx: &Ctx, api_version: &str, kind: &str) -> Result<Value, ApiError> {
     let ct = ctx.content_type.split(';').next().unwrap_or("").trim();
-    if ct == "application/vnd.kubernetes.protobuf" {
-        return crate::apiserver::protobuf::decode(
-            kind.resource,
-            &kind.api_version(),
-            kind.kind,
-            &ctx.body,
-        );
+    if ct == crate::apiserver::protobuf::MEDIA_TYPE {
+        return crate::apiserver::protobuf::decode(&ctx.body, api_version, kind);
     }
     if ct == "application/yaml" {
         return crate::apiserver::patch::yaml_object(&ctx.body);
@@ -346,7 +341,7 @@ fn normalize(
 
 /// A create/update body, decoded and normalized; warnings go to the reply.
 fn decode_normalized(ctx: &mut Ctx, kind: &Kind) -> Result<Value, ApiError> {
-    let body = decode_body(ctx, kind)?;
+    let body = decode_body(ctx, &kind.api_version(), kind.kind)?;
     let (object, warnings) = normalize(kind, field_validation(ctx)?, body)?;
     ctx.warnings.extend(warnings);
     Ok(object)
@@ -1055,6 +1050,8 @@ struct DeleteOptions {
 fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, ApiError> {
     let body: Value = if ctx.body.iter().all(u8::is_ascii_whitespace) {
         json!({})
+    } else if crate::apiserver::protobuf::is_protobuf(&ctx.content_type) {
+        crate::apiserver::protobuf::decode_delete_options(&ctx.body)?
     } else {
         serde_json::from_slice(&ctx.body)
             .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
@@ -1318,7 +1315,7 @@ pub async fn delete_collection(
         })
     })
     .await?;
-    Ok(json_resp(
+    Ok(ctx.reply(
         StatusCode::OK,
         &json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.api_version(),
                 "metadata": {}, "items": items}),
@@ -1327,7 +1324,7 @@ pub async fn delete_collection(
 
 /// POST pods/<name>/binding: the scheduler's way to put a pod on a node.
 pub async fn bind(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<Body>, ApiError> {
-    let body = decode_body(ctx, resources::by_name("pods").unwrap_or(t.kind))?;
+    let body = decode_body(ctx, "v1", "Binding")?;
     let node = body["target"]["name"].as_str().unwrap_or("").to_string();
     if node.is_empty() {
         return Err(ApiError::invalid(
@@ -1367,7 +1364,7 @@ pub async fn bind(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<B
         })
     })
     .await?;
-    Ok(json_resp(
+    Ok(ctx.reply(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                 "details": {"name": name, "kind": "pods"}, "code": 201}),

@@ -42,6 +42,8 @@ pub struct Ctx {
     pub body: Bytes,
     pub content_type: String,
     pub table: bool,
+    /// Answer in Kubernetes protobuf (the client asked for it first).
+    pub protobuf: bool,
     pub warnings: Vec<String>,
     /// Set when a node may act only on pods bound to it.
     pub pod_node: Option<String>,
@@ -91,8 +93,27 @@ pub fn json(status: StatusCode, body: &Value) -> Response<Body> {
     )
 }
 
-pub fn error(err: &ApiError) -> Response<Body> {
-    json(err.code(), &err.status())
+/// A body in the negotiated format: protobuf when the client asked for it
+/// first, else JSON.
+pub fn reply(protobuf: bool, status: StatusCode, body: &Value) -> Response<Body> {
+    if protobuf {
+        match crate::apiserver::protobuf::encode(body) {
+            Ok(bytes) => return full(status, crate::apiserver::protobuf::MEDIA_TYPE, bytes),
+            Err(err) => tracing::warn!(error = %err, "cannot encode protobuf; answering in JSON"),
+        }
+    }
+    json(status, body)
+}
+
+impl Ctx {
+    /// An object or list reply, as a Table or in the negotiated format.
+    pub fn reply(&self, status: StatusCode, body: &Value) -> Response<Body> {
+        reply(self.protobuf && !self.table, status, body)
+    }
+}
+
+pub fn error(err: &ApiError, protobuf: bool) -> Response<Body> {
+    reply(protobuf, err.code(), &err.status())
 }
 
 fn wants_table(accept: &str) -> bool {
@@ -122,6 +143,11 @@ pub async fn handle(
 ) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let protobuf = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(crate::apiserver::protobuf::wants_protobuf);
     let result = route(state, cert_user, req).await;
     match result {
         Ok(resp) => {
@@ -135,7 +161,7 @@ pub async fn handle(
             } else {
                 tracing::debug!(%method, %path, status, error = %err, "request refused");
             }
-            error(&err)
+            error(&err, protobuf)
         }
     }
 }
@@ -293,6 +319,7 @@ async fn route(
         .unwrap_or("")
         .to_string();
     let query: HashMap<String, String> = query_pairs(req.uri());
+    let protobuf = crate::apiserver::protobuf::wants_protobuf(&accept);
 
     // Swagger 2 is served as JSON only; client-go's protobuf-only request
     // gets 406 and does without (as with a server that has no v2).
@@ -313,7 +340,7 @@ async fn route(
             reviews::token_review(s, &user, &content_type, &body)
         })
         .await?;
-        return Ok(json(StatusCode::CREATED, &review));
+        return Ok(reply(protobuf, StatusCode::CREATED, &review));
     }
     if method == Method::POST && reviews::matches(&path) {
         let body = read_body(req).await?;
@@ -322,17 +349,19 @@ async fn route(
                 .ok_or(ApiError::NoRoute)?
         })
         .await?;
-        return Ok(json(StatusCode::CREATED, &review));
+        return Ok(reply(protobuf, StatusCode::CREATED, &review));
     }
 
     let (target, collection) = parse_path(&path)?;
-    if target.kind.resource == "pods"
-        && kubelet_proxy::SUBRESOURCES.contains(&target.subresource.as_str())
+    let node_proxy = target.kind.resource == "nodes" && target.subresource == "proxy";
+    if node_proxy
+        || target.kind.resource == "pods"
+            && kubelet_proxy::SUBRESOURCES.contains(&target.subresource.as_str())
     {
-        let allowed = if target.subresource == "log" {
-            method == Method::GET
-        } else {
-            method == Method::GET || method == Method::POST
+        let allowed = match target.subresource.as_str() {
+            "log" => method == Method::GET,
+            "proxy" => true,
+            _ => method == Method::GET || method == Method::POST,
         };
         if !allowed {
             return Err(ApiError::MethodNotAllowed(format!(
@@ -340,9 +369,9 @@ async fn route(
             )));
         }
         let attrs = Attributes {
-            verb: kubelet_proxy::verb(&target.subresource),
+            verb: kubelet_proxy::verb(&target.subresource, &method),
             group: "",
-            resource: "pods",
+            resource: target.kind.resource,
             subresource: &target.subresource,
             namespace: &target.namespace,
             name: &target.name,
@@ -352,9 +381,9 @@ async fn route(
         }
         return kubelet_proxy::proxy(&state, target, req).await;
     }
-    if !accepts_json(&accept) {
+    if !accepts_json(&accept) && !protobuf {
         return Err(ApiError::NotAcceptable(format!(
-            "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io (got {accept})"
+            "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io, application/vnd.kubernetes.protobuf (got {accept})"
         )));
     }
     let body = read_body(req).await?;
@@ -380,6 +409,7 @@ async fn route(
         body,
         content_type,
         table: wants_table(&accept),
+        protobuf,
         warnings: Vec::new(),
         pod_node,
         create_name,
@@ -528,6 +558,8 @@ pub fn parse_path(path: &str) -> Result<(Target, bool), ApiError> {
             }
             (kind, "", *name, *sub)
         }
+        // nodes/{name}/proxy/{path...}: the rest goes to the kubelet.
+        [r @ "nodes", name, sub @ "proxy", ..] if group.is_empty() => (lookup(r)?, "", *name, *sub),
         _ => return Err(ApiError::NoRoute),
     };
     let sub_ok = match sub {
@@ -536,6 +568,7 @@ pub fn parse_path(path: &str) -> Result<(Target, bool), ApiError> {
         "binding" => kind.resource == "pods",
         "token" => kind.resource == "serviceaccounts",
         s if kubelet_proxy::SUBRESOURCES.contains(&s) => kind.resource == "pods",
+        "proxy" => kind.resource == "nodes",
         _ => false,
     };
     if !sub_ok {
@@ -638,6 +671,13 @@ mod tests {
         assert!(parse_path("/api/v1/namespaces/default/configmaps/p/exec").is_err());
         assert!(parse_path("/api/v1/namespaces/default/pods/p/shell").is_err());
         assert!(parse_path("/api/v2/pods").is_err());
+        let (t, _) = parse_path("/api/v1/nodes/n1/proxy/metrics/cadvisor").unwrap();
+        assert_eq!(
+            (t.kind.resource, t.name.as_str(), t.subresource.as_str()),
+            ("nodes", "n1", "proxy")
+        );
+        assert!(parse_path("/api/v1/nodes/n1/proxy").is_ok());
+        assert!(parse_path("/api/v1/nodes/n1/logs/x").is_err());
     }
 
     #[test]

@@ -1,5 +1,10 @@
-//! pods/log, pods/exec, pods/attach and pods/portforward: proxied to the
-//! kubelet of the pod's node, as kube-apiserver does. The node's address is
+//! pods/log, pods/exec, pods/attach, pods/portforward and nodes/proxy:
+//! proxied to the kubelet of the pod's (or the named) node, as
+//! kube-apiserver does. Exec, attach and port-forward options are
+//! translated to the kubelet API's names (`stdin=true` -> `input=1`, ...,
+//! `ports` -> `port`), as kube-apiserver's ExecLocation / AttachLocation /
+//! PortForwardLocation do; nodes/proxy passes the rest of the path and the
+//! query through. The node's address is
 //! its InternalIP (else Hostname) and its kubelet port
 //! `status.daemonEndpoints.kubeletEndpoint.Port`; the connection is HTTPS
 //! with this server's kubelet-client certificate. Logs are streamed back as
@@ -48,12 +53,72 @@ const LOG_PARAMS: &[&str] = &[
 
 /// The verb a proxied subresource is authorized as: reading logs is a get;
 /// exec, attach and port-forward are creates whatever the method (kube
-/// checks create for WebSocket GETs too).
-pub fn verb(subresource: &str) -> &'static str {
-    if subresource == "log" {
-        "get"
+/// checks create for WebSocket GETs too); nodes/proxy goes by the method.
+pub fn verb(subresource: &str, method: &http::Method) -> &'static str {
+    match subresource {
+        "log" => "get",
+        "proxy" => match *method {
+            http::Method::POST => "create",
+            http::Method::PUT => "update",
+            http::Method::PATCH => "patch",
+            http::Method::DELETE => "delete",
+            _ => "get",
+        },
+        _ => "create",
+    }
+}
+
+/// A query flag as kube's parameter codec reads a bool: present and not
+/// "0" or "false" (any case) is true.
+fn truthy(v: &str) -> bool {
+    !(v == "0" || v.eq_ignore_ascii_case("false"))
+}
+
+/// PodExecOptions / PodAttachOptions as the kubelet API names them
+/// (kube-apiserver's streamParams): stdin/stdout/stderr/tty become
+/// input/output/error/tty=1, commands (exec only) stay `command`.
+fn stream_params(query: &[(String, String)], exec: bool) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (from, to) in [
+        ("stdin", "input"),
+        ("stdout", "output"),
+        ("stderr", "error"),
+        ("tty", "tty"),
+    ] {
+        // The first value counts, as in Go's conversion of a []string.
+        if query
+            .iter()
+            .find(|(k, _)| k == from)
+            .is_some_and(|(_, v)| truthy(v))
+        {
+            out.push((to.to_string(), "1".to_string()));
+        }
+    }
+    if exec {
+        out.extend(
+            query
+                .iter()
+                .filter(|(k, _)| k == "command")
+                .map(|(_, v)| ("command".to_string(), v.clone())),
+        );
+    }
+    out
+}
+
+/// PodPortForwardOptions' `ports` (repeated or comma-separated) as the
+/// kubelet's one `port` list.
+fn port_params(query: &[(String, String)]) -> Vec<(String, String)> {
+    let ports: Vec<&str> = query
+        .iter()
+        .filter(|(k, _)| k == "ports")
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if ports.is_empty() {
+        Vec::new()
     } else {
-        "create"
+        vec![("port".to_string(), ports.join(","))]
     }
 }
 
@@ -184,7 +249,7 @@ async fn kubelet_target(
         .filter(|v| !v.is_empty());
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let (ns, name) = (enc(&t.namespace), enc(&t.name));
-    let (path, params): (String, Vec<&(String, String)>) = match t.subresource.as_str() {
+    let (path, params): (String, Vec<(String, String)>) = match t.subresource.as_str() {
         "log" => {
             check_log_query(query)?;
             let c = enc(container(&pod, requested, &t.name)?);
@@ -193,19 +258,18 @@ async fn kubelet_target(
                 query
                     .iter()
                     .filter(|(k, _)| LOG_PARAMS.contains(&k.as_str()))
+                    .cloned()
                     .collect(),
             )
         }
-        "portforward" => (
-            format!("/portForward/{ns}/{name}"),
-            query.iter().filter(|(k, _)| k == "ports").collect(),
-        ),
+        "portforward" => (format!("/portForward/{ns}/{name}"), port_params(query)),
         sub => {
             let c = enc(container(&pod, requested, &t.name)?);
-            let dir = if sub == "exec" { "exec" } else { "attach" };
+            let exec = sub == "exec";
+            let dir = if exec { "exec" } else { "attach" };
             (
                 format!("/{dir}/{ns}/{name}/{c}"),
-                query.iter().filter(|(k, _)| k != "container").collect(),
+                stream_params(query, exec),
             )
         }
     };
@@ -265,13 +329,60 @@ fn forwarded(name: &header::HeaderName) -> bool {
     ) && !name.as_str().starts_with("impersonate-")
 }
 
+/// nodes/{name}/proxy/{path}: the node's kubelet, the path after `proxy`
+/// and the query as given. A name may carry a port (`n1:10250`).
+async fn node_proxy_target(
+    state: &Arc<State>,
+    t: &Target,
+    uri: &http::Uri,
+) -> Result<(String, u16, String), ApiError> {
+    let (node_name, port_override) = match t.name.rsplit_once(':') {
+        Some((n, p)) => (
+            n.to_string(),
+            Some(
+                p.parse::<u16>()
+                    .map_err(|_| bad(format!("invalid port in node name {:?}", t.name)))?,
+            ),
+        ),
+        None => (t.name.clone(), None),
+    };
+    let key = object_key("", "nodes", "", &node_name);
+    let name2 = node_name.clone();
+    let node = blocking(state, move |s| {
+        s.store
+            .get(&key)?
+            .ok_or_else(|| ApiError::not_found("", "nodes", &name2))
+    })
+    .await?;
+    let (host, port) = kubelet_endpoint(&node).ok_or_else(|| {
+        ApiError::Internal(format!("node {node_name} has no address for its kubelet"))
+    })?;
+    let prefix = format!("/api/v1/nodes/{}/proxy", t.name);
+    let rest = uri.path().strip_prefix(&prefix).unwrap_or("");
+    let mut path = if rest.starts_with('/') {
+        rest.to_string()
+    } else {
+        format!("/{rest}")
+    };
+    if let Some(q) = uri.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    Ok((host, port_override.unwrap_or(port), path))
+}
+
 pub async fn proxy(
     state: &Arc<State>,
     t: Target,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let query: Vec<(String, String)> = query_pairs(req.uri());
-    let (host, port, path) = kubelet_target(state, &t, &query).await?;
+    let node_proxy = t.kind.resource == "nodes";
+    let (host, port, path) = if node_proxy {
+        node_proxy_target(state, &t, req.uri()).await?
+    } else {
+        let query: Vec<(String, String)> = query_pairs(req.uri());
+        kubelet_target(state, &t, &query).await?
+    };
     let upgrading = req
         .headers()
         .get(header::UPGRADE)
@@ -281,7 +392,7 @@ pub async fn proxy(
             "connection upgrades (exec, attach, portforward) need HTTP/1.1".into(),
         ));
     }
-    if t.subresource != "log" && !upgrading {
+    if !node_proxy && t.subresource != "log" && !upgrading {
         return Err(bad(
             "Upgrade request required: exec, attach and portforward need a SPDY or WebSocket upgrade".into(),
         ));
@@ -346,7 +457,11 @@ pub async fn proxy(
         .map(Ok::<_, std::convert::Infallible>);
     let mut out = Response::new(BodyExt::boxed(StreamBody::new(frames)));
     *out.status_mut() = parts.status;
-    for name in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
+    for name in [
+        header::CONTENT_TYPE,
+        header::CACHE_CONTROL,
+        header::CONTENT_ENCODING,
+    ] {
         if let Some(v) = parts.headers.get(&name) {
             out.headers_mut().insert(name, v.clone());
         }
@@ -378,5 +493,46 @@ mod tests {
         assert!(check_log_query(&q("tailLines", "0")).is_ok());
         assert!(check_log_query(&q("tailLines", "-1")).is_err());
         assert!(check_log_query(&q("limitBytes", "x")).is_err());
+    }
+
+    /// kubectl's exec/attach/port-forward options, in the kubelet's names.
+    #[test]
+    fn stream_options_are_translated() {
+        let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let exec = q(&[
+            ("command", "sh"),
+            ("command", "-c"),
+            ("container", "c"),
+            ("stdin", "false"),
+            ("stdout", "true"),
+            ("stderr", "1"),
+            ("tty", "0"),
+        ]);
+        assert_eq!(
+            stream_params(&exec, true),
+            q(&[
+                ("output", "1"),
+                ("error", "1"),
+                ("command", "sh"),
+                ("command", "-c")
+            ])
+        );
+        let attach = q(&[("stdin", "true"), ("tty", "TRUE"), ("command", "x")]);
+        assert_eq!(
+            stream_params(&attach, false),
+            q(&[("input", "1"), ("tty", "1")])
+        );
+        assert_eq!(
+            port_params(&q(&[("ports", "80,443"), ("ports", "8080")])),
+            q(&[("port", "80,443,8080")])
+        );
+        assert!(port_params(&[]).is_empty());
+        assert_eq!(verb("proxy", &http::Method::DELETE), "delete");
+        assert_eq!(verb("exec", &http::Method::GET), "create");
     }
 }

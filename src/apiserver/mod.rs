@@ -3,7 +3,9 @@
 //! store, discovery, OpenAPI (enough for kubectl) and server-side tables.
 //!
 //! Modules, one concern each: `store` (redb + revisions + watch fan-out),
-//! `resources` (kinds and their hooks), `http` (routing, negotiation),
+//! `resources` (kinds and their hooks), `storage_node` (the storage.k8s.io
+//! and node.k8s.io kinds' defaults and checks), `protobuf` (Kubernetes
+//! protobuf bodies), `http` (routing, negotiation),
 //! `handlers` (verbs), `watch`, `patch`, `selectors`, `table`, `discovery`,
 //! `auth` (authn/authz), `pki` (certificates, kubeconfig), `error` (Status).
 
@@ -22,6 +24,7 @@ pub mod resources;
 pub mod reviews;
 pub mod sa_token;
 pub mod selectors;
+pub mod storage_node;
 pub mod store;
 pub mod table;
 pub mod watch;

@@ -80,7 +80,9 @@ use k8s_openapi::api::coordination::v1 as coordination;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::api::events::v1 as events;
+use k8s_openapi::api::node::v1 as node;
 use k8s_openapi::api::rbac::v1 as rbac;
+use k8s_openapi::api::storage::v1 as storage;
 
 pub static KINDS: &[Kind] = &[
     Kind {
@@ -320,6 +322,71 @@ pub static KINDS: &[Kind] = &[
         schema: schema::<rbac::ClusterRoleBinding>,
         field_labels: &[],
     },
+    Kind {
+        group: "storage.k8s.io",
+        version: "v1",
+        resource: "storageclasses",
+        kind: "StorageClass",
+        singular: "storageclass",
+        namespaced: false,
+        short_names: &["sc"],
+        status: false,
+        roundtrip: roundtrip::<storage::StorageClass>,
+        schema: schema::<storage::StorageClass>,
+        field_labels: &[],
+    },
+    Kind {
+        group: "storage.k8s.io",
+        version: "v1",
+        resource: "csidrivers",
+        kind: "CSIDriver",
+        singular: "csidriver",
+        namespaced: false,
+        short_names: &[],
+        status: false,
+        roundtrip: roundtrip::<storage::CSIDriver>,
+        schema: schema::<storage::CSIDriver>,
+        field_labels: &[],
+    },
+    Kind {
+        group: "storage.k8s.io",
+        version: "v1",
+        resource: "csinodes",
+        kind: "CSINode",
+        singular: "csinode",
+        namespaced: false,
+        short_names: &[],
+        status: false,
+        roundtrip: roundtrip::<storage::CSINode>,
+        schema: schema::<storage::CSINode>,
+        field_labels: &[],
+    },
+    Kind {
+        group: "storage.k8s.io",
+        version: "v1",
+        resource: "volumeattachments",
+        kind: "VolumeAttachment",
+        singular: "volumeattachment",
+        namespaced: false,
+        short_names: &[],
+        status: true,
+        roundtrip: roundtrip::<storage::VolumeAttachment>,
+        schema: schema::<storage::VolumeAttachment>,
+        field_labels: &[],
+    },
+    Kind {
+        group: "node.k8s.io",
+        version: "v1",
+        resource: "runtimeclasses",
+        kind: "RuntimeClass",
+        singular: "runtimeclass",
+        namespaced: false,
+        short_names: &[],
+        status: false,
+        roundtrip: roundtrip::<node::RuntimeClass>,
+        schema: schema::<node::RuntimeClass>,
+        field_labels: &[],
+    },
 ];
 
 pub fn lookup(group: &str, version: &str, resource: &str) -> Option<&'static Kind> {
@@ -419,7 +486,7 @@ pub fn apply_defaults(kind: &Kind, object: &mut Value) {
             }
         }
         "services" => default_service(object),
-        _ => {}
+        _ => crate::apiserver::storage_node::apply_defaults(kind, object),
     }
 }
 
@@ -551,7 +618,7 @@ fn is_label_chars(s: &str, max: usize) -> bool {
         && !s.ends_with('-')
 }
 
-fn cause(reason: &'static str, field: &str, message: impl Into<String>) -> Cause {
+pub(crate) fn cause(reason: &'static str, field: &str, message: impl Into<String>) -> Cause {
     Cause {
         reason: match reason {
             "required" => "FieldValueRequired",
@@ -607,6 +674,7 @@ pub fn validate(kind: &Kind, object: &Value) -> Vec<Cause> {
     if kind.resource.ends_with("rolebindings") {
         validate_binding(kind, object, &mut causes);
     }
+    crate::apiserver::storage_node::validate(kind, object, &mut causes);
     causes
 }
 

@@ -66,7 +66,7 @@ pub fn handle(
     if content_type.starts_with("application/vnd.kubernetes.protobuf") {
         let api_version = format!("{group}/{version}");
         return Some(
-            crate::apiserver::protobuf::decode(resource, &api_version, kind, body)
+            crate::apiserver::protobuf::decode(body, &api_version, kind)
                 .and_then(|v| answer(reader, &review, user, v.to_string().as_bytes())),
         );
     }
@@ -94,12 +94,7 @@ pub fn token_review(
     };
     auth::authorize_with(&state.store, user, &me)?;
     let req: Value = if content_type.starts_with("application/vnd.kubernetes.protobuf") {
-        crate::apiserver::protobuf::decode(
-            "tokenreviews",
-            "authentication.k8s.io/v1",
-            "TokenReview",
-            body,
-        )?
+        crate::apiserver::protobuf::decode(body, "authentication.k8s.io/v1", "TokenReview")?
     } else {
         serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("invalid TokenReview: {e}")))?

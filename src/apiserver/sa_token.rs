@@ -24,7 +24,7 @@ use crate::apiserver::State;
 use crate::apiserver::auth::User;
 use crate::apiserver::error::{ApiError, Cause};
 use crate::apiserver::handlers::blocking;
-use crate::apiserver::http::{Body, Ctx, Target, json as json_resp};
+use crate::apiserver::http::{Body, Ctx, Target};
 use crate::apiserver::store::{Store, object_key};
 
 /// kube's bounds on a requested token lifetime.
@@ -258,12 +258,7 @@ fn invalid(name: &str, field: &str, message: String) -> ApiError {
 fn decode(ctx: &Ctx) -> Result<Value, ApiError> {
     let ct = ctx.content_type.split(';').next().unwrap_or("").trim();
     let body = if ct == "application/vnd.kubernetes.protobuf" {
-        crate::apiserver::protobuf::decode(
-            "tokenrequests",
-            "authentication.k8s.io/v1",
-            "TokenRequest",
-            &ctx.body,
-        )?
+        crate::apiserver::protobuf::decode(&ctx.body, "authentication.k8s.io/v1", "TokenRequest")?
     } else if ctx.body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
@@ -443,7 +438,7 @@ pub async fn request(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Respons
     if !bound_ref_out.is_null() {
         out_spec["boundObjectRef"] = bound_ref_out;
     }
-    Ok(json_resp(
+    Ok(ctx.reply(
         StatusCode::CREATED,
         &json!({
             "kind": "TokenRequest",

@@ -59,6 +59,31 @@ fn columns(resource: &str) -> Vec<Col> {
         ],
         "endpoints" => vec![col("Endpoints", "string", 0), col("Age", "string", 0)],
         "leases" => vec![col("Holder", "string", 0), col("Age", "string", 0)],
+        "storageclasses" => vec![
+            col("Provisioner", "string", 0),
+            col("ReclaimPolicy", "string", 0),
+            col("VolumeBindingMode", "string", 0),
+            col("AllowVolumeExpansion", "string", 0),
+            col("Age", "string", 0),
+        ],
+        "csidrivers" => vec![
+            col("AttachRequired", "boolean", 0),
+            col("PodInfoOnMount", "boolean", 0),
+            col("StorageCapacity", "boolean", 0),
+            col("TokenRequests", "string", 0),
+            col("RequiresRepublish", "boolean", 0),
+            col("Modes", "string", 0),
+            col("Age", "string", 0),
+        ],
+        "csinodes" => vec![col("Drivers", "integer", 0), col("Age", "string", 0)],
+        "volumeattachments" => vec![
+            col("Attacher", "string", 0),
+            col("PV", "string", 0),
+            col("Node", "string", 0),
+            col("Attached", "boolean", 0),
+            col("Age", "string", 0),
+        ],
+        "runtimeclasses" => vec![col("Handler", "string", 0), col("Age", "string", 0)],
         "endpointslices" => vec![
             col("AddressType", "string", 0),
             col("Ports", "string", 0),
@@ -244,6 +269,73 @@ fn cells(resource: &str, o: &Value, now: SystemTime) -> Vec<Value> {
             vec![name, or_none(&list_more(&eps, 3)), json!(created)]
         }
         "leases" => vec![name, json!(s(&o["spec"]["holderIdentity"])), json!(created)],
+        "storageclasses" => {
+            let annotations = &o["metadata"]["annotations"];
+            let default = [
+                "storageclass.kubernetes.io/is-default-class",
+                "storageclass.beta.kubernetes.io/is-default-class",
+            ]
+            .iter()
+            .any(|a| s(&annotations[*a]) == "true");
+            let name = if default {
+                json!(format!("{} (default)", s(&o["metadata"]["name"])))
+            } else {
+                name
+            };
+            vec![
+                name,
+                json!(s(&o["provisioner"])),
+                json!(s(&o["reclaimPolicy"])),
+                json!(s(&o["volumeBindingMode"])),
+                json!(
+                    o["allowVolumeExpansion"]
+                        .as_bool()
+                        .unwrap_or(false)
+                        .to_string()
+                ),
+                json!(created),
+            ]
+        }
+        "csidrivers" => {
+            let spec = &o["spec"];
+            let audiences: Vec<&str> = spec["tokenRequests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| s(&t["audience"]))
+                .collect();
+            let modes: Vec<&str> = spec["volumeLifecycleModes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(s)
+                .collect();
+            let flag = |k: &str| json!(spec[k].as_bool().unwrap_or(false));
+            vec![
+                name,
+                flag("attachRequired"),
+                flag("podInfoOnMount"),
+                flag("storageCapacity"),
+                if audiences.is_empty() {
+                    json!("<unset>")
+                } else {
+                    json!(audiences.join(","))
+                },
+                flag("requiresRepublish"),
+                or_none(&modes.join(",")),
+                json!(created),
+            ]
+        }
+        "csinodes" => vec![name, json!(count(&o["spec"]["drivers"])), json!(created)],
+        "volumeattachments" => vec![
+            name,
+            json!(s(&o["spec"]["attacher"])),
+            json!(s(&o["spec"]["source"]["persistentVolumeName"])),
+            json!(s(&o["spec"]["nodeName"])),
+            json!(o["status"]["attached"].as_bool().unwrap_or(false)),
+            json!(created),
+        ],
+        "runtimeclasses" => vec![name, json!(s(&o["handler"])), json!(created)],
         "endpointslices" => {
             let ports: Vec<String> = o["ports"]
                 .as_array()

@@ -1,7 +1,8 @@
 //! Watch: a chunked stream of `{"type": ..., "object": ...}` lines, from a
 //! resourceVersion (or from "now" with synthetic ADDED events for what
 //! exists), filtered by namespace, name and selectors, with optional
-//! bookmarks and Table-formatted objects for `kubectl get -w`.
+//! bookmarks and Table-formatted objects for `kubectl get -w`; or, for
+//! client-go's default, length-prefixed protobuf WatchEvents.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 struct Encoder {
     kind: &'static Kind,
     table: bool,
+    /// Length-prefixed protobuf WatchEvents instead of JSON lines.
+    protobuf: bool,
     sent_columns: bool,
 }
 
@@ -45,6 +48,15 @@ impl Encoder {
         } else {
             object.clone()
         };
+        if self.protobuf {
+            return match crate::apiserver::protobuf::watch_frame(ty, &object) {
+                Ok(frame) => Bytes::from(frame),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot encode a watch event as protobuf; skipped");
+                    Bytes::new()
+                }
+            };
+        }
         let mut bytes =
             serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
         bytes.push(b'\n');
@@ -123,6 +135,7 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
     let mut enc = Encoder {
         kind: t.kind,
         table: ctx.table,
+        protobuf: ctx.protobuf && !ctx.table,
         sent_columns: false,
     };
     let (tx, rx) = mpsc::channel::<Bytes>(64);
@@ -135,7 +148,11 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
     *resp.status_mut() = StatusCode::OK;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
+        http::HeaderValue::from_static(if enc.protobuf {
+            crate::apiserver::protobuf::WATCH_MEDIA_TYPE
+        } else {
+            "application/json"
+        }),
     );
     let mut sub = match sub {
         Ok(sub) => sub,

@@ -48,6 +48,11 @@ pub struct RuntimeArgs {
     /// Where CNI plugin binaries are (repeat or separate with ':').
     #[arg(long, default_value = "/usr/lib/cni", value_delimiter = ':')]
     pub cni_bin_dir: Vec<PathBuf>,
+    /// How long one CNI plugin call (ADD, DEL) may take before it is
+    /// killed and the sandbox's creation rolled back: the kubelet's own
+    /// runtime request timeout.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub cni_timeout: Duration,
     /// The streaming server (exec, attach, port-forward URLs): `IP:PORT`;
     /// port 0 picks one at start.
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -90,6 +95,7 @@ pub async fn start(args: &RuntimeArgs) -> anyhow::Result<StartedRuntime> {
         state_dir: args.state_dir.clone(),
         cni_conf_dir: args.cni_conf_dir.clone(),
         cni_bin_dirs: args.cni_bin_dir.clone(),
+        cni_timeout: args.cni_timeout,
         // The running binary itself, even if the file was replaced since.
         infra_exe: "/proc/self/exe".into(),
     })

@@ -102,6 +102,24 @@ pub fn kib_quantity(bytes: u64) -> Quantity {
     }
 }
 
+/// Whether the host mounts cgroup v2 (unified) at /sys/fs/cgroup.
+pub fn cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// Whether the kernel has the swap cgroup controller: v2's memory.swap.max
+/// (in any first-level cgroup: the root has none), v1's memory.memsw.*.
+pub fn swap_controller() -> bool {
+    if !cgroup_v2() {
+        return Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
+    }
+    std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().join("memory.swap.max").exists())
+}
+
 /// The identifiers in Node.status.nodeInfo that come from the machine.
 #[derive(Debug, Clone, Default)]
 pub struct MachineInfo {

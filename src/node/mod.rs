@@ -86,6 +86,8 @@ impl Agent {
                 seccomp_profile_root: config.root_dir.join("seccomp"),
                 seccomp_default: config.seccomp_default,
                 allocatable: node_status::machine_allocatable(&config, &resources),
+                cgroup_v2: machine::cgroup_v2(),
+                swap_controller: machine::swap_controller(),
             },
             lookup: lookup::ApiLookup::new(self.client.clone()),
             events,

@@ -9,3 +9,4 @@ pub mod registry;
 pub mod sandbox;
 pub mod service;
 pub mod streaming;
+pub mod validate;

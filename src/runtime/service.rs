@@ -65,7 +65,7 @@ impl From<SandboxError> for CriError {
         let code = match &e {
             SandboxError::InvalidArgument(_) => Code::InvalidArgument,
             SandboxError::AlreadyExists(_) => Code::AlreadyExists,
-            SandboxError::NotFound(_) => Code::NotFound,
+            SandboxError::NotFound(_) | SandboxError::HandlerNotFound(_) => Code::NotFound,
             SandboxError::Failed(_) => Code::Internal,
         };
         CriError::new(code, e.to_string())

@@ -23,6 +23,12 @@ pub enum CniError {
         command: &'static str,
         message: String,
     },
+    #[error("CNI plugin {plugin} {command} did not finish within {after:?}; killed")]
+    Timeout {
+        plugin: String,
+        command: &'static str,
+        after: std::time::Duration,
+    },
     #[error("CNI plugin {plugin}: {source}")]
     Exec {
         plugin: String,
@@ -152,6 +158,9 @@ pub struct Attachment {
 #[derive(Debug, Clone)]
 pub struct Exec {
     pub bin_dirs: Vec<PathBuf>,
+    /// How long one plugin may run: a hung plugin is killed, so it cannot
+    /// hold its sandbox's operation for ever.
+    pub timeout: std::time::Duration,
 }
 
 impl Exec {
@@ -237,7 +246,15 @@ impl Exec {
         // than our broken pipe would.
         let _ = stdin.write_all(&body).await;
         drop(stdin);
-        let output = child.wait_with_output().await.map_err(exec_err)?;
+        // Dropping the wait on timeout drops the child: kill_on_drop kills it.
+        let output = tokio::time::timeout(self.timeout, child.wait_with_output())
+            .await
+            .map_err(|_| CniError::Timeout {
+                plugin: kind.clone(),
+                command,
+                after: self.timeout,
+            })?
+            .map_err(exec_err)?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         if !output.status.success() {
             return Err(CniError::Plugin {
@@ -487,6 +504,7 @@ fi
         .unwrap();
         let exec = Exec {
             bin_dirs: vec![PathBuf::from("/nonexistent"), dir.path().to_path_buf()],
+            timeout: std::time::Duration::from_secs(20),
         };
         let result = exec.add(&list, &att()).await.unwrap();
         assert_eq!(result["from"], "second");
@@ -535,6 +553,7 @@ fi
         .unwrap();
         let exec = Exec {
             bin_dirs: vec![dir.path().to_path_buf()],
+            timeout: std::time::Duration::from_secs(20),
         };
         let err = exec.add(&list, &att()).await.unwrap_err().to_string();
         assert!(
@@ -555,5 +574,49 @@ fi
             exec.add(&missing, &att()).await,
             Err(CniError::PluginNotFound { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_hung_plugin_is_killed_at_its_timeout() {
+        use std::os::unix::fs::PermissionsExt;
+        let _turn = FAKE_PLUGINS.lock().await;
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let path = dir.path().join("hangs");
+        // exec: the shell becomes the sleep, so its pid is the child's.
+        let script = format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 600\n",
+            pid_file.display()
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let list = parse(r#"{"name":"n","type":"hangs"}"#, false).unwrap();
+        let exec = Exec {
+            bin_dirs: vec![dir.path().to_path_buf()],
+            timeout: std::time::Duration::from_millis(300),
+        };
+        let err = exec.add(&list, &att()).await.unwrap_err();
+        assert!(
+            matches!(err, CniError::Timeout { command: "ADD", .. }),
+            "{err}"
+        );
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed and reaped: the pid is gone (kill_on_drop, then tokio's reaper).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if state.contains(") Z ") {
+                break; // killed, waiting for the reaper
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hung plugin (pid {pid}) was not killed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }

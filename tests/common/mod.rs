@@ -1,9 +1,11 @@
 //! Shared test harness: a real `deckhand cri` process on a temporary socket,
 //! against the real containerd and the local registry that `hack/test-env up`
-//! starts. Each server gets its own containerd namespace, removed afterwards.
+//! starts. Each server gets its own containerd namespace, removed afterwards
+//! with everything in it, even when the test fails ([`cleanup`]).
 
 #![allow(dead_code)]
 
+pub mod cleanup;
 pub mod node;
 pub mod pod;
 pub mod registry_proxy;
@@ -22,6 +24,7 @@ pub const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
 
 /// Fails loudly (never skips) when the environment is missing.
 pub fn require_environment() {
+    cleanup::keep_inherited_fds_from_children();
     assert!(
         Path::new(CONTAINERD_SOCKET).exists(),
         "containerd is not running at {CONTAINERD_SOCKET}: run `hack/test-env up` (as root)"
@@ -38,7 +41,7 @@ pub fn require_environment() {
 /// The repository's `hack/certs.d` (mirrors of registry.k8s.io, gcr.io and
 /// docker.io to the local registry), copied so a test may add hosts.
 pub fn registry_config(extra: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cleanup::temp_dir();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/certs.d");
     for entry in std::fs::read_dir(&src).unwrap() {
         let entry = entry.unwrap();
@@ -97,8 +100,9 @@ impl CriServer {
 
     pub async fn start_with(options: CriOptions) -> (Self, CriClient) {
         require_environment();
-        let run = tempfile::tempdir().unwrap();
-        let state = tempfile::tempdir().unwrap();
+        cleanup::sweep_earlier_runs(None);
+        let run = cleanup::temp_dir();
+        let state = cleanup::temp_dir();
         let extra: Vec<(&str, &str)> = options
             .extra_hosts
             .iter()
@@ -108,11 +112,7 @@ impl CriServer {
         let socket = run.path().join("cri.sock");
         let own_namespace = options.namespace.is_none();
         let namespace = options.namespace.unwrap_or_else(|| {
-            format!(
-                "deckhand-test-{}-{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::SeqCst)
-            )
+            cleanup::test_namespace(&COUNTER.fetch_add(1, Ordering::SeqCst).to_string())
         });
         let mut args: Vec<std::ffi::OsString> =
             vec!["cri".into(), "--listen".into(), socket.clone().into()];
@@ -249,55 +249,127 @@ pub fn ctr(namespace: &str, args: &[&str]) -> String {
 }
 
 impl Drop for CriServer {
+    /// Teardown, also when the test panicked: the server removes what it
+    /// still runs (so CNI DEL releases the pods' IPs, ports and veths); then
+    /// the server goes, and whatever it could not remove is taken by force:
+    /// the namespace's tasks (and so shims and log drivers), containers and
+    /// snapshots, the mounts (namespace pins) under its dirs.
     fn drop(&mut self) {
+        // The shims, while their command lines still name the namespace.
+        let shims = match self.own_namespace {
+            true => cleanup::processes_mentioning(&self.namespace),
+            false => vec![],
+        };
+        if self.child.is_some()
+            && let Err(e) = remove_all_pods(&self.socket)
+        {
+            eprintln!("cleanup: the server did not remove its pods: {e}");
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
         if self.own_namespace {
             remove_namespace(&self.namespace);
+            let left = cleanup::wait_gone(&shims);
+            if !left.is_empty() {
+                cleanup::leftover(&format!("shims left: {left:?}"));
+            }
+            cleanup::wait_for_shim_zombies();
+        }
+        for dir in &self._dirs {
+            cleanup::kill_processes_mentioning(&dir.path().to_string_lossy());
+            cleanup::unmount_under(dir.path());
+            let mounts = cleanup::mounts_under(dir.path());
+            if !mounts.is_empty() {
+                cleanup::leftover(&format!("mounts left: {mounts:?}"));
+            }
         }
     }
 }
 
-/// Deletes every image in the namespace (synchronously collecting content
-/// and snapshots), then the namespace. A pull that was cut off may still hold
-/// a lease or an ingest for a moment, so this retries briefly.
+/// Stops and removes every sandbox and container the server at `socket`
+/// has, within a minute. Runs on a thread of its own: `Drop` may be
+/// called inside the test's runtime, which cannot be blocked on.
+fn remove_all_pods(socket: &Path) -> Result<(), String> {
+    let socket = socket.to_path_buf();
+    let work = move || -> Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), async {
+                let mut client = connect(&socket).await.map_err(|e| e.to_string())?;
+                let sandboxes = client
+                    .runtime
+                    .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_inner()
+                    .items;
+                for sandbox in sandboxes {
+                    let id = sandbox.id;
+                    client
+                        .runtime
+                        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                            pod_sandbox_id: id.clone(),
+                        })
+                        .await
+                        .map_err(|e| format!("stopping sandbox {id}: {e}"))?;
+                    client
+                        .runtime
+                        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                            pod_sandbox_id: id.clone(),
+                        })
+                        .await
+                        .map_err(|e| format!("removing sandbox {id}: {e}"))?;
+                }
+                let containers = client
+                    .runtime
+                    .list_containers(cri::ListContainersRequest::default())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_inner()
+                    .containers;
+                for container in containers {
+                    client
+                        .runtime
+                        .remove_container(cri::RemoveContainerRequest {
+                            container_id: container.id.clone(),
+                        })
+                        .await
+                        .map_err(|e| format!("removing container {}: {e}", container.id))?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|_| "timed out after 60s".to_string())?
+        })
+    };
+    std::thread::spawn(work)
+        .join()
+        .unwrap_or_else(|_| Err("the cleanup thread panicked".into()))
+}
+
+/// Removes the namespace and everything in it (see
+/// [`cleanup::purge_namespace`]) and waits for its shims to go; a namespace
+/// or a shim that stays fails the test.
 pub fn remove_namespace(namespace: &str) {
-    let mut last_error = String::new();
-    for _ in 0..20 {
-        let names = ctr(namespace, &["images", "ls", "-q"]);
-        let names: Vec<&str> = names.lines().filter(|l| !l.is_empty()).collect();
-        if !names.is_empty() {
-            let mut args = vec!["images", "rm", "--sync"];
-            args.extend(names);
-            ctr(namespace, &args);
-        }
-        for lease in ctr(namespace, &["leases", "ls", "-q"]).lines() {
-            ctr(namespace, &["leases", "rm", "--sync", lease]);
-        }
-        for ingest in ctr(namespace, &["content", "active"]).lines().skip(1) {
-            if let Some(r) = ingest.split_whitespace().next() {
-                ctr(namespace, &["content", "rm", r]);
-            }
-        }
-        let out = Command::new("ctr")
-            .args([
-                "--address",
-                CONTAINERD_SOCKET,
-                "namespaces",
-                "rm",
-                namespace,
-            ])
-            .output()
-            .expect("running ctr");
-        if out.status.success() {
-            return;
-        }
-        last_error = String::from_utf8_lossy(&out.stderr).into_owned();
-        std::thread::sleep(Duration::from_millis(250));
+    // The shims, found while their command lines still name the namespace.
+    let mut shims = cleanup::processes_mentioning(namespace);
+    if let Err(e) = cleanup::purge_namespace(namespace) {
+        cleanup::leftover(&format!(
+            "containerd namespace {namespace} not removed: {e}"
+        ));
     }
-    eprintln!("warning: namespace {namespace} not removed: {last_error}");
+    shims.extend(cleanup::processes_mentioning(namespace));
+    let left = cleanup::wait_gone(&shims);
+    if !left.is_empty() {
+        cleanup::leftover(&format!(
+            "processes of namespace {namespace} left: {left:?}"
+        ));
+    }
 }
 
 pub fn image_spec(image: &str) -> Option<cri::ImageSpec> {

@@ -1,7 +1,8 @@
 //! One test's pod environment for the containerd-backed CRI tests: a CNI
 //! conflist (bridge + host-local + portmap) with a bridge and subnet of its
-//! own, a cgroup parent and a pod log directory, all removed on drop; and the
-//! small CRI calls those tests repeat.
+//! own, a cgroup parent and a pod log directory, all removed on drop (even
+//! when the test fails: the processes left in the cgroups are killed, the
+//! bridge goes with its veths); and the small CRI calls those tests repeat.
 //!
 //! Test files run in parallel with each other and so do the tests inside a
 //! file: each file takes its own bridge prefix and subnet second octet, each
@@ -34,8 +35,9 @@ impl TestPod {
     /// IFNAMSIZ) and `octet` are the test file's own; `index` the test's
     /// within the file.
     pub fn new(prefix: &str, octet: u8, index: u8) -> Self {
-        let conf = tempfile::tempdir().unwrap();
-        let ipam = tempfile::tempdir().unwrap();
+        super::cleanup::sweep_earlier_runs(Some(prefix));
+        let conf = super::cleanup::temp_dir();
+        let ipam = super::cleanup::temp_dir();
         let pid = std::process::id();
         let bridge = format!("{prefix}{}x{index}", pid % 10000);
         let subnet_prefix = format!("10.{octet}.{index}.");
@@ -61,7 +63,7 @@ impl TestPod {
         TestPod {
             conf,
             ipam,
-            logs: tempfile::tempdir().unwrap(),
+            logs: super::cleanup::temp_dir(),
             bridge,
             subnet_prefix,
             cgroup_parent: format!("/deckhand-{prefix}-test-{pid}-{index}"),
@@ -149,34 +151,21 @@ impl TestPod {
 }
 
 impl Drop for TestPod {
+    /// Runs after the server's own teardown (the server is made from the
+    /// pod, so it is dropped first): what is left in the pod's cgroups
+    /// (an infra process, a container's) is killed, then the cgroups, the
+    /// bridge and its veths go. Anything that stays fails the test.
     fn drop(&mut self) {
-        let parent = self.cgroup_parent.trim_start_matches('/');
-        // A nested test host (memory cgroups under /process_api/<id>) makes
-        // runc create the pod's parents there too: take those empty dirs.
-        if let Ok(nested) = std::fs::read_dir("/sys/fs/cgroup/memory/process_api") {
-            for dir in nested.flatten() {
-                let pod = dir.path().join(parent);
-                if let Ok(children) = std::fs::read_dir(&pod) {
-                    for child in children.flatten() {
-                        if child.file_type().is_ok_and(|t| t.is_dir()) {
-                            let _ = std::fs::remove_dir(child.path());
-                        }
-                    }
-                }
-                let _ = std::fs::remove_dir(pod);
-            }
+        use super::cleanup;
+        // Log drivers name their file under our log dir.
+        cleanup::kill_processes_mentioning(&self.logs.path().to_string_lossy());
+        if let Err(e) = cleanup::remove_cgroup_tree(&self.cgroup_parent) {
+            cleanup::leftover(&format!("pod {}: {e}", self.cgroup_parent));
         }
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .stderr(std::process::Stdio::null())
-            .status();
-        // Every v1 hierarchy, the hybrid host's unified tree, or the v2 root.
-        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
-            for controller in controllers.flatten() {
-                let _ = std::fs::remove_dir(controller.path().join(parent));
-            }
+        cleanup::remove_bridge(&self.bridge);
+        if cleanup::link_exists(&self.bridge) {
+            cleanup::leftover(&format!("bridge {} not removed", self.bridge));
         }
-        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(parent));
     }
 }
 

@@ -122,6 +122,7 @@ fn from_record(any: &prost_types::Any) -> Option<Container> {
         runtime: Mutex::new(runtime),
         exited: watch::Sender::new(exited),
         op: tokio::sync::Mutex::new(()),
+        record_write: tokio::sync::Mutex::new(()),
         stdio: super::Stdio {
             stdin: info("stdin") == "true",
             stdin_once: info("stdin_once") == "true",
@@ -136,6 +137,7 @@ impl ContainerManager {
     /// Saves the record again (after a start: its start time).
     pub(super) async fn save_record(&self, c: &Container) {
         let cd = &self.containerd;
+        let _writing = c.record_write.lock().await;
         let request = UpdateContainerRequest {
             container: Some(containerd_client::services::v1::Container {
                 id: c.id.clone(),

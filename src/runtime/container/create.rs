@@ -3,7 +3,7 @@
 //! is undone if a later one fails.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use containerd_client::services::v1::{
 };
 use tokio::sync::watch;
 
+use super::request_checks;
 use super::spec::{self, SandboxContext, SpecInputs, UserNamespaceJoin};
 use super::user::{self, SupplementalGroupsPolicy, UserRequest};
 use super::{
@@ -24,6 +25,7 @@ use super::{
 use crate::runtime::image::ErrorKind;
 use crate::runtime::image::manifest::ExecConfig;
 use crate::runtime::sandbox::SandboxInfo;
+use crate::runtime::validate;
 use crate::sys::ns::NsKind;
 
 /// A lease keeps the fresh snapshot from containerd's collector until the
@@ -54,6 +56,9 @@ impl ContainerManager {
         if metadata.name.is_empty() {
             return Err(invalid("container metadata.name is required"));
         }
+        validate::plain_name("container metadata.name", &metadata.name)
+            .map_err(|e| ContainerError::InvalidArgument(e.to_string()))?;
+        request_checks::check(&config)?;
         let image_name = config
             .image
             .as_ref()
@@ -105,8 +110,14 @@ impl ContainerManager {
                 .trim_start_matches('/')
         );
         let dir = self.config.run_dir.join("containers").join(&id);
-        let log_path = (!sandbox.log_directory.is_empty() && !config.log_path.is_empty())
-            .then(|| PathBuf::from(&sandbox.log_directory).join(&config.log_path));
+        let log_path = if sandbox.log_directory.is_empty() || config.log_path.is_empty() {
+            None
+        } else {
+            Some(request_checks::log_file(
+                Path::new(&sandbox.log_directory),
+                &config.log_path,
+            )?)
+        };
         let exec = image.info.config.config.clone().unwrap_or_default();
         let image_ref = image
             .repo_digests
@@ -146,6 +157,7 @@ impl ContainerManager {
             runtime: Mutex::new(Runtime::created()),
             exited: watch::Sender::new(false),
             op: tokio::sync::Mutex::new(()),
+            record_write: tokio::sync::Mutex::new(()),
             stdio: super::Stdio {
                 stdin: config.stdin,
                 stdin_once: config.stdin_once,

@@ -15,6 +15,7 @@ mod exec_session;
 pub mod features;
 mod remove;
 mod reopen;
+mod request_checks;
 mod rootfs;
 pub mod spec;
 mod start;
@@ -67,7 +68,9 @@ impl ContainerError {
 impl From<SandboxError> for ContainerError {
     fn from(e: SandboxError) -> Self {
         match e {
-            e @ SandboxError::NotFound(_) => ContainerError::NotFound(e.to_string()),
+            e @ (SandboxError::NotFound(_) | SandboxError::HandlerNotFound(_)) => {
+                ContainerError::NotFound(e.to_string())
+            }
             SandboxError::InvalidArgument(m) => ContainerError::InvalidArgument(m),
             SandboxError::AlreadyExists(m) => ContainerError::AlreadyExists(m),
             SandboxError::Failed(m) => ContainerError::Failed(m),
@@ -140,6 +143,10 @@ struct Container {
     exited: watch::Sender<bool>,
     /// Serialises start/stop/remove of one container.
     op: tokio::sync::Mutex<()>,
+    /// Serialises writes of the container's record to containerd, each
+    /// taken from the state at the moment it is written: a start's save
+    /// racing the exit's must not land last with "running" in it.
+    record_write: tokio::sync::Mutex<()>,
     /// Its stdio as the request asked for it.
     stdio: Stdio,
     /// Our end of the container's stdin FIFO, while its stdin is open.

@@ -76,6 +76,29 @@ impl InfraProcess {
     }
 }
 
+/// How long the infra process may take to make its namespaces and answer:
+/// one that hangs (a stuck kernel call) fails its sandbox instead of
+/// holding the creation for ever.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits until `fd` can be read (or is closed), for at most `timeout`.
+fn wait_readable(fd: &impl std::os::fd::AsFd, timeout: std::time::Duration) -> std::io::Result<()> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    match poll(
+        &mut fds,
+        PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
+    ) {
+        Ok(0) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the sandbox infra process did not answer within {timeout:?}"),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The uid and gid maps of a new user namespace.
 pub type UserMaps<'a> = (&'a [IdMapping], &'a [IdMapping]);
 
@@ -118,7 +141,9 @@ pub fn spawn(
     let mut answer = String::new();
     let handshake = stdin.write_all(b"g").and_then(|()| {
         drop(stdin);
-        BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut answer)
+        let stdout = child.stdout.take().expect("piped stdout");
+        wait_readable(&stdout, HANDSHAKE_TIMEOUT)?;
+        BufReader::new(stdout).read_line(&mut answer)
     });
     if let Err(e) = handshake {
         kill(&mut child);
@@ -263,5 +288,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, InfraError::Spawn(_)), "{err}");
+    }
+
+    #[test]
+    fn a_silent_pipe_times_out_and_an_answer_does_not() {
+        let (read, write) = std::io::pipe().unwrap();
+        let err = wait_readable(&read, std::time::Duration::from_millis(50)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        let mut write = write;
+        write.write_all(b"ok\n").unwrap();
+        wait_readable(&read, std::time::Duration::from_secs(5)).unwrap();
+        drop(write);
     }
 }

@@ -115,8 +115,11 @@ impl SandboxRecord {
     }
 }
 
+/// `/` cannot appear in any part (RunPodSandbox refuses it), so two pods
+/// never share a name: with `_`, as containerd joins them, `a_b`/`c` and
+/// `a`/`b_c` would.
 pub fn reserved_name(name: &str, namespace: &str, uid: &str, attempt: u32) -> String {
-    format!("{name}_{namespace}_{uid}_{attempt}")
+    format!("{namespace}/{name}/{uid}/{attempt}")
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,5 @@
 use super::*;
+use plan::Plan;
 
 fn request(name: &str) -> cri::RunPodSandboxRequest {
     cri::RunPodSandboxRequest {
@@ -294,4 +295,95 @@ fn a_pod_user_namespace_owns_the_others() {
     let ns = options.security_context.as_mut().unwrap();
     ns.namespace_options.as_mut().unwrap().network = Node as i32;
     assert!(invalid(host_net));
+}
+
+fn with_config(
+    mut r: cri::RunPodSandboxRequest,
+    f: impl FnOnce(&mut cri::PodSandboxConfig),
+) -> cri::RunPodSandboxRequest {
+    f(r.config.as_mut().unwrap());
+    r
+}
+
+#[test]
+fn names_cannot_carry_separators_or_control_characters() {
+    for bad in ["a/b", "a\0b", "a\nb"] {
+        assert!(invalid(request(bad)), "{bad:?}");
+    }
+    // Pods a_b/c and a/b_c with one uid reserve different names.
+    let key = |name: &str, ns: &str| record::reserved_name(name, ns, "u", 0);
+    assert_ne!(key("a_b", "c"), key("a", "b_c"));
+}
+
+#[test]
+fn a_log_directory_is_absolute_and_does_not_climb() {
+    for bad in ["../../etc", "relative/logs", "/var/log/pods/../../../etc"] {
+        let r = with_config(request("p"), |c| c.log_directory = bad.into());
+        assert!(invalid(r), "{bad:?}");
+    }
+    let r = with_config(request("p"), |c| {
+        c.log_directory = "/var/log/pods/default_p_uid-1/".into()
+    });
+    assert_eq!(
+        Plan::from_request(r).unwrap().log_directory,
+        "/var/log/pods/default_p_uid-1"
+    );
+}
+
+#[test]
+fn dns_fields_cannot_add_lines_to_resolv_conf() {
+    let dns = |servers: &[&str], searches: &[&str], options: &[&str]| {
+        with_config(request("p"), |c| {
+            c.dns_config = Some(cri::DnsConfig {
+                servers: servers.iter().map(|s| s.to_string()).collect(),
+                searches: searches.iter().map(|s| s.to_string()).collect(),
+                options: options.iter().map(|s| s.to_string()).collect(),
+            })
+        })
+    };
+    assert!(invalid(dns(&["1.1.1.1\nnameserver 6.6.6.6"], &[], &[])));
+    assert!(invalid(dns(&["not-an-ip"], &[], &[])));
+    assert!(invalid(dns(&[], &["a.example\noptions ndots:99"], &[])));
+    assert!(invalid(dns(&[], &[], &["ndots:1 attempts:9"])));
+    let ok = dns(
+        &["10.96.0.10", "fd00::a"],
+        &["svc.cluster.local"],
+        &["ndots:5"],
+    );
+    let plan = Plan::from_request(ok).unwrap();
+    assert_eq!(
+        files::resolv_conf(plan.dns.as_ref()).unwrap(),
+        "search svc.cluster.local\nnameserver 10.96.0.10\nnameserver fd00::a\noptions ndots:5\n"
+    );
+}
+
+#[test]
+fn port_mapping_host_ips_and_runtime_handlers_are_checked() {
+    let r = with_config(request("p"), |c| {
+        c.port_mappings = vec![cri::PortMapping {
+            protocol: cri::Protocol::Tcp as i32,
+            container_port: 80,
+            host_port: 8080,
+            host_ip: "not-an-ip".into(),
+        }]
+    });
+    assert!(invalid(r));
+    let mut r = request("p");
+    r.runtime_handler = "kata".into();
+    assert!(matches!(
+        Plan::from_request(r),
+        Err(SandboxError::HandlerNotFound(h)) if h == "kata"
+    ));
+    let mut r = request("p");
+    r.runtime_handler = "runc".into();
+    assert!(Plan::from_request(r).is_ok());
+}
+
+#[test]
+fn sysctl_values_have_no_control_characters() {
+    let r = with_linux(request("p"), |l| {
+        l.sysctls
+            .insert("net.ipv4.ip_forward".into(), "1\nkernel.x=1".into());
+    });
+    assert!(invalid(r));
 }
