@@ -18,13 +18,13 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    let args = cli::Cli::parse();
+    let args = cli::Cli::parse_args();
     // The infra process unshares and forks: it must stay single-threaded, so
     // it runs before (and without) the async runtime and logging.
     if let cli::Command::SandboxInfra(infra) = args.command {
         return deckhand::runtime::sandbox::infra::main(infra);
     }
-    cli::init_tracing(args.log_level.as_deref());
+    cli::init_tracing(args.log_level().as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,6 +4,7 @@ mod apiserver;
 mod cri;
 mod cri_reset;
 pub mod log_driver;
+pub mod node;
 pub mod runtime_args;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,52 @@ pub enum Command {
     Apiserver(apiserver::ApiserverArgs),
     /// Stop and remove every pod sandbox a CRI runtime holds (crictl rmp -a -f).
     CriReset(cri_reset::CriResetArgs),
+    /// The node agent (kubelet): registers the Node, runs the pods bound to it.
+    Node(Box<node::NodeArgs>),
+}
+
+impl Cli {
+    /// The arguments of this process. `deckhand node` drops the kubelet
+    /// flags it accepts but does not implement (each is warned about).
+    pub fn parse_args() -> Cli {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        // The subcommand is the first argument that is not a flag or the
+        // value of --log-level.
+        let mut sub = None;
+        let mut i = 1;
+        while i < args.len() {
+            let a = args[i].to_string_lossy();
+            if a == "--log-level" {
+                i += 2;
+                continue;
+            }
+            if !a.starts_with('-') {
+                sub = Some(i);
+                break;
+            }
+            i += 1;
+        }
+        let (args, ignored) = match sub {
+            Some(i) if args[i] == "node" => node::strip_ignored_flags(args),
+            _ => (args, vec![]),
+        };
+        let mut cli = <Cli as Parser>::parse_from(args);
+        if let Command::Node(n) = &mut cli.command {
+            n.ignored_flags = ignored;
+        }
+        cli
+    }
+
+    /// --log-level, else what the subcommand asks for (`deckhand node --v`).
+    pub fn log_level(&self) -> Option<String> {
+        if let Some(l) = &self.log_level {
+            return Some(l.clone());
+        }
+        match &self.command {
+            Command::Node(n) => n.log_level_hint().map(String::from),
+            _ => None,
+        }
+    }
 }
 
 pub fn init_tracing(level: Option<&str>) {
@@ -53,5 +100,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Apiserver(args) => apiserver::run(args).await,
         Command::CriReset(args) => cri_reset::run(args).await,
+        Command::Node(args) => node::run(*args).await,
     }
 }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod cleanup;
+pub mod node;
 pub mod pod;
 pub mod registry_proxy;
 pub mod stock;

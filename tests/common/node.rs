@@ -1,0 +1,534 @@
+//! The node agent's test harness: a real `deckhand apiserver` (or the stock
+//! kube-apiserver from ../shared/k8s) and a real `deckhand node` on it,
+//! driven with /usr/bin/kubectl. Each node gets its own name, containerd
+//! namespace, CNI network, cgroup root and dirs, all removed on drop after
+//! its pods are deleted.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::pod::TestPod;
+use super::{CriServer, registry_config, remove_namespace, require_environment};
+
+pub const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// Polls `check` every 200 ms until it gives a value; panics with `what`
+/// (and `log`) after `timeout`.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    log: impl Fn() -> String,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}\n--- log ---\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A control plane: its admin kubeconfig, and a node kubeconfig per name.
+pub trait ControlPlane {
+    fn admin_kubeconfig(&self) -> PathBuf;
+    fn node_kubeconfig(&self, node: &str) -> PathBuf;
+    fn dir(&self) -> &Path;
+    fn log(&self) -> String;
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(self.admin_kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.dir().join("kubectl-cache"))
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// kubectl that must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `kubectl create -f -` of a manifest.
+    fn create(&self, manifest: &Value) {
+        let mut child = Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(self.admin_kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.dir().join("kubectl-cache"))
+            .args(["create", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl create");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(manifest.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The object as JSON, or None when it does not exist.
+    fn get(&self, args: &[&str]) -> Option<Value> {
+        let mut full = vec!["get"];
+        full.extend_from_slice(args);
+        full.extend(["-o", "json"]);
+        let out = self.kubectl(&full);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    fn pod(&self, name: &str) -> Option<Value> {
+        self.get(&["pod", name])
+    }
+
+    /// The Events about one object, as "Type Reason: message" lines.
+    fn events_of(&self, name: &str) -> Vec<String> {
+        let selector = format!("involvedObject.name={name}");
+        let Some(list) = self.get(&["events", "--field-selector", &selector]) else {
+            return vec![];
+        };
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                format!(
+                    "{} {}: {}",
+                    e["type"].as_str().unwrap_or(""),
+                    e["reason"].as_str().unwrap_or(""),
+                    e["message"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    }
+}
+
+/// `deckhand apiserver` on a free port, with a node kubeconfig per node.
+pub struct DeckhandApiserver {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    nodes: Vec<String>,
+}
+
+impl DeckhandApiserver {
+    pub fn start(nodes: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("admin.kubeconfig");
+        let log = std::fs::File::create(dir.path().join("apiserver.log")).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_deckhand"));
+        cmd.args(["apiserver", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--write-kubeconfig")
+            .arg(&kubeconfig);
+        for n in nodes {
+            cmd.arg("--write-node-kubeconfig").arg(format!(
+                "{n}={}",
+                dir.path().join(format!("node-{n}.kubeconfig")).display()
+            ));
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start deckhand apiserver");
+        let server = Self {
+            child: Some(child),
+            dir,
+            nodes: nodes.iter().map(|s| s.to_string()).collect(),
+        };
+        wait_for(
+            "the apiserver's kubeconfig",
+            Duration::from_secs(30),
+            || server.log(),
+            || {
+                let ready = kubeconfig.exists()
+                    && server
+                        .nodes
+                        .iter()
+                        .all(|n| server.node_kubeconfig(n).exists());
+                ready.then_some(())
+            },
+        );
+        server
+    }
+}
+
+impl ControlPlane for DeckhandApiserver {
+    fn admin_kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("admin.kubeconfig")
+    }
+    fn node_kubeconfig(&self, node: &str) -> PathBuf {
+        self.dir.path().join(format!("node-{node}.kubeconfig"))
+    }
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for DeckhandApiserver {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The stock kube-apiserver (+ etcd, kcm) from ../shared/k8s.
+pub struct StockApiserver {
+    k8s: PathBuf,
+    dir: tempfile::TempDir,
+    node: String,
+}
+
+/// ../shared/k8s (or $DECKHAND_K8S_DIR), when its binaries are there.
+pub fn stock_k8s_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("DECKHAND_K8S_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/k8s"));
+    (dir.join("start-apiserver").exists() && dir.join("bin").exists()).then_some(dir)
+}
+
+impl StockApiserver {
+    pub fn start(k8s: &Path, port: u16, node: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(k8s.join("start-apiserver"))
+            .arg(dir.path())
+            .arg(port.to_string())
+            .arg(node)
+            .env("WITH_KCM", "1")
+            .output()
+            .expect("run start-apiserver");
+        let server = Self {
+            k8s: k8s.to_path_buf(),
+            dir,
+            node: node.to_string(),
+        };
+        assert!(
+            out.status.success(),
+            "start-apiserver failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Pods need the default ServiceAccount, which kcm creates.
+        wait_for(
+            "the default service account",
+            Duration::from_secs(60),
+            || server.log(),
+            || server.get(&["serviceaccount", "default"]).map(|_| ()),
+        );
+        server
+    }
+}
+
+impl ControlPlane for StockApiserver {
+    fn admin_kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("admin.kubeconfig")
+    }
+    fn node_kubeconfig(&self, node: &str) -> PathBuf {
+        assert_eq!(node, self.node, "start-apiserver wrote one node kubeconfig");
+        self.dir.path().join("kubelet.kubeconfig")
+    }
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+    fn log(&self) -> String {
+        let logs = self.dir.path().join("logs");
+        let mut out = String::new();
+        for f in std::fs::read_dir(logs).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            out += &format!("--- {}\n", f.path().display());
+            for l in tail.into_iter().rev() {
+                out += l;
+                out += "\n";
+            }
+        }
+        out
+    }
+}
+
+impl Drop for StockApiserver {
+    fn drop(&mut self) {
+        let _ = Command::new(self.k8s.join("stop-apiserver"))
+            .arg(self.dir.path())
+            .arg("--purge")
+            .output();
+    }
+}
+
+/// Which runtime the node drives.
+pub enum Runtime {
+    /// deckhand's own, in the node's process.
+    InProcess,
+    /// `deckhand cri` over its socket.
+    DeckhandCri,
+    /// containerd's CRI plugin over containerd's socket.
+    ContainerdCri,
+}
+
+/// A running `deckhand node`.
+pub struct NodeAgent {
+    pub name: String,
+    child: Option<Child>,
+    args: Vec<std::ffi::OsString>,
+    dir: tempfile::TempDir,
+    pub namespace: String,
+    pub net: TestPod,
+    cri: Option<CriServer>,
+    _hosts: tempfile::TempDir,
+    admin: PathBuf,
+    cache: PathBuf,
+}
+
+impl NodeAgent {
+    /// `name` is the node's (unique per test); `octet`/`index` choose its
+    /// CNI subnet 10.<octet>.<index>.0/24.
+    pub async fn start(
+        plane: &dyn ControlPlane,
+        name: &str,
+        runtime: Runtime,
+        octet: u8,
+        index: u8,
+    ) -> Self {
+        require_environment();
+        let dir = tempfile::tempdir().unwrap();
+        let net = TestPod::new("dhnd", octet, index);
+        let hosts = registry_config(&[]);
+        let namespace = format!("deckhand-node-test-{}-{name}", std::process::id());
+        let mut args: Vec<std::ffi::OsString> = vec!["node".into(), "--kubeconfig".into()];
+        args.push(plane.node_kubeconfig(name).into());
+        args.extend(["--hostname-override".into(), name.into()]);
+        args.extend(["--node-ip".into(), "127.0.0.1".into()]);
+        args.extend(["--root-dir".into(), dir.path().join("root").into()]);
+        args.extend(["--cgroup-root".into(), net.cgroup_parent.clone().into()]);
+        args.extend(["--log-level".into(), "info,deckhand=debug".into()]);
+        // Flags a kubeadm drop-in passes, which deckhand accepts and ignores.
+        args.extend([
+            "--fail-swap-on=false".into(),
+            "--rotate-certificates".into(),
+        ]);
+        let mut cri = None;
+        match runtime {
+            Runtime::InProcess => {
+                args.extend(["--containerd-namespace".into(), namespace.clone().into()]);
+                args.extend(["--state-dir".into(), dir.path().join("state").into()]);
+                args.extend(["--run-dir".into(), dir.path().join("run").into()]);
+                args.extend(["--registry-config-dir".into(), hosts.path().into()]);
+                args.extend(["--cni-conf-dir".into(), net.conf.path().into()]);
+                args.extend(["--cni-bin-dir".into(), super::pod::CNI_BIN_DIR.into()]);
+            }
+            Runtime::DeckhandCri => {
+                let (server, _) = CriServer::start_with(net.options()).await;
+                args.push(
+                    format!(
+                        "--container-runtime-endpoint=unix://{}",
+                        server.socket.display()
+                    )
+                    .into(),
+                );
+                cri = Some(server);
+            }
+            Runtime::ContainerdCri => {
+                args.push(
+                    format!(
+                        "--container-runtime-endpoint=unix://{}",
+                        super::CONTAINERD_SOCKET
+                    )
+                    .into(),
+                );
+            }
+        }
+        let mut node = Self {
+            name: name.to_string(),
+            child: None,
+            args,
+            dir,
+            namespace,
+            net,
+            cri,
+            _hosts: hosts,
+            admin: plane.admin_kubeconfig(),
+            cache: plane.dir().join("kubectl-cache"),
+        };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("node.log"))
+            .unwrap();
+        self.child = Some(
+            Command::new(env!("CARGO_BIN_EXE_deckhand"))
+                .args(&self.args)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start deckhand node"),
+        );
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
+    }
+
+    /// kill -9, then the same command line again.
+    pub fn kill9_and_restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(&self.admin)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+}
+
+/// Removes `dir` and every empty directory under it, deepest first.
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(children) = std::fs::read_dir(dir) {
+        for child in children.flatten() {
+            if child.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&child.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        // The node tears its pods down when they are deleted: delete them all
+        // (on this node) and wait, so nothing is left in the runtime.
+        let mut log_dirs = vec![];
+        if self.is_running() {
+            let selector = format!("spec.nodeName={}", self.name);
+            // Their log dirs, which the node removes last.
+            let out = self.kubectl(&[
+                "get", "pods", "-A", "--field-selector", &selector, "-o",
+                "jsonpath={range .items[*]}{.metadata.namespace}_{.metadata.name}_{.metadata.uid}{\"\\n\"}{end}",
+            ]);
+            log_dirs = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(|l| Path::new("/var/log/pods").join(l))
+                .collect();
+            let _ = self.kubectl(&[
+                "delete",
+                "pods",
+                "-A",
+                "--field-selector",
+                &selector,
+                "--grace-period=1",
+                "--timeout=60s",
+                "--wait=true",
+            ]);
+            // The last pod's teardown (after its final delete) takes a moment.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline
+                && (self.runtime_holds_pods() || log_dirs.iter().any(|d| d.exists()))
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        self.kill9();
+        for d in &log_dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        let _ = self.kubectl(&["delete", "node", &self.name, "--wait=false"]);
+        if self.in_process() {
+            remove_namespace(&self.namespace);
+        }
+        self.cri = None;
+        let root = self.net.cgroup_parent.trim_start_matches('/').to_string();
+        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+            for c in controllers.flatten() {
+                remove_cgroup_tree(&c.path().join(&root));
+            }
+        }
+        remove_cgroup_tree(&Path::new("/sys/fs/cgroup").join(&root));
+    }
+}
+
+impl NodeAgent {
+    /// Whether the runtime still holds containers of this node's pods.
+    fn runtime_holds_pods(&self) -> bool {
+        let out = match &self.cri {
+            Some(server) => server.ctr(&["containers", "ls", "-q"]),
+            None if self.in_process() => super::ctr(&self.namespace, &["containers", "ls", "-q"]),
+            // containerd's CRI plugin: the sandboxes this node labelled.
+            None => super::ctr(
+                "k8s.io",
+                &[
+                    "containers",
+                    "ls",
+                    "-q",
+                    &format!("labels.\"deckhand.io/node-name\"=={}", self.name),
+                ],
+            ),
+        };
+        !out.trim().is_empty()
+    }
+
+    fn in_process(&self) -> bool {
+        !self.args.iter().any(|a| {
+            a.to_string_lossy()
+                .starts_with("--container-runtime-endpoint")
+        })
+    }
+}
