@@ -1566,3 +1566,64 @@ async fn a_kubelet_style_container_runs_and_stops_as_on_containerd() {
     remove_sandbox(&mut client, &sandbox).await;
     assert_clean(&pod, &server, &[]);
 }
+
+/// CRI devices: the node appears at its container path with the asked
+/// permissions; every other device stays denied by the device cgroup (a
+/// node made with mknod cannot be opened), as under containerd; a device
+/// that does not exist or has bad permissions is refused at create.
+#[tokio::test]
+async fn devices_are_mapped_and_the_rest_denied() {
+    let pod = TestPod::new("dhct", 214, 19);
+    let (server, mut client) = pod.server().await;
+    let sandbox = pod.run_sandbox(&mut client, "devices").await;
+    let mut config = container_config("dev", "sleep 600");
+    config.devices = vec![cri::Device {
+        container_path: "/dev/mynull".into(),
+        host_path: "/dev/null".into(),
+        permissions: "rw".into(),
+    }];
+    let id = create(&mut client, &sandbox, config, &pod, "devices")
+        .await
+        .unwrap();
+    start(&mut client, &id).await;
+    let out = exec_sh(
+        &mut client,
+        &id,
+        "echo x > /dev/mynull && ls -l /dev/mynull; \
+         mknod /tmp/mem c 1 1 && head -c1 /tmp/mem >/dev/null; echo mem=$?",
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("1,   3") && stdout.contains("/dev/mynull"),
+        "{stdout} {stderr}"
+    );
+    assert!(
+        stdout.contains("mem=1"),
+        "a device outside the list opened: {stdout} {stderr}"
+    );
+    assert!(stderr.contains("not permitted"), "{stderr}");
+
+    for (host, perms, want) in [
+        ("/dev/no-such-device", "rw", "No such file"),
+        ("/dev/null", "xyzzy", "permissions"),
+        ("/etc/hostname", "r", "not a device node"),
+    ] {
+        let mut config = container_config(&format!("bad-{perms}"), "true");
+        config.devices = vec![cri::Device {
+            container_path: "/dev/x".into(),
+            host_path: host.into(),
+            permissions: perms.into(),
+        }];
+        let err = create(&mut client, &sandbox, config, &pod, "devices")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{host}: {err:?}");
+        assert!(err.message().contains(want), "{host}: {}", err.message());
+    }
+    stop(&mut client, &id, 0).await;
+    remove(&mut client, &id).await;
+    remove_sandbox(&mut client, &sandbox).await;
+    assert_no_containerd_leftovers(&server);
+}

@@ -316,10 +316,10 @@ impl ContainerManager {
         let spec = blocking(move || {
             let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
             let host_cgroups = crate::sys::cgroup_support::for_cgroup(&cgroup);
-            let host_devices = if privileged {
-                crate::sys::mount::host_devices()
+            let (host_devices, devices) = if privileged {
+                (crate::sys::mount::host_devices(), Vec::new())
             } else {
-                Vec::new()
+                (Vec::new(), super::devices::resolve(&request.devices)?)
             };
             spec::build(&SpecInputs {
                 config: &request,
@@ -332,10 +332,11 @@ impl ContainerManager {
                 mountinfo: &mountinfo,
                 recursive_read_only: features.recursive_read_only,
                 host_devices: &host_devices,
+                devices: &devices,
             })
+            .map_err(|e| ContainerError::InvalidArgument(e.to_string()))
         })
-        .await?
-        .map_err(|e| ContainerError::InvalidArgument(e.to_string()))?;
+        .await??;
         let spec = serde_json::to_vec(&spec)
             .map_err(|e| ContainerError::failed("serialising OCI spec", e))?;
 

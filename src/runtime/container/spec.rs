@@ -564,6 +564,9 @@ pub struct SpecInputs<'a> {
     pub recursive_read_only: bool,
     /// The host's devices, given to privileged containers.
     pub host_devices: &'a [HostDevice],
+    /// The devices the request names (not for privileged containers, which
+    /// get them all).
+    pub devices: &'a [super::devices::RequestedDevice],
 }
 
 pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
@@ -716,6 +719,22 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
         linux.set_masked_paths(Some(vec![]));
         linux.set_readonly_paths(Some(vec![]));
     } else {
+        // Every device denied but those asked for (runc adds its usual
+        // few: null, zero, full, random, urandom, tty, ptmx), as in
+        // containerd's default spec: without a first deny-all rule the
+        // device cgroup allows everything.
+        let (nodes, rules) = super::devices::oci(inputs.devices);
+        if !nodes.is_empty() {
+            let mut all = linux.devices().clone().unwrap_or_default();
+            all.extend(nodes);
+            linux.set_devices(Some(all));
+        }
+        let mut deny_all = LinuxDeviceCgroup::default();
+        deny_all.set_allow(false);
+        deny_all.set_access(Some("rwm".into()));
+        let mut resources = linux.resources().clone().unwrap_or_default();
+        resources.set_devices(Some(std::iter::once(deny_all).chain(rules).collect()));
+        linux.set_resources(Some(resources));
         let masked = if security.masked_paths.is_empty() {
             DEFAULT_MASKED_PATHS.iter().map(|s| s.to_string()).collect()
         } else {
@@ -831,6 +850,56 @@ mod tests {
     }
 
     #[test]
+    fn requested_devices_are_nodes_with_their_cgroup_rules() {
+        let devices = super::super::devices::resolve(&[cri::Device {
+            host_path: "/dev/null".into(),
+            container_path: "/dev/mynull".into(),
+            permissions: "rw".into(),
+        }])
+        .unwrap();
+        let mut c = config();
+        c.linux.get_or_insert_default().resources = Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            ..Default::default()
+        });
+        let spec = build(&SpecInputs {
+            config: &c,
+            image: &image(),
+            sandbox: &SandboxContext::default(),
+            user: &ResolvedUser::default(),
+            seccomp_root: Path::new("/seccomp"),
+            available_capabilities: &node_caps(),
+            host_cgroups: &HostCgroups::ALL,
+            mountinfo: MOUNTINFO,
+            recursive_read_only: false,
+            host_devices: &[],
+            devices: &devices,
+        })
+        .unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        let linux = &json["linux"];
+        let node = linux["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["path"] == "/dev/mynull")
+            .expect("the requested node");
+        assert_eq!(
+            (&node["type"], &node["major"], &node["minor"]),
+            (&"c".into(), &1.into(), &3.into())
+        );
+        let rules = linux["resources"]["devices"].as_array().unwrap();
+        // Everything else stays denied: the first rule denies all.
+        assert_eq!(rules[0]["allow"], false, "{rules:?}");
+        assert_eq!(rules[0]["access"], "rwm", "{rules:?}");
+        assert!(
+            rules.contains(&serde_json::json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"})),
+            "{rules:?}"
+        );
+        assert_eq!(linux["resources"]["memory"]["limit"], 64 << 20);
+    }
+
+    #[test]
     fn namespaces_user_namespace_and_hostname_follow_the_sandbox() {
         let build_with = |sandbox: &SandboxContext| {
             build(&SpecInputs {
@@ -844,6 +913,7 @@ mod tests {
                 mountinfo: MOUNTINFO,
                 recursive_read_only: false,
                 host_devices: &[],
+                devices: &[],
             })
             .unwrap()
         };
@@ -1104,6 +1174,7 @@ mod tests {
             mountinfo: MOUNTINFO,
             recursive_read_only: true,
             host_devices: &[],
+            devices: &[],
         })
         .unwrap();
         let linux = spec.linux().as_ref().unwrap();
@@ -1180,6 +1251,7 @@ mod tests {
             mountinfo: MOUNTINFO,
             recursive_read_only: false,
             host_devices: std::slice::from_ref(&null),
+            devices: &[],
         })
         .unwrap();
         assert_eq!(spec.hostname(), &None);
