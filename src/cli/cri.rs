@@ -20,24 +20,7 @@ pub async fn run(args: CriArgs) -> anyhow::Result<()> {
         &socket,
         started.runtime.clone(),
         started.images.clone(),
-        shutdown_signal(),
+        super::shutdown_signal(),
     )
     .await
-}
-
-/// SIGINT or SIGTERM: stop accepting, finish, remove the socket.
-pub(super) async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
-    tracing::info!("shutting down");
 }

@@ -103,3 +103,20 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Node(args) => node::run(*args).await,
     }
 }
+
+/// SIGINT or SIGTERM: what stops `deckhand cri` and `deckhand node`.
+pub(crate) async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -436,24 +436,8 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         runtime,
         images,
     }
-    .run(shutdown_signal())
+    .run(super::shutdown_signal())
     .await
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
 }
 
 #[cfg(test)]
