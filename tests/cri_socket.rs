@@ -274,7 +274,10 @@ async fn grpcio_on_a_unix_target_is_served() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_grpcio {
-        println!("skipped: python3 with grpcio is not installed (pip install grpcio)");
+        say_skipped(
+            "grpcio_on_a_unix_target_is_served",
+            "python3 with grpcio is not installed (pip install grpcio)",
+        );
         return;
     }
     let (server, _client) = CriServer::start().await;

@@ -610,7 +610,10 @@ async fn containerd_cri_plugin_runs_a_pod() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stock_apiserver_accepts_the_node() {
     let Some(k8s) = common::node::stock_k8s_dir() else {
-        eprintln!("skipped: no stock Kubernetes binaries (../shared/k8s or DECKHAND_K8S_DIR)");
+        common::say_skipped(
+            "stock_apiserver_accepts_the_node",
+            "no stock Kubernetes binaries (../shared/k8s or DECKHAND_K8S_DIR)",
+        );
         return;
     };
     let port = common::free_port();

@@ -454,7 +454,7 @@ async fn on_deckhand_cri(plane: Box<dyn ControlPlane + Send>, node: &'static str
 #[tokio::test(flavor = "multi_thread")]
 async fn stock_kubelet_on_deckhand_cri_with_stock_apiserver() {
     if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+        common::say_skipped("stock_kubelet_on_deckhand_cri_with_stock_apiserver", &why);
         return;
     }
     let node = "dh-stock-cri";
@@ -467,7 +467,7 @@ async fn stock_kubelet_on_deckhand_cri_with_stock_apiserver() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stock_kubelet_on_deckhand_cri_with_bundled_apiserver() {
     if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+        common::say_skipped("stock_kubelet_on_deckhand_cri_with_bundled_apiserver", &why);
         return;
     }
     let node = "dh-bundled-cri";
@@ -506,7 +506,7 @@ impl Drop for ContainerdNetwork {
 #[tokio::test(flavor = "multi_thread")]
 async fn stock_kubelet_on_containerd_with_bundled_apiserver() {
     if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+        common::say_skipped("stock_kubelet_on_containerd_with_bundled_apiserver", &why);
         return;
     }
     let bin = k8s_bin().unwrap();

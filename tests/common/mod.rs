@@ -19,6 +19,22 @@ use std::time::{Duration, Instant};
 use deckhand::cri::client::{CriClient, connect};
 use deckhand::cri::v1 as cri;
 
+/// Where the stock Kubernetes binaries are: `$DECKHAND_K8S_DIR`, else
+/// `../shared/k8s` beside the project (as CI has them).
+pub fn stock_k8s_dir() -> PathBuf {
+    std::env::var_os("DECKHAND_K8S_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/k8s"))
+}
+
+/// Says plainly that a test did not run, and why. Written to the process's
+/// stderr itself: the harness captures `println!`/`eprintln!` and never
+/// shows a passing test's output, so a skip would pass unseen.
+pub fn say_skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{test}: skipped: {why}");
+}
+
 pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 pub const REGISTRY: &str = "127.0.0.1:5000";
 pub const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";

@@ -216,9 +216,7 @@ pub struct StockApiserver {
 
 /// ../shared/k8s (or $DECKHAND_K8S_DIR), when its binaries are there.
 pub fn stock_k8s_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("DECKHAND_K8S_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/k8s"));
+    let dir = super::stock_k8s_dir();
     (dir.join("start-apiserver").exists() && dir.join("bin").exists()).then_some(dir)
 }
 

@@ -14,9 +14,7 @@ pub const KUBECTL: &str = "/usr/bin/kubectl";
 /// ../shared/k8s (from the repository root), or `$DECKHAND_K8S_DIR`, with
 /// its binaries unpacked: the bin dir. `Err` says why the suite skips.
 pub fn k8s_bin() -> Result<PathBuf, String> {
-    let dir = std::env::var_os("DECKHAND_K8S_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/k8s"));
+    let dir = super::stock_k8s_dir();
     for file in ["unpack", "start-apiserver", "stop-apiserver", "bin"] {
         if !dir.join(file).exists() {
             return Err(format!(
@@ -49,12 +47,6 @@ pub fn k8s_bin() -> Result<PathBuf, String> {
         }
     }
     Ok(bin)
-}
-
-fn k8s_dir() -> PathBuf {
-    std::env::var_os("DECKHAND_K8S_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/k8s"))
 }
 
 /// `n` consecutive free loopback ports, the first one returned. Each call
@@ -105,7 +97,7 @@ impl StockControlPlane {
     pub fn start(node_name: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_ports(5);
-        let out = Command::new(k8s_dir().join("start-apiserver"))
+        let out = Command::new(super::stock_k8s_dir().join("start-apiserver"))
             .arg(dir.path())
             .arg(port.to_string())
             .arg(node_name)
@@ -154,7 +146,7 @@ impl ControlPlane for StockControlPlane {
 
 impl Drop for StockControlPlane {
     fn drop(&mut self) {
-        let _ = Command::new(k8s_dir().join("stop-apiserver"))
+        let _ = Command::new(super::stock_k8s_dir().join("stop-apiserver"))
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .status();
