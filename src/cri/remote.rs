@@ -83,7 +83,17 @@ where
 {
     let mut request = tonic::Request::new(request);
     request.set_timeout(timeout);
-    match tokio::time::timeout(timeout, f(request)).await {
+    answer(timeout, what, f(request)).await
+}
+
+/// Waits at most `timeout` for the runtime's answer (for a stream, its
+/// response headers). Sends no deadline: a stream must outlive it.
+async fn answer<Resp>(
+    timeout: Duration,
+    what: &str,
+    call: impl Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+) -> Result<Resp, CriError> {
+    match tokio::time::timeout(timeout, call).await {
         Ok(Ok(response)) => Ok(response.into_inner()),
         Ok(Err(status)) => Err(from_status(what, status)),
         Err(_) => Err(CriError::deadline_exceeded(format!(
@@ -128,10 +138,13 @@ macro_rules! remote_runtime {
                 &self,
                 request: v1::GetEventsRequest,
             ) -> Result<ContainerEventStream, CriError> {
+                // No grpc-timeout: the runtime would end the stream there.
                 let mut client = self.runtime.clone();
-                let stream = call(self.request_timeout, "get_container_events", request, |r| async move {
-                    client.get_container_events(r).await
-                })
+                let stream = answer(
+                    self.request_timeout,
+                    "get_container_events",
+                    client.get_container_events(request),
+                )
                 .await?;
                 Ok(Box::pin(stream.map(|event| event.map_err(CriError::from))))
             }
