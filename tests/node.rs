@@ -616,7 +616,8 @@ async fn stock_apiserver_accepts_the_node() {
         );
         return;
     };
-    let port = common::free_port();
+    // start-apiserver takes PORT to PORT+3 (etcd, kcm): all four must be free.
+    let port = common::stock::free_ports(4);
     let plane = common::node::StockApiserver::start(&k8s, port, "nd-stock");
     let node = NodeAgent::start(&plane, "nd-stock", Runtime::InProcess, OCTET, 6).await;
     node_runs_a_pod(&plane, &node);
