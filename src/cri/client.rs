@@ -1,5 +1,6 @@
-//! A CRI client over a unix socket: what `deckhand node` uses for a remote
-//! runtime, and what the tests drive `deckhand cri` with.
+//! The raw gRPC clients over a unix socket, what the tests and `cri-reset`
+//! drive a runtime with (`deckhand node` uses [`super::remote`], the CRI
+//! traits over the same dialling).
 
 use std::path::{Path, PathBuf};
 
@@ -13,21 +14,24 @@ pub struct CriClient {
     pub images: ImageServiceClient<Channel>,
 }
 
+/// Dials the runtime's socket: every connection goes there, whatever URI
+/// the channel was given.
+pub(crate) async fn dial(
+    socket: PathBuf,
+) -> std::io::Result<hyper_util::rt::TokioIo<tokio::net::UnixStream>> {
+    Ok(hyper_util::rt::TokioIo::new(
+        tokio::net::UnixStream::connect(socket).await?,
+    ))
+}
+
 pub async fn connect(socket: &Path) -> Result<CriClient, tonic::transport::Error> {
     let socket: PathBuf = socket.to_path_buf();
-    // The URI is ignored: every connection goes to the socket.
-    let channel = Endpoint::from_static("http://[::]:50051")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
+    let channel = Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_| dial(socket.clone())))
         .await?;
+    let max = crate::cri::MAX_MESSAGE_BYTES;
     Ok(CriClient {
-        runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(16 << 20),
-        images: ImageServiceClient::new(channel).max_decoding_message_size(16 << 20),
+        runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(max),
+        images: ImageServiceClient::new(channel).max_decoding_message_size(max),
     })
 }

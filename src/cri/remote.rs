@@ -38,16 +38,10 @@ impl RemoteRuntime {
     /// first call.
     pub fn new(socket: &Path) -> Self {
         let socket = socket.to_path_buf();
-        // The URI is ignored: every connection goes to the socket.
         let channel = Endpoint::from_static("http://localhost")
             .connect_timeout(Duration::from_secs(10))
             .connect_with_connector_lazy(tower::service_fn(move |_| {
-                let socket = socket.clone();
-                async move {
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                        tokio::net::UnixStream::connect(socket).await?,
-                    ))
-                }
+                crate::cri::client::dial(socket.clone())
             }));
         let max = crate::cri::MAX_MESSAGE_BYTES;
         Self {
