@@ -52,7 +52,10 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("the request is too large")]
+    #[error(
+        "Request entity too large: limit is {}",
+        crate::apiserver::http::MAX_BODY
+    )]
     TooLarge,
     #[error("{0}")]
     Gone(String),

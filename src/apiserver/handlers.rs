@@ -114,6 +114,7 @@ pub async fn check_used_on_node(state: &Arc<State>, ctx: &Ctx, t: &Target) -> Re
 
 pub async fn get(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<Body>, ApiError> {
     check_used_on_node(state, ctx, &t).await?;
+    ctx.resource_version()?;
     let key = key_of(&t);
     let t2 = t.clone();
     let object = blocking(state, move |s| {
@@ -173,12 +174,16 @@ fn decode_continue(token: &str, prefix: &str) -> Result<String, ApiError> {
 pub async fn list(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<Body>, ApiError> {
     check_used_on_node(state, ctx, &t).await?;
     let filter = Filter::from_ctx(ctx, t.kind)?;
+    // kube takes any int64; zero or negative means no limit.
     let limit = match ctx.param("limit") {
         Some(l) => l
-            .parse::<usize>()
-            .map_err(|_| ApiError::BadRequest(format!("invalid limit: {l}")))?,
+            .parse::<i64>()
+            .map_err(|_| ApiError::BadRequest(format!("invalid limit: {l}")))?
+            .try_into()
+            .unwrap_or(0),
         None => 0,
     };
+    ctx.resource_version()?;
     let prefix = list_prefix(&t);
     let after = ctx
         .param("continue")
@@ -1021,6 +1026,18 @@ fn patch_in_txn(
             ),
             other => other,
         })?;
+        // kube decodes the patched object before anything else: one without
+        // a name (a patch removing /metadata, a top-level `$patch: delete`
+        // or `replace`) is a 400, never a silent no-op or a wiped object.
+        if patched["metadata"]["name"]
+            .as_str()
+            .is_none_or(str::is_empty)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({} based on URL) was undeterminable: name must be provided",
+                t.name
+            )));
+        }
         (
             patched,
             Fields::Updated {

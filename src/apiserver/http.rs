@@ -67,6 +67,20 @@ impl Ctx {
     pub fn flag(&self, key: &str) -> bool {
         matches!(self.param(key), Some("true" | "1"))
     }
+
+    /// `resourceVersion`, if given: a number, or a 400 worded as kube's
+    /// (it reports Go's strconv error).
+    pub fn resource_version(&self) -> Result<Option<u64>, ApiError> {
+        self.param("resourceVersion")
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "invalid resource version: resourceVersion: Invalid value: \"{v}\": strconv.ParseUint: parsing \"{v}\": invalid syntax"
+                    ))
+                })
+            })
+            .transpose()
+    }
 }
 
 /// The request's query parameters, decoded.
@@ -216,19 +230,22 @@ async fn impersonate(
     };
     let names = values("impersonate-user");
     let groups = values("impersonate-group");
-    if names.is_empty() {
-        if groups.is_empty() {
-            return Ok(user);
-        }
-        return Err(ApiError::BadRequest(
-            "requested impersonation of groups without a user".into(),
-        ));
-    }
     let uid = values("impersonate-uid")
         .into_iter()
         .next()
         .unwrap_or_default();
-    let name = names[0].clone();
+    if names.is_empty() && groups.is_empty() && uid.is_empty() {
+        return Ok(user);
+    }
+    let name = names.first().cloned().unwrap_or_default();
+    if name.is_empty() {
+        // kube's words, which print the Go struct it would have built.
+        let quoted: Vec<String> = groups.iter().map(|g| format!("{g:?}")).collect();
+        return Err(ApiError::BadRequest(format!(
+            "requested &user.DefaultInfo{{Name:\"\", UID:{uid:?}, Groups:[]string{{{}}}, Extra:map[string][]string(nil)}} without impersonating a user name",
+            quoted.join(", ")
+        )));
+    }
     let sa = name
         .strip_prefix("system:serviceaccount:")
         .and_then(|rest| rest.split_once(':'))

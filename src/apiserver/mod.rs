@@ -10,6 +10,7 @@
 //! `auth` (authn/authz), `pki` (certificates, kubeconfig), `error` (Status).
 
 pub mod auth;
+pub mod client_certs;
 pub mod discovery;
 pub mod error;
 pub mod handlers;
@@ -28,6 +29,7 @@ pub mod storage_node;
 pub mod store;
 pub mod table;
 pub mod watch;
+pub mod watch_buffer;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -216,7 +218,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     }
     sans.dedup();
     let (cert, key) = pki.serving(&sans)?;
-    let tls = Arc::new(pki.server_config(&cert, &key)?);
+    let (tls, client_certs) = pki.server_config(&cert, &key)?;
+    let tls = Arc::new(tls);
 
     let store = Store::open(&config.data_dir.join("store.redb"))?;
     let server_address = SocketAddr::new(connect_ip, local.port()).to_string();
@@ -274,6 +277,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             }
         };
         let acceptor = acceptor.clone();
+        let client_certs = Arc::clone(&client_certs);
         let state = Arc::clone(&state);
         tokio::spawn(async move {
             let handshake =
@@ -290,6 +294,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
                 .get_ref()
                 .1
                 .peer_certificates()
+                .filter(|certs| client_certs.trusted(certs))
                 .and_then(|certs| certs.first())
                 .and_then(|c| auth::user_from_cert(c));
             let service = hyper::service::service_fn(move |req| {

@@ -15,6 +15,8 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, pem::PemObject};
 
+use super::client_certs::LenientVerifier;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("certificate: {0}")]
@@ -271,11 +273,13 @@ impl Pki {
 
     /// TLS config: our serving cert, and client certificates verified
     /// against our CA but optional, since bearer tokens are the other way in.
+    /// The serving TLS config, and the verifier that tells (after the
+    /// handshake) whether a client's certificate chain is the cluster CA's.
     pub fn server_config(
         &self,
         cert_pem: &str,
         key_pem: &str,
-    ) -> Result<rustls::ServerConfig, PkiError> {
+    ) -> Result<(rustls::ServerConfig, Arc<LenientVerifier>), PkiError> {
         let tls = |e: &dyn std::fmt::Display| PkiError::Tls(e.to_string());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
@@ -289,6 +293,7 @@ impl Pki {
         .allow_unauthenticated()
         .build()
         .map_err(|e| tls(&e))?;
+        let verifier = Arc::new(LenientVerifier::new(verifier));
         let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| tls(&e))?;
@@ -298,11 +303,11 @@ impl Pki {
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| tls(&e))?
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(verifier.clone())
             .with_single_cert(certs, key)
             .map_err(|e| tls(&e))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(config)
+        Ok((config, verifier))
     }
 }
 

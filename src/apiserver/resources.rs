@@ -599,9 +599,10 @@ fn default_service(svc: &mut Value) {
     }
 }
 
-/// A DNS-1123 subdomain: what most object names must be.
+/// A DNS-1123 subdomain: what most object names must be. As kube checks
+/// it: 253 characters in all, with no limit on one label's length.
 pub fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(|label| is_label_chars(label, 63))
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(|label| is_label_chars(label, 253))
 }
 
 /// A DNS-1123 label (namespaces, container names).
@@ -623,6 +624,7 @@ pub(crate) fn cause(reason: &'static str, field: &str, message: impl Into<String
         reason: match reason {
             "required" => "FieldValueRequired",
             "duplicate" => "FieldValueDuplicate",
+            "toolong" => "FieldValueTooLong",
             _ => "FieldValueInvalid",
         },
         field: field.into(),
@@ -668,6 +670,9 @@ pub fn validate(kind: &Kind, object: &Value) -> Vec<Cause> {
         }
     }
     validate_labels(object, &mut causes);
+    if matches!(kind.resource, "configmaps" | "secrets") {
+        validate_data_size(kind, object, &mut causes);
+    }
     if kind.resource == "pods" {
         validate_pod(object, &mut causes);
     }
@@ -676,6 +681,39 @@ pub fn validate(kind: &Kind, object: &Value) -> Vec<Cause> {
     }
     crate::apiserver::storage_node::validate(kind, object, &mut causes);
     causes
+}
+
+/// kube's limit on a ConfigMap's or Secret's data (corev1.MaxSecretSize):
+/// keys and values of `data` and `binaryData` count (for a Secret, `data`
+/// as decoded bytes, `stringData` having been folded in already).
+const MAX_DATA_SIZE: usize = 1024 * 1024;
+
+fn validate_data_size(kind: &Kind, object: &Value, causes: &mut Vec<Cause>) {
+    let size = |field: &str, base64_values: bool| -> usize {
+        object[field].as_object().map_or(0, |m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let v = v.as_str().unwrap_or("");
+                    let decoded =
+                        v.len() / 4 * 3 - v.bytes().rev().take_while(|&b| b == b'=').count();
+                    k.len() + if base64_values { decoded } else { v.len() }
+                })
+                .sum()
+        })
+    };
+    let (total, field) = if kind.resource == "secrets" {
+        (size("data", true), "data")
+    } else {
+        // kube's field path for the whole object prints as "[]".
+        (size("data", false) + size("binaryData", true), "[]")
+    };
+    if total > MAX_DATA_SIZE {
+        causes.push(cause(
+            "toolong",
+            field,
+            format!("Too long: may not be more than {MAX_DATA_SIZE} bytes"),
+        ));
+    }
 }
 
 /// A binding names a role and only subjects kube knows.

@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -78,6 +79,9 @@ pub struct Event {
     /// The state before, to tell watchers with selectors that an object left
     /// their view.
     pub prev: Option<Value>,
+    /// `object` as JSON, encoded once at write time: every JSON watcher
+    /// sends these same bytes.
+    pub json: Bytes,
     /// Approximate memory held, for bounding the history.
     size: usize,
 }
@@ -153,6 +157,7 @@ impl Txn<'_> {
         let size = 2 * bytes.len();
         self.events.push(Event {
             size,
+            json: Bytes::from(bytes),
             rev: self.rev,
             kind: if prev.is_some() {
                 EventKind::Modified
@@ -176,8 +181,10 @@ impl Txn<'_> {
         self.rev += 1;
         let mut object = prev.clone();
         set_resource_version(&mut object, self.rev);
+        let json = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
         self.events.push(Event {
-            size: 2 * object.to_string().len(),
+            size: 2 * json.len(),
+            json,
             rev: self.rev,
             kind: EventKind::Deleted,
             key: key.into(),

@@ -4,7 +4,6 @@
 //! bookmarks and Table-formatted objects for `kubectl get -w`; or, for
 //! client-go's default, length-prefixed protobuf WatchEvents.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,6 @@ use http::{Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::apiserver::State;
 use crate::apiserver::error::ApiError;
@@ -36,7 +34,7 @@ struct Encoder {
 
 impl Encoder {
     fn line(&mut self, ty: &str, object: &Value) -> Bytes {
-        let object = if self.table && ty != "BOOKMARK" && ty != "ERROR" {
+        if self.table && ty != "BOOKMARK" && ty != "ERROR" {
             let t = table::table(
                 self.kind,
                 std::slice::from_ref(object),
@@ -44,12 +42,14 @@ impl Encoder {
                 !self.sent_columns,
             );
             self.sent_columns = true;
-            t
-        } else {
-            object.clone()
-        };
+            return self.encode(ty, &t);
+        }
+        self.encode(ty, object)
+    }
+
+    fn encode(&self, ty: &str, object: &Value) -> Bytes {
         if self.protobuf {
-            return match crate::apiserver::protobuf::watch_frame(ty, &object) {
+            return match crate::apiserver::protobuf::watch_frame(ty, object) {
                 Ok(frame) => Bytes::from(frame),
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot encode a watch event as protobuf; skipped");
@@ -57,11 +57,29 @@ impl Encoder {
                 }
             };
         }
-        let mut bytes =
-            serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
-        bytes.push(b'\n');
+        let mut bytes: Vec<u8> = json_prefix(ty).into();
+        // Writing to a Vec fails only for a non-string map key: none here.
+        let _ = serde_json::to_writer(&mut bytes, object);
+        bytes.extend_from_slice(b"}\n");
         Bytes::from(bytes)
     }
+
+    /// A stored change's line, in parts: JSON watchers share the object's
+    /// bytes encoded once by the store instead of each encoding a copy.
+    fn event(&mut self, ty: &str, event: &Event) -> Vec<Bytes> {
+        if self.table || self.protobuf {
+            return vec![self.line(ty, &event.object)];
+        }
+        vec![
+            Bytes::from(json_prefix(ty)),
+            event.json.clone(),
+            Bytes::from_static(b"}\n"),
+        ]
+    }
+}
+
+fn json_prefix(ty: &str) -> String {
+    format!("{{\"type\":\"{ty}\",\"object\":")
 }
 
 fn bookmark(kind: &Kind, rev: u64, initial_end: bool) -> Value {
@@ -88,21 +106,19 @@ fn visible(event: &Event, filter: &Filter) -> Option<EventKind> {
 pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<Body>, ApiError> {
     crate::apiserver::handlers::check_used_on_node(state, ctx, &t).await?;
     let filter = Filter::from_ctx(ctx, t.kind)?;
-    let rv = match ctx.param("resourceVersion") {
-        None | Some("0") => None,
-        Some(v) => Some(
-            v.parse::<u64>()
-                .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {v}")))?,
-        ),
-    };
+    let rv = ctx.resource_version()?.filter(|&v| v != 0);
     let send_initial = ctx.flag("sendInitialEvents") || rv.is_none();
     let bookmarks = ctx.flag("allowWatchBookmarks");
-    let timeout = match ctx.param("timeoutSeconds") {
-        Some(s) => Duration::from_secs(
-            s.parse::<u64>()
-                .map_err(|_| ApiError::BadRequest(format!("invalid timeoutSeconds: {s}")))?,
-        ),
-        None => DEFAULT_TIMEOUT,
+    // kube takes any int64: a negative timeout is a watch whose deadline
+    // has passed, answered 200 with one ERROR event.
+    let (timeout, expired) = match ctx.param("timeoutSeconds") {
+        Some(s) => {
+            let secs = s
+                .parse::<i64>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid timeoutSeconds: {s}")))?;
+            (Duration::from_secs(secs.max(0) as u64), secs < 0)
+        }
+        None => (DEFAULT_TIMEOUT, false),
     };
     let prefix = list_prefix(&t);
     // A single object (`GET .../pods/x?watch=1`) watches just that name.
@@ -138,12 +154,8 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
         protobuf: ctx.protobuf && !ctx.table,
         sent_columns: false,
     };
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-    let body = StreamBody::new(futures::StreamExt::map(stream, |b| {
-        Ok::<_, Infallible>(Frame::data(b))
-    }))
-    .boxed();
+    let (tx, stream) = crate::apiserver::watch_buffer::channel();
+    let body = StreamBody::new(futures::StreamExt::map(stream, |b| b.map(Frame::data))).boxed();
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     resp.headers_mut().insert(
@@ -154,14 +166,20 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
             "application/json"
         }),
     );
+    if expired {
+        let line = enc.line(
+            "ERROR",
+            &ApiError::Internal("context deadline exceeded".into()).status(),
+        );
+        let _ = tx.send(line).await;
+        return Ok(resp);
+    }
     let mut sub = match sub {
         Ok(sub) => sub,
         Err(err) => {
             // Too old: kube answers 200 with a single ERROR event (410).
             let line = enc.line("ERROR", &err.status());
-            tokio::spawn(async move {
-                let _ = tx.send(line).await;
-            });
+            let _ = tx.send(line).await;
             return Ok(resp);
         }
     };
@@ -208,12 +226,12 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
             if !wanted(event) {
                 return None;
             }
-            visible(event, &filter).map(|k| enc.line(k.as_str(), &event.object))
+            visible(event, &filter).map(|k| enc.event(k.as_str(), event))
         };
         for event in std::mem::take(&mut sub.backlog) {
             last_rev = event.rev;
-            if let Some(line) = encode(&event, &mut enc)
-                && tx.send(line).await.is_err()
+            if let Some(parts) = encode(&event, &mut enc)
+                && tx.send_parts(parts).await.is_err()
             {
                 return;
             }
@@ -227,8 +245,8 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
                     // the stream makes the client re-watch or re-list.
                     let Some(event) = event else { return };
                     last_rev = event.rev;
-                    if let Some(line) = encode(&event, &mut enc)
-                        && tx.send(line).await.is_err()
+                    if let Some(parts) = encode(&event, &mut enc)
+                        && tx.send_parts(parts).await.is_err()
                     {
                         return;
                     }
