@@ -11,6 +11,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
 
+#[path = "apiserver/bad_input.rs"]
+mod bad_input;
 #[path = "apiserver/protobuf.rs"]
 mod protobuf;
 #[path = "apiserver/storage_node.rs"]
@@ -91,6 +93,10 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         server
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     fn log(&self) -> String {

@@ -62,6 +62,11 @@ pub fn apply(
         }
         PatchType::Strategic => {
             let p: Value = parse_object(patch)?;
+            // A top-level delete directive leaves nothing (kube then
+            // refuses the nameless result).
+            if p.get("$patch").and_then(Value::as_str) == Some("delete") {
+                return Ok(Value::Object(Map::new()));
+            }
             let mut doc = original.clone();
             strategic(&mut doc, &p, kind_resource, "");
             Ok(doc)

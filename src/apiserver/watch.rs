@@ -167,10 +167,11 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
         }),
     );
     if expired {
-        let line = enc.line(
-            "ERROR",
-            &ApiError::Internal("context deadline exceeded".into()).status(),
-        );
+        let status = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "context deadline exceeded", "reason": "InternalError", "code": 500,
+        });
+        let line = enc.line("ERROR", &status);
         let _ = tx.send(line).await;
         return Ok(resp);
     }
