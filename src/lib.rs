@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod cli;
+pub mod controllers;
 pub mod cri;
 pub mod node;
 pub mod runtime;
