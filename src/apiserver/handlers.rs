@@ -1403,7 +1403,10 @@ mod tests {
         set_scheduled(&mut pod);
         let c = pod["status"]["conditions"].as_array().unwrap();
         assert_eq!(c.len(), 1);
-        assert_eq!((c[0]["status"].as_str(), c[0].get("reason")), (Some("True"), None));
+        assert_eq!(
+            (c[0]["status"].as_str(), c[0].get("reason")),
+            (Some("True"), None)
+        );
         let mut bare = json!({});
         set_scheduled(&mut bare);
         assert_eq!(bare["status"]["conditions"][0]["type"], "PodScheduled");
