@@ -1,5 +1,6 @@
 //! deckhand: a Kubernetes node in one binary. ../shared/DESIGN.md is the map;
-//! modules follow its layers, top to bottom: cli -> cri -> runtime -> sys.
+//! modules follow its layers, top to bottom: cli -> apiserver -> controllers
+//! -> node -> cri -> runtime -> sys.
 
 pub mod apiserver;
 pub mod cli;
