@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod client_certs;
+pub mod default_tolerations;
 pub mod discovery;
 pub mod error;
 pub mod handlers;

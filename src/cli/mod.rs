@@ -6,6 +6,7 @@ mod cri_reset;
 pub mod log_driver;
 pub mod node;
 pub mod runtime_args;
+mod scheduler;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +35,8 @@ pub enum Command {
     CriReset(cri_reset::CriResetArgs),
     /// The node agent (kubelet): registers the Node, runs the pods bound to it.
     Node(Box<node::NodeArgs>),
+    /// The scheduler (and, with --node-lifecycle, the node lifecycle controller).
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 impl Cli {
@@ -101,6 +104,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Apiserver(args) => apiserver::run(args).await,
         Command::CriReset(args) => cri_reset::run(args).await,
         Command::Node(args) => node::run(*args).await,
+        Command::Scheduler(args) => scheduler::run(args).await,
     }
 }
 
