@@ -69,7 +69,9 @@ fn add_api_access(pod: &mut Value) {
     let name = existing.clone().unwrap_or_else(|| generate_name(VOLUME_PREFIX));
     let mut used = false;
     for list in ["initContainers", "containers"] {
-        for c in spec[list].as_array_mut().into_iter().flatten() {
+        // get_mut: indexing would insert a null for a missing list.
+        let containers = spec.get_mut(list).and_then(Value::as_array_mut);
+        for c in containers.into_iter().flatten() {
             let mounts = c["volumeMounts"].as_array();
             if mounts
                 .into_iter()
@@ -131,6 +133,9 @@ mod tests {
             "volumeMounts": [{"name": "x", "mountPath": "/x"}]}],
             "initContainers": [{"name": "i"}]}));
         admit_with(&mut p, &json!({}));
+        let mut q = pod(json!({"containers": [{"name": "a"}]}));
+        admit_with(&mut q, &json!({}));
+        assert!(q["spec"].get("initContainers").is_none(), "no null list added");
         let vols = p["spec"]["volumes"].as_array().unwrap();
         assert_eq!(vols.len(), 1);
         let name = vols[0]["name"].as_str().unwrap();
