@@ -57,12 +57,21 @@ fn diagnostics(plane: &dyn ControlPlane, node: &NodeAgent, name: &str) -> String
     )
 }
 
-fn wait_running(plane: &dyn ControlPlane, node: &NodeAgent, name: &str, timeout: Duration) -> Value {
+fn wait_running(
+    plane: &dyn ControlPlane,
+    node: &NodeAgent,
+    name: &str,
+    timeout: Duration,
+) -> Value {
     wait_for(
         &format!("pod {name} Running"),
         timeout,
         || diagnostics(plane, node, name),
-        || plane.pod(name).filter(|p| p["status"]["phase"] == "Running"),
+        || {
+            plane
+                .pod(name)
+                .filter(|p| p["status"]["phase"] == "Running")
+        },
     )
 }
 
@@ -131,8 +140,19 @@ async fn a_pod_sees_its_volumes_and_their_updates() {
     let plane = DeckhandApiserver::start(&["vol9-volumes"]);
     let node = NodeAgent::start(&plane, "vol9-volumes", Runtime::InProcess, OCTET, 1).await;
     wait_node_ready(&plane, &node);
-    plane.ok(&["create", "configmap", "app-config", "--from-literal=greeting=hello"]);
-    plane.ok(&["create", "secret", "generic", "creds", "--from-literal=pw=hunter2"]);
+    plane.ok(&[
+        "create",
+        "configmap",
+        "app-config",
+        "--from-literal=greeting=hello",
+    ]);
+    plane.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=pw=hunter2",
+    ]);
 
     let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
     let reader = format!(
@@ -178,12 +198,19 @@ async fn a_pod_sees_its_volumes_and_their_updates() {
         }),
     );
     plane.create(&manifest);
-    let pod = wait_running(&plane, &node, "vols", Duration::from_secs(120));
+    let pod = wait_running(&plane, &node, "vols", Duration::from_secs(180));
     let uid = uid(&pod);
     let shared = volume_path(&node, &uid, "kubernetes.io~empty-dir", "shared");
     let file = |name: &str| shared.join(name);
     let wait = |name: &str, check: &dyn Fn(&str) -> bool| {
-        wait_file(&plane, &node, "vols", &file(name), Duration::from_secs(60), check)
+        wait_file(
+            &plane,
+            &node,
+            "vols",
+            &file(name),
+            Duration::from_secs(60),
+            check,
+        )
     };
 
     assert_eq!(wait("greeting", &|s| !s.is_empty()), "hello");
@@ -213,7 +240,9 @@ async fn a_pod_sees_its_volumes_and_their_updates() {
     let pod_dir = node.root_dir().join("pods").join(&uid);
     let mounted = mounts_under(&pod_dir);
     assert!(
-        mounted.iter().any(|m| m.ends_with("kubernetes.io~secret/secret")),
+        mounted
+            .iter()
+            .any(|m| m.ends_with("kubernetes.io~secret/secret")),
         "{mounted:?}"
     );
 
@@ -251,7 +280,10 @@ async fn a_pod_sees_its_volumes_and_their_updates() {
         wait("labels", &|s| s.contains("two")),
         "app=\"vols\"\ntier=\"two\""
     );
-    assert_eq!(std::fs::read_to_string(file("sub-greeting")).unwrap(), "hello");
+    assert_eq!(
+        std::fs::read_to_string(file("sub-greeting")).unwrap(),
+        "hello"
+    );
     let p = plane.pod("vols").unwrap();
     for c in p["status"]["containerStatuses"].as_array().unwrap() {
         assert_eq!(c["restartCount"], 0, "{c}");
@@ -269,17 +301,17 @@ async fn a_pod_sees_its_volumes_and_their_updates() {
 
 /// A missing configMap holds the pod in ContainerCreating with a FailedMount
 /// event until it is created; a hostPath of type Directory refuses a
-/// missing path; a subPath that escapes is refused; other pods run.
+/// missing path; a subPath that escapes is refused; pull policy Never on a
+/// missing image is ErrImageNeverPull; a service account's pull secrets go
+/// to its pods and an unknown account is refused; other pods run.
 #[tokio::test(flavor = "multi_thread")]
-async fn bad_volumes_hold_their_pod_only() {
+async fn bad_input_holds_only_its_pod() {
     let plane = DeckhandApiserver::start(&["vol9-bad"]);
     let node = NodeAgent::start(&plane, "vol9-bad", Runtime::InProcess, OCTET, 2).await;
     wait_node_ready(&plane, &node);
     let n = node.name.clone();
     let sleeper = |mounts: Value| busybox("app", "sleep 3600", mounts);
-    let spec = |mounts: Value, volumes: Value| {
-        json!({"terminationGracePeriodSeconds": 1, "containers": [sleeper(mounts)], "volumes": volumes})
-    };
+    let spec = |mounts: Value, volumes: Value| json!({"terminationGracePeriodSeconds": 1, "containers": [sleeper(mounts)], "volumes": volumes});
     plane.create(&pod_manifest(
         "waits-for-cm",
         &n,
@@ -317,7 +349,7 @@ async fn bad_volumes_hold_their_pod_only() {
             json!([{"name": "scratch", "emptyDir": {}}]),
         ),
     ));
-    wait_running(&plane, &node, "fine", Duration::from_secs(120));
+    wait_running(&plane, &node, "fine", Duration::from_secs(180));
 
     let event = |pod: &str, text: &str| {
         wait_for(
@@ -334,7 +366,9 @@ async fn bad_volumes_hold_their_pod_only() {
     );
     let e = event("no-host-dir", "FailedMount");
     assert!(
-        e.contains(&format!("hostPath type check failed: {missing} is not a directory")),
+        e.contains(&format!(
+            "hostPath type check failed: {missing} is not a directory"
+        )),
         "{e}"
     );
     let e = event("escapes", "Failed");
@@ -343,8 +377,85 @@ async fn bad_volumes_hold_their_pod_only() {
         let p = plane.pod(name).unwrap();
         assert_eq!(p["status"]["phase"], "Pending", "{name}: {}", p["status"]);
         let state = &p["status"]["containerStatuses"][0]["state"];
-        assert_eq!(state["waiting"]["reason"], "ContainerCreating", "{name}: {state}");
+        assert_eq!(
+            state["waiting"]["reason"], "ContainerCreating",
+            "{name}: {state}"
+        );
     }
+
+    // Pull policy Never with an image that is not there.
+    let mut never = sleeper(json!([]));
+    never["image"] = json!("127.0.0.1:5000/vol9/not-here:1");
+    never["imagePullPolicy"] = json!("Never");
+    plane.create(&pod_manifest(
+        "never-pull",
+        &n,
+        json!({}),
+        json!({"terminationGracePeriodSeconds": 1, "containers": [never]}),
+    ));
+    let e = event("never-pull", "ErrImageNeverPull");
+    assert!(
+        e.contains("is not present with pull policy of Never"),
+        "{e}"
+    );
+    wait_for(
+        "never-pull waiting in ErrImageNeverPull",
+        Duration::from_secs(30),
+        || diagnostics(&plane, &node, "never-pull"),
+        || {
+            let p = plane.pod("never-pull")?;
+            (p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                == "ErrImageNeverPull")
+                .then_some(())
+        },
+    );
+
+    // The service account's pull secrets go to its pods; an unknown
+    // account is refused at create.
+    plane.create(&json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "puller", "namespace": "default"},
+        "imagePullSecrets": [{"name": "regcred"}], "automountServiceAccountToken": false}));
+    let mut with_sa = spec(json!([]), json!([]));
+    with_sa["serviceAccountName"] = json!("puller");
+    plane.create(&pod_manifest("with-sa", &n, json!({}), with_sa));
+    let p = plane.pod("with-sa").unwrap();
+    assert_eq!(p["spec"]["imagePullSecrets"], json!([{"name": "regcred"}]));
+    assert!(
+        p["spec"]["volumes"].as_array().is_none_or(|v| v.is_empty()),
+        "automount false: {}",
+        p["spec"]
+    );
+    let mut no_sa = spec(json!([]), json!([]));
+    no_sa["serviceAccountName"] = json!("nobody");
+    let refused = {
+        use std::io::Write;
+        let mut child = std::process::Command::new(common::node::KUBECTL)
+            .arg("--kubeconfig")
+            .arg(plane.admin_kubeconfig())
+            .args(["create", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(
+                pod_manifest("no-sa", &n, json!({}), no_sa)
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(r#"serviceaccount "nobody" not found"#),
+        "{err}"
+    );
 
     // The configMap appears: the pod starts.
     plane.ok(&["create", "configmap", "later", "--from-literal=k=v"]);

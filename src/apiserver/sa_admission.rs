@@ -66,7 +66,9 @@ fn add_api_access(pod: &mut Value) {
             let name = v["name"].as_str()?;
             name.starts_with(VOLUME_PREFIX).then(|| name.to_string())
         });
-    let name = existing.clone().unwrap_or_else(|| generate_name(VOLUME_PREFIX));
+    let name = existing
+        .clone()
+        .unwrap_or_else(|| generate_name(VOLUME_PREFIX));
     let mut used = false;
     for list in ["initContainers", "containers"] {
         // get_mut: indexing would insert a null for a missing list.
@@ -135,11 +137,17 @@ mod tests {
         admit_with(&mut p, &json!({}));
         let mut q = pod(json!({"containers": [{"name": "a"}]}));
         admit_with(&mut q, &json!({}));
-        assert!(q["spec"].get("initContainers").is_none(), "no null list added");
+        assert!(
+            q["spec"].get("initContainers").is_none(),
+            "no null list added"
+        );
         let vols = p["spec"]["volumes"].as_array().unwrap();
         assert_eq!(vols.len(), 1);
         let name = vols[0]["name"].as_str().unwrap();
-        assert!(name.starts_with("kube-api-access-") && name.len() == 21, "{name}");
+        assert!(
+            name.starts_with("kube-api-access-") && name.len() == 21,
+            "{name}"
+        );
         assert_eq!(
             vols[0]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"],
             3607
@@ -156,14 +164,16 @@ mod tests {
 
     #[test]
     fn automount_false_on_the_pod_or_account_adds_nothing() {
-        let mut p = pod(json!({"automountServiceAccountToken": false, "containers": [{"name": "a"}]}));
+        let mut p =
+            pod(json!({"automountServiceAccountToken": false, "containers": [{"name": "a"}]}));
         admit_with(&mut p, &json!({"automountServiceAccountToken": true}));
         assert!(p["spec"]["volumes"].is_null());
         let mut p = pod(json!({"containers": [{"name": "a"}]}));
         admit_with(&mut p, &json!({"automountServiceAccountToken": false}));
         assert!(p["spec"]["volumes"].is_null());
         // The pod's true wins over the account's false.
-        let mut p = pod(json!({"automountServiceAccountToken": true, "containers": [{"name": "a"}]}));
+        let mut p =
+            pod(json!({"automountServiceAccountToken": true, "containers": [{"name": "a"}]}));
         admit_with(&mut p, &json!({"automountServiceAccountToken": false}));
         assert_eq!(p["spec"]["volumes"].as_array().unwrap().len(), 1);
     }
@@ -174,7 +184,13 @@ mod tests {
             {"name": "mine", "mountPath": TOKEN_MOUNT_PATH}]}]}));
         admit_with(&mut p, &json!({}));
         assert!(p["spec"]["volumes"].is_null());
-        assert_eq!(p["spec"]["containers"][0]["volumeMounts"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            p["spec"]["containers"][0]["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -183,7 +199,8 @@ mod tests {
         let mut p = pod(json!({"containers": [{"name": "a"}]}));
         admit_with(&mut p, &sa);
         assert_eq!(p["spec"]["imagePullSecrets"], json!([{"name": "reg"}]));
-        let mut p = pod(json!({"imagePullSecrets": [{"name": "own"}], "containers": [{"name": "a"}]}));
+        let mut p =
+            pod(json!({"imagePullSecrets": [{"name": "own"}], "containers": [{"name": "a"}]}));
         admit_with(&mut p, &sa);
         assert_eq!(p["spec"]["imagePullSecrets"], json!([{"name": "own"}]));
     }

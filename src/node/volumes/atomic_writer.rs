@@ -123,7 +123,9 @@ fn walk_files(root: &Path, dir: &Path, out: &mut BTreeSet<PathBuf>) -> io::Resul
 
 /// A new `..YYYY_MM_DD_HH_MM_SS.<n>` directory under `dir`.
 fn new_timestamp_dir(dir: &Path) -> Result<PathBuf, WriteError> {
-    let now = k8s_openapi::jiff::Timestamp::now().strftime("..%Y_%m_%d_%H_%M_%S").to_string();
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .strftime("..%Y_%m_%d_%H_%M_%S")
+        .to_string();
     for n in 0..1000u32 {
         let suffix: u32 = rand_suffix().wrapping_add(n);
         let path = dir.join(format!("{now}.{suffix:09}"));

@@ -83,9 +83,9 @@ pub struct Mounted {
 }
 
 #[derive(Debug, Default)]
-struct PodState {
-    volumes: BTreeMap<String, Mounted>,
-    failures: u32,
+pub(crate) struct PodState {
+    pub(crate) volumes: BTreeMap<String, Mounted>,
+    pub(crate) failures: u32,
 }
 
 /// What a sync of the pod's volumes says.
@@ -130,11 +130,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl VolumeManager {
-    pub fn new(
-        root_dir: PathBuf,
-        client: Client,
-        lookup: Arc<dyn ObjectLookup>,
-    ) -> Self {
+    pub fn new(root_dir: PathBuf, client: Client, lookup: Arc<dyn ObjectLookup>) -> Self {
         Self {
             root_dir,
             tokens: token::TokenManager::new(client.clone()),
@@ -186,7 +182,9 @@ impl VolumeManager {
         let state = pods.entry(uid.clone()).or_default();
         // A refresh that fails keeps what was set up before (the files stay
         // as they were), as kubelet's remount does.
-        state.volumes.retain(|name, _| volumes.iter().any(|v| &v.name == name));
+        state
+            .volumes
+            .retain(|name, _| volumes.iter().any(|v| &v.name == name));
         state.volumes.extend(done);
         let ready = volumes.iter().all(|v| state.volumes.contains_key(&v.name));
         let retry = if failed {

@@ -176,7 +176,11 @@ fn downward_value(
             let map = match head {
                 "metadata.labels" => meta.labels.as_ref(),
                 "metadata.annotations" => meta.annotations.as_ref(),
-                _ => return Err(bad(format!("field label does not support subscript: {path}"))),
+                _ => {
+                    return Err(bad(format!(
+                        "field label does not support subscript: {path}"
+                    )));
+                }
             };
             return Ok(map
                 .and_then(|m| m.get(key))
@@ -199,7 +203,11 @@ fn downward_value(
         let container = pod
             .spec
             .iter()
-            .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+            .flat_map(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+            })
             .find(|c| c.name == name)
             .ok_or_else(|| bad(format!("container {name:?} not found for resourceFieldRef")))?;
         return resource_field_value(rf, pod, container, node)
@@ -246,13 +254,29 @@ pub async fn projected(
         if let Some(cm) = &s.config_map {
             let optional = cm.optional.unwrap_or(false);
             out.extend(
-                config_map(lookup, namespace, &cm.name, cm.items.as_ref(), mode, optional).await?,
+                config_map(
+                    lookup,
+                    namespace,
+                    &cm.name,
+                    cm.items.as_ref(),
+                    mode,
+                    optional,
+                )
+                .await?,
             );
         }
         if let Some(sec) = &s.secret {
             let optional = sec.optional.unwrap_or(false);
             out.extend(
-                secret(lookup, namespace, &sec.name, sec.items.as_ref(), mode, optional).await?,
+                secret(
+                    lookup,
+                    namespace,
+                    &sec.name,
+                    sec.items.as_ref(),
+                    mode,
+                    optional,
+                )
+                .await?,
             );
         }
         if let Some(d) = &s.downward_api {

@@ -125,7 +125,8 @@ fn downward_api_metadata_and_resources() {
 #[tokio::test]
 async fn projected_merges_token_config_map_and_namespace() {
     let p = pod_with_spec(json!({"containers": [{"name": "c"}]}));
-    let lookup = FakeLookup::default().with_config_map("ns", "kube-root-ca.crt", &[("ca.crt", "PEM")]);
+    let lookup =
+        FakeLookup::default().with_config_map("ns", "kube-root-ca.crt", &[("ca.crt", "PEM")]);
     let source: ProjectedVolumeSource = serde_json::from_value(json!({
         "defaultMode": 0o644,
         "sources": [
@@ -151,8 +152,14 @@ async fn cluster_trust_bundles_are_refused_clearly() {
         "sources": [{"clusterTrustBundle": {"signerName": "x/y", "path": "b.pem"}}]
     }))
     .unwrap();
-    let e = projected(&p, &NodeContext::default(), &source, &FakeLookup::default(), &FakeTokens)
-        .await
-        .unwrap_err();
+    let e = projected(
+        &p,
+        &NodeContext::default(),
+        &source,
+        &FakeLookup::default(),
+        &FakeTokens,
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("clusterTrustBundle"), "{e}");
 }

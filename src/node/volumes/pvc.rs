@@ -20,7 +20,9 @@ where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     match tokio::time::timeout(CALL_TIMEOUT, api.get_opt(name)).await {
-        Err(_) => Err(VolumeError::Lookup(format!("getting {kind} {name:?} timed out"))),
+        Err(_) => Err(VolumeError::Lookup(format!(
+            "getting {kind} {name:?} timed out"
+        ))),
         Ok(Err(e)) => Err(VolumeError::Lookup(format!("getting {kind} {name:?}: {e}"))),
         Ok(Ok(None)) => Err(VolumeError::NotFound {
             kind,
@@ -85,11 +87,20 @@ mod tests {
             serde_json::from_value(serde_json::json!({"metadata": {"name": "pv"}, "spec": spec}))
                 .unwrap()
         };
-        let (p, t) = pv_path(&pv(serde_json::json!({"hostPath": {"path": "/data", "type": "Directory"}}))).unwrap();
-        assert_eq!((p, t.as_deref()), (PathBuf::from("/data"), Some("Directory")));
+        let (p, t) = pv_path(&pv(
+            serde_json::json!({"hostPath": {"path": "/data", "type": "Directory"}}),
+        ))
+        .unwrap();
+        assert_eq!(
+            (p, t.as_deref()),
+            (PathBuf::from("/data"), Some("Directory"))
+        );
         let (p, _) = pv_path(&pv(serde_json::json!({"local": {"path": "/mnt/disk"}}))).unwrap();
         assert_eq!(p, PathBuf::from("/mnt/disk"));
-        let e = pv_path(&pv(serde_json::json!({"nfs": {"server": "s", "path": "/x"}}))).unwrap_err();
+        let e = pv_path(&pv(
+            serde_json::json!({"nfs": {"server": "s", "path": "/x"}}),
+        ))
+        .unwrap_err();
         assert!(e.to_string().contains("neither hostPath nor local"), "{e}");
     }
 }

@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::{Pod, Volume};
 use super::atomic_writer::{self, Payload};
 use super::payload::{self, DEFAULT_MODE};
 use super::{
-    CONFIG_MAP, DOWNWARD_API, EMPTY_DIR, Mounted, PROJECTED, SECRET, VolumeError,
-    VolumeManager, blocking, host_path, mount, ownership, pvc, volume_dir,
+    CONFIG_MAP, DOWNWARD_API, EMPTY_DIR, Mounted, PROJECTED, SECRET, VolumeError, VolumeManager,
+    blocking, host_path, mount, ownership, pvc, volume_dir,
 };
 use crate::node::podspec::{NodeContext, quantity};
 
@@ -25,7 +25,8 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 fn fs_group(pod: &Pod) -> (Option<u32>, Option<String>) {
     let sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     (
-        sc.and_then(|s| s.fs_group).and_then(|g| u32::try_from(g).ok()),
+        sc.and_then(|s| s.fs_group)
+            .and_then(|g| u32::try_from(g).ok()),
         sc.and_then(|s| s.fs_group_change_policy.clone()),
     )
 }

@@ -7,9 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::authentication::v1::{
-    BoundObjectReference, TokenRequest, TokenRequestSpec,
-};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::Client;
 use kube::api::{Api, PostParams};
@@ -120,7 +118,9 @@ impl TokenSource for TokenManager {
         let call = api.create_token_request(&sa, &params, &request);
         let got = tokio::time::timeout(CALL_TIMEOUT, call)
             .await
-            .map_err(|_| format!("requesting a token for serviceaccount {namespace}/{sa} timed out"))?
+            .map_err(|_| {
+                format!("requesting a token for serviceaccount {namespace}/{sa} timed out")
+            })?
             .map_err(|e| format!("failed to fetch token: {e}"))?;
         let status = got
             .status
@@ -151,6 +151,10 @@ mod tests {
         assert!(needs_refresh(t0, exp, t0 + Duration::from_secs(800)));
         assert!(needs_refresh(t0, exp, exp + Duration::from_secs(1)));
         let long = t0 + Duration::from_secs(365 * 24 * 3600);
-        assert!(needs_refresh(t0, long, t0 + MAX_AGE + Duration::from_secs(1)));
+        assert!(needs_refresh(
+            t0,
+            long,
+            t0 + MAX_AGE + Duration::from_secs(1)
+        ));
     }
 }
