@@ -265,8 +265,10 @@ async fn a_pod_sees_its_volumes_and_their_updates() {
         "system:serviceaccount:default:default"
     );
 
-    // The configMap and a label change: the files follow, the subPath
-    // mount does not, and no container restarts.
+    // The configMap changes (and nothing else: the pod's next periodic
+    // sync picks it up), then a label: the files follow, the subPath mount
+    // does not, and no container restarts.
+    let changed = std::time::Instant::now();
     plane.ok(&[
         "patch",
         "configmap",
@@ -274,8 +276,9 @@ async fn a_pod_sees_its_volumes_and_their_updates() {
         "-p",
         r#"{"data":{"greeting":"bonjour"}}"#,
     ]);
-    plane.ok(&["label", "pod", "vols", "tier=two", "--overwrite"]);
     assert_eq!(wait("greeting", &|s| s == "bonjour"), "bonjour");
+    eprintln!("the configMap change showed after {:?}", changed.elapsed());
+    plane.ok(&["label", "pod", "vols", "tier=two", "--overwrite"]);
     assert_eq!(
         wait("labels", &|s| s.contains("two")),
         "app=\"vols\"\ntier=\"two\""
