@@ -352,7 +352,7 @@ fn decode_normalized(ctx: &mut Ctx, kind: &Kind) -> Result<Value, ApiError> {
     Ok(object)
 }
 
-fn generate_name(prefix: &str) -> String {
+pub(crate) fn generate_name(prefix: &str) -> String {
     // apimachinery's alphabet: no vowels (no words), no confusable digits.
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let random = uuid::Uuid::new_v4();
@@ -533,6 +533,9 @@ fn store_create(
     }
     if kind.resource == "services" {
         allocate_cluster_ip(txn, &mut object)?;
+    }
+    if kind.resource == "pods" {
+        crate::apiserver::sa_admission::admit(txn, namespace, &mut object)?;
     }
     if dry_run {
         return Ok(object);

@@ -24,6 +24,7 @@ pub mod protobuf;
 pub mod rbac;
 pub mod resources;
 pub mod reviews;
+pub mod sa_admission;
 pub mod sa_token;
 pub mod selectors;
 pub mod storage_node;

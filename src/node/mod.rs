@@ -19,6 +19,7 @@ pub mod podspec;
 pub mod quantity;
 pub mod registration;
 pub mod status;
+pub mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +94,11 @@ impl Agent {
             events,
             runtime_name,
             relist_period: config.relist_period,
+            volumes: volumes::VolumeManager::new(
+                config.root_dir.clone(),
+                self.client.clone(),
+                Arc::new(lookup::ApiLookup::new(self.client.clone())),
+            ),
         });
         tasks.spawn(pods::run(ctx, stop_rx));
         tracing::info!(node = %config.node_name, "node agent running");

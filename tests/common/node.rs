@@ -406,6 +406,11 @@ impl NodeAgent {
         std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
     }
 
+    /// The node's --root-dir (pods/<uid>/volumes/... live under it).
+    pub fn root_dir(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
     /// kill -9, then the same command line again.
     pub fn kill9_and_restart(&mut self) {
         self.kill9();

@@ -43,6 +43,7 @@ pub struct PodContext {
     /// The scheme of containerIDs ("containerd://...").
     pub runtime_name: String,
     pub relist_period: Duration,
+    pub volumes: crate::node::volumes::VolumeManager,
 }
 
 struct Handle {

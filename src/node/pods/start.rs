@@ -161,6 +161,10 @@ pub async fn start_container(
         Err(e) => Err(e),
     };
     let config = match config {
+        Ok(c) => crate::node::volumes::with_mounts(&ctx.volumes, pod, container, c).await,
+        Err(e) => Err(e),
+    };
+    let config = match config {
         Ok(c) => c,
         Err(e) => {
             event(

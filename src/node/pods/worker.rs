@@ -121,6 +121,14 @@ impl PodWorker {
         }
 
         self.start.wake_after = None;
+        // Volumes before the sandbox and the containers, as the kubelet's
+        // WaitForAttachAndMount; every sync also refreshes their contents.
+        let volumes = self
+            .ctx
+            .volumes
+            .sync(&pod, &self.ctx.node, &self.ctx.events)
+            .await;
+        self.start.wake_after = volumes.retry;
         let actions = compute_pod_actions(&pod, &observed);
         tracing::debug!(pod = %self.uid, ?actions, "pod actions");
         let grace = grace_seconds(Some(&pod));
@@ -134,7 +142,7 @@ impl PodWorker {
             kill::kill_pod(&self.ctx, Some(&pod), &observed, grace).await;
         }
         let mut observed = observed;
-        if let Some(attempt) = actions.create_sandbox {
+        if let Some(attempt) = actions.create_sandbox.filter(|_| volumes.ready) {
             match self.create_sandbox(&pod, attempt).await {
                 Ok(()) => observed = observe(self.ctx.runtime.as_ref(), &self.uid).await?,
                 Err(message) => {
@@ -151,6 +159,7 @@ impl PodWorker {
             }
         }
         if !actions.start.is_empty()
+            && volumes.ready
             && let Some(sb) = observed.newest_sandbox().filter(|s| is_ready(s))
         {
             let sb_attempt = sb.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
@@ -305,6 +314,10 @@ impl PodWorker {
     /// all are gone.
     async fn finish(&self, observed: &Observed) -> Result<Next, SyncError> {
         if !kill::remove_pod(&self.ctx, observed).await {
+            return Ok(Next::Wait(Duration::from_secs(5)));
+        }
+        if let Err(e) = self.ctx.volumes.teardown(&self.uid).await {
+            tracing::warn!(pod = %self.uid, error = %e, "tearing down the pod's volumes");
             return Ok(Next::Wait(Duration::from_secs(5)));
         }
         // /var/log/pods/<namespace>_<name>_<uid>, as the sandbox config names it.

@@ -335,7 +335,7 @@ pub async fn container_env(
 }
 
 /// fieldpath.SplitMaybeSubscriptedPath: `metadata.labels['key']`.
-fn split_subscript(path: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_subscript(path: &str) -> Option<(&str, &str)> {
     let inner = path.strip_suffix("']")?;
     let (head, key) = inner.split_once("['")?;
     (!head.is_empty()).then_some((head, key))
@@ -364,7 +364,7 @@ fn go_quote(s: &str) -> String {
 }
 
 /// fieldpath.FormatMap: `k="v"` lines, keys sorted.
-fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
+pub(crate) fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
     map.into_iter()
         .flatten()
         .map(|(k, v)| format!("{k}={}", go_quote(v)))
@@ -454,7 +454,7 @@ fn field_ref_value(
 /// containerResourceRuntimeValue over the container's resources with its
 /// unset cpu/memory/ephemeral-storage limits defaulted to the node's
 /// allocatable (defaultPodLimitsForDownwardAPI).
-fn resource_field_value(
+pub(crate) fn resource_field_value(
     fs: &ResourceFieldSelector,
     pod: &Pod,
     container: &Container,

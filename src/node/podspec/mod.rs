@@ -21,12 +21,12 @@ mod container;
 mod dns;
 mod env;
 mod hosts;
-mod quantity;
+pub(crate) mod quantity;
 mod resources;
 mod sandbox;
 mod security;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,7 +35,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 pub use container::{container_config, container_log_path};
-pub use env::container_env;
+pub use env::{container_env, expand};
+pub(crate) use env::{format_map, resource_field_value, split_subscript};
 pub use hosts::etc_hosts;
 pub use resources::{QosClass, pod_cgroup_parent, qos_class};
 pub use sandbox::{container_log_directory, pod_log_directory, sandbox_config};
