@@ -553,6 +553,62 @@ async fn exec_sync_returns_output_and_code_and_times_out_alone() {
         .await
         .expect("exec");
     assert_eq!(r.stdout, b"0\n", "{r:?}");
+    // A caller that goes away (a client deadline, a dropped call) takes
+    // its exec with it, even one without a timeout of its own.
+    let mut runtime = client.runtime.clone();
+    let mut request = tonic::Request::new(cri::ExecSyncRequest {
+        container_id: id.clone(),
+        cmd: vec!["sh".into(), "-c".into(), "sleep 62".into()],
+        timeout: 0,
+    });
+    request.set_timeout(Duration::from_millis(500));
+    let err = runtime.exec_sync(request).await.unwrap_err();
+    // tonic's client gives up itself at the deadline: Cancelled.
+    assert!(
+        matches!(
+            err.code(),
+            tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+        ),
+        "{err:?}"
+    );
+    let dropped = exec(&mut client, "sleep 63", 0);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), dropped)
+            .await
+            .is_err()
+    );
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        let r = exec(&mut client, "ps -o args | grep -c '[s]leep 6[23]'", 10)
+            .await
+            .expect("exec");
+        left = r.stdout;
+        if left == b"0\n" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, b"0\n", "cancelled execs still run");
+    // At most 16 at once in one container; the rest are refused at once.
+    let calls: Vec<_> = (0..20).map(|_| exec(&mut client, "sleep 2", 10)).collect();
+    let results = futures::future::join_all(calls).await;
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.code() == tonic::Code::ResourceExhausted))
+        .count();
+    assert_eq!(
+        (results.len() - refused, refused),
+        (16, 4),
+        "{:?}",
+        results
+            .iter()
+            .map(|r| r.as_ref().map(|r| r.exit_code).map_err(|e| e.code()))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        exec(&mut client, "true", 10).await.is_ok(),
+        "slots come back"
+    );
     // Only the exec died: the container runs on.
     let (s, info) = status(&mut client, &id).await.unwrap();
     assert_eq!(s.state, cri::ContainerState::ContainerRunning as i32);

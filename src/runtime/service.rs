@@ -53,6 +53,7 @@ impl From<ContainerError> for CriError {
             ContainerError::AlreadyExists(_) => Code::AlreadyExists,
             ContainerError::FailedPrecondition(_) => Code::FailedPrecondition,
             ContainerError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            ContainerError::ResourceExhausted(_) => Code::ResourceExhausted,
             ContainerError::Failed(_) => Code::Internal,
         };
         CriError::new(code, e.to_string())

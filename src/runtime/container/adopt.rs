@@ -124,6 +124,7 @@ fn from_record(any: &prost_types::Any) -> Option<Container> {
         annotations: status.annotations,
         mounts: status.mounts,
         log_path: (!status.log_path.is_empty()).then(|| PathBuf::from(status.log_path)),
+        execs: super::exec::exec_slots(),
         created_at: status.created_at,
         reserved_name: info("reserved_name"),
         dir: PathBuf::from(info("dir")),

@@ -152,6 +152,7 @@ impl ContainerManager {
             annotations: config.annotations.clone(),
             mounts: config.mounts.clone(),
             log_path,
+            execs: super::exec::exec_slots(),
             created_at: now_ns(),
             reserved_name: reserved_name.clone(),
             dir,

@@ -19,6 +19,13 @@ const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/
 const MAX_OUTPUT: usize = 6 << 20;
 /// How long we wait for a killed exec to go, and for its output to end.
 const DRAIN_WAIT: Duration = Duration::from_secs(5);
+/// ExecSync calls one container runs at once; more are ResourceExhausted.
+/// A kubelet runs at most one per probe and hook.
+const MAX_CONCURRENT_EXECS: usize = 16;
+
+pub(super) fn exec_slots() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_EXECS))
+}
 
 pub struct ExecOutput {
     pub stdout: Vec<u8>,
@@ -45,17 +52,31 @@ impl ContainerManager {
                 container.id
             )));
         }
+        let slot = container.execs.clone().try_acquire_owned().map_err(|_| {
+            ContainerError::ResourceExhausted(format!(
+                "container {} already runs {MAX_CONCURRENT_EXECS} execs",
+                container.id
+            ))
+        })?;
         let manager = self.clone();
         let exec_id = format!("exec-{}", &crate::runtime::sandbox::new_id()[..16]);
         let dir = container.dir.join(&exec_id);
         let container_id = container.id.clone();
+        // The work runs detached so that its cleanup always completes; the
+        // caller going away (a cancelled call, a client deadline) drops
+        // `_cancel` and the exec is killed, as a timeout kills it.
+        let (_cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
         detached(async move {
+            let _slot = slot;
             let d = dir.clone();
             blocking(move || make_fifos(&d))
                 .await?
                 .map_err(|e| ContainerError::failed("creating exec FIFOs", e))?;
+            let cancelled = async {
+                let _ = cancelled.await;
+            };
             let result = manager
-                .exec_in(&container_id, &exec_id, &dir, cmd, timeout_s)
+                .exec_in(&container_id, &exec_id, &dir, cmd, timeout_s, cancelled)
                 .await;
             let d = dir.clone();
             let _ = blocking(move || std::fs::remove_dir_all(d)).await;
@@ -71,6 +92,7 @@ impl ContainerManager {
         dir: &Path,
         cmd: Vec<String>,
         timeout_s: i64,
+        cancelled: impl Future<Output = ()>,
     ) -> Result<ExecOutput, ContainerError> {
         let cd = &self.containerd;
         let process = self.exec_process(container_id, cmd, false).await?;
@@ -104,7 +126,9 @@ impl ContainerManager {
             }))
             .await
             .map_err(|s| ContainerError::failed("creating exec process", s.message()))?;
-        let result = self.run_exec(container_id, exec_id, timeout_s).await;
+        let result = self
+            .run_exec(container_id, exec_id, timeout_s, cancelled)
+            .await;
         drop((out_w, err_w));
         self.delete_exec_process(container_id, exec_id).await;
         let exit_code = result?;
@@ -161,12 +185,14 @@ impl ContainerManager {
     }
 
     /// Starts the exec and waits for its exit code; past the timeout (0:
-    /// none) the exec process, and only it, is killed.
+    /// none) or once `cancelled` resolves, the exec process, and only it,
+    /// is killed.
     pub(super) async fn run_exec(
         &self,
         container_id: &str,
         exec_id: &str,
         timeout_s: i64,
+        cancelled: impl Future<Output = ()>,
     ) -> Result<i32, ContainerError> {
         let cd = &self.containerd;
         let pid = cd
@@ -187,16 +213,25 @@ impl ContainerManager {
             });
             async move { tasks.wait(request).await }
         };
-        let waited = if timeout_s > 0 {
-            tokio::time::timeout(Duration::from_secs(timeout_s as u64), wait()).await
-        } else {
-            Ok(wait().await)
+        let deadline = async {
+            if timeout_s > 0 {
+                tokio::time::sleep(Duration::from_secs(timeout_s as u64)).await
+            } else {
+                std::future::pending().await
+            }
+        };
+        let waited = tokio::select! {
+            r = wait() => Ok(r),
+            () = deadline => Err(ContainerError::DeadlineExceeded(format!(
+                "command timed out after {timeout_s}s"
+            ))),
+            () = cancelled => Err(ContainerError::Failed("exec cancelled by the caller".into())),
         };
         match waited {
             Ok(r) => r
                 .map(|r| r.into_inner().exit_status as i32)
                 .map_err(|s| ContainerError::failed("waiting for exec process", s.message())),
-            Err(_) => {
+            Err(why) => {
                 // What the exec started (`sh -c "sleep 60"`'s sleep) goes
                 // too: an orphan would linger in the container.
                 let descendants =
@@ -220,9 +255,7 @@ impl ContainerManager {
                     );
                 }
                 let _ = tokio::time::timeout(DRAIN_WAIT, wait()).await;
-                Err(ContainerError::DeadlineExceeded(format!(
-                    "command timed out after {timeout_s}s"
-                )))
+                Err(why)
             }
         }
     }

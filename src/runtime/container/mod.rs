@@ -57,6 +57,8 @@ pub enum ContainerError {
     #[error("{0}")]
     DeadlineExceeded(String),
     #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
     Failed(String),
 }
 
@@ -136,6 +138,9 @@ struct Container {
     annotations: HashMap<String, String>,
     mounts: Vec<cri::Mount>,
     log_path: Option<PathBuf>,
+    /// ExecSync calls in flight, capped: a shim given hundreds at once
+    /// wedges for good (containerd-shim-runc-v2's own lock).
+    execs: Arc<tokio::sync::Semaphore>,
     created_at: i64,
     /// `<sandbox id>/<name>/<attempt>`: the name this container holds.
     reserved_name: String,
