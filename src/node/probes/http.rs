@@ -243,4 +243,48 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(5));
         drop(listener);
     }
+
+    /// An HTTPS server with a self-signed certificate for another name: the
+    /// prober does not verify it, as the kubelet's.
+    #[tokio::test]
+    async fn https_probes_skip_certificate_verification() {
+        use std::sync::Arc;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["not-this-host.example".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut buf = vec![0; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+                let _ = s.shutdown().await;
+            }
+        });
+        let mut a = action(IntOrString::Int(port as i32), "/");
+        a.scheme = Some("HTTPS".into());
+        let req = request(&a, "127.0.0.1", &[]).unwrap();
+        assert!(req.url.starts_with("https://"));
+        let out = probe(&client().unwrap(), &req, Duration::from_secs(5)).await;
+        assert_eq!(out, Outcome::Success);
+    }
 }
