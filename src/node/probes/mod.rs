@@ -321,6 +321,30 @@ pub async fn run_once(
     Outcome::Failure("probe has no handler (exec, httpGet, tcpSocket or grpc)".into())
 }
 
+/// Kills the containers whose liveness or startup probe failed (with their
+/// preStop hook and the probe's grace period, if it sets one); the next
+/// sync restarts them per the restart policy.
+pub async fn kill_unhealthy(ctx: &PodContext, pod: &Pod, unhealthy: &[Unhealthy]) {
+    let policy = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always");
+    let kills = unhealthy.iter().map(|u| {
+        // Killed, it exits non-zero: OnFailure restarts it too.
+        let restart = policy != "Never" || crate::node::sidecars::is_sidecar(pod, &u.name);
+        let mut message = format!("Container {} failed {} probe", u.name, u.kind.lower());
+        if restart {
+            message.push_str(", will be restarted");
+        }
+        let grace = u
+            .grace
+            .unwrap_or_else(|| crate::node::pods::kill::grace_seconds(Some(pod)));
+        crate::node::lifecycle::stop_container(ctx, Some(pod), &u.id, &u.name, grace, message)
+    });
+    futures::future::join_all(kills).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,28 +375,4 @@ mod tests {
         assert_eq!(join_host_port("10.0.0.1", 80), "10.0.0.1:80");
         assert_eq!(join_host_port("fd00::1", 80), "[fd00::1]:80");
     }
-}
-
-/// Kills the containers whose liveness or startup probe failed (with their
-/// preStop hook and the probe's grace period, if it sets one); the next
-/// sync restarts them per the restart policy.
-pub async fn kill_unhealthy(ctx: &PodContext, pod: &Pod, unhealthy: &[Unhealthy]) {
-    let policy = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.restart_policy.as_deref())
-        .unwrap_or("Always");
-    let kills = unhealthy.iter().map(|u| {
-        // Killed, it exits non-zero: OnFailure restarts it too.
-        let restart = policy != "Never" || crate::node::sidecars::is_sidecar(pod, &u.name);
-        let mut message = format!("Container {} failed {} probe", u.name, u.kind.lower());
-        if restart {
-            message.push_str(", will be restarted");
-        }
-        let grace = u
-            .grace
-            .unwrap_or_else(|| crate::node::pods::kill::grace_seconds(Some(pod)));
-        crate::node::lifecycle::stop_container(ctx, Some(pod), &u.id, &u.name, grace, message)
-    });
-    futures::future::join_all(kills).await;
 }
