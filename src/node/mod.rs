@@ -11,13 +11,16 @@ pub mod config;
 pub mod events;
 pub mod kubelet_config;
 pub mod lease;
+pub mod lifecycle;
 pub mod lookup;
 pub mod machine;
 pub mod node_status;
 pub mod pods;
 pub mod podspec;
+pub mod probes;
 pub mod quantity;
 pub mod registration;
+pub mod sidecars;
 pub mod status;
 pub mod volumes;
 

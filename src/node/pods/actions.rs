@@ -73,7 +73,19 @@ fn start_of(observed: &Observed, name: &str, init: bool) -> StartContainer {
 }
 
 pub fn compute_pod_actions(pod: &Pod, observed: &Observed) -> PodActions {
+    compute_pod_actions_with(pod, observed, &|_| true)
+}
+
+/// As [`compute_pod_actions`], with `started(name)`: whether a running
+/// sidecar passed its startup probe (the next init container waits on it).
+pub fn compute_pod_actions_with(
+    pod: &Pod,
+    observed: &Observed,
+    started: &dyn Fn(&str) -> bool,
+) -> PodActions {
     let spec = pod.spec.clone().unwrap_or_default();
+    let sidecars = crate::node::sidecars::sidecar_names(pod);
+    let is_sidecar = |name: &str| sidecars.iter().any(|s| s == name);
     let policy = restart_policy(pod);
     let inits: Vec<&str> = spec
         .init_containers
@@ -124,14 +136,32 @@ pub fn compute_pod_actions(pod: &Pod, observed: &Observed) -> PodActions {
         return actions;
     }
 
-    // Init containers, in order, each to completion.
+    // Once an app container ran, the init sequence is over: an exited
+    // sidecar is restarted next to the apps, not before them.
+    let initialized = apps.iter().any(|n| observed.latest(n).is_some());
+    let mut sidecar_restarts = Vec::new();
+    // Init containers, in order, each to completion; sidecars to started.
     for name in &inits {
         let Some(c) = observed.latest(name) else {
             actions.start.push(start_of(observed, name, true));
             return actions;
         };
         match state(c) {
+            v1::ContainerState::ContainerRunning if is_sidecar(name) => {
+                if !initialized && !started(name) {
+                    return actions;
+                }
+            }
             v1::ContainerState::ContainerRunning => return actions,
+            // A sidecar is restarted whatever the pod's policy.
+            v1::ContainerState::ContainerExited if is_sidecar(name) => {
+                if initialized {
+                    sidecar_restarts.push(start_of(observed, name, false));
+                } else {
+                    actions.start.push(start_of(observed, name, true));
+                    return actions;
+                }
+            }
             v1::ContainerState::ContainerExited if c.exit_code == 0 => continue,
             v1::ContainerState::ContainerExited => {
                 if policy == "Never" {
@@ -177,10 +207,15 @@ pub fn compute_pod_actions(pod: &Pod, observed: &Observed) -> PodActions {
             },
         }
     }
-    // Nothing running and nothing to start: the pod is done; its sandbox goes.
+    // Nothing running and nothing to start: the pod is done; its sandbox
+    // goes, and its sidecars with it (after the apps, see sidecars.rs).
     if keep == 0 && actions.start.is_empty() {
         actions.kill_pod = true;
+        return actions;
     }
+    // Sidecars first, as the kubelet starts init containers first.
+    sidecar_restarts.append(&mut actions.start);
+    actions.start = sidecar_restarts;
     actions
 }
 

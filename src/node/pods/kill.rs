@@ -2,21 +2,16 @@
 //! SIGTERM, or the image's StopSignal, then SIGKILL), then the sandbox; and
 //! removing what is left once the pod is gone.
 
-use std::time::Duration;
-
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::cri::api::v1;
-use crate::node::events::container_field_path;
 use crate::node::pods::PodContext;
 use crate::node::pods::observe::{CRI_CALL_TIMEOUT, Observed, container_name, is_ready};
-use crate::node::status::events as reasons;
+use crate::node::{lifecycle, sidecars};
 
 /// The kubelet never gives a container less than this to stop.
 const MIN_GRACE_SECONDS: i64 = 2;
-/// Beyond the grace period, how long a StopContainer call may take.
-const STOP_SLACK: Duration = Duration::from_secs(30);
 
 /// The grace period for stopping `pod` now: the deletion's, else the spec's.
 pub fn grace_seconds(pod: Option<&Pod>) -> i64 {
@@ -39,27 +34,10 @@ pub async fn stop_containers(
     containers: &[(&str, &str)],
     grace: i64,
 ) {
-    let stops = containers.iter().map(|(id, name)| async move {
-        if let Some(pod) = pod {
-            ctx.events.pod_event(
-                pod,
-                Some(container_field_path(pod, name)),
-                reasons::NORMAL,
-                reasons::KILLING_CONTAINER,
-                format!("Stopping container {name}"),
-            );
-        }
-        let call = ctx.runtime.stop_container(v1::StopContainerRequest {
-            container_id: id.to_string(),
-            timeout: grace,
-        });
-        let limit = Duration::from_secs(grace.max(0) as u64) + STOP_SLACK;
-        match tokio::time::timeout(limit, call).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) if e.is_not_found() => {}
-            Ok(Err(e)) => tracing::warn!(container = %id, error = %e, "stopping a container"),
-            Err(_) => tracing::warn!(container = %id, "stopping a container timed out"),
-        }
+    // The Killing event, the preStop hook and the stop: lifecycle.rs.
+    let stops = containers.iter().map(|(id, name)| {
+        let message = format!("Stopping container {name}");
+        lifecycle::stop_container(ctx, pod, id, name, grace, message)
     });
     join_all(stops).await;
 }
@@ -70,7 +48,13 @@ pub async fn kill_pod(ctx: &PodContext, pod: Option<&Pod>, observed: &Observed, 
         .running()
         .map(|c| (c.id.as_str(), container_name(c)))
         .collect();
-    stop_containers(ctx, pod, &running, grace).await;
+    // Sidecars stop after the other containers, in reverse order, each
+    // with what is left of the grace period.
+    let begun = std::time::Instant::now();
+    for wave in sidecars::stop_waves(pod, &running) {
+        let left = grace - begun.elapsed().as_secs() as i64;
+        stop_containers(ctx, pod, &wave, left.max(MIN_GRACE_SECONDS)).await;
+    }
     for s in observed.sandboxes.iter().filter(|s| is_ready(s)) {
         let call = ctx.runtime.stop_pod_sandbox(v1::StopPodSandboxRequest {
             pod_sandbox_id: s.id.clone(),

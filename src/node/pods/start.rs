@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::cri::api::v1;
 use crate::node::events::container_field_path;
+use crate::node::lifecycle;
 use crate::node::pods::PodContext;
 use crate::node::pods::actions::StartContainer;
 use crate::node::pods::images::{self, ERR_IMAGE_NEVER_PULL, ERR_IMAGE_PULL, IMAGE_PULL_BACK_OFF};
@@ -230,6 +231,15 @@ pub async fn start_container(
         reasons::STARTED_CONTAINER,
         format!("Started container {}", want.name),
     );
+    // The container is not started until its postStart hook completes.
+    let hook = lifecycle::post_start(ctx, pod, container, &id, sandbox.pod_ips).await;
+    if let Err(message) = hook {
+        state.waiting.insert(
+            want.name.clone(),
+            (lifecycle::POST_START_HOOK_ERROR.into(), message),
+        );
+        return false;
+    }
     state.waiting.remove(&want.name);
     true
 }

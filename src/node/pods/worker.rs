@@ -12,12 +12,13 @@ use tokio::sync::{Notify, watch};
 
 use crate::cri::api::{CriError, v1};
 use crate::node::backoff::ApiBackoff;
-use crate::node::pods::actions::compute_pod_actions;
+use crate::node::pods::actions::compute_pod_actions_with;
 use crate::node::pods::kill::{self, grace_seconds};
 use crate::node::pods::observe::{Observed, attempt, container_name, is_ready, observe};
 use crate::node::pods::start::{Sandbox, StartState, now, start_container};
 use crate::node::pods::{NODE_LABEL, PodContext};
 use crate::node::podspec;
+use crate::node::probes::{self, ProbeManager};
 use crate::node::status::events as reasons;
 use crate::node::status::{self, ObservedPod};
 
@@ -50,6 +51,7 @@ pub struct PodWorker {
     reported: Option<PodStatus>,
     start: StartState,
     deadline_exceeded: bool,
+    probes: ProbeManager,
 }
 
 impl PodWorker {
@@ -62,12 +64,15 @@ impl PodWorker {
             reported: None,
             start: StartState::default(),
             deadline_exceeded: false,
+            probes: ProbeManager::default(),
         }
     }
 
     /// Runs until the pod is gone, or the manager stops (its sender dropped).
     pub async fn run(mut self, mut inputs: WorkerInputs) -> String {
         let mut errors = ApiBackoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        // A probe result that changes wakes the worker.
+        self.probes.set_kick(inputs.kick.clone());
         loop {
             let pod = inputs.pod.borrow_and_update().clone();
             if let Some(p) = &pod {
@@ -97,9 +102,11 @@ impl PodWorker {
     async fn sync(&mut self) -> Result<Next, SyncError> {
         let observed = observe(self.ctx.runtime.as_ref(), &self.uid).await?;
         let Some(pod) = self.pod.clone() else {
+            self.probes.stop_all();
             return self.teardown(&observed).await;
         };
         if pod.metadata.deletion_timestamp.is_some() {
+            self.probes.stop_all();
             return self.terminate(&pod, &observed).await;
         }
         let status = pod.status.as_ref();
@@ -112,6 +119,7 @@ impl PodWorker {
         );
         if terminal || self.deadline_check(&pod) {
             // A finished pod runs nothing; it stays until it is deleted.
+            self.probes.stop_all();
             if observed.running().next().is_some() || observed.sandboxes.iter().any(is_ready) {
                 kill::kill_pod(&self.ctx, Some(&pod), &observed, grace_seconds(Some(&pod))).await;
             }
@@ -129,7 +137,16 @@ impl PodWorker {
             .sync(&pod, &self.ctx.node, &self.ctx.events)
             .await;
         self.start.wake_after = volumes.retry;
-        let actions = compute_pod_actions(&pod, &observed);
+        self.probes.sync(&self.ctx, &pod, &observed);
+        let unhealthy = self.probes.take_unhealthy(&pod);
+        let observed = if unhealthy.is_empty() {
+            observed
+        } else {
+            probes::kill_unhealthy(&self.ctx, &pod, &unhealthy).await;
+            observe(self.ctx.runtime.as_ref(), &self.uid).await?
+        };
+        let probes = &self.probes;
+        let actions = compute_pod_actions_with(&pod, &observed, &|name| probes.started(&pod, name));
         tracing::debug!(pod = %self.uid, ?actions, "pod actions");
         let grace = grace_seconds(Some(&pod));
         let kill: Vec<(&str, &str)> = actions
@@ -193,6 +210,7 @@ impl PodWorker {
             }
             observed = observe(self.ctx.runtime.as_ref(), &self.uid).await?;
         }
+        self.probes.sync(&self.ctx, &pod, &observed);
         self.report(&pod, &observed).await?;
         let mut wait = self.ctx.relist_period;
         if let Some(d) = self.start.wake_after {
@@ -371,7 +389,7 @@ impl PodWorker {
             current.status = Some(r.clone());
         }
         let qos = podspec::qos_class(pod);
-        let (readiness, startup) = Default::default();
+        let (readiness, startup) = (self.probes.readiness(), self.probes.startup());
         let view = ObservedPod {
             sandboxes: &observed.sandboxes,
             containers: &observed.containers,
