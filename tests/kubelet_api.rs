@@ -34,7 +34,7 @@ fn test_pod(node: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "talk", "namespace": "default"},
         "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [
-            busybox("main", "echo one; echo two >&2; echo three; exec sleep 3600"),
+            busybox("main", "echo one; sleep 0.3; echo two >&2; sleep 0.3; echo three; exec sleep 3600"),
             busybox("ticker", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"),
             busybox("short", "echo run; sleep 2; exit 1"),
             busybox("web", &format!(
@@ -106,13 +106,15 @@ fn wait_talk_running(plane: &dyn ControlPlane, node: &NodeAgent) {
 
 fn logs_and_exec(plane: &dyn ControlPlane, node: &NodeAgent) {
     // Logs: the three lines (stdout and stderr, in order), then the options.
+    let last = std::cell::RefCell::new(String::new());
     let all = wait_for(
         "main's three lines",
         Duration::from_secs(30),
-        || node.log(),
+        || format!("last answer: {}\n{}", last.borrow(), node.log()),
         || {
             let out = plane.kubectl(&["logs", "talk", "-c", "main"]);
             let s = String::from_utf8_lossy(&out.stdout).into_owned();
+            *last.borrow_mut() = format!("{s:?} {}", String::from_utf8_lossy(&out.stderr));
             (s == "one\ntwo\nthree\n").then_some(s)
         },
     );

@@ -171,7 +171,7 @@ impl DeckhandApiserver {
         };
         wait_for(
             "the apiserver's kubeconfig",
-            Duration::from_secs(30),
+            Duration::from_secs(90),
             || server.log(),
             || {
                 let ready = kubeconfig.exists()
