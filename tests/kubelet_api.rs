@@ -32,14 +32,14 @@ fn busybox(name: &str, script: &str) -> Value {
 /// follow that ends) and `web` (httpd on 8080: port-forward).
 fn test_pod(node: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "talk", "namespace": "default"},
-        "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [
-            busybox("main", "echo one; sleep 0.3; echo two >&2; sleep 0.3; echo three; exec sleep 3600"),
-            busybox("ticker", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"),
-            busybox("short", "echo run; sleep 2; exit 1"),
-            busybox("web", &format!(
-                "mkdir -p /www && echo {TOKEN} > /www/index.html && exec httpd -f -p 8080 -h /www")),
-        ]}})
+    "metadata": {"name": "talk", "namespace": "default"},
+    "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [
+        busybox("main", "echo one; sleep 0.3; echo two >&2; sleep 0.3; echo three; exec sleep 3600"),
+        busybox("ticker", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"),
+        busybox("short", "echo run; sleep 2; exit 1"),
+        busybox("web", &format!(
+            "mkdir -p /www && echo {TOKEN} > /www/index.html && exec httpd -f -p 8080 -h /www")),
+    ]}})
 }
 
 fn kubectl(plane: &dyn ControlPlane) -> Command {
@@ -90,7 +90,10 @@ fn wait_talk_running(plane: &dyn ControlPlane, node: &NodeAgent) {
         || {
             format!(
                 "pod: {}\nnode log:\n{}",
-                plane.pod("talk").map(|p| p["status"].to_string()).unwrap_or_default(),
+                plane
+                    .pod("talk")
+                    .map(|p| p["status"].to_string())
+                    .unwrap_or_default(),
                 node.log()
             )
         },
@@ -119,13 +122,25 @@ fn logs_and_exec(plane: &dyn ControlPlane, node: &NodeAgent) {
         },
     );
     assert_eq!(all, "one\ntwo\nthree\n");
-    assert_eq!(plane.ok(&["logs", "talk", "-c", "main", "--tail=1"]), "three\n");
+    assert_eq!(
+        plane.ok(&["logs", "talk", "-c", "main", "--tail=1"]),
+        "three\n"
+    );
     assert_eq!(plane.ok(&["logs", "talk", "-c", "main", "--tail=0"]), "");
-    assert_eq!(plane.ok(&["logs", "talk", "-c", "main", "--limit-bytes=6"]), "one\ntw");
+    assert_eq!(
+        plane.ok(&["logs", "talk", "-c", "main", "--limit-bytes=6"]),
+        "one\ntw"
+    );
     assert_eq!(plane.ok(&["logs", "talk", "-c", "main", "--since=1h"]), all);
     let future = "2099-01-01T00:00:00Z";
     assert_eq!(
-        plane.ok(&["logs", "talk", "-c", "main", &format!("--since-time={future}")]),
+        plane.ok(&[
+            "logs",
+            "talk",
+            "-c",
+            "main",
+            &format!("--since-time={future}")
+        ]),
         ""
     );
     let stamped = plane.ok(&["logs", "talk", "-c", "main", "--timestamps"]);
@@ -167,7 +182,10 @@ fn logs_and_exec(plane: &dyn ControlPlane, node: &NodeAgent) {
         || node.log(),
         || plane.pod("talk").filter(|p| restart_count(p, "short") >= 1),
     );
-    assert_eq!(plane.ok(&["logs", "talk", "-c", "short", "--previous"]), "run\n");
+    assert_eq!(
+        plane.ok(&["logs", "talk", "-c", "short", "--previous"]),
+        "run\n"
+    );
     let started = Instant::now();
     let out = wait_for(
         "a follow of short that ends by itself",
@@ -184,17 +202,41 @@ fn logs_and_exec(plane: &dyn ControlPlane, node: &NodeAgent) {
     assert!(started.elapsed() < Duration::from_secs(90), "{out:?}");
 
     // Exec: the exit code, stdin piped through.
-    let out = plane.kubectl(&["exec", "talk", "-c", "main", "--", "sh", "-c", "echo out; exit 3"]);
+    let out = plane.kubectl(&[
+        "exec",
+        "talk",
+        "-c",
+        "main",
+        "--",
+        "sh",
+        "-c",
+        "echo out; exit 3",
+    ]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     let mut child = kubectl(plane)
-        .args(["exec", "-i", "talk", "-c", "main", "--", "sh", "-c", "cat; echo done"])
+        .args([
+            "exec",
+            "-i",
+            "talk",
+            "-c",
+            "main",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo done",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"hello\nworld\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello\nworld\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\nworld\ndone\n");
@@ -204,9 +246,16 @@ fn logs_and_exec(plane: &dyn ControlPlane, node: &NodeAgent) {
     let local = tmp.path().join("up.txt");
     let payload: String = (0..2000).map(|i| format!("line {i}\n")).collect();
     std::fs::write(&local, &payload).unwrap();
-    plane.ok(&["cp", local.to_str().unwrap(), "default/talk:/tmp/up.txt", "-c", "main"]);
+    plane.ok(&[
+        "cp",
+        local.to_str().unwrap(),
+        "default/talk:/tmp/up.txt",
+        "-c",
+        "main",
+    ]);
     assert_eq!(
-        plane.ok(&["exec", "talk", "-c", "main", "--", "md5sum", "/tmp/up.txt"])
+        plane
+            .ok(&["exec", "talk", "-c", "main", "--", "md5sum", "/tmp/up.txt"])
             .split_whitespace()
             .next()
             .unwrap()
@@ -214,7 +263,13 @@ fn logs_and_exec(plane: &dyn ControlPlane, node: &NodeAgent) {
         32
     );
     let back = tmp.path().join("back.txt");
-    plane.ok(&["cp", "default/talk:/tmp/up.txt", back.to_str().unwrap(), "-c", "main"]);
+    plane.ok(&[
+        "cp",
+        "default/talk:/tmp/up.txt",
+        back.to_str().unwrap(),
+        "-c",
+        "main",
+    ]);
     assert_eq!(std::fs::read_to_string(&back).unwrap(), payload);
 }
 
@@ -234,7 +289,8 @@ fn port_forward(plane: &dyn ControlPlane) {
     for _ in 0..2 {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
         let mut resp = String::new();
         s.read_to_string(&mut resp).unwrap();
         assert!(resp.contains(TOKEN), "{resp}");
@@ -258,18 +314,28 @@ fn auth_and_bad_input(plane: &dyn ControlPlane, node: &NodeAgent, client: (&Path
     let (code, body) = curl(node, "/pods", &["-H", &bearer]);
     assert_eq!(code, 403, "{body}");
     assert!(
-        body.contains("user=system:serviceaccount:default:kapi-nobody") && body.contains("verb=get"),
+        body.contains("user=system:serviceaccount:default:kapi-nobody")
+            && body.contains("verb=get"),
         "{body}"
     );
     let (code, _) = curl(node, "/stats/summary", &["-H", &bearer]);
     assert_eq!(code, 403);
 
-    let cert = ["--cert", client.0.to_str().unwrap(), "--key", client.1.to_str().unwrap()];
+    let cert = [
+        "--cert",
+        client.0.to_str().unwrap(),
+        "--key",
+        client.1.to_str().unwrap(),
+    ];
     let (code, body) = curl(node, "/pods", &cert);
     assert_eq!(code, 200, "{body}");
     let pods: Value = serde_json::from_str(&body).unwrap();
     assert!(
-        pods["items"].as_array().unwrap().iter().any(|p| p["metadata"]["name"] == "talk"),
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["metadata"]["name"] == "talk"),
         "{body}"
     );
     let (code, body) = curl(node, "/healthz", &cert);
@@ -287,16 +353,27 @@ fn auth_and_bad_input(plane: &dyn ControlPlane, node: &NodeAgent, client: (&Path
 
     let (code, body) = curl(node, "/containerLogs/default/talk/nope", &cert);
     assert_eq!(code, 404);
-    assert!(body.contains("container \"nope\" not found in pod \"talk\""), "{body}");
+    assert!(
+        body.contains("container \"nope\" not found in pod \"talk\""),
+        "{body}"
+    );
     let (code, body) = curl(node, "/containerLogs/default/missing/main", &cert);
     assert_eq!(code, 404);
     assert!(body.contains("pod \"missing\" does not exist"), "{body}");
-    let (code, body) = curl(node, "/containerLogs/default/talk/main?sinceTime=yesterday", &cert);
+    let (code, body) = curl(
+        node,
+        "/containerLogs/default/talk/main?sinceTime=yesterday",
+        &cert,
+    );
     assert_eq!(code, 400, "{body}");
     let (code, body) = curl(node, "/exec/default/talk/nope?command=true&output=1", &cert);
     assert_eq!(code, 404);
     assert!(body.contains("not found"), "{body}");
-    let (code, body) = curl(node, "/run/default/talk/main?cmd=echo%20ran", &["-X", "POST", cert[0], cert[1], cert[2], cert[3]]);
+    let (code, body) = curl(
+        node,
+        "/run/default/talk/main?cmd=echo%20ran",
+        &["-X", "POST", cert[0], cert[1], cert[2], cert[3]],
+    );
     assert_eq!((code, body.as_str()), (200, "ran\n"));
 
     // Through the apiserver: the kubelet's 400 for a bad sinceTime, and
@@ -309,7 +386,11 @@ fn auth_and_bad_input(plane: &dyn ControlPlane, node: &NodeAgent, client: (&Path
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("BadRequest") || err.contains("400"), "{err}");
-    let healthz = plane.ok(&["get", "--raw", &format!("/api/v1/nodes/{}/proxy/healthz", node.name)]);
+    let healthz = plane.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{}/proxy/healthz", node.name),
+    ]);
     assert_eq!(healthz.trim(), "ok");
 }
 
@@ -324,7 +405,10 @@ async fn kubectl_logs_exec_cp_port_forward_through_the_bundled_apiserver() {
     auth_and_bad_input(
         &plane,
         &node,
-        (&pki.join("kubelet-client.crt"), &pki.join("kubelet-client.key")),
+        (
+            &pki.join("kubelet-client.crt"),
+            &pki.join("kubelet-client.key"),
+        ),
     );
     logs_and_exec(&plane, &node);
     port_forward(&plane);

@@ -10,6 +10,7 @@
 //!   a pod's containers in the runtime);
 //! - `streaming`: /exec, /attach, /portForward proxied to the runtime's
 //!   streaming server, /run (ExecSync);
+//! - `stats`: /stats/summary;
 //! - `info`: /pods, /runningpods/, /healthz, /configz, /spec/.
 
 pub mod authn;
@@ -18,6 +19,7 @@ pub mod cache;
 pub mod containers;
 pub mod info;
 pub mod logs;
+pub mod stats;
 pub mod streaming;
 pub mod tls;
 
@@ -93,6 +95,7 @@ pub struct Server {
     authz: Authorizer,
     /// Log streams and proxied sessions at once (each holds a task).
     pub streams: Arc<Semaphore>,
+    pub node_cpu: stats::CpuSampler,
 }
 
 pub fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
@@ -166,6 +169,7 @@ impl Server {
             authn,
             authz,
             streams: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            node_cpu: stats::CpuSampler::default(),
         }
     }
 
@@ -209,7 +213,7 @@ impl Server {
         let segments: Vec<String> = path
             .trim_start_matches('/')
             .split('/')
-            .map(|s| percent_decode(s))
+            .map(percent_decode)
             .collect();
         let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
         let method = req.method().clone();
@@ -221,6 +225,7 @@ impl Server {
             ["runningpods"] | ["runningpods", ""] => info::running_pods(&self).await,
             ["configz"] => info::configz(&self),
             ["spec"] | ["spec", ""] => info::spec(&self),
+            ["stats", "summary"] => stats::summary(&self).await,
             ["containerLogs", ns, pod, container] => {
                 containers::container_logs(self.clone(), &req, ns, pod, container).await
             }
