@@ -72,6 +72,35 @@ pub struct NodeArgs {
     /// The kubelet API port, as published in the Node's daemonEndpoints.
     #[arg(long)]
     pub port: Option<u16>,
+    /// The IP the kubelet API listens on (default 0.0.0.0).
+    #[arg(long)]
+    pub address: Option<std::net::IpAddr>,
+    /// The kubelet API's serving certificate (else a self-signed one in --cert-dir).
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    #[arg(long)]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Where the self-signed serving certificate is kept (default <root-dir>/pki).
+    #[arg(long)]
+    pub cert_dir: Option<PathBuf>,
+    /// Client certificates signed by this CA authenticate to the kubelet API.
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Allow unauthenticated requests to the kubelet API (default false).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub anonymous_auth: Option<bool>,
+    /// Check bearer tokens with TokenReview (default true).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub authentication_token_webhook: Option<bool>,
+    #[arg(long, value_parser = parse_go_flag_duration)]
+    pub authentication_token_webhook_cache_ttl: Option<Duration>,
+    /// `Webhook` (SubjectAccessReview, the default) or `AlwaysAllow`.
+    #[arg(long)]
+    pub authorization_mode: Option<crate::node::server::authz::Mode>,
+    #[arg(long, value_parser = parse_go_flag_duration)]
+    pub authorization_webhook_cache_authorized_ttl: Option<Duration>,
+    #[arg(long, value_parser = parse_go_flag_duration)]
+    pub authorization_webhook_cache_unauthorized_ttl: Option<Duration>,
     /// Resources held back for the kubelet and runtime: `cpu=200m,memory=512Mi`.
     #[arg(long, value_parser = parse_resource_list)]
     pub kube_reserved: Option<std::collections::BTreeMap<String, String>>,
@@ -93,6 +122,10 @@ pub struct NodeArgs {
     pub ignored_flags: Vec<String>,
 }
 
+fn parse_go_flag_duration(s: &str) -> Result<Duration, String> {
+    parse_go_duration(s).ok_or_else(|| format!("invalid duration {s:?}"))
+}
+
 fn parse_resource_list(s: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
     config::parse_labels(s)
 }
@@ -100,13 +133,6 @@ fn parse_resource_list(s: &str) -> Result<std::collections::BTreeMap<String, Str
 /// Kubelet flags that take a value and that deckhand accepts and ignores.
 /// (--cni-conf-dir and --cni-bin-dir are the in-process runtime's own.)
 const IGNORED_VALUE_FLAGS: &[&str] = &[
-    "address",
-    "authentication-token-webhook-cache-ttl",
-    "authorization-mode",
-    "authorization-webhook-cache-authorized-ttl",
-    "authorization-webhook-cache-unauthorized-ttl",
-    "cert-dir",
-    "client-ca-file",
     "cloud-config",
     "cloud-provider",
     "container-log-max-files",
@@ -154,10 +180,8 @@ const IGNORED_VALUE_FLAGS: &[&str] = &[
     "streaming-connection-idle-timeout",
     "sync-frequency",
     "system-cgroups",
-    "tls-cert-file",
     "tls-cipher-suites",
     "tls-min-version",
-    "tls-private-key-file",
     "topology-manager-policy",
     "volume-plugin-dir",
     "volume-stats-agg-period",
@@ -167,8 +191,6 @@ const IGNORED_VALUE_FLAGS: &[&str] = &[
 const IGNORED_BOOL_FLAGS: &[&str] = &[
     "allow-privileged",
     "alsologtostderr",
-    "anonymous-auth",
-    "authentication-token-webhook",
     "cgroups-per-qos",
     "enable-controller-attach-detach",
     "enable-debugging-handlers",
@@ -307,6 +329,7 @@ fn node_config(args: &NodeArgs, file: Option<&KubeletConfiguration>) -> anyhow::
         if let Some(v) = f.node_lease_duration_seconds {
             c.lease_duration_seconds = v;
         }
+        server_from_file(&mut c.server, f)?;
     }
     if !args.node_ip.is_empty() {
         c.node_ips = args.node_ip.clone();
@@ -341,6 +364,7 @@ fn node_config(args: &NodeArgs, file: Option<&KubeletConfiguration>) -> anyhow::
     if let Some(v) = args.port {
         c.kubelet_port = v;
     }
+    server_from_flags(&mut c.server, args);
     if let Some(v) = &args.kube_reserved {
         c.kube_reserved = v.clone();
     }
@@ -366,6 +390,93 @@ fn node_config(args: &NodeArgs, file: Option<&KubeletConfiguration>) -> anyhow::
         tracing::warn!("registerNode: false is not honoured: the node registers itself");
     }
     Ok(c)
+}
+
+/// The kubelet API's settings from a KubeletConfiguration.
+fn server_from_file(
+    s: &mut crate::node::server::ServerConfig,
+    f: &KubeletConfiguration,
+) -> anyhow::Result<()> {
+    let ttl = |v: &Option<String>, what: &str| -> anyhow::Result<Option<Duration>> {
+        v.as_deref()
+            .map(|t| {
+                parse_go_duration(t).with_context(|| format!("{what}: invalid duration {t:?}"))
+            })
+            .transpose()
+    };
+    if let Some(a) = &f.address {
+        s.address = a
+            .parse()
+            .with_context(|| format!("address: {a:?} is not an IP"))?;
+    }
+    if let Some(v) = &f.tls_cert_file {
+        s.tls_cert_file = Some(v.into());
+    }
+    if let Some(v) = &f.tls_private_key_file {
+        s.tls_private_key_file = Some(v.into());
+    }
+    if let Some(a) = &f.authentication {
+        if let Some(v) = a.x509.client_ca_file.as_ref().filter(|v| !v.is_empty()) {
+            s.client_ca_file = Some(v.into());
+        }
+        if let Some(v) = a.webhook.enabled {
+            s.webhook_authn = v;
+        }
+        if let Some(v) = ttl(&a.webhook.cache_ttl, "authentication.webhook.cacheTTL")? {
+            s.webhook_authn_ttl = v;
+        }
+        if let Some(v) = a.anonymous.enabled {
+            s.anonymous_auth = v;
+        }
+    }
+    if let Some(a) = &f.authorization {
+        if let Some(m) = &a.mode {
+            s.authorization_mode = m.parse().map_err(anyhow::Error::msg)?;
+        }
+        if let Some(v) = ttl(&a.webhook.cache_authorized_ttl, "cacheAuthorizedTTL")? {
+            s.authorized_ttl = v;
+        }
+        if let Some(v) = ttl(&a.webhook.cache_unauthorized_ttl, "cacheUnauthorizedTTL")? {
+            s.unauthorized_ttl = v;
+        }
+    }
+    Ok(())
+}
+
+fn server_from_flags(s: &mut crate::node::server::ServerConfig, a: &NodeArgs) {
+    if let Some(v) = a.address {
+        s.address = v;
+    }
+    if let Some(v) = &a.tls_cert_file {
+        s.tls_cert_file = Some(v.clone());
+    }
+    if let Some(v) = &a.tls_private_key_file {
+        s.tls_private_key_file = Some(v.clone());
+    }
+    if let Some(v) = &a.cert_dir {
+        s.cert_dir = Some(v.clone());
+    }
+    if let Some(v) = &a.client_ca_file {
+        s.client_ca_file = Some(v.clone());
+    }
+    if let Some(v) = a.anonymous_auth {
+        s.anonymous_auth = v;
+    }
+    if let Some(v) = a.authentication_token_webhook {
+        s.webhook_authn = v;
+    }
+    if let Some(v) = a.authentication_token_webhook_cache_ttl {
+        s.webhook_authn_ttl = v;
+    }
+    if let Some(v) = a.authorization_mode {
+        s.authorization_mode = v;
+    }
+    if let Some(v) = a.authorization_webhook_cache_authorized_ttl {
+        s.authorized_ttl = v;
+    }
+    if let Some(v) = a.authorization_webhook_cache_unauthorized_ttl {
+        s.unauthorized_ttl = v;
+    }
 }
 
 async fn kube_client(args: &NodeArgs) -> anyhow::Result<kube::Client> {

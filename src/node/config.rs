@@ -27,6 +27,8 @@ pub struct NodeConfig {
     pub max_pods: u32,
     /// The kubelet API port, published in daemonEndpoints.
     pub kubelet_port: u16,
+    /// The kubelet API's address, TLS and authn/authz.
+    pub server: crate::node::server::ServerConfig,
     pub cluster_dns: Vec<String>,
     pub cluster_domain: String,
     pub resolv_conf: PathBuf,
@@ -60,6 +62,7 @@ impl NodeConfig {
             register_node: true,
             max_pods: 110,
             kubelet_port: 10250,
+            server: crate::node::server::ServerConfig::default(),
             cluster_dns: vec![],
             cluster_domain: "cluster.local".to_string(),
             resolv_conf: "/etc/resolv.conf".into(),

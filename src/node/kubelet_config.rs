@@ -65,9 +65,64 @@ pub struct KubeletConfiguration {
     pub serialize_image_pulls: Option<bool>,
     pub container_runtime_endpoint: Option<String>,
     pub seccomp_default: Option<bool>,
+    pub address: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_private_key_file: Option<String>,
+    pub authentication: Option<Authentication>,
+    pub authorization: Option<Authorization>,
     /// Every field not listed above, for the caller's warning.
     #[serde(flatten)]
     pub ignored: BTreeMap<String, Value>,
+}
+
+/// `authentication`: the kubelet API's authenticators.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Authentication {
+    #[serde(default)]
+    pub x509: X509Authentication,
+    #[serde(default)]
+    pub webhook: WebhookAuthentication,
+    #[serde(default)]
+    pub anonymous: AnonymousAuthentication,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct X509Authentication {
+    #[serde(rename = "clientCAFile")]
+    pub client_ca_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookAuthentication {
+    pub enabled: Option<bool>,
+    #[serde(rename = "cacheTTL")]
+    pub cache_ttl: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AnonymousAuthentication {
+    pub enabled: Option<bool>,
+}
+
+/// `authorization`: AlwaysAllow or Webhook, and the webhook's cache.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Authorization {
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub webhook: WebhookAuthorization,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookAuthorization {
+    #[serde(rename = "cacheAuthorizedTTL")]
+    pub cache_authorized_ttl: Option<String>,
+    #[serde(rename = "cacheUnauthorizedTTL")]
+    pub cache_unauthorized_ttl: Option<String>,
 }
 
 /// Fields that describe defaults deckhand already has, or kubelet behaviour
@@ -167,8 +222,9 @@ nodeStatusUpdateFrequency: 1m0s
         assert_eq!(c.register_with_taints.as_ref().unwrap()[0].key, "dedicated");
         assert_eq!(
             c.ignored_fields(),
-            vec!["authentication", "rotateCertificates", "staticPodPath"]
+            vec!["rotateCertificates", "staticPodPath"]
         );
+        assert_eq!(c.authentication.unwrap().anonymous.enabled, Some(false));
         assert_eq!(
             parse_go_duration(c.node_status_update_frequency.as_deref().unwrap()),
             Some(std::time::Duration::from_secs(60))

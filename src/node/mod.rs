@@ -4,7 +4,8 @@
 //! - `registration` + `node_status`: the Node object and its status;
 //! - `lease`: the heartbeat Lease in kube-node-lease;
 //! - `pods`: the watch on this node's pods and one worker per pod;
-//! - `podspec` (pod -> CRI) and `status` (CRI -> pod status) are pure.
+//! - `podspec` (pod -> CRI) and `status` (CRI -> pod status) are pure;
+//! - `server`: the kubelet API on --port (logs, exec, attach, port-forward).
 
 pub mod backoff;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod podspec;
 pub mod probes;
 pub mod quantity;
 pub mod registration;
+pub mod server;
 pub mod sidecars;
 pub mod status;
 pub mod volumes;
@@ -50,9 +52,17 @@ impl Agent {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let config = self.config.clone();
+        // Bound first: a node must not register a port nobody listens on.
+        let (listener, tls) = server::bind(&config).await?;
         let (events, poster) = events::EventRecorder::new(self.client.clone(), &config.node_name);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(poster);
+        let api = Arc::new(server::Server::new(
+            config.clone(),
+            self.client.clone(),
+            self.runtime.clone(),
+        ));
+        tasks.spawn(server::serve(api, listener, tls, stop_rx.clone()));
 
         let (reporter, node_uid) = registration::NodeReporter::new(
             self.client.clone(),

@@ -43,6 +43,9 @@ pub trait ControlPlane {
     fn node_kubeconfig(&self, node: &str) -> PathBuf;
     fn dir(&self) -> &Path;
     fn log(&self) -> String;
+    /// The CA that signed the apiserver's kubelet client certificate: the
+    /// node's --client-ca-file.
+    fn client_ca(&self) -> PathBuf;
 
     fn kubectl(&self, args: &[&str]) -> Output {
         Command::new(KUBECTL)
@@ -168,7 +171,7 @@ impl DeckhandApiserver {
         };
         wait_for(
             "the apiserver's kubeconfig",
-            Duration::from_secs(30),
+            Duration::from_secs(90),
             || server.log(),
             || {
                 let ready = kubeconfig.exists()
@@ -195,6 +198,9 @@ impl ControlPlane for DeckhandApiserver {
     }
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default()
+    }
+    fn client_ca(&self) -> PathBuf {
+        self.dir.path().join("data/pki/ca.crt")
     }
 }
 
@@ -263,6 +269,9 @@ impl ControlPlane for StockApiserver {
     fn dir(&self) -> &Path {
         self.dir.path()
     }
+    fn client_ca(&self) -> PathBuf {
+        self.dir.path().join("pki/ca.crt")
+    }
     fn log(&self) -> String {
         let logs = self.dir.path().join("logs");
         let mut out = String::new();
@@ -301,6 +310,8 @@ pub enum Runtime {
 /// A running `deckhand node`.
 pub struct NodeAgent {
     pub name: String,
+    /// The kubelet API's port (on 127.0.0.1), free when the node started.
+    pub port: u16,
     child: Option<Child>,
     args: Vec<std::ffi::OsString>,
     dir: tempfile::TempDir,
@@ -334,6 +345,11 @@ impl NodeAgent {
         args.extend(["--root-dir".into(), dir.path().join("root").into()]);
         args.extend(["--cgroup-root".into(), net.cgroup_parent.clone().into()]);
         args.extend(["--log-level".into(), "info,deckhand=debug".into()]);
+        // Never the kubelet's 10250: nodes of parallel tests must not collide.
+        let port = super::stock::free_ports(1);
+        args.extend(["--address".into(), "127.0.0.1".into()]);
+        args.extend(["--port".into(), port.to_string().into()]);
+        args.extend(["--client-ca-file".into(), plane.client_ca().into()]);
         // Flags a kubeadm drop-in passes, which deckhand accepts and ignores.
         args.extend([
             "--fail-swap-on=false".into(),
@@ -372,6 +388,7 @@ impl NodeAgent {
         }
         let mut node = Self {
             name: name.to_string(),
+            port,
             child: None,
             args,
             dir,
