@@ -384,10 +384,10 @@ spec:
     let node = up.get(&["node", &name]).unwrap();
     assert_eq!(node["metadata"]["labels"]["disktype"], "ssd", "objects are kept");
 
-    // A second `up` on the same data dir refuses, with the lock's message.
+    // A second `up` on the same data dir refuses, with the lock's message
+    // (checked before anything else, the port included).
     let second = Command::new(BIN)
         .args(&up.args)
-        .arg(format!("--listen=127.0.0.1:{}", common::stock::free_ports(1)))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&second.stderr);
