@@ -32,6 +32,8 @@ struct Up {
     _hosts: tempfile::TempDir,
     args: Vec<String>,
     child: Option<Child>,
+    /// Started with a containerd socket nobody serves: `up` runs its own.
+    own_containerd: bool,
 }
 
 impl Up {
@@ -69,7 +71,44 @@ impl Up {
             _hosts: hosts,
             args,
             child: None,
+            own_containerd: false,
         }
+    }
+
+    /// The same, but pointed at a containerd socket nobody serves, so
+    /// that `up` starts (and supervises) a containerd of its own.
+    fn with_own_containerd(name: &str, index: u8) -> Self {
+        let mut up = Up::new(name, index);
+        let nobody = up.dir.path().join("nobody.sock");
+        for a in up.args.iter_mut() {
+            if a.starts_with("--containerd=") {
+                *a = format!("--containerd={}", nobody.display());
+            }
+        }
+        up.own_containerd = true;
+        up
+    }
+
+    /// Processes of the containerd `up` started (its config path is on
+    /// their command lines).
+    fn own_containerd_processes(&self) -> Vec<u32> {
+        cleanup::processes_mentioning(&self.data_dir().join("containerd").to_string_lossy())
+    }
+
+    /// ctr against the containerd this `up` uses.
+    fn ctr(&self, args: &[&str]) -> String {
+        if !self.own_containerd {
+            return common::ctr(&self.namespace, args);
+        }
+        let sock = self.data_dir().join("containerd/containerd.sock");
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(&sock)
+            .args(["--namespace", &self.namespace])
+            .args(args)
+            .output()
+            .expect("run ctr");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Starts `up` and waits for its line saying the node is Ready.
@@ -174,7 +213,8 @@ impl Drop for Up {
             ]);
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline
-                && !common::ctr(&self.namespace, &["containers", "ls", "-q"])
+                && !self
+                    .ctr(&["containers", "ls", "-q"])
                     .trim()
                     .is_empty()
             {
@@ -182,7 +222,17 @@ impl Drop for Up {
             }
             self.stop();
         }
-        common::remove_namespace(&self.namespace);
+        if self.own_containerd {
+            let left = cleanup::wait_gone(&self.own_containerd_processes());
+            if !left.is_empty() {
+                cleanup::kill_processes_mentioning(
+                    &self.data_dir().join("containerd").to_string_lossy(),
+                );
+                cleanup::leftover(&format!("the containerd of {} left running: {left:?}", self.name));
+            }
+        } else {
+            common::remove_namespace(&self.namespace);
+        }
         for entry in std::fs::read_dir("/var/log/pods").into_iter().flatten().flatten() {
             if entry
                 .file_name()
@@ -372,7 +422,7 @@ spec:
     let status = up.stop();
     assert!(status.success(), "up exited with {status}\n{}", up.log());
     assert!(up.stdout().contains("deckhand up: stopped"), "{}", up.stdout());
-    let tasks = common::ctr(&up.namespace, &["tasks", "ls"]);
+    let tasks = up.ctr(&["tasks", "ls"]);
     assert!(tasks.contains("RUNNING"), "the container survives: {tasks}");
     up.start();
     let adopted = wait_pod(&up, &sleeper, "still Running after the restart", |p| {
@@ -452,4 +502,61 @@ fn bad_input_is_refused_in_one_line_with_the_fix() {
     assert!(!dir.path().join("data/apiserver/store.redb").exists());
     assert!(!dir.path().join("data/containerd").exists());
     drop(held);
+}
+
+/// With no containerd on its socket, `up` starts one of its own (state
+/// under the data dir), runs pods on it, and stops it on exit.
+#[test]
+fn without_containerd_up_supervises_its_own() {
+    let name = node_name("ownctd");
+    let mut up = Up::with_own_containerd(&name, 2);
+    up.start();
+    let stdout = up.stdout();
+    assert!(stdout.contains("no containerd on"), "{stdout}");
+    assert!(stdout.contains("containerd/containerd.sock"), "{stdout}");
+    let pids = up.own_containerd_processes();
+    assert!(!pids.is_empty(), "containerd runs");
+    assert!(up.data_dir().join("containerd/root").is_dir());
+
+    let pod = format!("{name}-sleeper");
+    up.create(&serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod},
+        "spec": {"nodeName": name, "terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "sleep", "image": common::BUSYBOX,
+                                 "command": ["sleep", "3600"]}]}}));
+    wait_pod(&up, &pod, "Running", |p| {
+        p["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    assert!(up.ctr(&["tasks", "ls"]).contains("RUNNING"));
+
+    // Killed, containerd is started again by `up`.
+    for pid in &pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    wait_for(
+        "containerd restarted",
+        Duration::from_secs(60),
+        || up.log(),
+        || {
+            let now = up.own_containerd_processes();
+            (!now.is_empty() && now.iter().all(|p| !pids.contains(p))
+                && up.ctr(&["version"]).contains("Server"))
+            .then_some(())
+        },
+    );
+
+    up.ok(&["delete", "pod", &pod, "--grace-period=1"]);
+    wait_for(
+        "the pod's containers removed",
+        Duration::from_secs(60),
+        || up.log(),
+        || up.ctr(&["containers", "ls", "-q"]).trim().is_empty().then_some(()),
+    );
+    let status = up.stop();
+    assert!(status.success(), "{status}\n{}", up.log());
+    let left = cleanup::wait_gone(&up.own_containerd_processes());
+    assert!(left.is_empty(), "containerd stopped with up: {left:?}");
 }
