@@ -47,10 +47,20 @@ impl EventRecorder {
         client: Client,
         node_name: &str,
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        Self::for_component(client, "kubelet", node_name)
+    }
+
+    /// A recorder for another event source (`default-scheduler`, a
+    /// controller), `host` being where it runs.
+    pub fn for_component(
+        client: Client,
+        component: &str,
+        host: &str,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (queue, rx) = mpsc::channel(QUEUE);
         let recorder = Self {
             inner: Arc::new(Mutex::new(Inner {
-                correlator: EventCorrelator::new("kubelet", node_name),
+                correlator: EventCorrelator::new(component, host),
                 names: HashMap::new(),
                 sequence: 0,
             })),
