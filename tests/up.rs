@@ -337,7 +337,8 @@ kind: Pod
 metadata:
   name: {echo}
 spec:
-  nodeName: {name}
+  nodeSelector:
+    disktype: ssd
   restartPolicy: Never
   containers:
   - name: hello
@@ -352,6 +353,12 @@ spec:
         ),
     );
     let pod = wait_pod(&up, &echo, "Succeeded", |p| phase(p) == "Succeeded");
+    assert_eq!(pod["spec"]["nodeName"], name.as_str(), "scheduled onto the node");
+    assert!(
+        up.events_of(&echo).iter().any(|e| e.starts_with("Normal Scheduled:")),
+        "{:?}",
+        up.events_of(&echo)
+    );
     // Its output, where the node writes it (kubectl logs goes through the
     // kubelet API, which this node does not serve yet).
     let uid = pod["metadata"]["uid"].as_str().unwrap();
@@ -389,6 +396,28 @@ spec:
 
     assert_eq!(up.ok(&["get", "--raw", "/healthz"]).trim(), "ok");
 
+    // Nothing matches this nodeSelector: Pending, with kube-scheduler's message.
+    let nowhere = format!("{name}-nowhere");
+    up.create(&serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": nowhere},
+        "spec": {"nodeSelector": {"disktype": "tape"},
+                 "containers": [{"name": "c", "image": common::BUSYBOX}]}}));
+    let failed = wait_for(
+        "a FailedScheduling event",
+        Duration::from_secs(60),
+        || up.log(),
+        || {
+            up.events_of(&nowhere)
+                .into_iter()
+                .find(|e| e.starts_with("Warning FailedScheduling:"))
+        },
+    );
+    assert!(failed.contains("0/1 nodes are available"), "{failed}");
+    let pending = up.pod(&nowhere).unwrap();
+    assert_eq!(phase(&pending), "Pending");
+    assert!(pending["spec"]["nodeName"].is_null(), "{pending}");
+    up.ok(&["delete", "pod", &nowhere]);
+
     // A pod that keeps running, for the restart.
     let sleeper = format!("{name}-sleeper");
     kubectl_create_file(
@@ -399,7 +428,6 @@ kind: Pod
 metadata:
   name: {sleeper}
 spec:
-  nodeName: {name}
   terminationGracePeriodSeconds: 1
   containers:
   - name: sleep
