@@ -160,7 +160,10 @@ impl Up {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("deckhand up did not stop within 60 s of SIGTERM\n{}", self.log());
+                panic!(
+                    "deckhand up did not stop within 60 s of SIGTERM\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -209,14 +212,16 @@ impl Drop for Up {
         // they are deleted; then `up` stops and what is left is forced.
         if self.running() {
             let _ = self.kubectl(&[
-                "delete", "pods", "--all", "--grace-period=1", "--timeout=60s", "--wait=true",
+                "delete",
+                "pods",
+                "--all",
+                "--grace-period=1",
+                "--timeout=60s",
+                "--wait=true",
             ]);
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline
-                && !self
-                    .ctr(&["containers", "ls", "-q"])
-                    .trim()
-                    .is_empty()
+                && !self.ctr(&["containers", "ls", "-q"]).trim().is_empty()
             {
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -228,12 +233,19 @@ impl Drop for Up {
                 cleanup::kill_processes_mentioning(
                     &self.data_dir().join("containerd").to_string_lossy(),
                 );
-                cleanup::leftover(&format!("the containerd of {} left running: {left:?}", self.name));
+                cleanup::leftover(&format!(
+                    "the containerd of {} left running: {left:?}",
+                    self.name
+                ));
             }
         } else {
             common::remove_namespace(&self.namespace);
         }
-        for entry in std::fs::read_dir("/var/log/pods").into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir("/var/log/pods")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if entry
                 .file_name()
                 .to_string_lossy()
@@ -265,7 +277,9 @@ fn wait_pod(up: &Up, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> 
         || {
             format!(
                 "pod: {}\nevents: {:?}\n{}",
-                up.pod(name).map(|p| p["status"].to_string()).unwrap_or_default(),
+                up.pod(name)
+                    .map(|p| p["status"].to_string())
+                    .unwrap_or_default(),
                 up.events_of(name),
                 up.log()
             )
@@ -291,7 +305,12 @@ fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
 }
 
 fn header(table: &str) -> Vec<&str> {
-    table.lines().next().unwrap_or("").split_whitespace().collect()
+    table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect()
 }
 
 /// What an introduction to Kubernetes walks, then a restart that keeps the
@@ -303,7 +322,10 @@ fn quickstart_with_kubectl_then_a_restart_keeps_pods_running() {
     up.start();
     let stdout = up.stdout();
     assert!(
-        stdout.contains(&format!("export KUBECONFIG={}", up.admin_kubeconfig().display())),
+        stdout.contains(&format!(
+            "export KUBECONFIG={}",
+            up.admin_kubeconfig().display()
+        )),
         "{stdout}"
     );
 
@@ -316,7 +338,10 @@ fn quickstart_with_kubectl_then_a_restart_keeps_pods_running() {
     );
 
     let nodes = up.ok(&["get", "nodes"]);
-    assert_eq!(header(&nodes), ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]);
+    assert_eq!(
+        header(&nodes),
+        ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    );
     assert_eq!(row(&nodes, &name)[1], "Ready", "{nodes}");
     let labels = up.ok(&["get", "nodes", "--show-labels"]);
     assert!(
@@ -353,9 +378,15 @@ spec:
         ),
     );
     let pod = wait_pod(&up, &echo, "Succeeded", |p| phase(p) == "Succeeded");
-    assert_eq!(pod["spec"]["nodeName"], name.as_str(), "scheduled onto the node");
+    assert_eq!(
+        pod["spec"]["nodeName"],
+        name.as_str(),
+        "scheduled onto the node"
+    );
     assert!(
-        up.events_of(&echo).iter().any(|e| e.starts_with("Normal Scheduled:")),
+        up.events_of(&echo)
+            .iter()
+            .any(|e| e.starts_with("Normal Scheduled:")),
         "{:?}",
         up.events_of(&echo)
     );
@@ -367,7 +398,10 @@ spec:
     assert!(log.contains("stdout F hello from deckhand up"), "{log}");
 
     let pods = up.ok(&["get", "pods"]);
-    assert_eq!(header(&pods), ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    assert_eq!(
+        header(&pods),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    );
     let r = row(&pods, &echo);
     assert_eq!(&r[1..4], ["0/1", "Completed", "0"], "{pods}");
     let wide = up.ok(&["get", "pods", "-o", "wide"]);
@@ -449,7 +483,11 @@ spec:
     // Stopped, the pod keeps running; started again, it is adopted.
     let status = up.stop();
     assert!(status.success(), "up exited with {status}\n{}", up.log());
-    assert!(up.stdout().contains("deckhand up: stopped"), "{}", up.stdout());
+    assert!(
+        up.stdout().contains("deckhand up: stopped"),
+        "{}",
+        up.stdout()
+    );
     let tasks = up.ctr(&["tasks", "ls"]);
     assert!(tasks.contains("RUNNING"), "the container survives: {tasks}");
     up.start();
@@ -460,14 +498,14 @@ spec:
     assert_eq!(cs["containerID"], container_id, "{adopted}");
     assert_eq!(cs["restartCount"], 0, "{adopted}");
     let node = up.get(&["node", &name]).unwrap();
-    assert_eq!(node["metadata"]["labels"]["disktype"], "ssd", "objects are kept");
+    assert_eq!(
+        node["metadata"]["labels"]["disktype"], "ssd",
+        "objects are kept"
+    );
 
     // A second `up` on the same data dir refuses, with the lock's message
     // (checked before anything else, the port included).
-    let second = Command::new(BIN)
-        .args(&up.args)
-        .output()
-        .unwrap();
+    let second = Command::new(BIN).args(&up.args).output().unwrap();
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success(), "second up ran: {err}");
     assert!(err.contains("another `deckhand up`"), "{err}");
@@ -514,17 +552,30 @@ fn bad_input_is_refused_in_one_line_with_the_fix() {
     assert!(!ok);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("CNI plugins bridge"), "{err}");
-    assert!(err.contains("apt-get install containernetworking-plugins"), "{err}");
+    assert!(
+        err.contains("apt-get install containernetworking-plugins"),
+        "{err}"
+    );
 
     let (ok, out, _) = run(&[&format!("--listen={busy}"), &no_cni, "--check"]);
     assert!(!ok, "a failing check fails --check");
-    for check in ["root", "port", "containerd", "runc", "cni plugins", "cgroups"] {
+    for check in [
+        "root",
+        "port",
+        "containerd",
+        "runc",
+        "cni plugins",
+        "cgroups",
+    ] {
         assert!(
             out.lines().any(|l| l.contains(&format!(" {check}: "))),
             "{check} in\n{out}"
         );
     }
-    assert!(out.contains("ok   root:") && out.contains("FAIL port:"), "{out}");
+    assert!(
+        out.contains("ok   root:") && out.contains("FAIL port:"),
+        "{out}"
+    );
     assert!(out.contains("FAIL cni plugins:"), "{out}");
     // Nothing was started: no store, no containerd of its own.
     assert!(!dir.path().join("data/apiserver/store.redb").exists());
@@ -570,7 +621,8 @@ fn without_containerd_up_supervises_its_own() {
         || up.log(),
         || {
             let now = up.own_containerd_processes();
-            (!now.is_empty() && now.iter().all(|p| !pids.contains(p))
+            (!now.is_empty()
+                && now.iter().all(|p| !pids.contains(p))
                 && up.ctr(&["version"]).contains("Server"))
             .then_some(())
         },
@@ -581,7 +633,12 @@ fn without_containerd_up_supervises_its_own() {
         "the pod's containers removed",
         Duration::from_secs(60),
         || up.log(),
-        || up.ctr(&["containers", "ls", "-q"]).trim().is_empty().then_some(()),
+        || {
+            up.ctr(&["containers", "ls", "-q"])
+                .trim()
+                .is_empty()
+                .then_some(())
+        },
     );
     let status = up.stop();
     assert!(status.success(), "{status}\n{}", up.log());

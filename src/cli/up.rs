@@ -86,6 +86,11 @@ pub struct UpArgs {
     /// The kubelet API port published in the Node's daemonEndpoints.
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// Write a kubeconfig for another machine's `deckhand node` (user
+    /// system:node:NAME, from this node's CA), as NAME=PATH. Repeatable.
+    /// It names the --listen address: give one the other machine reaches.
+    #[arg(long = "write-node-kubeconfig", value_name = "NAME=PATH", value_parser = crate::cli::apiserver::parse_node_kubeconfig)]
+    pub node_kubeconfigs: Vec<(String, PathBuf)>,
     /// Labels to register the Node with: `k=v,k2=v2`.
     #[arg(long, value_parser = crate::node::config::parse_labels)]
     pub node_labels: Option<std::collections::BTreeMap<String, String>>,
@@ -186,7 +191,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         );
         Some((s, dir))
     };
-    let result = serve(&args, &name, supervised.as_ref().map(|(_, d)| d.as_path()), started).await;
+    let result = serve(
+        &args,
+        &name,
+        supervised.as_ref().map(|(_, d)| d.as_path()),
+        started,
+    )
+    .await;
     if let Some((s, _)) = supervised {
         s.stop().await;
     }
@@ -211,6 +222,13 @@ async fn serve(
     let apiserver_dir = data.join("apiserver");
     let server = format!("https://{}", connect_addr(args.listen));
     let kubeconfigs = kubeconfig::write(&apiserver_dir.join("pki"), data, &server, name)?;
+    for (other, path) in &args.node_kubeconfigs {
+        if !crate::apiserver::resources::is_dns_subdomain(other) {
+            bail!("--write-node-kubeconfig: {other:?} is not a valid node name (DNS-1123 subdomain)");
+        }
+        kubeconfig::write_node(&apiserver_dir.join("pki"), path, &server, other)?;
+        println!("deckhand up: wrote {} for node {other} (server {server})", path.display());
+    }
     if args.write_kubeconfig {
         merge_user_kubeconfig(&kubeconfigs.admin)?;
     }
@@ -300,7 +318,11 @@ async fn serve(
     let work = async {
         tokio::try_join!(
             agent.run(shutdown()),
-            scheduler::run(admin.clone(), scheduler::SchedulerConfig::default(), shutdown()),
+            scheduler::run(
+                admin.clone(),
+                scheduler::SchedulerConfig::default(),
+                shutdown()
+            ),
             node_lifecycle::run(
                 admin.clone(),
                 node_lifecycle::NodeLifecycleConfig::default(),
@@ -405,7 +427,9 @@ fn merge_user_kubeconfig(admin: &str) -> anyhow::Result<()> {
         .and_then(|u| nix::unistd::User::from_name(&u).ok().flatten());
     let path = match &sudo_user {
         Some(u) => u.dir.join(".kube").join("config"),
-        None => kubeconfig::user_kubeconfig().context("HOME is not set: cannot find ~/.kube/config")?,
+        None => {
+            kubeconfig::user_kubeconfig().context("HOME is not set: cannot find ~/.kube/config")?
+        }
     };
     kubeconfig::merge_into(&path, admin)?;
     if let Some(u) = &sudo_user {

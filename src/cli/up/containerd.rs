@@ -17,7 +17,11 @@ use tokio::sync::watch;
 /// answers there, or it is stale).
 pub async fn answers(socket: &Path) -> bool {
     matches!(
-        tokio::time::timeout(Duration::from_secs(2), tokio::net::UnixStream::connect(socket)).await,
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::UnixStream::connect(socket)
+        )
+        .await,
         Ok(Ok(_))
     )
 }
@@ -59,7 +63,8 @@ impl Supervised {
     pub async fn start(bin: &Path, dir: &Path, timeout: Duration) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let conf = dir.join("config.toml");
-        std::fs::write(&conf, config(dir)).with_context(|| format!("writing {}", conf.display()))?;
+        std::fs::write(&conf, config(dir))
+            .with_context(|| format!("writing {}", conf.display()))?;
         let log = dir.join("containerd.log");
         let sock = socket(dir);
         let child = spawn(bin, &conf, &log)?;
@@ -144,7 +149,9 @@ async fn supervise(
             Ok(c) => child = c,
             // The old child has exited: its wait returns at once and the
             // next back-off tries again.
-            Err(err) => tracing::error!(error = %format!("{err:#}"), "restarting containerd failed"),
+            Err(err) => {
+                tracing::error!(error = %format!("{err:#}"), "restarting containerd failed")
+            }
         }
     }
 }
@@ -183,7 +190,13 @@ mod tests {
         let v: toml::Value = toml::from_str(&c).expect("valid toml");
         assert_eq!(v["root"].as_str(), Some("/d/containerd/root"));
         assert_eq!(v["state"].as_str(), Some("/d/containerd/state"));
-        assert_eq!(v["grpc"]["address"].as_str(), Some("/d/containerd/containerd.sock"));
-        assert_eq!(v["disabled_plugins"][0].as_str(), Some("io.containerd.grpc.v1.cri"));
+        assert_eq!(
+            v["grpc"]["address"].as_str(),
+            Some("/d/containerd/containerd.sock")
+        );
+        assert_eq!(
+            v["disabled_plugins"][0].as_str(),
+            Some("io.containerd.grpc.v1.cri")
+        );
     }
 }

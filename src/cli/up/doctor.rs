@@ -112,7 +112,17 @@ pub fn port(listen: SocketAddr) -> Check {
 pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
+        .chain(
+            [
+                "/usr/local/sbin",
+                "/usr/local/bin",
+                "/usr/sbin",
+                "/usr/bin",
+                "/sbin",
+                "/bin",
+            ]
+            .map(PathBuf::from),
+        )
         .map(|d| d.join(name))
         .find(|p| is_executable(p))
 }
@@ -169,7 +179,10 @@ pub fn cni_plugins(dirs: &[PathBuf]) -> Check {
         .collect::<Vec<_>>()
         .join(":");
     if missing.is_empty() {
-        Check::pass("cni plugins", format!("{} in {where_}", CNI_PLUGINS.join(", ")))
+        Check::pass(
+            "cni plugins",
+            format!("{} in {where_}", CNI_PLUGINS.join(", ")),
+        )
     } else {
         Check::fail(
             "cni plugins",
@@ -190,7 +203,10 @@ pub fn cgroups(cgroup_root: &str) -> Check {
     if missing.is_empty() {
         Check::pass(
             "cgroups",
-            format!("{} available (pods under {cgroup_root})", CGROUP_CONTROLLERS.join(", ")),
+            format!(
+                "{} available (pods under {cgroup_root})",
+                CGROUP_CONTROLLERS.join(", ")
+            ),
         )
     } else {
         Check::fail(
@@ -252,7 +268,10 @@ mod tests {
         let c = cni_plugins(&[dir.path().to_path_buf()]);
         assert!(!c.ok());
         let line = c.line();
-        assert!(line.contains("bridge") && line.contains("containernetworking-plugins"), "{line}");
+        assert!(
+            line.contains("bridge") && line.contains("containernetworking-plugins"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -20,7 +20,12 @@ pub struct Kubeconfigs {
 
 /// Issues (or reuses) the admin and node certificates from the CA under
 /// `pki_dir` and writes the admin kubeconfig into `data_dir`.
-pub fn write(pki_dir: &Path, data_dir: &Path, server: &str, node: &str) -> anyhow::Result<Kubeconfigs> {
+pub fn write(
+    pki_dir: &Path,
+    data_dir: &Path,
+    server: &str,
+    node: &str,
+) -> anyhow::Result<Kubeconfigs> {
     let pki = Pki::load_or_create(pki_dir).context("loading the apiserver's CA")?;
     let (cert, key) = pki.admin()?;
     let admin = pki::kubeconfig(server, &pki.ca_pem, &cert, &key);
@@ -34,6 +39,14 @@ pub fn write(pki_dir: &Path, data_dir: &Path, server: &str, node: &str) -> anyho
         admin,
         node,
     })
+}
+
+/// A node kubeconfig (system:node:<node>) for another machine, at `path`.
+pub fn write_node(pki_dir: &Path, path: &Path, server: &str, node: &str) -> anyhow::Result<()> {
+    let pki = Pki::load_or_create(pki_dir).context("loading the apiserver's CA")?;
+    let (cert, key) = pki.node(node)?;
+    pki::write_file(path, &pki::kubeconfig(server, &pki.ca_pem, &cert, &key), true)?;
+    Ok(())
 }
 
 /// A kube client from a kubeconfig's text.

@@ -12,13 +12,17 @@ pub const SYSTEM_CONF_DIR: &str = "/etc/cni/net.d";
 
 /// Whether `dir` holds a network config (what the runtime would load).
 pub fn has_config(dir: &Path) -> bool {
-    std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        [".conf", ".conflist", ".json"]
-            .iter()
-            .any(|ext| name.ends_with(ext))
-    })
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            [".conf", ".conflist", ".json"]
+                .iter()
+                .any(|ext| name.ends_with(ext))
+        })
 }
 
 /// The default network's conflist, with host-local's leases in `ipam_dir`.
