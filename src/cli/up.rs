@@ -224,10 +224,15 @@ async fn serve(
     let kubeconfigs = kubeconfig::write(&apiserver_dir.join("pki"), data, &server, name)?;
     for (other, path) in &args.node_kubeconfigs {
         if !crate::apiserver::resources::is_dns_subdomain(other) {
-            bail!("--write-node-kubeconfig: {other:?} is not a valid node name (DNS-1123 subdomain)");
+            bail!(
+                "--write-node-kubeconfig: {other:?} is not a valid node name (DNS-1123 subdomain)"
+            );
         }
         kubeconfig::write_node(&apiserver_dir.join("pki"), path, &server, other)?;
-        println!("deckhand up: wrote {} for node {other} (server {server})", path.display());
+        println!(
+            "deckhand up: wrote {} for node {other} (server {server})",
+            path.display()
+        );
     }
     if args.write_kubeconfig {
         merge_user_kubeconfig(&kubeconfigs.admin)?;

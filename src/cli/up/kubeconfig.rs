@@ -45,7 +45,11 @@ pub fn write(
 pub fn write_node(pki_dir: &Path, path: &Path, server: &str, node: &str) -> anyhow::Result<()> {
     let pki = Pki::load_or_create(pki_dir).context("loading the apiserver's CA")?;
     let (cert, key) = pki.node(node)?;
-    pki::write_file(path, &pki::kubeconfig(server, &pki.ca_pem, &cert, &key), true)?;
+    pki::write_file(
+        path,
+        &pki::kubeconfig(server, &pki.ca_pem, &cert, &key),
+        true,
+    )?;
     Ok(())
 }
 
