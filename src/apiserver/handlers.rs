@@ -500,6 +500,9 @@ fn prepare_create(kind: &Kind, namespace: &str, mut object: Value) -> Result<Val
         m.remove("status");
     }
     resources::apply_defaults(kind, &mut object);
+    if kind.resource == "pods" {
+        crate::apiserver::default_tolerations::admit(&mut object);
+    }
     check_valid(kind, &object)?;
     Ok(object)
 }
@@ -1359,6 +1362,7 @@ pub async fn bind(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<B
                 )));
             }
             pod["spec"]["nodeName"] = json!(node);
+            set_scheduled(&mut pod);
             txn.put(&key, pod)?;
             Ok(())
         })
@@ -1371,9 +1375,42 @@ pub async fn bind(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<B
     ))
 }
 
+/// PodScheduled=True, as kube-apiserver's binding sets it.
+fn set_scheduled(pod: &mut Value) {
+    if !pod["status"].is_object() {
+        pod["status"] = json!({});
+    }
+    if !pod["status"]["conditions"].is_array() {
+        pod["status"]["conditions"] = json!([]);
+    }
+    let condition = json!({"type": "PodScheduled", "status": "True",
+        "lastProbeTime": null, "lastTransitionTime": now_rfc3339()});
+    if let Some(conditions) = pod["status"]["conditions"].as_array_mut() {
+        conditions.retain(|c| c["type"] != "PodScheduled");
+        conditions.push(condition);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binding_marks_the_pod_scheduled() {
+        let mut pod = json!({"status": {"conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"},
+        ]}});
+        set_scheduled(&mut pod);
+        let c = pod["status"]["conditions"].as_array().unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (c[0]["status"].as_str(), c[0].get("reason")),
+            (Some("True"), None)
+        );
+        let mut bare = json!({});
+        set_scheduled(&mut bare);
+        assert_eq!(bare["status"]["conditions"][0]["type"], "PodScheduled");
+    }
 
     /// Odd shapes in every position a client controls must come back as
     /// errors or normalized objects, never as a panic.

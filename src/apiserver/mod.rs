@@ -10,6 +10,7 @@
 //! `auth` (authn/authz), `pki` (certificates, kubeconfig), `error` (Status).
 
 pub mod auth;
+pub mod default_tolerations;
 pub mod discovery;
 pub mod error;
 pub mod handlers;

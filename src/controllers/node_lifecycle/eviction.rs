@@ -6,23 +6,7 @@
 use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use super::health::{NOT_READY, UNREACHABLE};
-
-fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    let effect = t.effect.as_deref().unwrap_or("");
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = t.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("") {
-        "Exists" => true,
-        "" | "Equal" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        _ => false,
-    }
-}
+use crate::controllers::scheduler::taints::{NOT_READY, UNREACHABLE, tolerates};
 
 /// When the pod must be evicted; None: never (every NoExecute taint is
 /// tolerated for ever). `default_seconds` stands in for the toleration

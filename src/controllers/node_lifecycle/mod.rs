@@ -135,9 +135,6 @@ impl Controller {
                 probe.seen = now;
             }
             let stale = now.saturating_duration_since(probe.seen) > self.config.grace_period;
-            if stale {
-                self.mark_unknown(node, &name, &wall).await;
-            }
             if let Some(taints) = health::desired_taints(node, stale, &wall) {
                 let patch = json!({
                     "metadata": {"resourceVersion": node.metadata.resource_version},
@@ -154,6 +151,11 @@ impl Controller {
                 {
                     tracing::info!(node = %name, unreachable = stale, "node taints updated");
                 }
+            }
+            // After the taints: their patch carries the node's
+            // resourceVersion, which the status patch would change.
+            if stale {
+                self.mark_unknown(node, &name, &wall).await;
             }
             self.evict(node, &name).await;
         }

@@ -16,6 +16,8 @@ struct Attempt {
     failed_at: Instant,
     /// The cluster generation the pod last failed in.
     generation: u64,
+    /// Unschedulable pods wait for a cluster change; failed API calls do not.
+    needs_change: bool,
 }
 
 #[derive(Default)]
@@ -40,7 +42,7 @@ impl Queue {
             return true;
         };
         let waited = now.saturating_duration_since(a.failed_at);
-        (a.generation < self.generation && waited >= Self::backoff(a.failures))
+        ((!a.needs_change || a.generation < self.generation) && waited >= Self::backoff(a.failures))
             || waited >= UNSCHEDULABLE_FLUSH
     }
 
@@ -50,10 +52,12 @@ impl Queue {
             failures: 0,
             failed_at: now,
             generation,
+            needs_change: true,
         });
         a.failures += 1;
         a.failed_at = now;
         a.generation = generation;
+        a.needs_change = true;
     }
 
     /// An error that is not the cluster's fault (the API call failed):
@@ -61,7 +65,7 @@ impl Queue {
     pub fn errored(&mut self, uid: &str, now: Instant) {
         self.failed(uid, now);
         if let Some(a) = self.attempts.get_mut(uid) {
-            a.generation = a.generation.saturating_sub(1);
+            a.needs_change = false;
         }
     }
 

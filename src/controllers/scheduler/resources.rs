@@ -304,6 +304,10 @@ mod tests {
         assert!(filter(&pod_requests(&small), &alloc, &used).is_none());
         used.add(&small);
         let s = filter(&pod_requests(&small), &alloc, &used).unwrap();
+        assert_eq!(s.reasons, vec![ERR_TOO_MANY_PODS]);
+        // 900m of 1 cpu taken: 200m does not fit either.
+        let p = pod(vec![container(&[("cpu", "200m")])], vec![]);
+        let s = filter(&pod_requests(&p), &alloc, &used).unwrap();
         assert_eq!(s.reasons, vec![ERR_TOO_MANY_PODS, "Insufficient cpu"]);
         let p = pod(
             vec![container(&[
