@@ -88,6 +88,20 @@ pub fn merge_into(path: &Path, ours: &str) -> anyhow::Result<()> {
 }
 
 fn merge(theirs: &mut Value, ours: &Value) {
+    // Our user is named `admin` in the data dir's kubeconfig; in a shared
+    // file that name is too common: it becomes `deckhand-admin` first, so
+    // the user's own `admin` is kept.
+    let mut ours = ours.clone();
+    if let Some(users) = ours["users"].as_array_mut() {
+        for u in users.iter_mut().filter(|u| u["name"] == "admin") {
+            u["name"] = json!("deckhand-admin");
+        }
+    }
+    if let Some(ctxs) = ours["contexts"].as_array_mut() {
+        for c in ctxs.iter_mut().filter(|c| c["context"]["user"] == "admin") {
+            c["context"]["user"] = json!("deckhand-admin");
+        }
+    }
     if !theirs.is_object() {
         *theirs = json!({});
     }
@@ -106,26 +120,7 @@ fn merge(theirs: &mut Value, ours: &Value) {
         kept.extend(mine.iter().cloned());
         theirs[list] = Value::Array(kept);
     }
-    // Our user is named `admin` in the data dir's kubeconfig; in a shared
-    // file that name is too common: call it `deckhand-admin`.
-    rename_user(theirs, "admin", "deckhand-admin");
     theirs["current-context"] = ours["current-context"].clone();
-}
-
-fn rename_user(config: &mut Value, from: &str, to: &str) {
-    let ours_ctx = |c: &Value| c["name"] == "deckhand";
-    if let Some(users) = config["users"].as_array_mut() {
-        users.retain(|u| u["name"] != to);
-        // Only the user we just added (the last one of that name).
-        if let Some(u) = users.iter_mut().rev().find(|u| u["name"] == from) {
-            u["name"] = json!(to);
-        }
-    }
-    if let Some(ctxs) = config["contexts"].as_array_mut() {
-        for c in ctxs.iter_mut().filter(|c| ours_ctx(c)) {
-            c["context"]["user"] = json!(to);
-        }
-    }
 }
 
 /// Block-style YAML of a JSON value, scalars in JSON syntax (a JSON string
