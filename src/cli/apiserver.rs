@@ -42,7 +42,7 @@ pub struct ApiserverArgs {
     pub kubelet_certificate_authority: Option<PathBuf>,
 }
 
-fn parse_node_kubeconfig(s: &str) -> Result<(String, PathBuf), String> {
+pub(crate) fn parse_node_kubeconfig(s: &str) -> Result<(String, PathBuf), String> {
     match s.split_once('=') {
         Some((name, path)) if !name.is_empty() && !path.is_empty() => {
             Ok((name.to_string(), PathBuf::from(path)))

@@ -7,6 +7,7 @@ pub mod log_driver;
 pub mod node;
 pub mod runtime_args;
 mod scheduler;
+pub mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +38,11 @@ pub enum Command {
     Node(Box<node::NodeArgs>),
     /// The scheduler (and, with --node-lifecycle, the node lifecycle controller).
     Scheduler(scheduler::SchedulerArgs),
+    /// A whole single-node Kubernetes in one process: apiserver, scheduler,
+    /// node agent and runtime.
+    Up(Box<up::UpArgs>),
+    /// The preflight checks of `deckhand up`, each with pass/fail and the fix.
+    Doctor(Box<up::DoctorArgs>),
 }
 
 impl Cli {
@@ -105,6 +111,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::CriReset(args) => cri_reset::run(args).await,
         Command::Node(args) => node::run(*args).await,
         Command::Scheduler(args) => scheduler::run(args).await,
+        Command::Up(args) => up::run(*args).await,
+        Command::Doctor(args) => up::doctor(&args.up).await,
     }
 }
 
