@@ -39,14 +39,29 @@ pub async fn stop_containers(
     containers: &[(&str, &str)],
     grace: i64,
 ) {
-    let stops = containers.iter().map(|(id, name)| async move {
+    let plain: Vec<(&str, &str, Option<&str>)> = containers
+        .iter()
+        .map(|(id, name)| (*id, *name, None))
+        .collect();
+    stop_containers_because(ctx, pod, &plain, grace).await;
+}
+
+/// [`stop_containers`], each (id, name, message) with the Killing event's
+/// message when it is not the default "Stopping container NAME".
+pub async fn stop_containers_because(
+    ctx: &PodContext,
+    pod: Option<&Pod>,
+    containers: &[(&str, &str, Option<&str>)],
+    grace: i64,
+) {
+    let stops = containers.iter().map(|(id, name, message)| async move {
         if let Some(pod) = pod {
             ctx.events.pod_event(
                 pod,
                 Some(container_field_path(pod, name)),
                 reasons::NORMAL,
                 reasons::KILLING_CONTAINER,
-                format!("Stopping container {name}"),
+                message.map_or_else(|| format!("Stopping container {name}"), str::to_string),
             );
         }
         let call = ctx.runtime.stop_container(v1::StopContainerRequest {
