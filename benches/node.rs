@@ -96,7 +96,7 @@ impl Kind {
 enum Agent {
     Deckhand {
         child: Child,
-        _dir: tempfile::TempDir,
+        dir: tempfile::TempDir,
     },
     Kubelet(Box<stock::StockKubelet>),
 }
@@ -111,7 +111,7 @@ impl Agent {
 
     fn log(&self) -> String {
         match self {
-            Agent::Deckhand { _dir, .. } => stock::tail(&_dir.path().join("node.log"), 30),
+            Agent::Deckhand { dir, .. } => stock::tail(&dir.path().join("node.log"), 30),
             Agent::Kubelet(k) => k.log_tail(),
         }
     }
@@ -166,7 +166,7 @@ fn start_deckhand(plane: &dyn ControlPlane, kind: Kind, cni_dir: &Path) -> Agent
         .stderr(log)
         .spawn()
         .expect("start deckhand node");
-    Agent::Deckhand { child, _dir: dir }
+    Agent::Deckhand { child, dir }
 }
 
 /// VmRSS in KiB.
@@ -523,6 +523,8 @@ async fn main() {
         conflist("dhbn1", "10.239.1.0/24", &ipam.path().join("b")),
     )
     .unwrap();
+    // The agents' cgroup root, as a kubelet wants it: there before they start.
+    deckhand::sys::cgroup::create(CGROUP_ROOT.trim_start_matches('/')).expect("cgroup root");
     // containerd's CRI plugin notices a new CNI config within a moment.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
