@@ -549,6 +549,18 @@ async fn main() {
     let _ = std::fs::remove_file(CONTAINERD_CNI_CONF);
     remove_cni("dhbn0");
     remove_cni("dhbn1");
+    // The in-process runtime's images, then its (empty) namespace.
+    let images = Command::new("ctr")
+        .args(["-n", IN_PROCESS_NAMESPACE, "images", "ls", "-q"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for image in images.lines().filter(|l| !l.is_empty()) {
+        let _ = Command::new("ctr")
+            .args(["-n", IN_PROCESS_NAMESPACE, "images", "rm", "--sync", image])
+            .stdout(Stdio::null())
+            .status();
+    }
     common::remove_namespace(IN_PROCESS_NAMESPACE);
     stock::remove_cgroup_tree(CGROUP_ROOT);
     drop(plane);
