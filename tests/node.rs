@@ -622,3 +622,125 @@ async fn stock_apiserver_accepts_the_node() {
     let node = NodeAgent::start(&plane, "nd-stock", Runtime::InProcess, OCTET, 6).await;
     node_runs_a_pod(&plane, &node);
 }
+
+/// A container's image patched to another: kubelet's "definition changed"
+/// restart (a Killing event, restartCount 1, the new image's imageID).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_image_restarts_the_container() {
+    let plane = DeckhandApiserver::start(&["nd-hash"]);
+    let node = NodeAgent::start(&plane, "nd-hash", Runtime::InProcess, OCTET, 7).await;
+    wait_node_ready(&plane, &node);
+    plane.create(&pod_manifest(
+        "hash",
+        &node.name,
+        json!({"terminationGracePeriodSeconds": 2,
+               "containers": [busybox("app", "sleep 3600")]}),
+    ));
+    let before = wait_pod(
+        &plane,
+        &node,
+        "hash",
+        "Running",
+        Duration::from_secs(90),
+        |p| phase(p) == "Running",
+    );
+    let old = container_status(&before, "containerStatuses", "app")
+        .unwrap()
+        .clone();
+    assert_eq!(old["restartCount"], 0);
+    let image = format!("{}/deckhand/helpers:1", common::REGISTRY);
+    let patch = json!([{"op": "replace", "path": "/spec/containers/0/image", "value": image}]);
+    plane.ok(&[
+        "patch",
+        "pod",
+        "hash",
+        "--type=json",
+        "-p",
+        &patch.to_string(),
+    ]);
+    let after = wait_pod(
+        &plane,
+        &node,
+        "hash",
+        "the container restarted on the new image",
+        Duration::from_secs(90),
+        |p| {
+            container_status(p, "containerStatuses", "app")
+                .is_some_and(|c| c["restartCount"] == 1 && c["state"]["running"].is_object())
+        },
+    );
+    let new = container_status(&after, "containerStatuses", "app").unwrap();
+    assert_ne!(new["containerID"], old["containerID"]);
+    assert_ne!(new["imageID"], old["imageID"], "{new}");
+    assert!(
+        new["image"].as_str().unwrap_or("").contains("helpers"),
+        "{new}"
+    );
+    assert_eq!(phase(&after), "Running");
+    let events = plane.events_of("hash");
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "Normal Killing: Container app definition changed, will be restarted"),
+        "{events:?}"
+    );
+}
+
+/// The bundled apiserver away for 15 s and back on the same port and data:
+/// running pods are untouched, the Lease is renewed again, and a pod
+/// created afterwards runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_outlive_an_apiserver_restart() {
+    let mut plane = DeckhandApiserver::start(&["nd-apirestart"]);
+    let node = NodeAgent::start(&plane, "nd-apirestart", Runtime::InProcess, OCTET, 8).await;
+    wait_node_ready(&plane, &node);
+    plane.create(&pod_manifest(
+        "before",
+        &node.name,
+        json!({"containers": [busybox("app", "sleep 3600")]}),
+    ));
+    let running = wait_pod(
+        &plane,
+        &node,
+        "before",
+        "Running",
+        Duration::from_secs(90),
+        |p| phase(p) == "Running",
+    );
+    let id = container_status(&running, "containerStatuses", "app").unwrap()["containerID"].clone();
+    let renew_time = |plane: &DeckhandApiserver| {
+        plane
+            .get(&["lease", "-n", "kube-node-lease", &node.name])
+            .and_then(|l| l["spec"]["renewTime"].as_str().map(str::to_string))
+    };
+    let renewed_before = renew_time(&plane).expect("the node's Lease");
+
+    plane.restart_after(Duration::from_secs(15));
+
+    // The Lease is renewed again (every 10 s) by the same agent.
+    wait_for(
+        "the Lease renewed after the restart",
+        Duration::from_secs(40),
+        || node.log(),
+        || renew_time(&plane).filter(|t| *t != renewed_before),
+    );
+    plane.create(&pod_manifest(
+        "after",
+        &node.name,
+        json!({"containers": [busybox("app", "sleep 3600")]}),
+    ));
+    wait_pod(
+        &plane,
+        &node,
+        "after",
+        "Running",
+        Duration::from_secs(90),
+        |p| phase(p) == "Running",
+    );
+    let p = plane.pod("before").unwrap();
+    let c = container_status(&p, "containerStatuses", "app").unwrap();
+    assert_eq!(c["containerID"], id, "the container was replaced");
+    assert_eq!(c["restartCount"], 0);
+    assert_eq!(phase(&p), "Running");
+    wait_node_ready(&plane, &node);
+}

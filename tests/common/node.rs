@@ -147,28 +147,12 @@ impl DeckhandApiserver {
     pub fn start(nodes: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("admin.kubeconfig");
-        let log = std::fs::File::create(dir.path().join("apiserver.log")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_deckhand"));
-        cmd.args(["apiserver", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .arg("--write-kubeconfig")
-            .arg(&kubeconfig);
-        for n in nodes {
-            cmd.arg("--write-node-kubeconfig").arg(format!(
-                "{n}={}",
-                dir.path().join(format!("node-{n}.kubeconfig")).display()
-            ));
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start deckhand apiserver");
-        let server = Self {
-            child: Some(child),
+        let mut server = Self {
+            child: None,
             dir,
             nodes: nodes.iter().map(|s| s.to_string()).collect(),
         };
+        server.spawn("127.0.0.1:0");
         wait_for(
             "the apiserver's kubeconfig",
             Duration::from_secs(90),
@@ -183,6 +167,56 @@ impl DeckhandApiserver {
             },
         );
         server
+    }
+
+    fn spawn(&mut self, listen: &str) {
+        let dir = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("apiserver.log"))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_deckhand"));
+        cmd.args(["apiserver", "--listen", listen, "--data-dir"])
+            .arg(dir.join("data"))
+            .arg("--write-kubeconfig")
+            .arg(dir.join("admin.kubeconfig"));
+        for n in &self.nodes {
+            cmd.arg("--write-node-kubeconfig").arg(format!(
+                "{n}={}",
+                dir.join(format!("node-{n}.kubeconfig")).display()
+            ));
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start deckhand apiserver");
+        self.child = Some(child);
+    }
+
+    /// kill -9, `down` away, then the same data dir again on the same port;
+    /// returns once it answers.
+    pub fn restart_after(&mut self, down: Duration) {
+        let kubeconfig = std::fs::read_to_string(self.admin_kubeconfig()).unwrap();
+        let port = kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: https://127.0.0.1:"))
+            .expect("the kubeconfig's server")
+            .trim()
+            .to_string();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        std::thread::sleep(down);
+        self.spawn(&format!("127.0.0.1:{port}"));
+        wait_for(
+            "the restarted apiserver",
+            Duration::from_secs(30),
+            || self.log(),
+            || self.get(&["namespace", "default"]).map(|_| ()),
+        );
     }
 }
 

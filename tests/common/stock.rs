@@ -374,6 +374,12 @@ evictionHard:
         )
     }
 
+    /// The kubelet's process id, while it runs (the node benchmark reads
+    /// its RSS and CPU).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Still running (not exited).
     pub fn alive(&mut self) -> bool {
         self.child

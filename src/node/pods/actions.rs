@@ -1,10 +1,11 @@
 //! What must happen to a pod now, from its spec and what the runtime holds:
 //! kuberuntime's computePodActions. Pure.
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::cri::api::v1;
 use crate::node::pods::observe::{Observed, attempt, container_name, is_ready};
+use crate::node::podspec::labels;
 
 /// A container to (re)start.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +25,9 @@ pub struct KillContainer {
     pub id: String,
     pub name: String,
     pub reason: String,
+    /// The Killing event's message when it is not kubelet's default
+    /// ("Stopping container NAME").
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -58,6 +62,15 @@ fn should_restart(policy: &str, exit_code: i32) -> bool {
         "OnFailure" => exit_code != 0,
         _ => true,
     }
+}
+
+/// kubelet's containerChanged: the hash the container was created with
+/// (its `io.kubernetes.container.hash` annotation) is not the spec's any
+/// more. A container without the annotation is left alone.
+fn definition_changed(spec: &Container, c: &v1::ContainerStatus) -> bool {
+    labels::parse_container(&c.labels, &c.annotations)
+        .and_then(|l| l.hash)
+        .is_some_and(|hash| hash != labels::container_hash(spec))
 }
 
 fn start_of(observed: &Observed, name: &str, init: bool) -> StartContainer {
@@ -105,6 +118,7 @@ pub fn compute_pod_actions_with(
                 id: c.id.clone(),
                 name: name.to_string(),
                 reason: "Container is not in the pod spec".into(),
+                message: None,
             });
         }
     }
@@ -178,6 +192,7 @@ pub fn compute_pod_actions_with(
                     id: c.id.clone(),
                     name: name.to_string(),
                     reason: "Init container is in an unknown state".into(),
+                    message: None,
                 });
                 actions.start.push(start_of(observed, name, true));
                 return actions;
@@ -186,10 +201,23 @@ pub fn compute_pod_actions_with(
     }
 
     let mut keep = 0;
-    for name in &apps {
+    for container in &spec.containers {
+        let name = container.name.as_str();
         match observed.latest(name) {
             None => actions.start.push(start_of(observed, name, false)),
             Some(c) => match state(c) {
+                // A changed spec restarts it, whatever the restart policy.
+                v1::ContainerState::ContainerRunning if definition_changed(container, c) => {
+                    actions.kill.push(KillContainer {
+                        id: c.id.clone(),
+                        name: name.to_string(),
+                        reason: "Container definition changed".into(),
+                        message: Some(format!(
+                            "Container {name} definition changed, will be restarted"
+                        )),
+                    });
+                    actions.start.push(start_of(observed, name, false));
+                }
                 v1::ContainerState::ContainerRunning => keep += 1,
                 v1::ContainerState::ContainerExited => {
                     if should_restart(policy, c.exit_code) {
@@ -201,6 +229,7 @@ pub fn compute_pod_actions_with(
                         id: c.id.clone(),
                         name: name.to_string(),
                         reason: "Container is in an unknown state".into(),
+                        message: None,
                     });
                     actions.start.push(start_of(observed, name, false));
                 }
@@ -376,5 +405,51 @@ mod tests {
         let a = compute_pod_actions(&pod("Always", &[], &["app"]), &o);
         assert_eq!(a.kill.len(), 1);
         assert_eq!(a.kill[0].name, "old");
+    }
+
+    #[test]
+    fn a_running_container_whose_definition_changed_is_restarted() {
+        let p = pod("Never", &[], &["app"]);
+        let with_hash = |spec: &Container| {
+            let mut c = container("app", 0, Running, 0);
+            c.labels = labels::container_labels(&p, spec);
+            c.labels.insert(labels::POD_UID.into(), "uid".into());
+            c.annotations = labels::container_annotations(&p, spec, 0);
+            c
+        };
+        let current = p.spec.as_ref().unwrap().containers[0].clone();
+        // Created from this very spec (as a re-adopted container is): kept.
+        let o = Observed {
+            sandboxes: vec![sandbox(true, 0)],
+            containers: vec![with_hash(&current)],
+        };
+        assert_eq!(compute_pod_actions(&p, &o), PodActions::default());
+        // Created from another image: killed and started again, even with
+        // restartPolicy Never, as kubelet does.
+        let old = Container {
+            image: Some("busybox:old".into()),
+            ..current.clone()
+        };
+        let o = Observed {
+            sandboxes: vec![sandbox(true, 0)],
+            containers: vec![with_hash(&old)],
+        };
+        let a = compute_pod_actions(&p, &o);
+        assert!(!a.kill_pod);
+        assert_eq!(a.kill.len(), 1);
+        assert_eq!(a.kill[0].id, "app-0");
+        assert_eq!(
+            a.kill[0].message.as_deref(),
+            Some("Container app definition changed, will be restarted")
+        );
+        assert_eq!(a.start.len(), 1);
+        assert_eq!(a.start[0].restart_count, 1);
+        assert_eq!(a.start[0].previous_finished_at, None);
+        // No hash annotation (not created by a kubelet): left alone.
+        let o = Observed {
+            sandboxes: vec![sandbox(true, 0)],
+            containers: vec![container("app", 0, Running, 0)],
+        };
+        assert_eq!(compute_pod_actions(&p, &o), PodActions::default());
     }
 }

@@ -34,9 +34,24 @@ pub async fn stop_containers(
     containers: &[(&str, &str)],
     grace: i64,
 ) {
+    let plain: Vec<(&str, &str, Option<&str>)> = containers
+        .iter()
+        .map(|(id, name)| (*id, *name, None))
+        .collect();
+    stop_containers_because(ctx, pod, &plain, grace).await;
+}
+
+/// [`stop_containers`], each (id, name, message) with the Killing event's
+/// message when it is not the default "Stopping container NAME".
+pub async fn stop_containers_because(
+    ctx: &PodContext,
+    pod: Option<&Pod>,
+    containers: &[(&str, &str, Option<&str>)],
+    grace: i64,
+) {
     // The Killing event, the preStop hook and the stop: lifecycle.rs.
-    let stops = containers.iter().map(|(id, name)| {
-        let message = format!("Stopping container {name}");
+    let stops = containers.iter().map(|(id, name, message)| {
+        let message = message.map_or_else(|| format!("Stopping container {name}"), str::to_string);
         lifecycle::stop_container(ctx, pod, id, name, grace, message)
     });
     join_all(stops).await;

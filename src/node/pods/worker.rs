@@ -149,12 +149,12 @@ impl PodWorker {
         let actions = compute_pod_actions_with(&pod, &observed, &|name| probes.started(&pod, name));
         tracing::debug!(pod = %self.uid, ?actions, "pod actions");
         let grace = grace_seconds(Some(&pod));
-        let kill: Vec<(&str, &str)> = actions
+        let kill: Vec<(&str, &str, Option<&str>)> = actions
             .kill
             .iter()
-            .map(|k| (k.id.as_str(), k.name.as_str()))
+            .map(|k| (k.id.as_str(), k.name.as_str(), k.message.as_deref()))
             .collect();
-        kill::stop_containers(&self.ctx, Some(&pod), &kill, grace).await;
+        kill::stop_containers_because(&self.ctx, Some(&pod), &kill, grace).await;
         if actions.kill_pod {
             kill::kill_pod(&self.ctx, Some(&pod), &observed, grace).await;
         }
