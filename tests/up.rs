@@ -194,6 +194,9 @@ impl ControlPlane for Up {
     fn dir(&self) -> &Path {
         self.dir.path()
     }
+    fn client_ca(&self) -> PathBuf {
+        self.data_dir().join("apiserver/pki/ca.crt")
+    }
     fn log(&self) -> String {
         let log = std::fs::read_to_string(self.dir.path().join("up.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(60).collect();
@@ -390,12 +393,13 @@ spec:
         "{:?}",
         up.events_of(&echo)
     );
-    // Its output, where the node writes it (kubectl logs goes through the
-    // kubelet API, which this node does not serve yet).
+    // Its output, where the node writes it, and through kubectl (the
+    // apiserver proxies to the node's kubelet API).
     let uid = pod["metadata"]["uid"].as_str().unwrap();
     let log = std::fs::read_to_string(format!("/var/log/pods/default_{echo}_{uid}/hello/0.log"))
         .expect("the container's log file");
     assert!(log.contains("stdout F hello from deckhand up"), "{log}");
+    assert_eq!(up.ok(&["logs", &echo]), "hello from deckhand up\n");
 
     let pods = up.ok(&["get", "pods"]);
     assert_eq!(

@@ -241,7 +241,7 @@ async fn serve(
     let node_client = kubeconfig::client(&kubeconfigs.node).await?;
 
     let mut apiserver = tokio::spawn(crate::apiserver::run(crate::apiserver::Config {
-        data_dir: apiserver_dir,
+        data_dir: apiserver_dir.clone(),
         listen: args.listen,
         write_kubeconfig: None,
         token_auth_file: None,
@@ -307,6 +307,9 @@ async fn serve(
     node.cgroup_root = args.cgroup_root.clone();
     node.node_ips = args.node_ip.clone();
     node.kubelet_port = args.kubelet_port;
+    // The apiserver reaches the kubelet API with a client certificate of
+    // its own CA (kubectl logs, exec, port-forward).
+    node.server.client_ca_file = Some(apiserver_dir.join("pki/ca.crt"));
     if let Some(labels) = &args.node_labels {
         node.labels = labels.clone();
     }
