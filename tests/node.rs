@@ -109,7 +109,10 @@ fn node_runs_a_pod_on(plane: &dyn ControlPlane, node: &NodeAgent, pod_network: b
     assert!(labels["kubernetes.io/arch"].is_string());
     assert!(labels.get("node.kubernetes.io/instance-type").is_none());
     let status = &n["status"];
-    assert_eq!(status["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
+    assert_eq!(
+        status["daemonEndpoints"]["kubeletEndpoint"]["Port"],
+        node.port
+    );
     assert_eq!(status["capacity"]["pods"], "110");
     assert!(
         status["capacity"]["cpu"]
