@@ -14,22 +14,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::node::{ControlPlane, DeckhandApiserver, NodeAgent, Runtime, wait_for};
+use common::node::{
+    ControlPlane, DeckhandApiserver, NodeAgent, Runtime, busybox, condition, container_status,
+    phase, pod_manifest, wait_for, wait_node_ready, wait_pod,
+};
 use serde_json::{Value, json};
 
-const BUSYBOX: &str = common::BUSYBOX;
 const OCTET: u8 = 239;
-
-fn pod_manifest(name: &str, node: &str, spec: Value) -> Value {
-    let mut spec = spec;
-    spec["nodeName"] = json!(node);
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec})
-}
-
-fn busybox(name: &str, script: &str) -> Value {
-    json!({"name": name, "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
-           "command": ["sh", "-c", script]})
-}
 
 /// A busybox container serving /www on port 8080 (named "web").
 fn web(name: &str) -> Value {
@@ -46,64 +37,8 @@ fn with(mut c: Value, key: &str, v: Value) -> Value {
     c
 }
 
-fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
-    obj["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-}
-
 fn is_true(p: &Value, type_: &str) -> bool {
     condition(p, type_).is_some_and(|c| c["status"] == "True")
-}
-
-fn container_status<'a>(p: &'a Value, list: &str, name: &str) -> Option<&'a Value> {
-    p["status"][list]
-        .as_array()?
-        .iter()
-        .find(|c| c["name"] == name)
-}
-
-fn phase(p: &Value) -> &str {
-    p["status"]["phase"].as_str().unwrap_or("")
-}
-
-fn wait_node_ready(plane: &dyn ControlPlane, node: &NodeAgent) {
-    wait_for(
-        "the Node to be Ready",
-        Duration::from_secs(60),
-        || node.log(),
-        || {
-            let n = plane.get(&["node", &node.name])?;
-            (condition(&n, "Ready")?["status"] == "True").then_some(())
-        },
-    )
-}
-
-fn wait_pod(
-    plane: &dyn ControlPlane,
-    node: &NodeAgent,
-    name: &str,
-    what: &str,
-    timeout: Duration,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    wait_for(
-        &format!("pod {name}: {what}"),
-        timeout,
-        || {
-            format!(
-                "pod: {}\nevents: {:?}\nnode log:\n{}",
-                plane
-                    .pod(name)
-                    .map(|p| p["status"].to_string())
-                    .unwrap_or_default(),
-                plane.events_of(name),
-                node.log()
-            )
-        },
-        || plane.pod(name).filter(|p| check(p)),
-    )
 }
 
 fn wait_event(plane: &dyn ControlPlane, node: &NodeAgent, pod: &str, needle: &str) {

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::pod::TestPod;
-use super::{CriServer, registry_config, remove_namespace, require_environment};
+use super::{BUSYBOX, CriServer, registry_config, remove_namespace, require_environment};
 
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 
@@ -585,4 +585,74 @@ impl NodeAgent {
                 .starts_with("--container-runtime-endpoint")
         })
     }
+}
+
+// Pod and node objects as the node tests read them.
+
+pub fn pod_manifest(name: &str, node: &str, spec: Value) -> Value {
+    let mut spec = spec;
+    spec["nodeName"] = json!(node);
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+}
+
+pub fn busybox(name: &str, script: &str) -> Value {
+    json!({"name": name, "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+           "command": ["sh", "-c", script]})
+}
+
+pub fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+pub fn wait_node_ready(plane: &dyn ControlPlane, node: &NodeAgent) -> Value {
+    wait_for(
+        "the Node to be Ready",
+        Duration::from_secs(60),
+        || node.log(),
+        || {
+            let n = plane.get(&["node", &node.name])?;
+            (condition(&n, "Ready")?["status"] == "True").then_some(n)
+        },
+    )
+}
+
+/// Waits for the pod's phase (or a container's state) per `check`.
+pub fn wait_pod(
+    plane: &dyn ControlPlane,
+    node: &NodeAgent,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_for(
+        &format!("pod {name}: {what}"),
+        timeout,
+        || {
+            format!(
+                "pod: {}\nevents: {:?}\nnode log:\n{}",
+                plane
+                    .pod(name)
+                    .map(|p| p["status"].to_string())
+                    .unwrap_or_default(),
+                plane.events_of(name),
+                node.log()
+            )
+        },
+        || plane.pod(name).filter(|p| check(p)),
+    )
+}
+
+pub fn phase(p: &Value) -> &str {
+    p["status"]["phase"].as_str().unwrap_or("")
+}
+
+pub fn container_status<'a>(p: &'a Value, list: &str, name: &str) -> Option<&'a Value> {
+    p["status"][list]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)
 }
