@@ -192,25 +192,6 @@ impl OwnedAttributes {
     }
 }
 
-/// The whole authorizer chain, as kube-apiserver's `Node,RBAC`: the
-/// static rules (system:masters, the Node authorizer) first, then RBAC.
-pub fn authorize_with(
-    reader: &dyn crate::apiserver::rbac::Reader,
-    user: &User,
-    a: &Attributes<'_>,
-) -> Result<Decision, ApiError> {
-    match authorize(user, a) {
-        Ok(d) => Ok(d),
-        Err(denied) => {
-            if crate::apiserver::rbac::allows(reader, user, a)? {
-                Ok(Decision::Allow)
-            } else {
-                Err(denied)
-            }
-        }
-    }
-}
-
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
     Allow,

@@ -12,10 +12,16 @@
 //! operations deliberately carry no request body, so kubectl computes
 //! strategic merge patches from its compiled-in Go types.
 
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
 use serde_json::{Map, Value, json};
 
+use crate::apiserver::context::{Body, full};
+use crate::apiserver::error::ApiError;
 use crate::apiserver::resources::{self, Kind};
 use crate::apiserver::reviews;
+use crate::apiserver::state::State;
 
 /// The Kubernetes version this server implements the API of.
 pub const KUBE_MAJOR: &str = "1";
@@ -444,5 +450,51 @@ fn swagger2_schema(schema: &mut Value) {
     }
     if let Some(all) = map.get_mut("allOf").and_then(Value::as_array_mut) {
         all.iter_mut().for_each(swagger2_schema);
+    }
+}
+
+/// The discovery, version, OpenAPI and OIDC documents, by path; None for
+/// any other path.
+pub fn route(state: &State, path: &str) -> Result<Option<Response<Body>>, ApiError> {
+    let doc = match path {
+        "/version" => Some(version()),
+        "/api" => Some(api_versions(&state.server_address)),
+        "/apis" => Some(api_group_list()),
+        "/openapi/v3" => Some(openapi_v3_root()),
+        "/.well-known/openid-configuration" => Some(state.sa_issuer.openid_configuration()),
+        "/openid/v1/jwks" => {
+            return Ok(Some(full(
+                StatusCode::OK,
+                "application/jwk-set+json",
+                state.sa_issuer.jwks().to_string().into_bytes(),
+            )));
+        }
+        "/openapi/v2" => {
+            let mut resp = Response::new(Full::new(Bytes::from_static(openapi_v2_json())).boxed());
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return Ok(Some(resp));
+        }
+        _ => None,
+    };
+    if let Some(doc) = doc {
+        return Ok(Some(crate::apiserver::context::json(StatusCode::OK, &doc)));
+    }
+    if let Some(rest) = path.strip_prefix("/openapi/v3/") {
+        let doc = openapi_v3_doc(rest).ok_or(ApiError::NoRoute)?;
+        return Ok(Some(crate::apiserver::context::json(StatusCode::OK, doc)));
+    }
+    let segs: Vec<&str> = path.split('/').skip(1).collect();
+    let doc = match segs.as_slice() {
+        ["api", v] => resource_list("", v),
+        ["apis", g] => api_group(g),
+        ["apis", g, v] => resource_list(g, v),
+        _ => return Ok(None),
+    };
+    match doc {
+        Some(doc) => Ok(Some(crate::apiserver::context::json(StatusCode::OK, &doc))),
+        None => Err(ApiError::NoRoute),
     }
 }

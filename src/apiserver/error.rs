@@ -5,6 +5,9 @@
 use http::StatusCode;
 use serde_json::{Value, json};
 
+/// kube-apiserver's limit for a request body is 3 MiB; larger is a 413.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
 /// One field-level problem, as in `Status.details.causes`.
 #[derive(Debug, Clone)]
 pub struct Cause {
@@ -52,10 +55,7 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error(
-        "Request entity too large: limit is {}",
-        crate::apiserver::http::MAX_BODY
-    )]
+    #[error("Request entity too large: limit is {}", MAX_BODY)]
     TooLarge,
     #[error("{0}")]
     Gone(String),
@@ -215,11 +215,5 @@ pub fn qualified(group: &str, resource: &str) -> String {
         resource.to_string()
     } else {
         format!("{resource}.{group}")
-    }
-}
-
-impl From<crate::apiserver::store::StoreError> for ApiError {
-    fn from(err: crate::apiserver::store::StoreError) -> Self {
-        ApiError::Internal(err.to_string())
     }
 }

@@ -4,131 +4,21 @@
 //! and the request body limit.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
-use serde_json::Value;
+use http_body_util::{BodyExt, Limited};
 
-use crate::apiserver::State;
 use crate::apiserver::auth::{self, Attributes, Decision, User};
+use crate::apiserver::context::{Body, Ctx, MAX_BODY, Target, error, full, query_pairs, reply};
 use crate::apiserver::discovery;
 use crate::apiserver::error::ApiError;
-use crate::apiserver::handlers;
 use crate::apiserver::kubelet_proxy;
-use crate::apiserver::resources::{self, Kind};
+use crate::apiserver::resources;
 use crate::apiserver::reviews;
-
-pub type Body = BoxBody<Bytes, Infallible>;
-
-/// kube-apiserver's limit for a request body is 3 MiB; larger is a 413.
-pub const MAX_BODY: usize = 3 * 1024 * 1024;
-
-/// What a resource request addresses.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub kind: &'static Kind,
-    pub namespace: String,
-    pub name: String,
-    pub subresource: String,
-}
-
-/// Everything about a request but its target.
-pub struct Ctx {
-    pub user: User,
-    pub query: HashMap<String, String>,
-    pub body: Bytes,
-    pub content_type: String,
-    pub table: bool,
-    /// Answer in Kubernetes protobuf (the client asked for it first).
-    pub protobuf: bool,
-    pub warnings: Vec<String>,
-    /// Set when a node may act only on pods bound to it.
-    pub pod_node: Option<String>,
-    /// Set when a create is allowed only for an object of this name.
-    pub create_name: Option<String>,
-    /// Set when a read is allowed only of one object this node's pods use.
-    pub used_on_node: Option<String>,
-    /// The field manager of a write: `fieldManager`, else the client's
-    /// User-Agent up to its first `/` (as kube-apiserver defaults it).
-    pub manager: String,
-}
-
-impl Ctx {
-    pub fn param(&self, key: &str) -> Option<&str> {
-        self.query
-            .get(key)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-
-    pub fn flag(&self, key: &str) -> bool {
-        matches!(self.param(key), Some("true" | "1"))
-    }
-
-    /// `resourceVersion`, if given: a number, or a 400 worded as kube's
-    /// (it reports Go's strconv error).
-    pub fn resource_version(&self) -> Result<Option<u64>, ApiError> {
-        self.param("resourceVersion")
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| {
-                    ApiError::BadRequest(format!(
-                        "invalid resource version: resourceVersion: Invalid value: \"{v}\": strconv.ParseUint: parsing \"{v}\": invalid syntax"
-                    ))
-                })
-            })
-            .transpose()
-    }
-}
-
-/// The request's query parameters, decoded.
-pub fn query_pairs<C: FromIterator<(String, String)>>(uri: &http::Uri) -> C {
-    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
-}
-
-pub fn full(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
-    *resp.status_mut() = status;
-    if let Ok(v) = HeaderValue::from_str(content_type) {
-        resp.headers_mut().insert(header::CONTENT_TYPE, v);
-    }
-    resp
-}
-
-pub fn json(status: StatusCode, body: &Value) -> Response<Body> {
-    full(
-        status,
-        "application/json",
-        serde_json::to_vec(body).unwrap_or_default(),
-    )
-}
-
-/// A body in the negotiated format: protobuf when the client asked for it
-/// first, else JSON.
-pub fn reply(protobuf: bool, status: StatusCode, body: &Value) -> Response<Body> {
-    if protobuf {
-        match crate::apiserver::protobuf::encode(body) {
-            Ok(bytes) => return full(status, crate::apiserver::protobuf::MEDIA_TYPE, bytes),
-            Err(err) => tracing::warn!(error = %err, "cannot encode protobuf; answering in JSON"),
-        }
-    }
-    json(status, body)
-}
-
-impl Ctx {
-    /// An object or list reply, as a Table or in the negotiated format.
-    pub fn reply(&self, status: StatusCode, body: &Value) -> Response<Body> {
-        reply(self.protobuf && !self.table, status, body)
-    }
-}
-
-pub fn error(err: &ApiError, protobuf: bool) -> Response<Body> {
-    reply(protobuf, err.code(), &err.status())
-}
+use crate::apiserver::state::{State, blocking};
+use crate::apiserver::verbs;
 
 fn wants_table(accept: &str) -> bool {
     accept.split(',').any(|range| {
@@ -201,7 +91,7 @@ async fn authenticate(
             .sa_issuer
             .verify(token, crate::apiserver::sa_token::unix_now())
             .ok_or(ApiError::Unauthorized)?;
-        return handlers::blocking(state, move |s| {
+        return blocking(state, move |s| {
             crate::apiserver::sa_token::user_for(&s.store, &claims)
         })
         .await?
@@ -346,14 +236,14 @@ async fn route(
         ));
     }
     if method == Method::GET
-        && let Some(resp) = discovery_route(&state, &path)?
+        && let Some(resp) = discovery::route(&state, &path)?
     {
         return Ok(resp);
     }
 
     if method == Method::POST && path == reviews::TOKEN_REVIEWS {
         let body = read_body(req).await?;
-        let review = handlers::blocking(&state, move |s| {
+        let review = blocking(&state, move |s| {
             reviews::token_review(s, &user, &content_type, &body)
         })
         .await?;
@@ -361,7 +251,7 @@ async fn route(
     }
     if method == Method::POST && reviews::matches(&path) {
         let body = read_body(req).await?;
-        let review = handlers::blocking(&state, move |s| {
+        let review = blocking(&state, move |s| {
             reviews::handle(&s.store, &path, &user, &content_type, &body)
                 .ok_or(ApiError::NoRoute)?
         })
@@ -438,18 +328,20 @@ async fn route(
         .map(String::from)
         .unwrap_or(user_agent);
     let mut resp = match verb {
-        "get" => handlers::get(&state, &ctx, target).await?,
-        "list" => handlers::list(&state, &ctx, target).await?,
+        "get" => verbs::read::get(&state, &ctx, target).await?,
+        "list" => verbs::read::list(&state, &ctx, target).await?,
         "watch" => crate::apiserver::watch::watch(&state, &ctx, target).await?,
-        "create" if target.subresource == "binding" => handlers::bind(&state, &ctx, target).await?,
-        "create" if target.subresource == "token" => {
-            crate::apiserver::sa_token::request(&state, &ctx, target).await?
+        "create" if target.subresource == "binding" => {
+            verbs::bind::bind(&state, &ctx, target).await?
         }
-        "create" => handlers::create(&state, &mut ctx, target).await?,
-        "update" => handlers::update(&state, &mut ctx, target).await?,
-        "patch" => handlers::patch(&state, &mut ctx, target).await?,
-        "delete" => handlers::delete(&state, &ctx, target).await?,
-        "deletecollection" => handlers::delete_collection(&state, &ctx, target).await?,
+        "create" if target.subresource == "token" => {
+            crate::apiserver::token_request::request(&state, &ctx, target).await?
+        }
+        "create" => verbs::create::create(&state, &mut ctx, target).await?,
+        "update" => verbs::update::update(&state, &mut ctx, target).await?,
+        "patch" => verbs::patch::patch(&state, &mut ctx, target).await?,
+        "delete" => verbs::delete::delete(&state, &ctx, target).await?,
+        "deletecollection" => verbs::delete::delete_collection(&state, &ctx, target).await?,
         other => {
             return Err(ApiError::MethodNotAllowed(format!(
                 "verb {other} is not supported"
@@ -476,7 +368,7 @@ async fn authorize(
         Ok(d) => Ok(d),
         Err(denied) => {
             let (user2, owned) = (user.clone(), auth::OwnedAttributes::of(attrs));
-            let allowed = handlers::blocking(state, move |s| {
+            let allowed = blocking(state, move |s| {
                 Ok(crate::apiserver::rbac::allows(
                     &s.store,
                     &user2,
@@ -490,51 +382,6 @@ async fn authorize(
                 Err(denied)
             }
         }
-    }
-}
-
-fn discovery_route(state: &State, path: &str) -> Result<Option<Response<Body>>, ApiError> {
-    let doc = match path {
-        "/version" => Some(discovery::version()),
-        "/api" => Some(discovery::api_versions(&state.server_address)),
-        "/apis" => Some(discovery::api_group_list()),
-        "/openapi/v3" => Some(discovery::openapi_v3_root()),
-        "/.well-known/openid-configuration" => Some(state.sa_issuer.openid_configuration()),
-        "/openid/v1/jwks" => {
-            return Ok(Some(full(
-                StatusCode::OK,
-                "application/jwk-set+json",
-                state.sa_issuer.jwks().to_string().into_bytes(),
-            )));
-        }
-        "/openapi/v2" => {
-            let mut resp =
-                Response::new(Full::new(Bytes::from_static(discovery::openapi_v2_json())).boxed());
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            return Ok(Some(resp));
-        }
-        _ => None,
-    };
-    if let Some(doc) = doc {
-        return Ok(Some(json(StatusCode::OK, &doc)));
-    }
-    if let Some(rest) = path.strip_prefix("/openapi/v3/") {
-        let doc = discovery::openapi_v3_doc(rest).ok_or(ApiError::NoRoute)?;
-        return Ok(Some(json(StatusCode::OK, doc)));
-    }
-    let segs: Vec<&str> = path.split('/').skip(1).collect();
-    let doc = match segs.as_slice() {
-        ["api", v] => discovery::resource_list("", v),
-        ["apis", g] => discovery::api_group(g),
-        ["apis", g, v] => discovery::resource_list(g, v),
-        _ => return Ok(None),
-    };
-    match doc {
-        Some(doc) => Ok(Some(json(StatusCode::OK, &doc))),
-        None => Err(ApiError::NoRoute),
     }
 }
 

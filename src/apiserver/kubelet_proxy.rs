@@ -25,10 +25,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-use crate::apiserver::State;
+use crate::apiserver::context::{Body, Target, query_pairs};
 use crate::apiserver::error::ApiError;
-use crate::apiserver::handlers::blocking;
-use crate::apiserver::http::{Body, Target, query_pairs};
+use crate::apiserver::state::{State, blocking};
 use crate::apiserver::store::object_key;
 
 /// The pod subresources that go to a kubelet.

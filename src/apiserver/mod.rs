@@ -2,22 +2,31 @@
 //! bearer-token authentication, REST + watch over an embedded crash-safe
 //! store, discovery, OpenAPI (enough for kubectl) and server-side tables.
 //!
-//! Modules, one concern each: `store` (redb + revisions + watch fan-out),
-//! `resources` (kinds and their hooks), `storage_node` (the storage.k8s.io
-//! and node.k8s.io kinds' defaults and checks), `protobuf` (Kubernetes
-//! protobuf bodies), `http` (routing, negotiation),
-//! `handlers` (verbs), `watch`, `patch`, `selectors`, `table`, `discovery`,
-//! `auth` (authn/authz), `pki` (certificates, kubeconfig), `error` (Status).
+//! Modules, one concern each, in layers (a module uses only those below
+//! it; no cycles):
+//! - `error` (Status), `store` (redb + revisions + watch fan-out), `meta`
+//!   (timestamps, names, marking for deletion), `patch`, `protobuf`,
+//!   `selectors`, `resources` (the kinds' table), `pki`, `auth` (authn and
+//!   the static authorizers), `rbac`, `sa_token` (token issuer).
+//! - `kinds` (every per-kind rule: defaults, validation, service IPs, pod
+//!   immutability and grace, namespace termination), `table`.
+//! - `state` (what requests share), `context` (a request's target and
+//!   context, replies).
+//! - `verbs` (read, create, update, patch, delete, bind, decode), `watch`,
+//!   `token_request`, `reviews`, `kubelet_proxy`, `discovery`.
+//! - `http` (authenticate, route, authorize, negotiate).
 
 pub mod auth;
 pub mod client_certs;
+pub mod context;
 pub mod default_tolerations;
 pub mod discovery;
 pub mod error;
-pub mod handlers;
 pub mod http;
+pub mod kinds;
 pub mod kubelet_proxy;
 pub mod managed_fields;
+pub mod meta;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
@@ -27,9 +36,11 @@ pub mod reviews;
 pub mod sa_admission;
 pub mod sa_token;
 pub mod selectors;
-pub mod storage_node;
+pub mod state;
 pub mod store;
 pub mod table;
+pub mod token_request;
+pub mod verbs;
 pub mod watch;
 pub mod watch_buffer;
 
@@ -85,17 +96,7 @@ pub enum ServeError {
     },
 }
 
-/// Shared by every request.
-pub struct State {
-    pub store: Store,
-    pub tokens: auth::Tokens,
-    pub server_address: String,
-    pub ca_pem: String,
-    pub bookmark_interval: Duration,
-    pub sa_issuer: sa_token::Issuer,
-    /// TLS to kubelets, for pods/log, exec, attach and portforward.
-    pub kubelet_tls: Arc<rustls::ClientConfig>,
-}
+pub use state::State;
 
 /// Create what kube-apiserver and its controllers create on a fresh
 /// cluster: the four system namespaces (each with its default
@@ -103,17 +104,17 @@ pub struct State {
 fn bootstrap(state: &State, ip: IpAddr, port: u16) -> Result<(), ApiError> {
     state.store.write(|txn| {
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            let key = handlers::namespace_key(ns);
+            let key = kinds::namespace::namespace_key(ns);
             if txn.get(&key)?.is_none() {
                 let mut object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
                     "name": ns, "uid": uuid::Uuid::new_v4().to_string(),
-                    "creationTimestamp": handlers::now_rfc3339()}});
-                resources::apply_defaults(resources::namespaces(), &mut object);
+                    "creationTimestamp": meta::now_rfc3339()}});
+                kinds::apply_defaults(resources::namespaces(), &mut object);
                 txn.put(&key, object)?;
             }
-            handlers::namespace_side_effects(txn, ns, &state.ca_pem)?;
+            kinds::namespace::side_effects(txn, ns, &state.ca_pem)?;
         }
-        rbac::bootstrap(txn, &handlers::now_rfc3339())?;
+        rbac::bootstrap(txn, &meta::now_rfc3339())?;
         let key = object_key("", "services", "default", "kubernetes");
         let existing = txn.get(&key)?;
         if let Some(mut svc) = existing.clone()
@@ -132,7 +133,7 @@ fn bootstrap(state: &State, ip: IpAddr, port: u16) -> Result<(), ApiError> {
                 json!({"apiVersion": "v1", "kind": "Service", "metadata": {
                     "name": "kubernetes", "namespace": "default",
                     "labels": {"component": "apiserver", "provider": "kubernetes"},
-                    "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": handlers::now_rfc3339()},
+                    "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": meta::now_rfc3339()},
                     "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
                         "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "sessionAffinity": "None",
                         "internalTrafficPolicy": "Cluster",
@@ -168,7 +169,7 @@ fn bootstrap(state: &State, ip: IpAddr, port: u16) -> Result<(), ApiError> {
                         }
                         None => {
                             meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
-                            meta["creationTimestamp"] = json!(handlers::now_rfc3339());
+                            meta["creationTimestamp"] = json!(meta::now_rfc3339());
                         }
                     }
                     txn.put(&key, desired)?;

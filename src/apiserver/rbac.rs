@@ -10,7 +10,7 @@
 
 use serde_json::{Value, json};
 
-use crate::apiserver::auth::{Attributes, User};
+use crate::apiserver::auth::{self, Attributes, Decision, User};
 use crate::apiserver::error::ApiError;
 use crate::apiserver::store::{Store, StoreError, Txn, collection_prefix, object_key};
 
@@ -290,6 +290,25 @@ pub fn confirm_no_escalation(
         "{what} is forbidden: user \"{}\" (groups={:?}) is attempting to grant RBAC permissions not currently held",
         user.name, user.groups
     )))
+}
+
+/// The whole authorizer chain, as kube-apiserver's `Node,RBAC`: the
+/// static rules (system:masters, the Node authorizer) first, then RBAC.
+pub fn authorize_with(
+    reader: &dyn Reader,
+    user: &User,
+    a: &Attributes<'_>,
+) -> Result<Decision, ApiError> {
+    match auth::authorize(user, a) {
+        Ok(d) => Ok(d),
+        Err(denied) => {
+            if allows(reader, user, a)? {
+                Ok(Decision::Allow)
+            } else {
+                Err(denied)
+            }
+        }
+    }
 }
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::apiserver::auth::{self, Attributes, Decision, User};
+use crate::apiserver::auth::{Attributes, Decision, User};
 use crate::apiserver::error::ApiError;
 use crate::apiserver::rbac::{self, Reader};
 
@@ -79,7 +79,7 @@ pub const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
 /// for, for a webhook authenticator such as a kubelet's. Asking needs
 /// `create tokenreviews` (system:auth-delegator grants it).
 pub fn token_review(
-    state: &crate::apiserver::State,
+    state: &crate::apiserver::state::State,
     user: &User,
     content_type: &str,
     body: &[u8],
@@ -92,7 +92,7 @@ pub fn token_review(
         namespace: "",
         name: "",
     };
-    auth::authorize_with(&state.store, user, &me)?;
+    rbac::authorize_with(&state.store, user, &me)?;
     let req: Value = if content_type.starts_with("application/vnd.kubernetes.protobuf") {
         crate::apiserver::protobuf::decode(body, "authentication.k8s.io/v1", "TokenReview")?
     } else {
@@ -187,7 +187,7 @@ fn access(reader: &dyn Reader, user: &User, spec: &Value) -> Result<(bool, Strin
         namespace: s("namespace"),
         name: s("name"),
     };
-    Ok(match auth::authorize_with(reader, user, &attrs) {
+    Ok(match rbac::authorize_with(reader, user, &attrs) {
         Ok(Decision::Allow) => (true, String::new()),
         Ok(Decision::IfPodOnNode(node)) => (true, format!("only for pods bound to node {node}")),
         Ok(Decision::IfNamed(name)) => (true, format!("only for the one named {name}")),
@@ -274,7 +274,7 @@ fn answer(
                 namespace: "",
                 name: "",
             };
-            auth::authorize_with(reader, user, &me)?;
+            rbac::authorize_with(reader, user, &me)?;
             let name = spec["user"].as_str().unwrap_or("");
             let groups: Vec<String> = spec["groups"]
                 .as_array()

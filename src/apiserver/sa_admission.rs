@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 
 use crate::apiserver::error::ApiError;
-use crate::apiserver::handlers::generate_name;
+use crate::apiserver::meta::generate_name;
 use crate::apiserver::store::{Txn, object_key};
 
 pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";

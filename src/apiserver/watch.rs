@@ -13,13 +13,13 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use serde_json::{Value, json};
 
-use crate::apiserver::State;
+use crate::apiserver::context::{Body, Ctx, Target};
 use crate::apiserver::error::ApiError;
-use crate::apiserver::handlers::{Filter, blocking, list_prefix};
-use crate::apiserver::http::{Body, Ctx, Target};
 use crate::apiserver::resources::Kind;
+use crate::apiserver::state::{State, blocking};
 use crate::apiserver::store::{Event, EventKind};
 use crate::apiserver::table;
+use crate::apiserver::verbs::read::{Filter, list_prefix};
 
 /// Default server-side watch timeout (kube picks 30-60 minutes).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -104,7 +104,7 @@ fn visible(event: &Event, filter: &Filter) -> Option<EventKind> {
 }
 
 pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<Body>, ApiError> {
-    crate::apiserver::handlers::check_used_on_node(state, ctx, &t).await?;
+    crate::apiserver::verbs::read::check_used_on_node(state, ctx, &t).await?;
     let filter = Filter::from_ctx(ctx, t.kind)?;
     let rv = ctx.resource_version()?.filter(|&v| v != 0);
     let send_initial = ctx.flag("sendInitialEvents") || rv.is_none();

@@ -7,7 +7,8 @@
 use serde_json::{Map, Value, json};
 
 use crate::apiserver::error::Cause;
-use crate::apiserver::resources::{Kind, cause, is_dns_label};
+use crate::apiserver::kinds::common::cause;
+use crate::apiserver::resources::{Kind, is_dns_label};
 
 fn default(m: &mut Map<String, Value>, key: &str, value: Value) {
     if m.get(key).is_none_or(Value::is_null) {
@@ -144,7 +145,7 @@ pub fn validate(kind: &Kind, o: &Value, causes: &mut Vec<Cause>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apiserver::resources;
+    use crate::apiserver::{kinds, resources};
 
     fn kind(resource: &str) -> &'static Kind {
         resources::by_name(resource).unwrap()
@@ -153,41 +154,41 @@ mod tests {
     #[test]
     fn defaults_and_checks() {
         let mut sc = json!({"metadata": {"name": "fast"}, "provisioner": "x.csi"});
-        resources::apply_defaults(kind("storageclasses"), &mut sc);
+        kinds::apply_defaults(kind("storageclasses"), &mut sc);
         assert_eq!(sc["reclaimPolicy"], "Delete");
         assert_eq!(sc["volumeBindingMode"], "Immediate");
-        assert!(resources::validate(kind("storageclasses"), &sc).is_empty());
+        assert!(kinds::validate(kind("storageclasses"), &sc).is_empty());
         sc["reclaimPolicy"] = json!("Keep");
         assert_eq!(
-            resources::validate(kind("storageclasses"), &sc)[0].field,
+            kinds::validate(kind("storageclasses"), &sc)[0].field,
             "reclaimPolicy"
         );
 
         let mut d = json!({"metadata": {"name": "x.csi"}});
-        resources::apply_defaults(kind("csidrivers"), &mut d);
+        kinds::apply_defaults(kind("csidrivers"), &mut d);
         assert_eq!(d["spec"]["attachRequired"], true);
         assert_eq!(d["spec"]["volumeLifecycleModes"], json!(["Persistent"]));
 
         let n = json!({"metadata": {"name": "n1"}, "spec": {"drivers": [
             {"name": "a", "nodeID": "n1"}, {"name": "a", "nodeID": "n1"}, {"name": "b"}]}});
-        let fields: Vec<String> = resources::validate(kind("csinodes"), &n)
+        let fields: Vec<String> = kinds::validate(kind("csinodes"), &n)
             .into_iter()
             .map(|c| c.field)
             .collect();
         assert_eq!(fields, ["spec.drivers[1].name", "spec.drivers[2].nodeID"]);
 
         let rc = json!({"metadata": {"name": "gvisor"}, "handler": "runsc"});
-        assert!(resources::validate(kind("runtimeclasses"), &rc).is_empty());
+        assert!(kinds::validate(kind("runtimeclasses"), &rc).is_empty());
         let rc = json!({"metadata": {"name": "bad"}, "handler": "Not_A_Label"});
         assert_eq!(
-            resources::validate(kind("runtimeclasses"), &rc)[0].field,
+            kinds::validate(kind("runtimeclasses"), &rc)[0].field,
             "handler"
         );
 
         let va = json!({"metadata": {"name": "va"}, "spec": {"attacher": "x.csi",
             "nodeName": "n1", "source": {}}});
         assert_eq!(
-            resources::validate(kind("volumeattachments"), &va)[0].field,
+            kinds::validate(kind("volumeattachments"), &va)[0].field,
             "spec.source"
         );
     }

@@ -1,0 +1,142 @@
+//! Everything about namespaces: defaults, what kube's controllers put in a
+//! new one, refusing content in a terminating one, the protected ones, and
+//! termination (the namespace controller's work, done in the delete).
+
+use serde_json::{Value, json};
+
+use crate::apiserver::context::Target;
+use crate::apiserver::error::{ApiError, qualified};
+use crate::apiserver::kinds::common::{default, obj};
+use crate::apiserver::kinds::pod;
+use crate::apiserver::meta::{mark_deleting, now_rfc3339};
+use crate::apiserver::resources::{self, Kind};
+use crate::apiserver::store::{Txn, collection_prefix, object_key};
+
+pub fn namespace_key(ns: &str) -> String {
+    object_key("", "namespaces", "", ns)
+}
+
+/// A namespace's defaults: its name label, the `kubernetes` finalizer,
+/// phase Active.
+pub fn apply_defaults(object: &mut Value) {
+    let name = object["metadata"]["name"].clone();
+    if let Some(labels) = obj(&mut object["metadata"], "labels") {
+        labels.insert("kubernetes.io/metadata.name".into(), name);
+    }
+    if let Some(spec) = obj(object, "spec") {
+        default(spec, "finalizers", json!(["kubernetes"]));
+    }
+    if let Some(status) = obj(object, "status") {
+        default(status, "phase", json!("Active"));
+    }
+}
+
+/// Namespaces kube-apiserver refuses to delete.
+const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+/// Whether namespace `name` is one kube-apiserver refuses to delete.
+pub fn is_protected(name: &str) -> bool {
+    PROTECTED_NAMESPACES.contains(&name)
+}
+
+/// Content may go only into a namespace that exists and is not terminating.
+pub fn ensure_usable(txn: &Txn<'_>, kind: &Kind, ns: &str) -> Result<(), ApiError> {
+    if !kind.namespaced {
+        return Ok(());
+    }
+    match txn.get(&namespace_key(ns))? {
+        None => Err(ApiError::not_found("", "namespaces", ns)),
+        Some(n) if n["metadata"]["deletionTimestamp"].is_string() => {
+            Err(ApiError::Forbidden(format!(
+                "{} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                qualified(kind.group, kind.resource)
+            )))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Whether anything is left in namespace `ns`.
+pub fn is_empty(txn: &Txn<'_>, ns: &str) -> Result<bool, ApiError> {
+    for k in resources::KINDS.iter().filter(|k| k.namespaced) {
+        let mut prefix = collection_prefix(k.group, k.resource);
+        prefix.push_str(ns);
+        prefix.push('/');
+        if !txn.list(&prefix)?.is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The namespace controller's last step: a terminating namespace goes once
+/// its last object (say, a pod a kubelet just finished) is gone.
+pub fn finish(txn: &mut Txn<'_>, ns: &str) -> Result<(), ApiError> {
+    let key = namespace_key(ns);
+    if let Some(n) = txn.get(&key)?
+        && n["metadata"]["deletionTimestamp"].is_string()
+        && is_empty(txn, ns)?
+    {
+        txn.delete(&key)?;
+    }
+    Ok(())
+}
+
+/// What kube's controllers put in every namespace: the `default`
+/// ServiceAccount and the `kube-root-ca.crt` ConfigMap.
+pub fn side_effects(txn: &mut Txn<'_>, ns: &str, ca_pem: &str) -> Result<(), ApiError> {
+    let sa_key = object_key("", "serviceaccounts", ns, "default");
+    if txn.get(&sa_key)?.is_none() {
+        txn.put(
+            &sa_key,
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
+                "name": "default", "namespace": ns,
+                "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": now_rfc3339()}}),
+        )?;
+    }
+    let cm_key = object_key("", "configmaps", ns, "kube-root-ca.crt");
+    if txn.get(&cm_key)?.is_none() {
+        txn.put(
+            &cm_key,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": "kube-root-ca.crt", "namespace": ns,
+                "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."},
+                "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": now_rfc3339()},
+                "data": {"ca.crt": ca_pem}}),
+        )?;
+    }
+    Ok(())
+}
+
+/// The namespace controller's job, done in the delete: the namespace turns
+/// Terminating, its contents are deleted (pods bound to a node gracefully,
+/// so their kubelet can stop them), and it goes when nothing is left.
+pub fn terminate(txn: &mut Txn<'_>, t: &Target, mut ns: Value) -> Result<Value, ApiError> {
+    if !ns["metadata"]["deletionTimestamp"].is_string() {
+        ns["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        ns["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        ns["status"]["phase"] = json!("Terminating");
+        ns = txn.put(&namespace_key(&t.name), ns)?;
+    }
+    for k in resources::KINDS.iter().filter(|k| k.namespaced) {
+        let mut prefix = collection_prefix(k.group, k.resource);
+        prefix.push_str(&t.name);
+        prefix.push('/');
+        for (child, object) in txn.list(&prefix)? {
+            if k.resource == "pods" {
+                let grace = pod::grace(&object, None);
+                if grace > 0 {
+                    mark_deleting(txn, &child, object, grace)?;
+                    continue;
+                }
+            }
+            txn.delete(&child)?;
+        }
+    }
+    if is_empty(txn, &t.name)? {
+        return txn
+            .delete(&namespace_key(&t.name))?
+            .ok_or_else(|| ApiError::not_found("", "namespaces", &t.name));
+    }
+    Ok(ns)
+}
