@@ -7,9 +7,9 @@
 //! - `error` (Status), `store` (redb + revisions + watch fan-out), `meta`
 //!   (timestamps, names, marking for deletion), `patch`, `protobuf`,
 //!   `selectors`, `resources` (the kinds' table), `pki`, `auth` (authn and
-//!   the static authorizers), `rbac`, `sa_token` (token issuer).
+//!   the static authorizers), `rbac`, `rbac_roles`, `sa_token` (token issuer).
 //! - `kinds` (every per-kind rule: defaults, validation, service IPs, pod
-//!   immutability and grace, namespace termination), `table`.
+//!   immutability and grace, namespace termination), `table`, `table_cells`.
 //! - `state` (what requests share), `context` (a request's target and
 //!   context, replies).
 //! - `verbs` (read, create, update, patch, delete, bind, decode), `watch`,
@@ -31,6 +31,7 @@ pub mod patch;
 pub mod pki;
 pub mod protobuf;
 pub mod rbac;
+pub mod rbac_roles;
 pub mod resources;
 pub mod reviews;
 pub mod sa_admission;
@@ -39,6 +40,7 @@ pub mod selectors;
 pub mod state;
 pub mod store;
 pub mod table;
+pub mod table_cells;
 pub mod token_request;
 pub mod verbs;
 pub mod watch;
@@ -114,7 +116,7 @@ fn bootstrap(state: &State, ip: IpAddr, port: u16) -> Result<(), ApiError> {
             }
             kinds::namespace::side_effects(txn, ns, &state.ca_pem)?;
         }
-        rbac::bootstrap(txn, &meta::now_rfc3339())?;
+        rbac_roles::bootstrap(txn, &meta::now_rfc3339())?;
         let key = object_key("", "services", "default", "kubernetes");
         let existing = txn.get(&key)?;
         if let Some(mut svc) = existing.clone()
