@@ -9,6 +9,8 @@
 //! cgroup root and CRI socket, all removed on drop.
 
 mod common;
+#[path = "up/two_nodes.rs"]
+mod two_nodes;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -87,6 +89,16 @@ impl Up {
         }
         up.own_containerd = true;
         up
+    }
+
+    /// The apiserver listens on `ip` (an address of this host) instead of
+    /// 127.0.0.1; the kubeconfigs `up` writes name it.
+    fn listen_on(&mut self, ip: std::net::Ipv4Addr) {
+        for a in self.args.iter_mut() {
+            if a.starts_with("--listen=") {
+                *a = format!("--listen={ip}:{}", self.port);
+            }
+        }
     }
 
     /// Processes of the containerd `up` started (its config path is on
