@@ -8,10 +8,14 @@
 //! (on the shared containerd), CNI bridge and subnet 10.232.<index>.0/24,
 //! cgroup root and CRI socket, all removed on drop.
 
+#[path = "up/bad_input.rs"]
+mod bad_input;
 mod common;
+#[path = "up/two_nodes.rs"]
+mod two_nodes;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::cleanup;
@@ -87,6 +91,16 @@ impl Up {
         }
         up.own_containerd = true;
         up
+    }
+
+    /// The apiserver listens on `ip` (an address of this host) instead of
+    /// 127.0.0.1; the kubeconfigs `up` writes name it.
+    fn listen_on(&mut self, ip: std::net::Ipv4Addr) {
+        for a in self.args.iter_mut() {
+            if a.starts_with("--listen=") {
+                *a = format!("--listen={ip}:{}", self.port);
+            }
+        }
     }
 
     /// Processes of the containerd `up` started (its config path is on
@@ -518,73 +532,6 @@ spec:
 
     up.ok(&["delete", &format!("pods/{sleeper}")]);
     assert!(up.pod(&sleeper).is_none());
-}
-
-/// A port in use and missing CNI plugins are one-line errors saying what
-/// to do; `--check` lists every check.
-#[test]
-fn bad_input_is_refused_in_one_line_with_the_fix() {
-    common::require_environment();
-    let dir = cleanup::temp_dir();
-    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let busy = held.local_addr().unwrap();
-    let run = |extra: &[&str]| {
-        let out = Command::new(BIN)
-            .arg("up")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg("--node-name=up11-bad")
-            .arg("--cri-listen=none")
-            .args(extra)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let (ok, _, err) = run(&[&format!("--listen={busy}")]);
-    assert!(!ok);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("in use") && err.contains("--listen"), "{err}");
-
-    let free = format!("--listen=127.0.0.1:{}", common::stock::free_ports(1));
-    let empty = cleanup::temp_dir();
-    let no_cni = format!("--cni-bin-dir={}", empty.path().display());
-    let (ok, _, err) = run(&[&free, &no_cni]);
-    assert!(!ok);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("CNI plugins bridge"), "{err}");
-    assert!(
-        err.contains("apt-get install containernetworking-plugins"),
-        "{err}"
-    );
-
-    let (ok, out, _) = run(&[&format!("--listen={busy}"), &no_cni, "--check"]);
-    assert!(!ok, "a failing check fails --check");
-    for check in [
-        "root",
-        "port",
-        "containerd",
-        "runc",
-        "cni plugins",
-        "cgroups",
-    ] {
-        assert!(
-            out.lines().any(|l| l.contains(&format!(" {check}: "))),
-            "{check} in\n{out}"
-        );
-    }
-    assert!(
-        out.contains("ok   root:") && out.contains("FAIL port:"),
-        "{out}"
-    );
-    assert!(out.contains("FAIL cni plugins:"), "{out}");
-    // Nothing was started: no store, no containerd of its own.
-    assert!(!dir.path().join("data/apiserver/store.redb").exists());
-    assert!(!dir.path().join("data/containerd").exists());
-    drop(held);
 }
 
 /// With no containerd on its socket, `up` starts one of its own (state

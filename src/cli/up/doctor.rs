@@ -108,21 +108,13 @@ pub fn port(listen: SocketAddr) -> Check {
     }
 }
 
-/// A program on PATH (or in the sbin dirs sudo may drop from it).
+/// A program on PATH (or in the sbin dirs a user's PATH may lack). Only
+/// those: PATH decides, so a PATH without the program means "not
+/// installed" as a shell would say.
 pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(
-            [
-                "/usr/local/sbin",
-                "/usr/local/bin",
-                "/usr/sbin",
-                "/usr/bin",
-                "/sbin",
-                "/bin",
-            ]
-            .map(PathBuf::from),
-        )
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
         .map(|d| d.join(name))
         .find(|p| is_executable(p))
 }
@@ -195,6 +187,11 @@ pub fn cni_plugins(dirs: &[PathBuf]) -> Check {
 pub fn cgroups(cgroup_root: &str) -> Check {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let have = controllers(&mountinfo, |p| std::fs::read_to_string(p).ok());
+    cgroups_with(&have, cgroup_root)
+}
+
+/// The check against the controllers `have` offers.
+fn cgroups_with(have: &[String], cgroup_root: &str) -> Check {
     let missing: Vec<&str> = CGROUP_CONTROLLERS
         .iter()
         .copied()
@@ -260,6 +257,22 @@ mod tests {
             Some("cpuset cpu io memory pids\n".into())
         });
         assert_eq!(c, ["cpuset", "cpu", "io", "memory", "pids"]);
+    }
+
+    #[test]
+    fn a_missing_cgroup_controller_is_named_in_one_line_with_the_fix() {
+        let have: Vec<String> = ["cpuset", "cpu", "io", "memory"].map(String::from).into();
+        let c = cgroups_with(&have, "/");
+        assert!(!c.ok());
+        let error = format!("{:#}", c.error());
+        assert_eq!(error.lines().count(), 1, "{error}");
+        assert!(
+            error.contains("controller(s) pids not available"),
+            "{error}"
+        );
+        assert!(error.contains("cgroup.subtree_control"), "{error}");
+        let all: Vec<String> = ["cpu", "memory", "pids"].map(String::from).into();
+        assert!(cgroups_with(&all, "/").ok());
     }
 
     #[test]
