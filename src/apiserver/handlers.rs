@@ -24,6 +24,7 @@ use crate::apiserver::resources::{self, Kind};
 use crate::apiserver::selectors::{FieldSelector, LabelSelector};
 use crate::apiserver::store::{Txn, collection_prefix, object_key};
 use crate::apiserver::table;
+use crate::apiserver::{ephemeral_containers, pod_resize};
 
 /// Run blocking store work off the async threads (redb commits fsync).
 pub async fn blocking<T: Send + 'static>(
@@ -708,6 +709,10 @@ fn merge_update(
         let mut out = old.clone();
         out["status"] = new["status"].take();
         new = out;
+    } else if t.subresource == ephemeral_containers::SUBRESOURCE {
+        new = ephemeral_containers::merge(old, &new)?;
+    } else if t.subresource == pod_resize::SUBRESOURCE {
+        new = pod_resize::merge(old, &new)?;
     } else if kind.status {
         // ...and main-resource writes never change status.
         match old.get("status") {

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, watch};
 use crate::cri::api::{CriError, v1};
 use crate::node::backoff::ApiBackoff;
 use crate::node::pods::actions::compute_pod_actions_with;
+use crate::node::pods::ephemeral;
 use crate::node::pods::kill::{self, grace_seconds};
 use crate::node::pods::observe::{Observed, attempt, container_name, is_ready, observe};
 use crate::node::pods::start::{Sandbox, StartState, now, start_container};
@@ -146,7 +147,14 @@ impl PodWorker {
             observe(self.ctx.runtime.as_ref(), &self.uid).await?
         };
         let probes = &self.probes;
-        let actions = compute_pod_actions_with(&pod, &observed, &|name| probes.started(&pod, name));
+        let mut actions =
+            compute_pod_actions_with(&pod, &observed, &|name| probes.started(&pod, name));
+        if !actions.kill_pod && actions.create_sandbox.is_none() {
+            // Ephemeral containers first: an init container ends the loop below.
+            let mut debug = ephemeral::to_start(&pod, &observed);
+            debug.append(&mut actions.start);
+            actions.start = debug;
+        }
         tracing::debug!(pod = %self.uid, ?actions, "pod actions");
         let grace = grace_seconds(Some(&pod));
         let kill: Vec<(&str, &str, Option<&str>)> = actions
