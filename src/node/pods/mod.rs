@@ -7,6 +7,7 @@ pub mod ephemeral;
 pub mod images;
 pub mod kill;
 pub mod observe;
+pub mod resize;
 pub mod start;
 pub mod worker;
 

@@ -16,6 +16,7 @@ use crate::node::pods::actions::compute_pod_actions_with;
 use crate::node::pods::ephemeral;
 use crate::node::pods::kill::{self, grace_seconds};
 use crate::node::pods::observe::{Observed, attempt, container_name, is_ready, observe};
+use crate::node::pods::resize::ResizeState;
 use crate::node::pods::start::{Sandbox, StartState, now, start_container};
 use crate::node::pods::{NODE_LABEL, PodContext};
 use crate::node::podspec;
@@ -53,6 +54,7 @@ pub struct PodWorker {
     start: StartState,
     deadline_exceeded: bool,
     probes: ProbeManager,
+    resize: ResizeState,
 }
 
 impl PodWorker {
@@ -66,6 +68,7 @@ impl PodWorker {
             start: StartState::default(),
             deadline_exceeded: false,
             probes: ProbeManager::default(),
+            resize: ResizeState::default(),
         }
     }
 
@@ -144,6 +147,24 @@ impl PodWorker {
             observed
         } else {
             probes::kill_unhealthy(&self.ctx, &pod, &unhealthy).await;
+            observe(self.ctx.runtime.as_ref(), &self.uid).await?
+        };
+        // In-place resizes of running containers (or their restarts).
+        let restarts = self.resize.sync(&self.ctx, &pod, &observed).await;
+        let observed = if restarts.is_empty() {
+            observed
+        } else {
+            let messages: Vec<String> = restarts
+                .iter()
+                .map(|(_, n)| format!("Container {n} resize requires restart"))
+                .collect();
+            let stops: Vec<(&str, &str, Option<&str>)> = restarts
+                .iter()
+                .zip(&messages)
+                .map(|((id, n), m)| (id.as_str(), n.as_str(), Some(m.as_str())))
+                .collect();
+            kill::stop_containers_because(&self.ctx, Some(&pod), &stops, grace_seconds(Some(&pod)))
+                .await;
             observe(self.ctx.runtime.as_ref(), &self.uid).await?
         };
         let probes = &self.probes;
@@ -413,6 +434,9 @@ impl PodWorker {
             new.reason = Some(DEADLINE_EXCEEDED.into());
             new.message = Some(DEADLINE_MESSAGE.into());
         }
+        let generation = pod.metadata.generation.filter(|g| *g != 0);
+        self.resize
+            .report(current.status.as_ref(), &mut new, generation);
         let Some(patch) = status::pod_status_patch(&current, &new) else {
             return Ok(());
         };
