@@ -20,6 +20,7 @@ pub mod http;
 pub mod kubelet_proxy;
 pub mod managed_fields;
 pub mod patch;
+pub mod persistent_volumes;
 pub mod pki;
 pub mod pod_resize;
 pub mod protobuf;

@@ -7,6 +7,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value, json};
 
 use crate::apiserver::error::Cause;
+use crate::apiserver::persistent_volumes as pv;
 
 /// A typed round trip: decode into the k8s-openapi type and encode again.
 /// Returns the normalized object, or a message with the JSON path at fault.
@@ -387,6 +388,8 @@ pub static KINDS: &[Kind] = &[
         schema: schema::<node::RuntimeClass>,
         field_labels: &[],
     },
+    crate::apiserver::persistent_volumes::PERSISTENT_VOLUMES,
+    crate::apiserver::persistent_volumes::PERSISTENT_VOLUME_CLAIMS,
 ];
 
 pub fn lookup(group: &str, version: &str, resource: &str) -> Option<&'static Kind> {
@@ -486,6 +489,7 @@ pub fn apply_defaults(kind: &Kind, object: &mut Value) {
             }
         }
         "services" => default_service(object),
+        r if pv::is_pv_kind(r) => pv::apply_defaults(kind, object),
         _ => crate::apiserver::storage_node::apply_defaults(kind, object),
     }
 }
@@ -680,6 +684,7 @@ pub fn validate(kind: &Kind, object: &Value) -> Vec<Cause> {
         validate_binding(kind, object, &mut causes);
     }
     crate::apiserver::storage_node::validate(kind, object, &mut causes);
+    pv::validate(kind, object, &mut causes);
     causes
 }
 

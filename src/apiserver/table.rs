@@ -1,6 +1,7 @@
 //! Server-side printing: `meta.k8s.io/v1` Table responses with the columns
 //! kube-apiserver's printers produce, so `kubectl get` looks the same here.
 
+use crate::apiserver::persistent_volumes as pv;
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
@@ -113,6 +114,10 @@ fn columns(resource: &str) -> Vec<Col> {
                 col("Name", "string", 1),
             ];
         }
+        r if pv::is_pv_kind(r) => pv::columns(r)
+            .into_iter()
+            .map(|(n, t, p)| col(n, t, p))
+            .collect(),
         _ => vec![col("Age", "string", 0)],
     });
     cols
@@ -444,6 +449,9 @@ fn cells(resource: &str, o: &Value, now: SystemTime) -> Vec<Value> {
                 json!(subjects("ServiceAccount")),
             ]
         }
+        r if pv::is_pv_kind(r) => std::iter::once(name)
+            .chain(pv::cells(r, o, created))
+            .collect(),
         _ => vec![name, json!(created)],
     }
 }
