@@ -585,3 +585,69 @@ async fn a_claim_binds_to_a_host_path_volume_and_a_pod_reads_it() {
     plane.ok(&["delete", "pod", "reader", "--wait=false"]);
     binder.abort();
 }
+
+/// A disk emptyDir written past its sizeLimit evicts the pod as kubelet
+/// does: Failed, reason Evicted, kubelet's message, an Evicted event, its
+/// containers stopped. A pod under its limit is left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_dir_over_its_size_limit_evicts_the_pod() {
+    let plane = DeckhandApiserver::start(&["vol9-evict"]);
+    let node = NodeAgent::start(&plane, "vol9-evict", Runtime::InProcess, OCTET, 4).await;
+    wait_node_ready(&plane, &node);
+    let pod = |name: &str, mib: u32| {
+        pod_manifest(
+            name,
+            &node.name,
+            json!({}),
+            json!({"containers": [busybox("c",
+                    &format!("dd if=/dev/zero of=/scratch/fill bs=1048576 count={mib}; sleep 3600"),
+                    json!([{"name": "scratch", "mountPath": "/scratch"}]))],
+                   "terminationGracePeriodSeconds": 2,
+                   "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}]}),
+        )
+    };
+    plane.create(&pod("hog", 2));
+    plane.create(&pod("modest", 0));
+    let p = wait_for(
+        "the hog evicted",
+        Duration::from_secs(120),
+        || diagnostics(&plane, &node, "hog"),
+        || {
+            plane
+                .pod("hog")
+                .filter(|p| p["status"]["phase"] == "Failed")
+        },
+    );
+    assert_eq!(p["status"]["reason"], "Evicted", "{}", p["status"]);
+    assert_eq!(
+        p["status"]["message"],
+        "Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\". "
+    );
+    wait_for(
+        "the Evicted event",
+        Duration::from_secs(30),
+        || diagnostics(&plane, &node, "hog"),
+        || {
+            plane
+                .events_of("hog")
+                .iter()
+                .any(|e| e.starts_with("Warning Evicted: Usage of EmptyDir volume"))
+                .then_some(())
+        },
+    );
+    wait_for(
+        "the hog's container stopped",
+        Duration::from_secs(60),
+        || diagnostics(&plane, &node, "hog"),
+        || {
+            let p = plane.pod("hog")?;
+            let c = &p["status"]["containerStatuses"][0];
+            c["state"]["terminated"].is_object().then_some(())
+        },
+    );
+    let modest = plane.pod("modest").unwrap();
+    assert_eq!(modest["status"]["phase"], "Running", "{}", modest["status"]);
+    for name in ["hog", "modest"] {
+        plane.ok(&["delete", "pod", name, "--wait=false"]);
+    }
+}

@@ -23,8 +23,10 @@ use crate::node::podspec;
 use crate::node::probes::{self, ProbeManager};
 use crate::node::status::events as reasons;
 use crate::node::status::{self, ObservedPod};
+use crate::node::volumes::size_limit;
 
 const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+const EVICTED: &str = "Evicted";
 const DEADLINE_MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
 const API_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -55,6 +57,9 @@ pub struct PodWorker {
     deadline_exceeded: bool,
     probes: ProbeManager,
     resize: ResizeState,
+    /// Why the eviction manager's emptyDir check evicted the pod.
+    evicted: Option<String>,
+    last_usage_check: Option<std::time::Instant>,
 }
 
 impl PodWorker {
@@ -69,6 +74,8 @@ impl PodWorker {
             deadline_exceeded: false,
             probes: ProbeManager::default(),
             resize: ResizeState::default(),
+            evicted: None,
+            last_usage_check: None,
         }
     }
 
@@ -121,7 +128,7 @@ impl PodWorker {
                 .and_then(|s| s.phase.as_deref()),
             Some("Succeeded" | "Failed")
         );
-        if terminal || self.deadline_check(&pod) {
+        if terminal || self.deadline_check(&pod) || self.eviction_check(&pod).await {
             // A finished pod runs nothing; it stays until it is deleted.
             self.probes.stop_all();
             if observed.running().next().is_some() || observed.sandboxes.iter().any(is_ready) {
@@ -248,6 +255,9 @@ impl PodWorker {
         if let Some(d) = self.deadline_in(&pod) {
             wait = wait.min(d);
         }
+        if size_limit::has_limits(&pod) {
+            wait = wait.min(size_limit::CHECK_PERIOD);
+        }
         Ok(Next::Wait(wait))
     }
 
@@ -326,6 +336,35 @@ impl PodWorker {
             );
         }
         self.deadline_exceeded
+    }
+
+    /// True once an emptyDir went over its sizeLimit (measured at most
+    /// every CHECK_PERIOD): the pod is evicted, with kubelet's event.
+    async fn eviction_check(&mut self, pod: &Pod) -> bool {
+        if self.evicted.is_some() {
+            return true;
+        }
+        let due = self
+            .last_usage_check
+            .is_none_or(|t| t.elapsed() >= size_limit::CHECK_PERIOD);
+        if !due || !size_limit::has_limits(pod) {
+            return false;
+        }
+        self.last_usage_check = Some(std::time::Instant::now());
+        let (root, p) = (self.ctx.volumes.root_dir().to_path_buf(), pod.clone());
+        let over = tokio::task::spawn_blocking(move || size_limit::over_limit(&root, &p))
+            .await
+            .ok()
+            .flatten();
+        let Some(message) = over else {
+            return false;
+        };
+        tracing::info!(pod = %self.uid, %message, "evicting pod");
+        self.ctx
+            .events
+            .pod_event(pod, None, reasons::WARNING, EVICTED, message.clone());
+        self.evicted = Some(message);
+        true
     }
 
     /// The pod is being deleted: stop it within its grace period, report
@@ -435,6 +474,23 @@ impl PodWorker {
             new.message = Some(DEADLINE_MESSAGE.into());
         }
         let generation = pod.metadata.generation.filter(|g| *g != 0);
+        if let Some(message) = &self.evicted {
+            new.phase = Some("Failed".into());
+            new.reason = Some(EVICTED.into());
+            new.message = Some(message.clone());
+            let conds = new.conditions.get_or_insert_with(Vec::new);
+            if !conds.iter().any(|c| c.type_ == "DisruptionTarget") {
+                conds.push(k8s_openapi::api::core::v1::PodCondition {
+                    type_: "DisruptionTarget".into(),
+                    status: "True".into(),
+                    reason: Some("TerminationByKubelet".into()),
+                    message: Some(message.clone()),
+                    last_transition_time: Some(now()),
+                    observed_generation: generation,
+                    ..Default::default()
+                });
+            }
+        }
         self.resize
             .report(current.status.as_ref(), &mut new, generation);
         let Some(patch) = status::pod_status_patch(&current, &new) else {
