@@ -7,8 +7,7 @@
 //! - the stock kubelet v1.36.2 of ../shared/k8s on containerd's CRI plugin
 //!   (the peer a user would keep), skipped, saying so, without that folder.
 //!
-//!   hack/bench node [--samples N] [--pods N] [--only deckhand|deckhand-cri|kubelet]
-//!                   [--volume-samples N] [--probe-pods N]
+//!   hack/bench node [--samples N] [--pods N] [--only deckhand|deckhand-cri|kubelet] [--volume-samples N] [--probe-pods N]
 //!
 //! Per agent, one at a time (a kubelet removes every CRI sandbox it does not
 //! know, and two agents would share two cores): the Node turns Ready; its

@@ -257,11 +257,11 @@ pub fn short_modes(modes: &Value) -> String {
 
 fn storage_class(o: &Value) -> String {
     let annotated = &o["metadata"]["annotations"]["volume.beta.kubernetes.io/storage-class"];
-    s(annotated)
-        .is_empty()
-        .then(|| s(&o["spec"]["storageClassName"]))
-        .unwrap_or(s(annotated))
-        .to_string()
+    if s(annotated).is_empty() {
+        s(&o["spec"]["storageClassName"]).to_string()
+    } else {
+        s(annotated).to_string()
+    }
 }
 
 fn unset(v: &str) -> String {
