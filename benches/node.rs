@@ -363,7 +363,7 @@ async fn batch_of(api: &Api<Pod>, batch: &str, n: usize, agent: &Agent, shape: S
     let seen = seen.lock().unwrap();
     let latencies = created
         .iter()
-        .map(|(name, at)| seen[name].saturating_duration_since(*at))
+        .filter_map(|(name, at)| Some(seen.get(name)?.saturating_duration_since(*at)))
         .collect();
     let last = seen.values().max().copied().unwrap_or(start);
     Batch {
