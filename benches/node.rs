@@ -7,16 +7,19 @@
 //! - the stock kubelet v1.36.2 of ../shared/k8s on containerd's CRI plugin
 //!   (the peer a user would keep), skipped, saying so, without that folder.
 //!
-//!   hack/bench node [--samples N] [--pods N] [--only deckhand|deckhand-cri|kubelet]
+//!   hack/bench node [--samples N] [--pods N] [--only deckhand|deckhand-cri|kubelet] [--volume-samples N] [--probe-pods N]
 //!
 //! Per agent, one at a time (a kubelet removes every CRI sandbox it does not
 //! know, and two agents would share two cores): the Node turns Ready; its
 //! RSS and CPU idle with 0 pods; N single pods one after the other (created
 //! in the apiserver -> Running seen by a watch); 10 pods, then RSS and CPU;
 //! 100 pods created at once: p50/p99 and time until all are Running, then
-//! RSS and CPU. Pods run the local registry's pause image (present: pulled by
-//! a warm-up pod). Every batch is deleted and its sandboxes gone before the
-//! next.
+//! RSS and CPU; N (50) pods one after the other that mount a configMap, a
+//! secret and a projected service-account token: p50/p99; then M (100)
+//! busybox pods each with an exec readiness probe and an http liveness
+//! probe every 10 s: the agent's CPU and RSS over 30 s. Pods run the local
+//! registry's pause image (present: pulled by a warm-up pod). Every batch
+//! is deleted and its sandboxes gone before the next.
 //!
 //! The agent's process alone is measured: containerd and its shims are not
 //! (for the in-process runtime, the per-sandbox infra processes are not
@@ -220,6 +223,61 @@ async fn cost(pid: u32, settle: Duration, window: Duration) -> Cost {
     }
 }
 
+/// What the bench's pods carry besides the pause container.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shape {
+    Plain,
+    /// A configMap, a secret and the projected service-account token.
+    Volumes,
+    /// busybox serving HTTP, with an exec readiness probe and an http
+    /// liveness probe, each every 10 s.
+    Probes,
+}
+
+const BUSYBOX: &str = "127.0.0.1:5000/e2e-test-images/busybox:1.29-2";
+
+fn shaped(name: &str, batch: &str, shape: Shape) -> Pod {
+    let mut pod = pod(name, batch);
+    let spec = pod.spec.as_mut().unwrap();
+    match shape {
+        Shape::Plain => {}
+        Shape::Volumes => {
+            *spec = serde_json::from_value(serde_json::json!({
+                "nodeName": NODE,
+                "enableServiceLinks": false,
+                "terminationGracePeriodSeconds": 2,
+                "containers": [{"name": "app", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                    "volumeMounts": [
+                        {"name": "config", "mountPath": "/config"},
+                        {"name": "secret", "mountPath": "/secret"},
+                        {"name": "token", "mountPath": "/token"}]}],
+                "volumes": [
+                    {"name": "config", "configMap": {"name": "bench-config"}},
+                    {"name": "secret", "secret": {"secretName": "bench-secret"}},
+                    {"name": "token", "projected": {"sources": [{"serviceAccountToken": {
+                        "path": "token", "expirationSeconds": 3600}}]}}]
+            }))
+            .unwrap();
+        }
+        Shape::Probes => {
+            *spec = serde_json::from_value(serde_json::json!({
+                "nodeName": NODE,
+                "automountServiceAccountToken": false,
+                "enableServiceLinks": false,
+                "terminationGracePeriodSeconds": 2,
+                "containers": [{"name": "app", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+                    "command": ["sh", "-c",
+                        "mkdir -p /www && echo ok > /www/healthz && exec httpd -f -p 8080 -h /www"],
+                    "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 10},
+                    "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080},
+                        "periodSeconds": 10}}]
+            }))
+            .unwrap();
+        }
+    }
+    pod
+}
+
 fn pod(name: &str, batch: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
@@ -245,6 +303,10 @@ struct Batch {
 /// `n` pods created at once; each one's latency from its create's answer
 /// to a watch seeing it Running.
 async fn batch(api: &Api<Pod>, batch: &str, n: usize, agent: &Agent) -> Batch {
+    batch_of(api, batch, n, agent, Shape::Plain).await
+}
+
+async fn batch_of(api: &Api<Pod>, batch: &str, n: usize, agent: &Agent, shape: Shape) -> Batch {
     let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut stream = api
         .watch(
@@ -282,7 +344,7 @@ async fn batch(api: &Api<Pod>, batch: &str, n: usize, agent: &Agent) -> Batch {
     let start = Instant::now();
     let created: Vec<(String, Instant)> = futures::future::join_all((0..n).map(|i| async move {
         let name = format!("{batch}-{i}");
-        api.create(&PostParams::default(), &pod(&name, batch))
+        api.create(&PostParams::default(), &shaped(&name, batch, shape))
             .await
             .unwrap_or_else(|e| panic!("create {name}: {e}"));
         (name, Instant::now())
@@ -301,7 +363,7 @@ async fn batch(api: &Api<Pod>, batch: &str, n: usize, agent: &Agent) -> Batch {
     let seen = seen.lock().unwrap();
     let latencies = created
         .iter()
-        .map(|(name, at)| seen[name].saturating_duration_since(*at))
+        .filter_map(|(name, at)| Some(seen.get(name)?.saturating_duration_since(*at)))
         .collect();
     let last = seen.values().max().copied().unwrap_or(start);
     Batch {
@@ -419,6 +481,16 @@ struct Results {
     single: Option<Stats>,
     many: Option<(Stats, Duration)>,
     idle: [Cost; 3],
+    /// Start latency of a pod with a configMap, a secret and a token.
+    volumes: Option<Stats>,
+    /// The agent with the probed pods running.
+    probes: Option<Cost>,
+}
+
+/// The issue-9 figures: pods with volumes, and probe overhead.
+struct Extra {
+    volume_samples: usize,
+    probe_pods: usize,
 }
 
 async fn measure(
@@ -428,6 +500,7 @@ async fn measure(
     nodes: &Api<Node>,
     samples: usize,
     many: usize,
+    extra: &Extra,
 ) -> Results {
     let pid = agent.pid();
     let mut r = Results {
@@ -458,6 +531,25 @@ async fn measure(
     r.many = Some((Stats::of(b.latencies), b.all));
     r.idle[2] = cost(pid, Duration::from_secs(5), Duration::from_secs(15)).await;
     delete_batch(pods, &hundred, kind).await;
+
+    let mut with_volumes = vec![];
+    for i in 0..extra.volume_samples {
+        let name = format!("{tag}-vol{i}");
+        with_volumes.extend(
+            batch_of(pods, &name, 1, &agent, Shape::Volumes)
+                .await
+                .latencies,
+        );
+        delete_batch(pods, &name, kind).await;
+    }
+    r.volumes = (!with_volumes.is_empty()).then(|| Stats::of(with_volumes));
+    if extra.probe_pods > 0 {
+        let probed = format!("{tag}-probed");
+        batch_of(pods, &probed, extra.probe_pods, &agent, Shape::Probes).await;
+        // Three probe periods of each kind, after the starts settled.
+        r.probes = Some(cost(pid, Duration::from_secs(20), Duration::from_secs(30)).await);
+        delete_batch(pods, &probed, kind).await;
+    }
     drop(agent);
     if kind != Kind::InProcess {
         remove_bench_sandboxes().await;
@@ -475,13 +567,17 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if !args.iter().any(|a| a == "node") {
         eprintln!(
-            "usage: node node [--samples N] [--pods N] [--only deckhand|deckhand-cri|kubelet]"
+            "usage: node node [--samples N] [--pods N] [--only deckhand|deckhand-cri|kubelet] [--volume-samples N] [--probe-pods N]"
         );
         return;
     }
     let samples: usize = arg("--samples", 5);
     let many: usize = arg("--pods", 100);
     let only: String = arg("--only", String::new());
+    let extra = Extra {
+        volume_samples: arg("--volume-samples", 50),
+        probe_pods: arg("--probe-pods", 100),
+    };
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let kubelet_bin = match stock::k8s_bin() {
@@ -506,6 +602,27 @@ async fn main() {
     .unwrap();
     let client = kube::Client::try_from(config).unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // What the volume pods mount.
+    let objects: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), "default");
+    let _ = objects
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "bench-config"}, "data": {"a": "1", "b": "2"}}))
+            .unwrap(),
+        )
+        .await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "default");
+    let _ = secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "bench-secret"}, "stringData": {"password": "x"}}))
+            .unwrap(),
+        )
+        .await;
     let nodes: Api<Node> = Api::all(client);
 
     // The pod networks: one for the in-process runtime, one in containerd's
@@ -543,7 +660,7 @@ async fn main() {
             ))),
             _ => start_deckhand(&plane, kind, cni.path()),
         };
-        let r = measure(kind, agent, &pods, &nodes, samples, many).await;
+        let r = measure(kind, agent, &pods, &nodes, samples, many, &extra).await;
         results.push((kind, r));
     }
     let _ = std::fs::remove_file(CONTAINERD_CNI_CONF);
@@ -564,10 +681,10 @@ async fn main() {
     common::remove_namespace(IN_PROCESS_NAMESPACE);
     stock::remove_cgroup_tree(CGROUP_ROOT);
     drop(plane);
-    report(&results, samples, many);
+    report(&results, samples, many, &extra);
 }
 
-fn report(results: &[(Kind, Results)], samples: usize, many: usize) {
+fn report(results: &[(Kind, Results)], samples: usize, many: usize, extra: &Extra) {
     type Row = (String, Box<dyn Fn(&Results) -> f64>);
     let rows: Vec<Row> = vec![
         (
@@ -617,6 +734,22 @@ fn report(results: &[(Kind, Results)], samples: usize, many: usize) {
         (
             format!("CPU idle, {many} pods (% core)"),
             Box::new(|r| r.idle[2].cpu),
+        ),
+        (
+            format!("cm+secret+token pod, p50 of {} (ms)", extra.volume_samples),
+            Box::new(|r| r.volumes.as_ref().map_or(0.0, |s| ms(s.p50))),
+        ),
+        (
+            format!("cm+secret+token pod, p99 of {} (ms)", extra.volume_samples),
+            Box::new(|r| r.volumes.as_ref().map_or(0.0, |s| ms(s.p99))),
+        ),
+        (
+            format!("CPU, {} probed pods (% core)", extra.probe_pods),
+            Box::new(|r| r.probes.as_ref().map_or(0.0, |c| c.cpu)),
+        ),
+        (
+            format!("RSS, {} probed pods (MiB)", extra.probe_pods),
+            Box::new(|r| r.probes.as_ref().map_or(0.0, |c| c.rss_kib as f64 / 1024.0)),
         ),
     ];
     // The peer: the stock kubelet, or (without it) deckhand on containerd's CRI.

@@ -466,3 +466,188 @@ async fn bad_input_holds_only_its_pod() {
     let p = plane.pod("fine").unwrap();
     assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0);
 }
+
+async fn admin_client(plane: &dyn ControlPlane) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(plane.admin_kubeconfig()).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("kube config");
+    kube::Client::try_from(config).expect("kube client")
+}
+
+/// A hostPath PersistentVolume and a claim on the bundled apiserver bind
+/// (the PV binder as `deckhand up` runs it), kubectl prints them as kube
+/// does, and a pod mounting the claim reads the host's file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_binds_to_a_host_path_volume_and_a_pod_reads_it() {
+    let plane = DeckhandApiserver::start(&["vol9-pv"]);
+    let node = NodeAgent::start(&plane, "vol9-pv", Runtime::InProcess, OCTET, 3).await;
+    wait_node_ready(&plane, &node);
+    let host = plane.dir().join("pv-data");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("greeting"), "hello from the host\n").unwrap();
+    // Bad input first: kube's messages.
+    let bad = json!({"apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": "bad"}, "spec": {"accessModes": ["ReadWriteOnce"]}});
+    let file = plane.dir().join("bad-pv.json");
+    std::fs::write(&file, bad.to_string()).unwrap();
+    let out = plane.kubectl(&["create", "-f", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("spec.capacity: Required value"), "{err}");
+    assert!(
+        err.contains("spec: Required value: must specify a volume type"),
+        "{err}"
+    );
+
+    plane.create(&json!({"apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": "host-pv"}, "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "manual", "hostPath": {"path": host, "type": "Directory"}}}));
+    plane.create(&json!({"apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": "too-small"}, "spec": {
+            "capacity": {"storage": "10Mi"}, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "manual", "hostPath": {"path": "/nonexistent"}}}));
+    plane.create(&json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "claim", "namespace": "default"}, "spec": {
+            "accessModes": ["ReadWriteOnce"], "storageClassName": "manual",
+            "resources": {"requests": {"storage": "500Mi"}}}}));
+    let client = admin_client(&plane).await;
+    let binder = tokio::spawn(deckhand::controllers::pv_binder::run(
+        client,
+        std::future::pending(),
+    ));
+    let claim = wait_for(
+        "the claim Bound",
+        Duration::from_secs(60),
+        || plane.log(),
+        || {
+            plane
+                .get(&["pvc", "claim"])
+                .filter(|c| c["status"]["phase"] == "Bound")
+        },
+    );
+    assert_eq!(claim["spec"]["volumeName"], "host-pv");
+    assert_eq!(claim["status"]["capacity"]["storage"], "1Gi");
+    let pv = wait_for(
+        "the volume Bound",
+        Duration::from_secs(60),
+        || plane.log(),
+        || {
+            plane
+                .get(&["pv", "host-pv"])
+                .filter(|p| p["status"]["phase"] == "Bound")
+        },
+    );
+    assert_eq!(pv["spec"]["claimRef"]["name"], "claim");
+    assert_eq!(pv["spec"]["claimRef"]["uid"], claim["metadata"]["uid"]);
+    wait_for(
+        "the small volume Available",
+        Duration::from_secs(60),
+        || plane.log(),
+        || {
+            plane
+                .get(&["pv", "too-small"])
+                .filter(|p| p["status"]["phase"] == "Available")
+        },
+    );
+    let table = plane.ok(&["get", "pv"]);
+    assert!(
+        table.contains("CAPACITY") && table.contains("RECLAIM POLICY"),
+        "{table}"
+    );
+    assert!(table.contains("default/claim"), "{table}");
+    let table = plane.ok(&["get", "pvc"]);
+    assert!(
+        table.contains("host-pv") && table.contains("RWO"),
+        "{table}"
+    );
+
+    plane.create(&pod_manifest(
+        "reader",
+        &node.name,
+        json!({}),
+        json!({"containers": [busybox("c", "cat /data/greeting > /data/seen; sleep 3600",
+                json!([{"name": "data", "mountPath": "/data"}]))],
+               "terminationGracePeriodSeconds": 2,
+               "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "claim"}}]}),
+    ));
+    wait_running(&plane, &node, "reader", Duration::from_secs(120));
+    let seen = wait_file(
+        &plane,
+        &node,
+        "reader",
+        &host.join("seen"),
+        Duration::from_secs(60),
+        |s| !s.is_empty(),
+    );
+    assert_eq!(seen, "hello from the host\n");
+    plane.ok(&["delete", "pod", "reader", "--wait=false"]);
+    binder.abort();
+}
+
+/// A disk emptyDir written past its sizeLimit evicts the pod as kubelet
+/// does: Failed, reason Evicted, kubelet's message, an Evicted event, its
+/// containers stopped. A pod under its limit is left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_dir_over_its_size_limit_evicts_the_pod() {
+    let plane = DeckhandApiserver::start(&["vol9-evict"]);
+    let node = NodeAgent::start(&plane, "vol9-evict", Runtime::InProcess, OCTET, 4).await;
+    wait_node_ready(&plane, &node);
+    let pod = |name: &str, mib: u32| {
+        pod_manifest(
+            name,
+            &node.name,
+            json!({}),
+            json!({"containers": [busybox("c",
+                    &format!("dd if=/dev/zero of=/scratch/fill bs=1048576 count={mib}; sleep 3600"),
+                    json!([{"name": "scratch", "mountPath": "/scratch"}]))],
+                   "terminationGracePeriodSeconds": 2,
+                   "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}]}),
+        )
+    };
+    plane.create(&pod("hog", 2));
+    plane.create(&pod("modest", 0));
+    let p = wait_for(
+        "the hog evicted",
+        Duration::from_secs(120),
+        || diagnostics(&plane, &node, "hog"),
+        || {
+            plane
+                .pod("hog")
+                .filter(|p| p["status"]["phase"] == "Failed")
+        },
+    );
+    assert_eq!(p["status"]["reason"], "Evicted", "{}", p["status"]);
+    assert_eq!(
+        p["status"]["message"],
+        "Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\". "
+    );
+    wait_for(
+        "the Evicted event",
+        Duration::from_secs(30),
+        || diagnostics(&plane, &node, "hog"),
+        || {
+            plane
+                .events_of("hog")
+                .iter()
+                .any(|e| e.starts_with("Warning Evicted: Usage of EmptyDir volume"))
+                .then_some(())
+        },
+    );
+    wait_for(
+        "the hog's container stopped",
+        Duration::from_secs(60),
+        || diagnostics(&plane, &node, "hog"),
+        || {
+            let p = plane.pod("hog")?;
+            let c = &p["status"]["containerStatuses"][0];
+            c["state"]["terminated"].is_object().then_some(())
+        },
+    );
+    let modest = plane.pod("modest").unwrap();
+    assert_eq!(modest["status"]["phase"], "Running", "{}", modest["status"]);
+    for name in ["hog", "modest"] {
+        plane.ok(&["delete", "pod", name, "--wait=false"]);
+    }
+}

@@ -281,6 +281,8 @@ pub fn authorize(user: &User, a: &Attributes<'_>) -> Result<Decision, ApiError> 
         ("", "serviceaccounts", "token") if a.verb == "create" => {
             return Ok(Decision::IfPodOnNode(node.into()));
         }
+        // The claims its pods mount and their volumes (kube's NodeRules).
+        ("", "persistentvolumeclaims" | "persistentvolumes", "") => a.verb == "get",
         ("", "pods", "") if a.verb == "delete" => {
             return Ok(Decision::IfPodOnNode(node.into()));
         }

@@ -167,6 +167,12 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             }));
             for (sub, kind, verbs) in [
                 ("log", "Pod", &["get"][..]),
+                (
+                    "ephemeralcontainers",
+                    "Pod",
+                    &["get", "patch", "update"][..],
+                ),
+                ("resize", "Pod", &["get", "patch", "update"][..]),
                 ("exec", "PodExecOptions", &["create", "get"][..]),
                 ("attach", "PodAttachOptions", &["create", "get"][..]),
                 (

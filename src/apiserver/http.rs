@@ -429,7 +429,7 @@ pub fn parse_path(path: &str) -> Result<(Target, bool), ApiError> {
     let sub_ok = match sub {
         "" => true,
         "status" => kind.status,
-        "binding" => kind.resource == "pods",
+        "binding" | "ephemeralcontainers" | "resize" => kind.resource == "pods",
         "token" => kind.resource == "serviceaccounts",
         s if kubelet_proxy::SUBRESOURCES.contains(&s) => kind.resource == "pods",
         "proxy" => kind.resource == "nodes",

@@ -386,6 +386,8 @@ pub static KINDS: &[Kind] = &[
         schema: schema::<node::RuntimeClass>,
         field_labels: &[],
     },
+    crate::apiserver::kinds::persistent_volumes::PERSISTENT_VOLUMES,
+    crate::apiserver::kinds::persistent_volumes::PERSISTENT_VOLUME_CLAIMS,
 ];
 
 pub fn lookup(group: &str, version: &str, resource: &str) -> Option<&'static Kind> {

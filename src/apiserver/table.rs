@@ -3,6 +3,7 @@
 //! The pod, node and service cells and the shared formatting are in
 //! `table_cells`.
 
+use crate::apiserver::kinds::persistent_volumes as pv;
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
@@ -118,6 +119,10 @@ fn columns(resource: &str) -> Vec<Col> {
                 col("Name", "string", 1),
             ];
         }
+        r if pv::is_pv_kind(r) => pv::columns(r)
+            .into_iter()
+            .map(|(n, t, p)| col(n, t, p))
+            .collect(),
         _ => vec![col("Age", "string", 0)],
     });
     cols
@@ -381,6 +386,9 @@ fn cells(resource: &str, o: &Value, now: SystemTime) -> Vec<Value> {
                 json!(subjects("ServiceAccount")),
             ]
         }
+        r if pv::is_pv_kind(r) => std::iter::once(name)
+            .chain(pv::cells(r, o, created))
+            .collect(),
         _ => vec![name, json!(created)],
     }
 }

@@ -25,7 +25,7 @@ use clap::Args;
 use tokio::sync::watch;
 
 use crate::cli::runtime_args::RuntimeArgs;
-use crate::controllers::{node_lifecycle, scheduler};
+use crate::controllers::{node_lifecycle, pv_binder, scheduler};
 use crate::cri::api::{ImageService, RuntimeService};
 use crate::node::config::NodeConfig;
 
@@ -336,6 +336,7 @@ async fn serve(
                 node_lifecycle::NodeLifecycleConfig::default(),
                 shutdown()
             ),
+            pv_binder::run(admin.clone(), shutdown()),
         )
         .map(|_| ())
     };

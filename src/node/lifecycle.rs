@@ -167,6 +167,7 @@ async fn pre_stop(ctx: &PodContext, pod: &Pod, id: &str, name: &str, grace: Dura
     let Some(container) = find_container(pod, name) else {
         return;
     };
+    let container: &k8s_openapi::api::core::v1::Container = &container;
     let Some(handler) = container
         .lifecycle
         .as_ref()

@@ -6,8 +6,11 @@
 //! `resources`; their table columns are in `table`.
 
 pub mod common;
+pub mod ephemeral_containers;
 pub mod namespace;
+pub mod persistent_volumes;
 pub mod pod;
+pub mod pod_resize;
 pub mod rbac;
 pub mod service;
 pub mod storage_node;
@@ -29,6 +32,7 @@ pub fn apply_defaults(kind: &Kind, object: &mut Value) {
             }
         }
         "services" => service::apply_defaults(object),
+        r if persistent_volumes::is_pv_kind(r) => persistent_volumes::apply_defaults(kind, object),
         _ => storage_node::apply_defaults(kind, object),
     }
 }
@@ -81,6 +85,7 @@ pub fn validate(kind: &Kind, object: &Value) -> Vec<Cause> {
         rbac::validate(kind, object, &mut causes);
     }
     storage_node::validate(kind, object, &mut causes);
+    persistent_volumes::validate(kind, object, &mut causes);
     causes
 }
 

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::apiserver::context::{Body, Ctx, Target};
 use crate::apiserver::error::ApiError;
 use crate::apiserver::kinds::{self, namespace, pod};
+use crate::apiserver::kinds::{ephemeral_containers, pod_resize};
 use crate::apiserver::managed_fields;
 use crate::apiserver::meta::{meta_str, now_rfc3339};
 use crate::apiserver::rbac;
@@ -56,6 +57,10 @@ pub fn merge_update(
         let mut out = old.clone();
         out["status"] = new["status"].take();
         new = out;
+    } else if t.subresource == ephemeral_containers::SUBRESOURCE {
+        new = ephemeral_containers::merge(old, &new)?;
+    } else if t.subresource == pod_resize::SUBRESOURCE {
+        new = pod_resize::merge(old, &new)?;
     } else if kind.status {
         // ...and main-resource writes never change status.
         match old.get("status") {

@@ -17,6 +17,9 @@ pub struct StartContainer {
     /// When the previous attempt finished (ns since the epoch), if it did:
     /// the restart waits out the crash-loop back-off from then.
     pub previous_finished_at: Option<i64>,
+    /// An ephemeral container's target: the running container whose PID
+    /// namespace it joins.
+    pub target_id: Option<String>,
 }
 
 /// A container to stop.
@@ -82,6 +85,7 @@ fn start_of(observed: &Observed, name: &str, init: bool) -> StartContainer {
         previous_finished_at: previous
             .filter(|c| state(c) == v1::ContainerState::ContainerExited && c.finished_at > 0)
             .map(|c| c.finished_at),
+        target_id: None,
     }
 }
 
@@ -111,9 +115,10 @@ pub fn compute_pod_actions_with(
     let mut actions = PodActions::default();
 
     // Containers the spec does not know (any more) are stopped.
+    let ephemeral = crate::node::pods::ephemeral::names(pod);
     for c in observed.running() {
         let name = container_name(c);
-        if !inits.contains(&name) && !apps.contains(&name) {
+        if !inits.contains(&name) && !apps.contains(&name) && !ephemeral.contains(&name) {
             actions.kill.push(KillContainer {
                 id: c.id.clone(),
                 name: name.to_string(),

@@ -3,9 +3,11 @@
 //! slow relist as the safety net, and teardown of pods the API no longer has.
 
 pub mod actions;
+pub mod ephemeral;
 pub mod images;
 pub mod kill;
 pub mod observe;
+pub mod resize;
 pub mod start;
 pub mod worker;
 

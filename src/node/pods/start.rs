@@ -1,6 +1,7 @@
 //! Starting one container: crash-loop back-off, the image, env, create and
 //! start through the CRI, with the kubelet's events and waiting reasons.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +14,7 @@ use crate::node::events::container_field_path;
 use crate::node::lifecycle;
 use crate::node::pods::PodContext;
 use crate::node::pods::actions::StartContainer;
+use crate::node::pods::ephemeral;
 use crate::node::pods::images::{self, ERR_IMAGE_NEVER_PULL, ERR_IMAGE_PULL, IMAGE_PULL_BACK_OFF};
 use crate::node::pods::observe::CRI_CALL_TIMEOUT;
 use crate::node::podspec::{self, ContainerContext};
@@ -66,13 +68,16 @@ fn pod_desc(pod: &Pod) -> String {
     )
 }
 
-pub fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
+/// The container named `name`: an init, regular or ephemeral one.
+pub fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<Cow<'a, Container>> {
     let spec = pod.spec.as_ref()?;
     spec.init_containers
         .iter()
         .flatten()
         .chain(spec.containers.iter())
         .find(|c| c.name == name)
+        .map(Cow::Borrowed)
+        .or_else(|| ephemeral::find(pod, name).map(Cow::Owned))
 }
 
 pub struct Sandbox<'a> {
@@ -93,6 +98,7 @@ pub async fn start_container(
     let Some(container) = find_container(pod, &want.name) else {
         return false;
     };
+    let container: &Container = &container;
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let field = Some(container_field_path(pod, &want.name));
     let event = |type_: &str, reason: &str, message: String| {
@@ -166,7 +172,12 @@ pub async fn start_container(
         Err(e) => Err(e),
     };
     let config = match config {
-        Ok(c) => c,
+        Ok(mut c) => {
+            if let Some(target) = &want.target_id {
+                ephemeral::apply_target(&mut c, target);
+            }
+            c
+        }
         Err(e) => {
             event(
                 reasons::WARNING,

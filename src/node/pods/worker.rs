@@ -13,16 +13,20 @@ use tokio::sync::{Notify, watch};
 use crate::cri::api::{CriError, v1};
 use crate::node::backoff::ApiBackoff;
 use crate::node::pods::actions::compute_pod_actions_with;
+use crate::node::pods::ephemeral;
 use crate::node::pods::kill::{self, grace_seconds};
 use crate::node::pods::observe::{Observed, attempt, container_name, is_ready, observe};
+use crate::node::pods::resize::ResizeState;
 use crate::node::pods::start::{Sandbox, StartState, now, start_container};
 use crate::node::pods::{NODE_LABEL, PodContext};
 use crate::node::podspec;
 use crate::node::probes::{self, ProbeManager};
 use crate::node::status::events as reasons;
 use crate::node::status::{self, ObservedPod};
+use crate::node::volumes::size_limit;
 
 const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+const EVICTED: &str = "Evicted";
 const DEADLINE_MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
 const API_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -52,6 +56,10 @@ pub struct PodWorker {
     start: StartState,
     deadline_exceeded: bool,
     probes: ProbeManager,
+    resize: ResizeState,
+    /// Why the eviction manager's emptyDir check evicted the pod.
+    evicted: Option<String>,
+    last_usage_check: Option<std::time::Instant>,
 }
 
 impl PodWorker {
@@ -65,6 +73,9 @@ impl PodWorker {
             start: StartState::default(),
             deadline_exceeded: false,
             probes: ProbeManager::default(),
+            resize: ResizeState::default(),
+            evicted: None,
+            last_usage_check: None,
         }
     }
 
@@ -117,7 +128,7 @@ impl PodWorker {
                 .and_then(|s| s.phase.as_deref()),
             Some("Succeeded" | "Failed")
         );
-        if terminal || self.deadline_check(&pod) {
+        if terminal || self.deadline_check(&pod) || self.eviction_check(&pod).await {
             // A finished pod runs nothing; it stays until it is deleted.
             self.probes.stop_all();
             if observed.running().next().is_some() || observed.sandboxes.iter().any(is_ready) {
@@ -145,8 +156,33 @@ impl PodWorker {
             probes::kill_unhealthy(&self.ctx, &pod, &unhealthy).await;
             observe(self.ctx.runtime.as_ref(), &self.uid).await?
         };
+        // In-place resizes of running containers (or their restarts).
+        let restarts = self.resize.sync(&self.ctx, &pod, &observed).await;
+        let observed = if restarts.is_empty() {
+            observed
+        } else {
+            let messages: Vec<String> = restarts
+                .iter()
+                .map(|(_, n)| format!("Container {n} resize requires restart"))
+                .collect();
+            let stops: Vec<(&str, &str, Option<&str>)> = restarts
+                .iter()
+                .zip(&messages)
+                .map(|((id, n), m)| (id.as_str(), n.as_str(), Some(m.as_str())))
+                .collect();
+            kill::stop_containers_because(&self.ctx, Some(&pod), &stops, grace_seconds(Some(&pod)))
+                .await;
+            observe(self.ctx.runtime.as_ref(), &self.uid).await?
+        };
         let probes = &self.probes;
-        let actions = compute_pod_actions_with(&pod, &observed, &|name| probes.started(&pod, name));
+        let mut actions =
+            compute_pod_actions_with(&pod, &observed, &|name| probes.started(&pod, name));
+        if !actions.kill_pod && actions.create_sandbox.is_none() {
+            // Ephemeral containers first: an init container ends the loop below.
+            let mut debug = ephemeral::to_start(&pod, &observed);
+            debug.append(&mut actions.start);
+            actions.start = debug;
+        }
         tracing::debug!(pod = %self.uid, ?actions, "pod actions");
         let grace = grace_seconds(Some(&pod));
         let kill: Vec<(&str, &str, Option<&str>)> = actions
@@ -218,6 +254,9 @@ impl PodWorker {
         }
         if let Some(d) = self.deadline_in(&pod) {
             wait = wait.min(d);
+        }
+        if size_limit::has_limits(&pod) {
+            wait = wait.min(size_limit::CHECK_PERIOD);
         }
         Ok(Next::Wait(wait))
     }
@@ -297,6 +336,35 @@ impl PodWorker {
             );
         }
         self.deadline_exceeded
+    }
+
+    /// True once an emptyDir went over its sizeLimit (measured at most
+    /// every CHECK_PERIOD): the pod is evicted, with kubelet's event.
+    async fn eviction_check(&mut self, pod: &Pod) -> bool {
+        if self.evicted.is_some() {
+            return true;
+        }
+        let due = self
+            .last_usage_check
+            .is_none_or(|t| t.elapsed() >= size_limit::CHECK_PERIOD);
+        if !due || !size_limit::has_limits(pod) {
+            return false;
+        }
+        self.last_usage_check = Some(std::time::Instant::now());
+        let (root, p) = (self.ctx.volumes.root_dir().to_path_buf(), pod.clone());
+        let over = tokio::task::spawn_blocking(move || size_limit::over_limit(&root, &p))
+            .await
+            .ok()
+            .flatten();
+        let Some(message) = over else {
+            return false;
+        };
+        tracing::info!(pod = %self.uid, %message, "evicting pod");
+        self.ctx
+            .events
+            .pod_event(pod, None, reasons::WARNING, EVICTED, message.clone());
+        self.evicted = Some(message);
+        true
     }
 
     /// The pod is being deleted: stop it within its grace period, report
@@ -405,6 +473,26 @@ impl PodWorker {
             new.reason = Some(DEADLINE_EXCEEDED.into());
             new.message = Some(DEADLINE_MESSAGE.into());
         }
+        let generation = pod.metadata.generation.filter(|g| *g != 0);
+        if let Some(message) = &self.evicted {
+            new.phase = Some("Failed".into());
+            new.reason = Some(EVICTED.into());
+            new.message = Some(message.clone());
+            let conds = new.conditions.get_or_insert_with(Vec::new);
+            if !conds.iter().any(|c| c.type_ == "DisruptionTarget") {
+                conds.push(k8s_openapi::api::core::v1::PodCondition {
+                    type_: "DisruptionTarget".into(),
+                    status: "True".into(),
+                    reason: Some("TerminationByKubelet".into()),
+                    message: Some(message.clone()),
+                    last_transition_time: Some(now()),
+                    observed_generation: generation,
+                    ..Default::default()
+                });
+            }
+        }
+        self.resize
+            .report(current.status.as_ref(), &mut new, generation);
         let Some(patch) = status::pod_status_patch(&current, &new) else {
             return Ok(());
         };

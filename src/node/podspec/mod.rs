@@ -38,7 +38,9 @@ pub use container::{container_config, container_log_path};
 pub use env::{container_env, expand};
 pub(crate) use env::{format_map, resource_field_value, split_subscript};
 pub use hosts::etc_hosts;
-pub use resources::{QosClass, pod_cgroup_parent, qos_class};
+pub use resources::{
+    QosClass, container_resources, pod_cgroup_parent, qos_class, sandbox_resources,
+};
 pub use sandbox::{container_log_directory, pod_log_directory, sandbox_config};
 
 /// The kubelet's waiting reason when a container's config cannot be built

@@ -24,7 +24,13 @@ const READINESS_GATES_NOT_READY: &str = "ReadinessGatesNotReady";
 pub fn owned_by_kubelet(type_: &str) -> bool {
     matches!(
         type_,
-        POD_SCHEDULED | READY | INITIALIZED | CONTAINERS_READY | POD_READY_TO_START_CONTAINERS
+        POD_SCHEDULED
+            | READY
+            | INITIALIZED
+            | CONTAINERS_READY
+            | POD_READY_TO_START_CONTAINERS
+            | "PodResizePending"
+            | "PodResizeInProgress"
     )
 }
 

@@ -438,6 +438,35 @@ pub(crate) fn container_statuses(
     out
 }
 
+/// The API statuses of the pod's ephemeral containers: as regular ones,
+/// but never ready and without resources (kubelet reports none for them).
+pub(crate) fn ephemeral_statuses(
+    pod: &Pod,
+    observed: &ObservedPod<'_>,
+    cri: &[CriContainer<'_>],
+    previous: &[ContainerStatus],
+) -> Vec<ContainerStatus> {
+    let specs: Vec<Container> = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let mut v = serde_json::to_value(e).ok()?;
+            v.as_object_mut()?.remove("targetContainerName");
+            serde_json::from_value(v).ok()
+        })
+        .collect();
+    let mut out = container_statuses(pod, observed, cri, previous, &specs, false);
+    for s in &mut out {
+        s.ready = false;
+        s.resources = None;
+        s.allocated_resources = None;
+    }
+    out
+}
+
 /// Started and ready as the prober manager sets them: a running container is started
 /// once its startup probe passed (at once without one), and ready once started and its
 /// readiness probe passed (at once without one). A regular init container is ready

@@ -120,6 +120,14 @@ pub fn generated_status(
         spec.init_containers.as_deref().unwrap_or_default(),
         true,
     );
+    let ephemeral = containers::ephemeral_statuses(
+        pod,
+        observed,
+        &cri,
+        old.ephemeral_container_statuses
+            .as_deref()
+            .unwrap_or_default(),
+    );
     let all: Vec<_> = regular.iter().chain(init.iter()).cloned().collect();
     // A deleted pod whose containers and sandbox are stopped is terminal whatever its
     // restartPolicy (SyncTerminatingPod generates its last status with podIsTerminal).
@@ -141,6 +149,7 @@ pub fn generated_status(
     }
     s.container_statuses = (!regular.is_empty()).then_some(regular);
     s.init_container_statuses = (!init.is_empty()).then_some(init);
+    s.ephemeral_container_statuses = (!ephemeral.is_empty()).then_some(ephemeral);
 
     // Conditions others own stay; then the kubelet's, in its order.
     let mut conds: Vec<_> = old
@@ -356,6 +365,7 @@ fn normalize(pod: &Pod, s: &mut PodStatus) {
         .container_statuses
         .iter_mut()
         .chain(s.init_container_statuses.iter_mut())
+        .chain(s.ephemeral_container_statuses.iter_mut())
         .flatten()
     {
         cut(&mut c.state);

@@ -19,6 +19,7 @@ pub mod ownership;
 pub mod payload;
 mod pvc;
 mod setup;
+pub mod size_limit;
 pub mod subpath;
 pub mod token;
 
