@@ -17,6 +17,7 @@ pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod kubelet_proxy;
+pub mod list_query;
 pub mod managed_fields;
 pub mod patch;
 pub mod pki;
