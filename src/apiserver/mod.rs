@@ -33,6 +33,7 @@ pub mod store;
 pub mod table;
 pub mod watch;
 pub mod watch_buffer;
+pub mod watch_initial;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
