@@ -379,7 +379,7 @@ async fn main() {
     let seed: u64 = common::arg("--seed", 17);
     let only: String = common::arg("--only", String::new());
     let work = tempfile::tempdir().unwrap();
-    let _cleanup = Cleanup;
+    let cleanup = Cleanup;
 
     let ours_cni = work.path().join("cni");
     std::fs::create_dir_all(&ours_cni).unwrap();
@@ -486,6 +486,8 @@ async fn main() {
         .iter()
         .any(|(_, o)| o.leaks.iter().any(|&v| v > 0) || !o.failures.is_empty());
     drop(server);
+    // exit() runs no destructors: clean up first.
+    drop(cleanup);
     if leaked {
         std::process::exit(1);
     }
