@@ -301,3 +301,35 @@ print(call(b"", timeout=10))
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 17: a request over containerd's 16 MiB answers ResourceExhausted as
+/// containerd does (not tonic's OutOfRange), and the connection serves on.
+#[tokio::test]
+async fn an_oversized_request_is_resource_exhausted_as_containerd_answers() {
+    let (_server, mut client) = CriServer::start().await;
+    let limit = deckhand::cri::MAX_MESSAGE_BYTES;
+    let status = client
+        .images
+        .pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: "x".repeat(limit),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("grpc: received message larger than max ("),
+        "{}",
+        status.message()
+    );
+    client
+        .runtime
+        .version(cri::VersionRequest::default())
+        .await
+        .expect("the same connection serves the next call");
+}

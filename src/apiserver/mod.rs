@@ -25,6 +25,7 @@ pub mod error;
 pub mod http;
 pub mod kinds;
 pub mod kubelet_proxy;
+pub mod list_query;
 pub mod managed_fields;
 pub mod meta;
 pub mod patch;
@@ -45,6 +46,7 @@ pub mod token_request;
 pub mod verbs;
 pub mod watch;
 pub mod watch_buffer;
+pub mod watch_initial;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -78,6 +78,20 @@ impl Encoder {
     }
 }
 
+impl Encoder {
+    /// An initial ADDED line: JSON watchers share the snapshot's bytes.
+    fn initial(&mut self, item: &crate::apiserver::watch_initial::Item) -> Vec<Bytes> {
+        if self.table || self.protobuf {
+            return vec![self.line("ADDED", &item.object)];
+        }
+        vec![
+            Bytes::from_static(b"{\"type\":\"ADDED\",\"object\":"),
+            item.json.clone(),
+            Bytes::from_static(b"}\n"),
+        ]
+    }
+}
+
 fn json_prefix(ty: &str) -> String {
     format!("{{\"type\":\"{ty}\",\"object\":")
 }
@@ -131,11 +145,12 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
     let start = blocking(state, move |s| {
         // Snapshot then subscribe from the snapshot's revision: every later
         // change is in the subscription's backlog, none is missed or doubled.
+        // The snapshot is shared with watchers starting at the same revision.
         let (snap_rev, initial) = match (rv, send_initial) {
-            (Some(r), false) => (r, Vec::new()),
+            (Some(r), false) => (r, None),
             _ => {
-                let (rev, items) = s.store.list(&prefix2, None, usize::MAX)?;
-                (rev, items)
+                let snapshot = crate::apiserver::watch_initial::snapshot(&s.store, &prefix2)?;
+                (snapshot.rev, Some(snapshot))
             }
         };
         let from = if send_initial {
@@ -202,17 +217,20 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last_rev = from;
         if send_initial {
-            for (_, object) in &initial {
+            for item in initial.iter().flat_map(|s| &s.items) {
+                let object = &item.object;
                 let name_ok = name_for_initial
                     .as_deref()
                     .is_none_or(|n| object["metadata"]["name"].as_str() == Some(n));
                 if name_ok
                     && filter.matches(object)
-                    && tx.send(enc.line("ADDED", object)).await.is_err()
+                    && tx.send_parts(enc.initial(item)).await.is_err()
                 {
                     return;
                 }
             }
+            // Done with the snapshot: the last watcher to let go frees it.
+            drop(initial);
             if bookmarks
                 && tx
                     .send(enc.line("BOOKMARK", &bookmark(kind, from, true)))

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod authority;
 pub mod client;
+pub mod limits;
 pub mod remote;
 pub mod server;
 pub mod socket;
@@ -22,8 +23,10 @@ use api::v1::runtime_service_server::RuntimeServiceServer;
 use api::{ImageService, RuntimeService};
 use server::CriServer;
 
-/// Largest message we accept or send: a ListImages/ListContainers reply on a
-/// busy node can pass tonic's 4 MiB default.
+/// Largest message we accept or send: containerd's CRI default (its gRPC
+/// server's MaxRecvMsgSize and MaxSendMsgSize are 16 MiB); a
+/// ListImages/ListContainers reply on a busy node can pass tonic's 4 MiB
+/// default. Past it a call answers ResourceExhausted ([`limits`]).
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 /// How long a stopping server lets in-flight calls finish.
@@ -61,6 +64,7 @@ where
         }
     };
     let server = tonic::transport::Server::builder()
+        .layer(limits::ContainerdLimits)
         .add_service(images)
         .add_service(runtime)
         .serve_with_incoming_shutdown(

@@ -32,12 +32,18 @@ pub fn parse_milli(s: &str) -> Option<i128> {
         "Ei" => 1024f64.powi(6),
         _ => return None,
     };
-    Some((mantissa * scale * 1000.0).round() as i128)
+    let milli = (mantissa * scale * 1000.0).round();
+    // `1e400` is infinite and `1e40E` past i128: no quantity we can hold
+    // (the cast would saturate, and rounding up would overflow).
+    if !milli.is_finite() || milli.abs() >= i128::MAX as f64 {
+        return None;
+    }
+    Some(milli as i128)
 }
 
 /// A whole-unit quantity (bytes, pods), rounded up as the apiserver rounds.
 pub fn parse_units(s: &str) -> Option<i128> {
-    parse_milli(s).map(|m| (m + 999).div_euclid(1000))
+    parse_milli(s).map(|m| m.div_euclid(1000) + i128::from(m.rem_euclid(1000) != 0))
 }
 
 #[cfg(test)]
@@ -53,5 +59,17 @@ mod tests {
         assert_eq!(parse_units("1e3"), Some(1000));
         assert_eq!(parse_units("0.5Ki"), Some(512));
         assert_eq!(parse_milli("1x"), None);
+        assert_eq!(parse_units("-1500m"), Some(-1));
+    }
+
+    /// Found by tests/fuzz (fuzz_quantity): a huge quantity overflowed
+    /// `parse_units`' rounding (a panic in debug, a negative size in release).
+    #[test]
+    fn regression_huge_quantities_are_none_not_an_overflow() {
+        assert_eq!(parse_units("1e400"), None);
+        assert_eq!(parse_milli("1e400"), None);
+        assert_eq!(parse_units("9e37"), None);
+        assert_eq!(parse_units("170141183460469231731687303715884105727"), None);
+        assert_eq!(parse_units("1e15"), Some(10i128.pow(15)));
     }
 }

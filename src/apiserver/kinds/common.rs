@@ -44,8 +44,9 @@ pub fn validate_data_size(kind: &Kind, object: &Value, causes: &mut Vec<Cause>) 
             m.iter()
                 .map(|(k, v)| {
                     let v = v.as_str().unwrap_or("");
-                    let decoded =
-                        v.len() / 4 * 3 - v.bytes().rev().take_while(|&b| b == b'=').count();
+                    // Saturating: a short value ending in '=' ("a=") underflowed.
+                    let decoded = (v.len() / 4 * 3)
+                        .saturating_sub(v.bytes().rev().take_while(|&b| b == b'=').count());
                     k.len() + if base64_values { decoded } else { v.len() }
                 })
                 .sum()

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::apiserver::context::{Body, Ctx, Target};
 use crate::apiserver::error::{ApiError, qualified};
+use crate::apiserver::list_query::{decode_continue, encode_continue};
 use crate::apiserver::resources::Kind;
 use crate::apiserver::selectors::{FieldSelector, LabelSelector};
 use crate::apiserver::state::{State, blocking};
@@ -98,37 +98,10 @@ pub fn list_prefix(t: &Target) -> String {
     prefix
 }
 
-fn encode_continue(rev: u64, key: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(json!({"rv": rev, "start": key}).to_string())
-}
-
-fn decode_continue(token: &str, prefix: &str) -> Result<String, ApiError> {
-    let bad = || ApiError::BadRequest("invalid continue token".into());
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| bad())?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    let start = v["start"].as_str().ok_or_else(bad)?;
-    // A token is only good for the collection it came from.
-    if !start.starts_with(prefix) {
-        return Err(bad());
-    }
-    Ok(start.to_string())
-}
-
 pub async fn list(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<Body>, ApiError> {
     check_used_on_node(state, ctx, &t).await?;
     let filter = Filter::from_ctx(ctx, t.kind)?;
-    // kube takes any int64; zero or negative means no limit.
-    let limit = match ctx.param("limit") {
-        Some(l) => l
-            .parse::<i64>()
-            .map_err(|_| ApiError::BadRequest(format!("invalid limit: {l}")))?
-            .try_into()
-            .unwrap_or(0),
-        None => 0,
-    };
+    let limit = crate::apiserver::list_query::limit(ctx.param("limit"))?;
     ctx.resource_version()?;
     let prefix = list_prefix(&t);
     let after = ctx

@@ -16,7 +16,7 @@ mod exec_session;
 pub mod features;
 mod remove;
 mod reopen;
-mod request_checks;
+pub mod request_checks;
 mod rootfs;
 pub mod spec;
 mod start;

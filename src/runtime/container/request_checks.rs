@@ -14,7 +14,7 @@ fn invalid(message: String) -> ContainerError {
 }
 
 /// Every check on the config; `log_directory` is the sandbox's.
-pub(super) fn check(config: &cri::ContainerConfig) -> Result<(), ContainerError> {
+pub fn check(config: &cri::ContainerConfig) -> Result<(), ContainerError> {
     if !config.log_path.is_empty() {
         log_file(Path::new("/"), &config.log_path)?;
     }
@@ -79,7 +79,7 @@ pub(super) fn check(config: &cri::ContainerConfig) -> Result<(), ContainerError>
 }
 
 /// The container's log file: `log_path` below the sandbox's log directory.
-pub(super) fn log_file(log_directory: &Path, log_path: &str) -> Result<PathBuf, ContainerError> {
+pub fn log_file(log_directory: &Path, log_path: &str) -> Result<PathBuf, ContainerError> {
     let relative =
         validate::path_within("log_path", log_path).map_err(|e| invalid(e.to_string()))?;
     Ok(log_directory.join(relative))

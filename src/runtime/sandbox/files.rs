@@ -38,7 +38,11 @@ pub fn hosts(hostname: &str, ips: &[String]) -> String {
 
 /// A hostname the kernel accepts (at most 64 bytes, no NUL or '/').
 pub fn valid_hostname(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && !name.contains(['\0', '/', ' ', '\n'])
+    !name.is_empty()
+        && name.len() <= 64
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '/' || c == '#')
 }
 
 #[cfg(test)]
@@ -76,5 +80,11 @@ mod tests {
         assert!(!valid_hostname(""));
         assert!(!valid_hostname(&"a".repeat(65)));
         assert!(!valid_hostname("a/b"));
+        // Found by tests/fuzz (fuzz_cri_hostname): a tab added an alias to
+        // the hosts line, a carriage return split it for some readers, a '#'
+        // made the rest a comment.
+        for bad in ["a#b", "a\tevil", "a\rb", "a\u{85}b", "a\u{2028}b", "a\x7fb"] {
+            assert!(!valid_hostname(bad), "{bad:?}");
+        }
     }
 }
