@@ -1,0 +1,219 @@
+//! StopPodSandbox, RemovePodSandbox and rollback: releases what a record
+//! holds, in reverse order of creation; idempotent.
+
+use super::*;
+
+impl Sandbox {
+    /// Marks the sandbox not ready from the moment it starts going away (this
+    /// also tells the exit watcher that the infra's exit is expected) and
+    /// returns a working copy of its record with the infra handle.
+    pub(super) fn begin_teardown(&self) -> (SandboxRecord, Option<InfraHandle>) {
+        let record = {
+            let mut current = self.record.lock().unwrap();
+            current.state = SandboxState::NotReady;
+            current.clone()
+        };
+        (record, self.infra.lock().unwrap().clone())
+    }
+
+    /// Publishes what a teardown step left of the record, done or not.
+    pub(super) fn end_teardown(&self, record: &mut SandboxRecord) {
+        if record.infra.is_none() {
+            *self.infra.lock().unwrap() = None;
+        }
+        record.state = SandboxState::NotReady;
+        *self.record.lock().unwrap() = record.clone();
+    }
+}
+
+impl SandboxManager {
+    /// CNI DEL (when owed) and the infra process's end. Idempotent. The
+    /// infra is stopped even when DEL fails (a stopped pod must not keep
+    /// running); the DEL error is returned so the caller can retry it.
+    pub(super) async fn stop_parts(
+        &self,
+        record: &mut SandboxRecord,
+        handle: Option<InfraHandle>,
+    ) -> Result<(), SandboxError> {
+        let mut first_error = None;
+        if let Some(network) = record.network.clone().filter(|n| n.attached) {
+            let exec = self.exec();
+            let att = self.attachment(record, "eth0", network.port_mappings.clone());
+            match exec.del(&network.list, &att, network.result.as_ref()).await {
+                Ok(()) => {
+                    if network.loopback {
+                        // lo goes away with the namespace: a failed DEL leaks nothing.
+                        let _ = exec
+                            .del(
+                                &loopback_list(),
+                                &self.attachment(record, "lo", vec![]),
+                                None,
+                            )
+                            .await;
+                    }
+                    record.network.as_mut().expect("network").attached = false;
+                    if let Err(e) = self.save(record).await {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(SandboxError::failed("CNI DEL", e));
+                }
+            }
+        }
+        if let Some(infra) = record.infra {
+            let handle = match handle {
+                Some(h) => Some(h),
+                None if infra.alive() => watch_infra(infra).ok(),
+                None => None,
+            };
+            match handle {
+                Some(handle) => match stop_infra(&handle).await {
+                    Ok(()) => record.infra = None,
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                },
+                None => record.infra = None,
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Releases everything the record holds, in reverse order of creation.
+    /// Strict (RemovePodSandbox): stops at the first failure and keeps the
+    /// record, so a retry resumes. Best effort (rollback of a failed
+    /// RunPodSandbox, where e.g. DEL may fail for the same reason ADD did):
+    /// every step is tried and the record goes regardless.
+    pub(super) async fn release(
+        &self,
+        record: &mut SandboxRecord,
+        handle: Option<InfraHandle>,
+        best_effort: bool,
+    ) -> Result<(), SandboxError> {
+        let mut first_error: Option<SandboxError> = None;
+        let id = record.id.clone();
+        let mut step = |result: Result<(), SandboxError>| -> Result<(), SandboxError> {
+            match result {
+                Ok(()) => Ok(()),
+                Err(e) if best_effort => {
+                    tracing::warn!(%id, error = %e, "release step failed; going on");
+                    first_error.get_or_insert(e);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        step(self.stop_parts(record, handle).await)?;
+        let pins: Vec<PathBuf> = record
+            .namespaces
+            .iter()
+            .map(|k| record.ns_path(*k))
+            .collect();
+        step(
+            blocking(move || pins.iter().try_for_each(|p| ns::unpin(p)))
+                .await
+                .and_then(|r| r.map_err(|e| SandboxError::failed("unpinning namespace", e))),
+        )?;
+        if let Some(cg) = record.cgroup.clone() {
+            step(
+                blocking(move || cgroup::remove(&cg))
+                    .await
+                    .and_then(|r| r.map_err(|e| SandboxError::failed("removing pod cgroup", e))),
+            )?;
+        }
+        let dir = record.dir.clone();
+        step(
+            blocking(move || match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            })
+            .await
+            .and_then(|r| r.map_err(|e| SandboxError::failed("removing sandbox dir", e))),
+        )?;
+        let (store, id) = (self.records.clone(), record.id.clone());
+        step(
+            blocking(move || store.delete(&id))
+                .await
+                .and_then(|r| r.map_err(|e| SandboxError::failed("removing sandbox record", e))),
+        )?;
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The sandbox with `id`, or `None` when there is none: stop and remove
+    /// of an unknown id succeed.
+    pub(super) fn existing(&self, id: &str) -> Result<Option<Arc<Sandbox>>, SandboxError> {
+        match self.get(id) {
+            Ok(s) => Ok(Some(s)),
+            Err(SandboxError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// StopPodSandbox: unknown ids are fine (the kubelet retries stops).
+    /// Like [`Self::run`], it finishes even if the caller goes away.
+    pub async fn stop(self: &Arc<Self>, id: &str) -> Result<(), SandboxError> {
+        let (manager, id) = (self.clone(), id.to_string());
+        detached(async move { manager.stop_to_end(&id).await }).await
+    }
+
+    pub(super) async fn stop_to_end(&self, id: &str) -> Result<(), SandboxError> {
+        let Some(sandbox) = self.existing(id)? else {
+            return Ok(());
+        };
+        let _op = sandbox.op.lock().await;
+        let (mut record, handle) = sandbox.begin_teardown();
+        let result = self.stop_parts(&mut record, handle).await;
+        sandbox.end_teardown(&mut record);
+        result?;
+        self.save(&record).await
+    }
+
+    /// RemovePodSandbox: stops if needed, then frees everything; finishes
+    /// even if the caller goes away.
+    pub async fn remove(self: &Arc<Self>, id: &str) -> Result<(), SandboxError> {
+        let (manager, id) = (self.clone(), id.to_string());
+        detached(async move { manager.remove_to_end(&id).await }).await
+    }
+
+    pub(super) async fn remove_to_end(&self, id: &str) -> Result<(), SandboxError> {
+        let Some(sandbox) = self.existing(id)? else {
+            return Ok(());
+        };
+        let _op = sandbox.op.lock().await;
+        let (mut record, handle) = sandbox.begin_teardown();
+        let result = self.release(&mut record, handle, false).await;
+        sandbox.end_teardown(&mut record);
+        result?;
+        self.sandboxes.lock().unwrap().remove(&record.id);
+        let mut names = self.names.lock().unwrap();
+        if names.get(&record.reserved_name()) == Some(&record.id) {
+            names.remove(&record.reserved_name());
+        }
+        Ok(())
+    }
+}
+
+/// SIGTERM, a grace period, SIGKILL; returns once the process has exited
+/// and been reaped (the watcher reaps before it reports).
+pub(super) async fn stop_infra(handle: &InfraHandle) -> Result<(), SandboxError> {
+    let mut exited = handle.exited.clone();
+    let pidfd = handle.pidfd.get_ref();
+    pidfd
+        .signal(nix::sys::signal::Signal::SIGTERM)
+        .map_err(|e| SandboxError::failed("signalling infra process", e))?;
+    if tokio::time::timeout(STOP_GRACE, exited.wait_for(|e| *e))
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    tracing::warn!(pid = pidfd.pid(), "infra process ignored SIGTERM; killing");
+    pidfd
+        .signal(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| SandboxError::failed("killing infra process", e))?;
+    tokio::time::timeout(KILL_WAIT, exited.wait_for(|e| *e))
+        .await
+        .map(|_| ())
+        .map_err(|_| SandboxError::Failed(format!("infra process {} did not exit", pidfd.pid())))
+}
