@@ -76,6 +76,7 @@ impl From<SandboxError> for ContainerError {
             }
             SandboxError::InvalidArgument(m) => ContainerError::InvalidArgument(m),
             SandboxError::AlreadyExists(m) => ContainerError::AlreadyExists(m),
+            SandboxError::DeadlineExceeded(m) => ContainerError::DeadlineExceeded(m),
             SandboxError::Failed(m) => ContainerError::Failed(m),
         }
     }

@@ -41,10 +41,9 @@ impl SandboxManager {
         let network = if plan.network_mode == cri::NamespaceMode::Node as i32 {
             None
         } else {
-            let dir = self.config.cni_conf_dir.clone();
-            match blocking(move || cni::load_default(&dir))
+            match self
+                .step(Step::LoadNetwork, self.kernel.load_network())
                 .await
-                .and_then(|r| r.map_err(|e| SandboxError::failed("network plugin not ready", e)))
             {
                 Ok(list) => Some(list),
                 Err(e) => {
@@ -80,59 +79,41 @@ impl SandboxManager {
         plan: &Plan,
     ) -> Result<InfraHandle, SandboxError> {
         self.save(record).await?;
-        let dir = record.dir.join("ns");
-        blocking(move || std::fs::create_dir_all(dir))
-            .await?
-            .map_err(|e| SandboxError::failed("creating sandbox dir", e))?;
+        let kernel = &self.kernel;
+        self.step(Step::Dir, kernel.make_dir(record.dir.join("ns")))
+            .await?;
 
         if let Some(cg) = record.cgroup.clone() {
-            blocking(move || cgroup::create(&cg))
-                .await?
-                .map_err(|e| SandboxError::failed("creating pod cgroup", e))?;
+            self.step(Step::Cgroup, kernel.create_cgroup(cg)).await?;
         }
 
-        let args = InfraArgs {
-            namespaces: record.namespaces.clone(),
-            hostname: record.owns(NsKind::Uts).then(|| record.hostname.clone()),
+        let spawn = InfraSpawn {
+            args: InfraArgs {
+                namespaces: record.namespaces.clone(),
+                hostname: record.owns(NsKind::Uts).then(|| record.hostname.clone()),
+            },
+            cgroup: record.cgroup.clone(),
+            userns: record.userns.clone(),
         };
-        let exe = self.config.infra_exe.clone();
-        let cg = record.cgroup.clone();
-        let userns = record.userns.clone();
-        let infra = blocking(move || {
-            let maps = userns
-                .as_ref()
-                .map(|u| (u.uids.as_slice(), u.gids.as_slice()));
-            infra::spawn(&exe, &args, cg.as_deref(), maps)
-        })
-        .await?;
-        let infra = infra.map_err(|e| SandboxError::failed("starting infra process", e))?;
+        let infra = self.step(Step::Infra, kernel.spawn_infra(spawn)).await?;
         record.infra = Some(infra);
         self.save(record).await?;
-        let handle =
-            watch_infra(infra).map_err(|e| SandboxError::failed("watching infra process", e))?;
+        let handle = kernel
+            .watch_infra(infra)
+            .map_err(|e| SandboxError::failed("watching infra process", e))?;
 
         let pinned: Vec<(PathBuf, NsKind)> = record
             .namespaces
             .iter()
             .map(|k| (record.ns_path(*k), *k))
             .collect();
-        let pins = pinned.clone();
-        blocking(move || {
-            pins.iter()
-                .try_for_each(|(path, kind)| ns::pin(infra.pid, *kind, path))
-        })
-        .await?
-        .map_err(|e| SandboxError::failed("pinning namespace", e))?;
-
-        let sysctls = plan.sysctls.clone();
-        blocking(move || sysctl::apply(&pinned, &sysctls))
-            .await?
-            .map_err(|e| match e {
-                sysctl::SysctlError::InvalidName(_) | sysctl::SysctlError::NotNamespaced(_) => {
-                    SandboxError::InvalidArgument(e.to_string())
-                }
-                e => SandboxError::failed("applying sysctls", e),
-            })?;
+        self.step(Step::Pin, kernel.pin_namespaces(infra.pid, pinned.clone()))
+            .await?;
+        self.step(
+            Step::Sysctls,
+            kernel.apply_sysctls(pinned, plan.sysctls.clone()),
+        )
+        .await?;
 
         if let Some(network) = record.network.as_mut() {
             network.attached = true;
@@ -144,8 +125,11 @@ impl SandboxManager {
             record.ips = ips;
         }
 
-        let (rec, dns) = (record.clone(), plan.dns.clone());
-        blocking(move || write_files(&rec, dns.as_ref())).await??;
+        self.step(
+            Step::Files,
+            kernel.write_files(record.clone(), plan.dns.clone()),
+        )
+        .await?;
         record.state = SandboxState::Ready;
         self.save(record).await?;
         Ok(handle)
@@ -171,13 +155,6 @@ impl SandboxManager {
         }
     }
 
-    pub(super) fn exec(&self) -> cni::Exec {
-        cni::Exec {
-            bin_dirs: self.config.cni_bin_dirs.clone(),
-            timeout: self.config.cni_timeout,
-        }
-    }
-
     /// CNI ADD: loopback (when the plugin exists, as containerd does), then
     /// the pod network on eth0.
     pub(super) async fn attach(
@@ -185,46 +162,18 @@ impl SandboxManager {
         record: &SandboxRecord,
     ) -> Result<(Vec<String>, serde_json::Value, bool), SandboxError> {
         let network = record.network.as_ref().expect("network planned");
-        let exec = self.exec();
-        let loopback = self
-            .config
-            .cni_bin_dirs
-            .iter()
-            .any(|d| d.join("loopback").is_file());
+        let loopback = self.kernel.has_loopback();
         if loopback {
-            exec.add(&loopback_list(), &self.attachment(record, "lo", vec![]))
-                .await
-                .map_err(|e| SandboxError::failed("setting up loopback", e))?;
+            let att = self.attachment(record, "lo", vec![]);
+            self.step(Step::CniAdd, self.kernel.cni_add(loopback_list(), att))
+                .await?;
         }
         let att = self.attachment(record, "eth0", network.port_mappings.clone());
-        let result = exec.add(&network.list, &att).await.map_err(|e| {
-            SandboxError::failed(&format!("CNI ADD on network {:?}", network.list.name), e)
-        })?;
+        let result = self
+            .step(Step::CniAdd, self.kernel.cni_add(network.list.clone(), att))
+            .await?;
         Ok((cni::result_ips(&result, "eth0"), result, loopback))
     }
-}
-
-/// resolv.conf, hostname and hosts in the sandbox dir. Blocking.
-pub(super) fn write_files(
-    record: &SandboxRecord,
-    dns: Option<&cri::DnsConfig>,
-) -> Result<(), SandboxError> {
-    let write = |name: &str, body: &str| {
-        std::fs::write(record.dir.join(name), body)
-            .map_err(|e| SandboxError::failed(&format!("writing {name}"), e))
-    };
-    let resolv = match files::resolv_conf(dns) {
-        Some(r) => r,
-        None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-    };
-    write("resolv.conf", &resolv)?;
-    write("hostname", &format!("{}\n", record.hostname))?;
-    let hosts = if record.owns(NsKind::Net) {
-        files::hosts(&record.hostname, &record.ips)
-    } else {
-        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-    };
-    write("hosts", &hosts)
 }
 
 /// containerd's loopback network, run with ifname `lo`.

@@ -2,6 +2,8 @@
 //! does to the sandbox.
 
 use super::*;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
 
 impl SandboxManager {
     /// When the infra process dies by itself, the sandbox is no longer ready.
@@ -39,7 +41,7 @@ impl SandboxManager {
 
 /// Opens a pidfd on the infra process and spawns the task that reaps it when
 /// it exits (a child of ours would stay a zombie otherwise).
-pub(super) fn watch_infra(infra: InfraProcess) -> std::io::Result<InfraHandle> {
+pub(super) fn watch_pidfd(infra: InfraProcess) -> std::io::Result<InfraHandle> {
     let pidfd = process::PidFd::open(infra.pid)?;
     // The pid may have been recycled between the liveness check and the open.
     if process::start_time(infra.pid)? != infra.start_time {
@@ -61,5 +63,9 @@ pub(super) fn watch_infra(infra: InfraProcess) -> std::io::Result<InfraHandle> {
         process::reap(infra.pid);
         let _ = tx.send(true);
     });
-    Ok(InfraHandle { pidfd, exited: rx })
+    Ok(InfraHandle {
+        pid: infra.pid,
+        exited: rx,
+        signal: Arc::new(move |signal| pidfd.get_ref().signal(signal)),
+    })
 }

@@ -12,7 +12,10 @@ pub mod infra;
 mod plan;
 use plan::Plan;
 mod create;
+#[cfg(test)]
+mod fake_kernel;
 mod infra_watch;
+pub mod kernel;
 pub mod record;
 mod resources;
 pub mod stats;
@@ -20,7 +23,8 @@ mod teardown;
 mod userns;
 mod view;
 use create::loopback_list;
-use infra_watch::watch_infra;
+pub use kernel::{InfraHandle, RealKernel, SandboxKernel, Step};
+use kernel::{InfraSpawn, StepFuture};
 use view::{matches_filter, metadata};
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,13 +33,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cri::api::v1 as cri;
-use tokio::io::unix::AsyncFd;
-use tokio::sync::watch;
 
 use crate::sys::cni::{self, Attachment, NetworkList, PortMapping};
 use crate::sys::idmap::{self, IdMapping};
-use crate::sys::ns::{self, NsKind};
-use crate::sys::{cgroup, process, sysctl};
+use crate::sys::ns::NsKind;
+use crate::sys::process;
 use infra::{InfraArgs, InfraProcess};
 pub use record::UserNamespace;
 use record::{RecordStore, SandboxRecord, SandboxState};
@@ -47,6 +49,9 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 const KILL_WAIT: Duration = Duration::from_secs(10);
 /// The cgroup parent for requests that name none.
 const DEFAULT_CGROUP_PARENT: &str = "/deckhand";
+/// How long one kernel step of a sandbox may take (the infra handshake has
+/// its own, shorter bound; CNI calls get the CNI timeout on top).
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -60,6 +65,8 @@ pub enum SandboxError {
         "runtime handler {0:?} not found: this node has only the default handler (\"\" or \"runc\")"
     )]
     HandlerNotFound(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -92,12 +99,6 @@ struct Sandbox {
     infra: Mutex<Option<InfraHandle>>,
 }
 
-#[derive(Clone)]
-struct InfraHandle {
-    pidfd: Arc<AsyncFd<process::PidFd>>,
-    exited: watch::Receiver<bool>,
-}
-
 pub struct SandboxManager {
     config: SandboxManagerConfig,
     records: RecordStore,
@@ -106,6 +107,11 @@ pub struct SandboxManager {
     names: Mutex<HashMap<String, String>>,
     /// Whether pods may have user namespaces here, probed once.
     userns_support: tokio::sync::OnceCell<Result<(), String>>,
+    /// The kernel-facing steps (the real kernel, or a fake in tests).
+    kernel: Arc<dyn SandboxKernel>,
+    /// How long one kernel step may take (CNI calls get the CNI timeout
+    /// on top, their plugins being killed at it).
+    step_timeout: Duration,
 }
 
 /// A sandbox as its containers see it.
@@ -136,6 +142,23 @@ impl SandboxManager {
     /// Loads the records a previous deckhand left: running sandboxes are
     /// adopted, half-made ones are released.
     pub async fn new(config: SandboxManagerConfig) -> Arc<Self> {
+        let kernel = Arc::new(RealKernel {
+            infra_exe: config.infra_exe.clone(),
+            cni_conf_dir: config.cni_conf_dir.clone(),
+            cni: cni::Exec {
+                bin_dirs: config.cni_bin_dirs.clone(),
+                timeout: config.cni_timeout,
+            },
+        });
+        Self::with_kernel(config, kernel, STEP_TIMEOUT).await
+    }
+
+    /// [`Self::new`] over any kernel, each step bounded by `step_timeout`.
+    pub async fn with_kernel(
+        config: SandboxManagerConfig,
+        kernel: Arc<dyn SandboxKernel>,
+        step_timeout: Duration,
+    ) -> Arc<Self> {
         let records = RecordStore::new(config.state_dir.join("sandboxes"));
         let manager = Arc::new(SandboxManager {
             records,
@@ -143,6 +166,8 @@ impl SandboxManager {
             sandboxes: Mutex::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
             userns_support: tokio::sync::OnceCell::new(),
+            kernel,
+            step_timeout,
         });
         let store = manager.records.clone();
         let records = blocking(move || store.load_all()).await.unwrap_or_default();
@@ -156,7 +181,9 @@ impl SandboxManager {
                 continue;
             }
             let handle = match record.infra {
-                Some(infra) if infra.alive() => watch_infra(infra).ok(),
+                Some(infra) if manager.kernel.infra_alive(&infra) => {
+                    manager.kernel.watch_infra(infra).ok()
+                }
                 _ => None,
             };
             if handle.is_none() && record.state == SandboxState::Ready {
@@ -187,9 +214,10 @@ impl SandboxManager {
     }
 
     pub async fn network_status(&self) -> NetworkStatus {
-        let dir = self.config.cni_conf_dir.clone();
-        let loaded = blocking(move || cni::load_default(&dir)).await;
-        match loaded.and_then(|r| r.map_err(|e| SandboxError::Failed(e.to_string()))) {
+        match self
+            .step(Step::LoadNetwork, self.kernel.load_network())
+            .await
+        {
             Ok(list) => NetworkStatus {
                 ready: true,
                 message: format!("CNI network {:?} from {}", list.name, list.source.display()),
@@ -213,6 +241,29 @@ impl SandboxManager {
         match (matches.next(), matches.next()) {
             (Some((_, s)), None) => Ok(s.clone()),
             _ => Err(SandboxError::NotFound(id.to_string())),
+        }
+    }
+
+    /// Runs one kernel step under its timeout. A step that does not finish
+    /// is abandoned (its future dropped) and reported as DeadlineExceeded,
+    /// so the caller rolls back and lets go of the sandbox.
+    pub(super) async fn step<T>(
+        &self,
+        step: Step,
+        future: StepFuture<'_, T>,
+    ) -> Result<T, SandboxError> {
+        let limit = match step {
+            Step::CniAdd | Step::CniDel => self.config.cni_timeout + self.step_timeout,
+            _ => self.step_timeout,
+        };
+        match tokio::time::timeout(limit, future).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(?step, ?limit, "sandbox step timed out");
+                Err(SandboxError::DeadlineExceeded(format!(
+                    "sandbox step {step:?} did not finish within {limit:?}"
+                )))
+            }
         }
     }
 
@@ -271,5 +322,7 @@ pub(crate) fn new_id() -> String {
     hex::encode(bytes)
 }
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod tests;

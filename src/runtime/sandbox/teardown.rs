@@ -37,19 +37,17 @@ impl SandboxManager {
     ) -> Result<(), SandboxError> {
         let mut first_error = None;
         if let Some(network) = record.network.clone().filter(|n| n.attached) {
-            let exec = self.exec();
             let att = self.attachment(record, "eth0", network.port_mappings.clone());
-            match exec.del(&network.list, &att, network.result.as_ref()).await {
+            let del = self
+                .kernel
+                .cni_del(network.list.clone(), att, network.result.clone());
+            match self.step(Step::CniDel, del).await {
                 Ok(()) => {
                     if network.loopback {
                         // lo goes away with the namespace: a failed DEL leaks nothing.
-                        let _ = exec
-                            .del(
-                                &loopback_list(),
-                                &self.attachment(record, "lo", vec![]),
-                                None,
-                            )
-                            .await;
+                        let att = self.attachment(record, "lo", vec![]);
+                        let del = self.kernel.cni_del(loopback_list(), att, None);
+                        let _ = self.step(Step::CniDel, del).await;
                     }
                     record.network.as_mut().expect("network").attached = false;
                     if let Err(e) = self.save(record).await {
@@ -57,18 +55,18 @@ impl SandboxManager {
                     }
                 }
                 Err(e) => {
-                    first_error.get_or_insert(SandboxError::failed("CNI DEL", e));
+                    first_error.get_or_insert(e);
                 }
             }
         }
         if let Some(infra) = record.infra {
             let handle = match handle {
                 Some(h) => Some(h),
-                None if infra.alive() => watch_infra(infra).ok(),
+                None if self.kernel.infra_alive(&infra) => self.kernel.watch_infra(infra).ok(),
                 None => None,
             };
             match handle {
-                Some(handle) => match stop_infra(&handle).await {
+                Some(handle) => match self.stop_infra(&handle).await {
                     Ok(()) => record.infra = None,
                     Err(e) => {
                         first_error.get_or_insert(e);
@@ -93,7 +91,7 @@ impl SandboxManager {
     ) -> Result<(), SandboxError> {
         let mut first_error: Option<SandboxError> = None;
         let id = record.id.clone();
-        let mut step = |result: Result<(), SandboxError>| -> Result<(), SandboxError> {
+        let mut done = |result: Result<(), SandboxError>| -> Result<(), SandboxError> {
             match result {
                 Ok(()) => Ok(()),
                 Err(e) if best_effort => {
@@ -104,35 +102,24 @@ impl SandboxManager {
                 Err(e) => Err(e),
             }
         };
-        step(self.stop_parts(record, handle).await)?;
+        done(self.stop_parts(record, handle).await)?;
+        let kernel = &self.kernel;
         let pins: Vec<PathBuf> = record
             .namespaces
             .iter()
             .map(|k| record.ns_path(*k))
             .collect();
-        step(
-            blocking(move || pins.iter().try_for_each(|p| ns::unpin(p)))
-                .await
-                .and_then(|r| r.map_err(|e| SandboxError::failed("unpinning namespace", e))),
-        )?;
+        done(self.step(Step::Unpin, kernel.unpin_namespaces(pins)).await)?;
         if let Some(cg) = record.cgroup.clone() {
-            step(
-                blocking(move || cgroup::remove(&cg))
-                    .await
-                    .and_then(|r| r.map_err(|e| SandboxError::failed("removing pod cgroup", e))),
+            done(
+                self.step(Step::CgroupRemove, kernel.remove_cgroup(cg))
+                    .await,
             )?;
         }
         let dir = record.dir.clone();
-        step(
-            blocking(move || match std::fs::remove_dir_all(&dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            })
-            .await
-            .and_then(|r| r.map_err(|e| SandboxError::failed("removing sandbox dir", e))),
-        )?;
+        done(self.step(Step::DirRemove, kernel.remove_dir(dir)).await)?;
         let (store, id) = (self.records.clone(), record.id.clone());
-        step(
+        done(
             blocking(move || store.delete(&id))
                 .await
                 .and_then(|r| r.map_err(|e| SandboxError::failed("removing sandbox record", e))),
@@ -192,28 +179,26 @@ impl SandboxManager {
         }
         Ok(())
     }
-}
 
-/// SIGTERM, a grace period, SIGKILL; returns once the process has exited
-/// and been reaped (the watcher reaps before it reports).
-pub(super) async fn stop_infra(handle: &InfraHandle) -> Result<(), SandboxError> {
-    let mut exited = handle.exited.clone();
-    let pidfd = handle.pidfd.get_ref();
-    pidfd
-        .signal(nix::sys::signal::Signal::SIGTERM)
-        .map_err(|e| SandboxError::failed("signalling infra process", e))?;
-    if tokio::time::timeout(STOP_GRACE, exited.wait_for(|e| *e))
-        .await
-        .is_ok()
-    {
-        return Ok(());
+    /// SIGTERM, a grace period, SIGKILL; returns once the process has
+    /// exited and been reaped (the watcher reaps before it reports).
+    pub(super) async fn stop_infra(&self, handle: &InfraHandle) -> Result<(), SandboxError> {
+        let mut exited = handle.exited.clone();
+        let pid = handle.pid;
+        (handle.signal)(nix::sys::signal::Signal::SIGTERM)
+            .map_err(|e| SandboxError::failed("signalling infra process", e))?;
+        if tokio::time::timeout(STOP_GRACE, exited.wait_for(|e| *e))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        tracing::warn!(pid, "infra process ignored SIGTERM; killing");
+        (handle.signal)(nix::sys::signal::Signal::SIGKILL)
+            .map_err(|e| SandboxError::failed("killing infra process", e))?;
+        tokio::time::timeout(KILL_WAIT, exited.wait_for(|e| *e))
+            .await
+            .map(|_| ())
+            .map_err(|_| SandboxError::Failed(format!("infra process {pid} did not exit")))
     }
-    tracing::warn!(pid = pidfd.pid(), "infra process ignored SIGTERM; killing");
-    pidfd
-        .signal(nix::sys::signal::Signal::SIGKILL)
-        .map_err(|e| SandboxError::failed("killing infra process", e))?;
-    tokio::time::timeout(KILL_WAIT, exited.wait_for(|e| *e))
-        .await
-        .map(|_| ())
-        .map_err(|_| SandboxError::Failed(format!("infra process {} did not exit", pidfd.pid())))
 }
