@@ -30,7 +30,7 @@ impl SandboxManager {
         let id = new_id();
         let reserved = record::reserved_name(&plan.name, &plan.namespace, &plan.uid, plan.attempt);
         {
-            let mut names = self.names.lock().unwrap();
+            let mut names = self.names.lock();
             if let Some(owner) = names.get(&reserved) {
                 return Err(SandboxError::AlreadyExists(format!(
                     "pod sandbox name {reserved:?} is reserved for {owner}"
@@ -47,7 +47,7 @@ impl SandboxManager {
             {
                 Ok(list) => Some(list),
                 Err(e) => {
-                    self.names.lock().unwrap().remove(&reserved);
+                    self.names.lock().remove(&reserved);
                     return Err(e);
                 }
             }
@@ -65,7 +65,7 @@ impl SandboxManager {
                 if let Err(re) = self.release(&mut record, None, true).await {
                     tracing::error!(%id, error = %re, "rollback incomplete");
                 }
-                self.names.lock().unwrap().remove(&reserved);
+                self.names.lock().remove(&reserved);
                 Err(e)
             }
         }

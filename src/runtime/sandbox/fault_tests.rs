@@ -194,15 +194,7 @@ async fn a_restart_adopts_ready_pods_and_marks_dead_ones_not_ready() {
     let manager = manager(dir.path(), &fake).await;
     let alive = manager.run(request("alive")).await.unwrap();
     let dead = manager.run(request("dead")).await.unwrap();
-    let dead_pid = manager
-        .get(&dead)
-        .unwrap()
-        .record
-        .lock()
-        .unwrap()
-        .infra
-        .unwrap()
-        .pid;
+    let dead_pid = manager.get(&dead).unwrap().record.lock().infra.unwrap().pid;
     drop(manager);
     // The infra of one pod dies while deckhand is down.
     fake.kill_infra(dead_pid);

@@ -12,7 +12,7 @@ impl SandboxManager {
         tokio::spawn(async move {
             let _ = handle.exited.wait_for(|e| *e).await;
             {
-                let mut record = sandbox.record.lock().unwrap();
+                let mut record = sandbox.record.lock();
                 if record.state != SandboxState::Ready {
                     return;
                 }
@@ -25,11 +25,10 @@ impl SandboxManager {
             let Some(manager) = manager.upgrade() else {
                 return;
             };
-            let current = sandbox.record.lock().unwrap().clone();
+            let current = sandbox.record.lock().clone();
             let listed = manager
                 .sandboxes
                 .lock()
-                .unwrap()
                 .get(&current.id)
                 .is_some_and(|s| Arc::ptr_eq(s, &sandbox));
             if listed {

@@ -27,9 +27,10 @@ pub use kernel::{InfraHandle, RealKernel, SandboxKernel, Step};
 use kernel::{InfraSpawn, StepFuture};
 use view::{matches_filter, metadata};
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cri::api::v1 as cri;
@@ -198,16 +199,13 @@ impl SandboxManager {
 
     fn insert(self: &Arc<Self>, record: SandboxRecord, handle: Option<InfraHandle>) {
         let id = record.id.clone();
-        self.names
-            .lock()
-            .unwrap()
-            .insert(record.reserved_name(), id.clone());
+        self.names.lock().insert(record.reserved_name(), id.clone());
         let sandbox = Arc::new(Sandbox {
             record: Mutex::new(record),
             op: tokio::sync::Mutex::new(()),
             infra: Mutex::new(handle.clone()),
         });
-        self.sandboxes.lock().unwrap().insert(id, sandbox.clone());
+        self.sandboxes.lock().insert(id, sandbox.clone());
         if let Some(handle) = handle {
             self.on_infra_exit(sandbox, handle);
         }
@@ -230,7 +228,7 @@ impl SandboxManager {
     }
 
     fn get(&self, id: &str) -> Result<Arc<Sandbox>, SandboxError> {
-        let sandboxes = self.sandboxes.lock().unwrap();
+        let sandboxes = self.sandboxes.lock();
         if let Some(s) = sandboxes.get(id) {
             return Ok(s.clone());
         }

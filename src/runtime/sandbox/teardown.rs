@@ -9,20 +9,20 @@ impl Sandbox {
     /// returns a working copy of its record with the infra handle.
     pub(super) fn begin_teardown(&self) -> (SandboxRecord, Option<InfraHandle>) {
         let record = {
-            let mut current = self.record.lock().unwrap();
+            let mut current = self.record.lock();
             current.state = SandboxState::NotReady;
             current.clone()
         };
-        (record, self.infra.lock().unwrap().clone())
+        (record, self.infra.lock().clone())
     }
 
     /// Publishes what a teardown step left of the record, done or not.
     pub(super) fn end_teardown(&self, record: &mut SandboxRecord) {
         if record.infra.is_none() {
-            *self.infra.lock().unwrap() = None;
+            *self.infra.lock() = None;
         }
         record.state = SandboxState::NotReady;
-        *self.record.lock().unwrap() = record.clone();
+        *self.record.lock() = record.clone();
     }
 }
 
@@ -172,8 +172,8 @@ impl SandboxManager {
         let result = self.release(&mut record, handle, false).await;
         sandbox.end_teardown(&mut record);
         result?;
-        self.sandboxes.lock().unwrap().remove(&record.id);
-        let mut names = self.names.lock().unwrap();
+        self.sandboxes.lock().remove(&record.id);
+        let mut names = self.names.lock();
         if names.get(&record.reserved_name()) == Some(&record.id) {
             names.remove(&record.reserved_name());
         }

@@ -7,7 +7,7 @@ impl SandboxManager {
     /// needs to know of it.
     pub fn info(&self, id: &str) -> Result<SandboxInfo, SandboxError> {
         let sandbox = self.get(id)?;
-        let record = sandbox.record.lock().unwrap();
+        let record = sandbox.record.lock();
         Ok(SandboxInfo {
             id: record.id.clone(),
             ready: record.state == SandboxState::Ready,
@@ -32,7 +32,7 @@ impl SandboxManager {
         verbose: bool,
     ) -> Result<cri::PodSandboxStatusResponse, SandboxError> {
         let sandbox = self.get(id)?;
-        let record = sandbox.record.lock().unwrap();
+        let record = sandbox.record.lock();
         let mut info = HashMap::new();
         if verbose {
             let detail = serde_json::json!({
@@ -88,12 +88,11 @@ impl SandboxManager {
 
     /// ListPodSandbox, from memory.
     pub fn list(&self, filter: Option<&cri::PodSandboxFilter>) -> Vec<cri::PodSandbox> {
-        let sandboxes: Vec<Arc<Sandbox>> =
-            self.sandboxes.lock().unwrap().values().cloned().collect();
+        let sandboxes: Vec<Arc<Sandbox>> = self.sandboxes.lock().values().cloned().collect();
         let mut out: Vec<cri::PodSandbox> = sandboxes
             .iter()
             .filter_map(|s| {
-                let record = s.record.lock().unwrap();
+                let record = s.record.lock();
                 matches_filter(&record, filter).then(|| cri::PodSandbox {
                     id: record.id.clone(),
                     metadata: Some(metadata(&record)),

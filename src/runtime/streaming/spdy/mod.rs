@@ -14,8 +14,9 @@
 //! (spdystream) neither sends nor honours WINDOW_UPDATE, so we ignore it
 //! too; back-pressure comes from TCP, through bounded queues.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
@@ -88,7 +89,7 @@ impl StreamWriter {
         let mut p = Vec::with_capacity(8);
         p.put_u32(self.id);
         p.put_u32(CANCEL);
-        self.shared.streams.lock().unwrap().remove(&self.id);
+        self.shared.streams.lock().remove(&self.id);
         let _ = self.shared.out.send(control(RST_STREAM, 0, &p)).await;
     }
 }
@@ -134,8 +135,8 @@ impl Connection {
                 tracing::debug!(error = %e, "SPDY connection ended");
             }
             // Every stream's incoming side ends with the connection.
-            reader_shared.streams.lock().unwrap().clear();
-            reader_shared.replies.lock().unwrap().clear();
+            reader_shared.streams.lock().clear();
+            reader_shared.replies.lock().clear();
             let _ = closed_tx.send(true);
         });
         Connection {
@@ -154,8 +155,8 @@ impl Connection {
             .fetch_add(2, std::sync::atomic::Ordering::SeqCst);
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
-        self.shared.streams.lock().unwrap().insert(id, Some(tx));
-        self.shared.replies.lock().unwrap().insert(id, reply_tx);
+        self.shared.streams.lock().insert(id, Some(tx));
+        self.shared.replies.lock().insert(id, reply_tx);
         {
             let mut deflate = self.shared.deflate.lock().await;
             let mut frame = Vec::new();
@@ -245,7 +246,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 flags,
                 data,
             } => {
-                let inbox = shared.streams.lock().unwrap().get(&stream).cloned();
+                let inbox = shared.streams.lock().get(&stream).cloned();
                 if let Some(Some(tx)) = inbox
                     && !data.is_empty()
                 {
@@ -253,7 +254,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     let _ = tx.send(data).await;
                 }
                 if flags & FLAG_FIN != 0
-                    && let Some(inbox) = shared.streams.lock().unwrap().get_mut(&stream)
+                    && let Some(inbox) = shared.streams.lock().get_mut(&stream)
                 {
                     *inbox = None;
                 }
@@ -267,7 +268,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     let headers = inflate.decode(&data[10..])?;
                     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
                     let inbox = (flags & FLAG_FIN == 0).then_some(tx);
-                    shared.streams.lock().unwrap().insert(id, inbox);
+                    shared.streams.lock().insert(id, inbox);
                     {
                         let mut deflate = shared.deflate.lock().await;
                         let mut reply = Vec::new();
@@ -292,25 +293,25 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     };
                     if accept.send(stream).await.is_err() {
                         // Nobody takes streams any more: refuse this one.
-                        shared.streams.lock().unwrap().remove(&id);
+                        shared.streams.lock().remove(&id);
                     }
                 }
                 SYN_REPLY if data.len() >= 4 => {
                     let id = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) & 0x7fff_ffff;
                     // Keep the zlib stream in step, even if we ignore them.
                     inflate.decode(&data[4..])?;
-                    if let Some(waiter) = shared.replies.lock().unwrap().remove(&id) {
+                    if let Some(waiter) = shared.replies.lock().remove(&id) {
                         let _ = waiter.send(());
                     }
                     if flags & FLAG_FIN != 0
-                        && let Some(inbox) = shared.streams.lock().unwrap().get_mut(&id)
+                        && let Some(inbox) = shared.streams.lock().get_mut(&id)
                     {
                         *inbox = None;
                     }
                 }
                 RST_STREAM if data.len() >= 4 => {
                     let id = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) & 0x7fff_ffff;
-                    shared.streams.lock().unwrap().remove(&id);
+                    shared.streams.lock().remove(&id);
                 }
                 PING if shared.out.send(control(PING, 0, &data)).await.is_err() => return Ok(()),
                 GOAWAY => return Ok(()),
