@@ -345,12 +345,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ContainerError::failed("blocking task", e))
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+use crate::runtime::clock::now_ns;
 
 fn is_not_found(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::NotFound

@@ -2,6 +2,7 @@
 //! or a hang at each step, and a crash at each step, without root.
 
 use super::fake_kernel::{FakeKernel, Fault};
+use super::tests::request;
 use super::*;
 
 /// The creation steps a pod with its own network takes, in order.
@@ -14,25 +15,6 @@ const CREATE_STEPS: [Step; 7] = [
     Step::CniAdd,
     Step::Files,
 ];
-
-fn request(name: &str) -> cri::RunPodSandboxRequest {
-    cri::RunPodSandboxRequest {
-        config: Some(cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata {
-                name: name.into(),
-                uid: "uid-1".into(),
-                namespace: "default".into(),
-                attempt: 0,
-            }),
-            linux: Some(cri::LinuxPodSandboxConfig {
-                cgroup_parent: "/kubepods/pod1".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        runtime_handler: String::new(),
-    }
-}
 
 fn config(dir: &Path) -> SandboxManagerConfig {
     SandboxManagerConfig {

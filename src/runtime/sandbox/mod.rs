@@ -292,12 +292,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| SandboxError::failed("blocking task", e))
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+use crate::runtime::clock::now_ns;
 
 /// A random 64-hex-digit id, like containerd's.
 pub(crate) fn new_id() -> String {
