@@ -17,6 +17,12 @@ use containerd_client::services::v1::{
 };
 use tonic::transport::Channel;
 
+/// How long a unary call about a task or container may take. containerd
+/// honours the deadline (grpc-timeout) on its calls into the shim, so a
+/// shim that stops answering (wedged, or SIGSTOPped) gives DeadlineExceeded
+/// instead of a call that never returns.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// containerd's gRPC servers accept up to 16 MiB a message; keep our replies below.
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
@@ -59,6 +65,14 @@ impl Containerd {
     /// A request carrying our namespace.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         self.request_in(message, None)
+    }
+
+    /// A request carrying our namespace and a deadline of [`CALL_TIMEOUT`]:
+    /// for unary calls that must answer soon (not Wait, not streams).
+    pub fn call<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = self.request_in(message, None);
+        request.set_timeout(CALL_TIMEOUT);
+        request
     }
 
     /// A request carrying our namespace and, when given, a lease that holds

@@ -1,5 +1,6 @@
 //! The container runtime: images, sandboxes, containers; backends containerd | runc.
 
+pub mod clock;
 pub mod container;
 pub mod containerd;
 pub mod image;

@@ -67,6 +67,7 @@ impl From<SandboxError> for CriError {
             SandboxError::InvalidArgument(_) => Code::InvalidArgument,
             SandboxError::AlreadyExists(_) => Code::AlreadyExists,
             SandboxError::NotFound(_) | SandboxError::HandlerNotFound(_) => Code::NotFound,
+            SandboxError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             SandboxError::Failed(_) => Code::Internal,
         };
         CriError::new(code, e.to_string())

@@ -103,6 +103,20 @@ pub fn state(pid: i32) -> Option<char> {
     rest.split_whitespace().next()?.chars().next()
 }
 
+/// The process's parent pid (field 4 of /proc/<pid>/stat).
+pub fn parent(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The process's command name (/proc/<pid>/comm).
+pub fn comm(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim_end().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +135,8 @@ mod tests {
         assert!(t > 0);
         assert_eq!(start_time(me).unwrap(), t);
         assert!(state(me).is_some_and(|s| s != 'Z'));
+        assert_eq!(parent(me), Some(nix::unistd::getppid().as_raw()));
+        assert!(comm(me).is_some_and(|c| !c.is_empty()));
         let fd = PidFd::open(me).unwrap();
         assert_eq!(fd.pid(), me);
     }

@@ -2,9 +2,10 @@
 //! container carries, as an extension, what CRI reports of it; its task (or
 //! the lack of one) says whether it runs, has exited, or never started.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::cri::api::v1 as cri;
 use containerd_client::services::v1::{GetRequest, ListContainersRequest, UpdateContainerRequest};
@@ -193,15 +194,13 @@ impl ContainerManager {
             let container = Arc::new(container);
             self.names
                 .lock()
-                .unwrap()
                 .insert(container.reserved_name.clone(), container.id.clone());
             self.containers
                 .lock()
-                .unwrap()
                 .insert(container.id.clone(), container.clone());
             let task = cd
                 .tasks()
-                .get(cd.request(GetRequest {
+                .get(cd.call(GetRequest {
                     container_id: container.id.clone(),
                     exec_id: String::new(),
                 }))
@@ -209,7 +208,7 @@ impl ContainerManager {
             match task.map(|r| r.into_inner().process) {
                 Ok(Some(p)) if p.status == ProcessStatus::Stopped as i32 => {
                     {
-                        let mut rt = container.runtime.lock().unwrap();
+                        let mut rt = container.runtime.lock();
                         rt.state = State::Running;
                         rt.pid = p.pid;
                     }
@@ -220,7 +219,7 @@ impl ContainerManager {
                     self.record_exit(&container, p.exit_status as i32, at).await;
                 }
                 Ok(Some(p)) => {
-                    let mut rt = container.runtime.lock().unwrap();
+                    let mut rt = container.runtime.lock();
                     if rt.state == State::Created {
                         rt.state = State::Running;
                         rt.pid = p.pid;
@@ -228,7 +227,7 @@ impl ContainerManager {
                 }
                 Ok(None) => {}
                 Err(status) if is_not_found(&status) => {
-                    let mut rt = container.runtime.lock().unwrap();
+                    let mut rt = container.runtime.lock();
                     if rt.started_at > 0 && rt.state != State::Exited {
                         // It ran, and its end went unseen (e.g. a reboot).
                         rt.state = State::Exited;

@@ -124,7 +124,7 @@ async fn feed_stdin(
         // process reads EOF.
         let closed = cd
             .tasks()
-            .close_io(cd.request(CloseIoRequest {
+            .close_io(cd.call(CloseIoRequest {
                 container_id: container.id.clone(),
                 exec_id: String::new(),
                 stdin: true,

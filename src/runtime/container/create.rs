@@ -2,9 +2,10 @@
 //! snapshot, build the OCI spec, create the containerd container. Every step
 //! is undone if a later one fails.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cri::api::v1 as cri;
@@ -89,7 +90,7 @@ impl ContainerManager {
         let id = crate::runtime::sandbox::new_id();
         let reserved_name = format!("{}/{}/{}", sandbox.id, metadata.name, metadata.attempt);
         {
-            let mut names = self.names.lock().unwrap();
+            let mut names = self.names.lock();
             if let Some(owner) = names.get(&reserved_name) {
                 return Err(ContainerError::AlreadyExists(format!(
                     "container name {:?} (attempt {}) in sandbox {} is reserved for {owner}",
@@ -178,10 +179,7 @@ impl ContainerManager {
         match self.make(&plan, &config, &exec, &sandbox, &mut made).await {
             Ok(()) => {
                 let _order = self.events.order();
-                self.containers
-                    .lock()
-                    .unwrap()
-                    .insert(id.clone(), container);
+                self.containers.lock().insert(id.clone(), container);
                 tracing::info!(%id, sandbox = %sandbox.id, "container created");
                 self.emit(
                     &id,
@@ -195,7 +193,7 @@ impl ContainerManager {
                 if let Err(re) = self.unmake(&plan, &made).await {
                     tracing::error!(%id, error = %re, "rollback incomplete");
                 }
-                self.names.lock().unwrap().remove(&reserved_name);
+                self.names.lock().remove(&reserved_name);
                 Err(e)
             }
         }
@@ -213,7 +211,7 @@ impl ContainerManager {
         let lease = cd
             .create_lease("container", LEASE_TTL)
             .await
-            .map_err(|s| ContainerError::failed("creating lease", s.message()))?;
+            .map_err(|s| ContainerError::from_status("creating lease", &s))?;
         let result = self
             .make_leased(plan, config, exec, sandbox, made, &lease)
             .await;
@@ -250,7 +248,7 @@ impl ContainerManager {
                 Some(lease),
             ))
             .await
-            .map_err(|s| ContainerError::failed("preparing rootfs snapshot", s.message()))?;
+            .map_err(|s| ContainerError::from_status("preparing rootfs snapshot", &s))?;
 
         let (passwd, group) = rootfs::read_user_files(
             cd,
@@ -377,7 +375,7 @@ impl ContainerManager {
                 ),
             )
             .await
-            .map_err(|s| ContainerError::failed("creating containerd container", s.message()))?;
+            .map_err(|s| ContainerError::from_status("creating containerd container", &s))?;
         Ok(())
     }
 
@@ -407,10 +405,7 @@ impl ContainerManager {
                 .await
             && !super::is_not_found(&status)
         {
-            first_error.get_or_insert(ContainerError::failed(
-                "deleting container",
-                status.message(),
-            ));
+            first_error.get_or_insert(ContainerError::from_status("deleting container", &status));
         }
         if made.snapshot
             && unmounted
@@ -423,10 +418,7 @@ impl ContainerManager {
                 .await
             && !super::is_not_found(&status)
         {
-            first_error.get_or_insert(ContainerError::failed(
-                "removing snapshot",
-                status.message(),
-            ));
+            first_error.get_or_insert(ContainerError::from_status("removing snapshot", &status));
         }
         if made.dir && unmounted {
             let dir = plan.dir.clone();
@@ -563,77 +555,6 @@ fn sandbox_context(
         dev_shm: None,
     }
 }
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sandbox() -> SandboxInfo {
-        SandboxInfo {
-            id: "sb".into(),
-            ready: true,
-            dir: "/run/deckhand/sandboxes/sb".into(),
-            cgroup: Some("/deckhand/sb".into()),
-            hostname: "pod".into(),
-            log_directory: String::new(),
-            namespaces: vec![
-                (NsKind::Net, "/pins/net".into()),
-                (NsKind::Uts, "/pins/uts".into()),
-                (NsKind::Ipc, "/pins/ipc".into()),
-                (NsKind::Pid, "/pins/pid".into()),
-            ],
-            pid_mode: cri::NamespaceMode::Pod as i32,
-            userns: None,
-        }
-    }
-
-    fn with_pid(mode: cri::NamespaceMode) -> cri::LinuxContainerSecurityContext {
-        cri::LinuxContainerSecurityContext {
-            namespace_options: Some(cri::NamespaceOption {
-                pid: mode as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn a_container_joins_the_pods_namespaces_and_files() {
-        let c = sandbox_context(
-            &sandbox(),
-            &with_pid(cri::NamespaceMode::Pod),
-            "/deckhand/sb/c",
-            None,
-        );
-        assert_eq!(
-            c.network.as_deref(),
-            Some(std::path::Path::new("/pins/net"))
-        );
-        assert_eq!(c.pid.as_deref(), Some(std::path::Path::new("/pins/pid")));
-        assert!(!c.host_pid);
-        assert_eq!(c.cgroups_path, "/deckhand/sb/c");
-        assert_eq!(
-            c.resolv_conf.as_deref(),
-            Some(std::path::Path::new(
-                "/run/deckhand/sandboxes/sb/resolv.conf"
-            ))
-        );
-    }
-
-    #[test]
-    fn the_containers_pid_mode_picks_its_pid_namespace() {
-        let own = sandbox_context(
-            &sandbox(),
-            &with_pid(cri::NamespaceMode::Container),
-            "x",
-            None,
-        );
-        assert_eq!((own.pid, own.host_pid), (None, false));
-        let host = sandbox_context(&sandbox(), &with_pid(cri::NamespaceMode::Node), "x", None);
-        assert_eq!((host.pid, host.host_pid), (None, true));
-        let mut host_net = sandbox();
-        host_net.namespaces.retain(|(k, _)| *k == NsKind::Pid);
-        let c = sandbox_context(&host_net, &with_pid(cri::NamespaceMode::Pod), "x", None);
-        assert_eq!((c.network, c.uts, c.ipc), (None, None, None));
-    }
-}
+#[path = "create_tests.rs"]
+mod tests;

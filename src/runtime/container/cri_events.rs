@@ -9,7 +9,7 @@
 //! relists, as the kubelet does), instead of the runtime holding events for
 //! it without limit.
 
-use std::sync::{Mutex, MutexGuard};
+use parking_lot::{Mutex, MutexGuard};
 
 use futures::Stream;
 use tokio::sync::broadcast;
@@ -41,7 +41,7 @@ impl EventFeed {
     /// across an await (it is a std mutex) nor taken under a container's
     /// runtime lock.
     pub(super) fn order(&self) -> MutexGuard<'_, ()> {
-        self.order.lock().unwrap_or_else(|e| e.into_inner())
+        self.order.lock()
     }
 }
 
@@ -133,7 +133,6 @@ impl ContainerManager {
         let mut ids: Vec<(i64, String)> = self
             .containers
             .lock()
-            .unwrap()
             .values()
             .filter(|c| c.sandbox_id == sandbox_id)
             .map(|c| (c.created_at, c.id.clone()))

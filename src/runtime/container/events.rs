@@ -70,7 +70,7 @@ async fn subscribe(manager: &ContainerManager) -> Result<EventStream, tonic::Sta
 pub(super) async fn watch(manager: &Arc<ContainerManager>) -> Result<(), ContainerError> {
     let stream = subscribe(manager)
         .await
-        .map_err(|s| ContainerError::failed("subscribing to containerd events", s.message()))?;
+        .map_err(|s| ContainerError::from_status("subscribing to containerd events", &s))?;
     let weak = Arc::downgrade(manager);
     tokio::spawn(read_events(weak, stream));
     Ok(())
@@ -120,9 +120,9 @@ impl ContainerManager {
         match envelope.topic.as_str() {
             "/tasks/oom" => {
                 if let Ok(oom) = TaskOom::decode(event.value.as_slice())
-                    && let Some(c) = self.containers.lock().unwrap().get(&oom.container_id)
+                    && let Some(c) = self.containers.lock().get(&oom.container_id)
                 {
-                    c.runtime.lock().unwrap().oom = true;
+                    c.runtime.lock().oom = true;
                 }
             }
             "/tasks/exit" => {
@@ -133,12 +133,7 @@ impl ContainerManager {
                 if exit.id != exit.container_id {
                     return;
                 }
-                let Some(container) = self
-                    .containers
-                    .lock()
-                    .unwrap()
-                    .get(&exit.container_id)
-                    .cloned()
+                let Some(container) = self.containers.lock().get(&exit.container_id).cloned()
                 else {
                     return;
                 };
@@ -164,7 +159,7 @@ impl ContainerManager {
         let oom_in_cgroup = blocking(move || oom_killed(&cgroup)).await.unwrap_or(false);
         {
             let _order = self.events.order();
-            let mut rt = container.runtime.lock().unwrap();
+            let mut rt = container.runtime.lock();
             if rt.state == State::Exited {
                 return;
             }
@@ -204,7 +199,6 @@ impl ContainerManager {
         let running: Vec<Arc<Container>> = self
             .containers
             .lock()
-            .unwrap()
             .values()
             .filter(|c| c.snapshot().state == State::Running)
             .cloned()
@@ -213,7 +207,7 @@ impl ContainerManager {
             let cd = &self.containerd;
             let got = cd
                 .tasks()
-                .get(cd.request(GetRequest {
+                .get(cd.call(GetRequest {
                     container_id: container.id.clone(),
                     exec_id: String::new(),
                 }))

@@ -113,7 +113,7 @@ impl ContainerManager {
         let stderr = tokio::spawn(collect(err_r));
 
         cd.tasks()
-            .exec(cd.request(ExecProcessRequest {
+            .exec(cd.call(ExecProcessRequest {
                 container_id: container_id.to_string(),
                 exec_id: exec_id.to_string(),
                 stdout: stdout_path.to_string_lossy().into_owned(),
@@ -125,7 +125,7 @@ impl ContainerManager {
                 ..Default::default()
             }))
             .await
-            .map_err(|s| ContainerError::failed("creating exec process", s.message()))?;
+            .map_err(|s| ContainerError::from_status("creating exec process", &s))?;
         let result = self
             .run_exec(container_id, exec_id, timeout_s, cancelled)
             .await;
@@ -151,7 +151,7 @@ impl ContainerManager {
         let cd = &self.containerd;
         if let Err(status) = cd
             .tasks()
-            .delete_process(cd.request(DeleteProcessRequest {
+            .delete_process(cd.call(DeleteProcessRequest {
                 container_id: container_id.to_string(),
                 exec_id: exec_id.to_string(),
             }))
@@ -197,12 +197,12 @@ impl ContainerManager {
         let cd = &self.containerd;
         let pid = cd
             .tasks()
-            .start(cd.request(StartRequest {
+            .start(cd.call(StartRequest {
                 container_id: container_id.to_string(),
                 exec_id: exec_id.to_string(),
             }))
             .await
-            .map_err(|s| ContainerError::failed("starting exec process", s.message()))?
+            .map_err(|s| ContainerError::from_status("starting exec process", &s))?
             .into_inner()
             .pid;
         let wait = || {
@@ -230,7 +230,7 @@ impl ContainerManager {
         match waited {
             Ok(r) => r
                 .map(|r| r.into_inner().exit_status as i32)
-                .map_err(|s| ContainerError::failed("waiting for exec process", s.message())),
+                .map_err(|s| ContainerError::from_status("waiting for exec process", &s)),
             Err(why) => {
                 // What the exec started (`sh -c "sleep 60"`'s sleep) goes
                 // too: an orphan would linger in the container.
@@ -238,7 +238,7 @@ impl ContainerManager {
                     blocking(move || crate::sys::process::descendants(pid as i32)).await?;
                 let killed = cd
                     .tasks()
-                    .kill(cd.request(KillRequest {
+                    .kill(cd.call(KillRequest {
                         container_id: container_id.to_string(),
                         exec_id: exec_id.to_string(),
                         signal: libc::SIGKILL as u32,

@@ -133,7 +133,7 @@ impl ContainerManager {
             }
         };
         cd.tasks()
-            .exec(cd.request(ExecProcessRequest {
+            .exec(cd.call(ExecProcessRequest {
                 container_id: container_id.to_string(),
                 exec_id: exec_id.to_string(),
                 stdin: named("stdin", stdin.is_some()),
@@ -146,7 +146,7 @@ impl ContainerManager {
                 }),
             }))
             .await
-            .map_err(|s| ContainerError::failed("creating exec process", s.message()))?;
+            .map_err(|s| ContainerError::from_status("creating exec process", &s))?;
 
         let result = self
             .run_session_process(container_id, exec_id, stdin, session)
@@ -170,12 +170,12 @@ impl ContainerManager {
     ) -> Result<i32, ContainerError> {
         let cd = &self.containerd;
         cd.tasks()
-            .start(cd.request(StartRequest {
+            .start(cd.call(StartRequest {
                 container_id: container_id.to_string(),
                 exec_id: exec_id.to_string(),
             }))
             .await
-            .map_err(|s| ContainerError::failed("starting exec process", s.message()))?;
+            .map_err(|s| ContainerError::from_status("starting exec process", &s))?;
         let feeders = Feeders::start(cd, container_id, exec_id, stdin, session.resize.take());
         let wait = {
             let mut tasks = cd.tasks();
@@ -188,10 +188,10 @@ impl ContainerManager {
         let result = tokio::select! {
             waited = wait => waited
                 .map(|r| r.into_inner().exit_status as i32)
-                .map_err(|s| ContainerError::failed("waiting for exec process", s.message())),
+                .map_err(|s| ContainerError::from_status("waiting for exec process", &s)),
             _ = session.gone() => {
                 tracing::info!(%exec_id, "exec client went away; killing the process");
-                let _ = cd.tasks().kill(cd.request(KillRequest {
+                let _ = cd.tasks().kill(cd.call(KillRequest {
                     container_id: container_id.to_string(),
                     exec_id: exec_id.to_string(),
                     signal: libc::SIGKILL as u32,
@@ -241,7 +241,7 @@ impl Feeders {
                 // and the process reads EOF.
                 let closed = cd
                     .tasks()
-                    .close_io(cd.request(CloseIoRequest {
+                    .close_io(cd.call(CloseIoRequest {
                         container_id: container_id.clone(),
                         exec_id: exec_id.clone(),
                         stdin: true,
@@ -259,7 +259,7 @@ impl Feeders {
                 while let Some(size) = sizes.recv().await {
                     let resized = cd
                         .tasks()
-                        .resize_pty(cd.request(ResizePtyRequest {
+                        .resize_pty(cd.call(ResizePtyRequest {
                             container_id: container_id.clone(),
                             exec_id: exec_id.clone(),
                             width: u32::from(size.width),

@@ -28,9 +28,10 @@ mod stored_spec;
 mod update;
 pub mod user;
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::cri::api::v1 as cri;
 use tokio::sync::watch;
@@ -66,6 +67,21 @@ impl ContainerError {
     fn failed(context: &str, e: impl std::fmt::Display) -> Self {
         ContainerError::Failed(format!("{context}: {e}"))
     }
+
+    /// A failed containerd call: DeadlineExceeded stays that (the shim or
+    /// containerd did not answer in time), the rest is Internal.
+    fn from_status(context: &str, status: &tonic::Status) -> Self {
+        match status.code() {
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                ContainerError::DeadlineExceeded(format!(
+                    "{context}: containerd did not answer within {:?} (the container's shim may be wedged): {}",
+                    crate::runtime::containerd::CALL_TIMEOUT,
+                    status.message()
+                ))
+            }
+            _ => Self::failed(context, status.message()),
+        }
+    }
 }
 
 impl From<SandboxError> for ContainerError {
@@ -76,6 +92,7 @@ impl From<SandboxError> for ContainerError {
             }
             SandboxError::InvalidArgument(m) => ContainerError::InvalidArgument(m),
             SandboxError::AlreadyExists(m) => ContainerError::AlreadyExists(m),
+            SandboxError::DeadlineExceeded(m) => ContainerError::DeadlineExceeded(m),
             SandboxError::Failed(m) => ContainerError::Failed(m),
         }
     }
@@ -195,7 +212,7 @@ impl Runtime {
 
 impl Container {
     fn snapshot(&self) -> Runtime {
-        self.runtime.lock().unwrap().clone()
+        self.runtime.lock().clone()
     }
 
     /// The CRI-format log its output goes to: the log path the request
@@ -256,7 +273,7 @@ impl ContainerManager {
 
     /// The container `id` names: the id itself or a unique prefix of one.
     fn get(&self, id: &str) -> Result<Arc<Container>, ContainerError> {
-        let containers = self.containers.lock().unwrap();
+        let containers = self.containers.lock();
         if let Some(c) = containers.get(id) {
             return Ok(c.clone());
         }
@@ -275,7 +292,6 @@ impl ContainerManager {
     fn in_sandbox(&self, sandbox_id: &str) -> Vec<String> {
         self.containers
             .lock()
-            .unwrap()
             .values()
             .filter(|c| c.sandbox_id == sandbox_id)
             .map(|c| c.id.clone())
@@ -329,12 +345,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ContainerError::failed("blocking task", e))
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+use crate::runtime::clock::now_ns;
 
 fn is_not_found(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::NotFound
@@ -349,7 +360,7 @@ impl ContainerManager {
         let cd = &self.containerd;
         match cd
             .tasks()
-            .delete(cd.request(DeleteTaskRequest {
+            .delete(cd.call(DeleteTaskRequest {
                 container_id: id.to_string(),
             }))
             .await

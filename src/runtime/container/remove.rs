@@ -32,7 +32,19 @@ impl ContainerManager {
         // The exit handler deletes the task; a created-only container may
         // still have none, or a handler that timed out may have left one.
         if let Err(status) = self.delete_task(&container.id).await {
-            return Err(ContainerError::failed("deleting task", status.message()));
+            let error = ContainerError::from_status("deleting task", &status);
+            // A wedged shim: kill it, and containerd drops the task.
+            if !matches!(error, ContainerError::DeadlineExceeded(_))
+                || !super::stop::kill_shim(container.snapshot().pid)
+            {
+                return Err(error);
+            }
+            tracing::warn!(id = %container.id, "shim not answering a delete; killed it");
+            let mut exited = container.exited.subscribe();
+            let _ = tokio::time::timeout(EXIT_HANDLER_WAIT, exited.wait_for(|e| *e)).await;
+            if let Err(status) = self.delete_task(&container.id).await {
+                return Err(ContainerError::from_status("deleting task", &status));
+            }
         }
         let plan = Plan {
             id: container.id.clone(),
@@ -53,7 +65,7 @@ impl ContainerManager {
         .await?;
         {
             let _order = self.events.order();
-            self.containers.lock().unwrap().remove(&container.id);
+            self.containers.lock().remove(&container.id);
             self.emit(
                 &container.id,
                 &container.sandbox_id,
@@ -61,7 +73,7 @@ impl ContainerManager {
             );
         }
         self.cpu_rates.forget(&container.id);
-        let mut names = self.names.lock().unwrap();
+        let mut names = self.names.lock();
         if names.get(&container.reserved_name) == Some(&container.id) {
             names.remove(&container.reserved_name);
         }

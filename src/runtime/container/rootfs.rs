@@ -29,7 +29,7 @@ pub async fn read_user_files(
         .snapshots()
         .view(containerd.request_in(request, Some(lease)))
         .await
-        .map_err(|s| ContainerError::failed("viewing the image snapshot", s.message()))?
+        .map_err(|s| ContainerError::from_status("viewing the image snapshot", &s))?
         .into_inner()
         .mounts;
     let read = blocking(move || read_mounted(&mounts, &mount_point)).await;

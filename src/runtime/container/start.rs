@@ -47,7 +47,7 @@ impl ContainerManager {
                 key: container.id.clone(),
             }))
             .await
-            .map_err(|s| ContainerError::failed("rootfs mounts", s.message()))?
+            .map_err(|s| ContainerError::from_status("rootfs mounts", &s))?
             .into_inner()
             .mounts;
         // A pod with its own user namespace gets an ID-mapped rootfs that
@@ -133,7 +133,7 @@ impl ContainerManager {
         };
         let created = cd
             .tasks()
-            .create(cd.request(CreateTaskRequest {
+            .create(cd.call(CreateTaskRequest {
                 container_id: container.id.clone(),
                 rootfs,
                 stdin,
@@ -149,7 +149,7 @@ impl ContainerManager {
         let started = match created {
             Ok(_) => cd
                 .tasks()
-                .start(cd.request(StartRequest {
+                .start(cd.call(StartRequest {
                     container_id: container.id.clone(),
                     exec_id: String::new(),
                 }))
@@ -164,7 +164,7 @@ impl ContainerManager {
                 {
                     let _order = self.events.order();
                     let became_running = {
-                        let mut rt = container.runtime.lock().unwrap();
+                        let mut rt = container.runtime.lock();
                         rt.pid = pid;
                         rt.started_at = started_at;
                         // A fast process may have exited (and been recorded,
@@ -197,7 +197,7 @@ impl ContainerManager {
                 {
                     let _order = self.events.order();
                     {
-                        let mut rt = container.runtime.lock().unwrap();
+                        let mut rt = container.runtime.lock();
                         rt.state = State::Exited;
                         rt.finished_at = now_ns();
                         rt.exit_code = START_ERROR_CODE;
@@ -212,10 +212,7 @@ impl ContainerManager {
                 }
                 container.exited.send_replace(true);
                 self.save_record(&container).await;
-                Err(ContainerError::failed(
-                    "starting container",
-                    status.message(),
-                ))
+                Err(ContainerError::from_status("starting container", &status))
             }
         }
     }

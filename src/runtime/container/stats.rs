@@ -7,8 +7,9 @@
 //! this sample and the previous one of the same cgroup, as containerd
 //! computes it (zero on the first).
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use containerd_client::services::v1::snapshots::UsageRequest;
 use futures::StreamExt;
@@ -42,17 +43,17 @@ impl CpuRates {
     /// Nanocores used since the previous sample of `key` (0 without one),
     /// and this sample kept for the next call.
     fn rate(&self, key: &str, usage_ns: u64, at_ns: i64) -> u64 {
-        let mut samples = self.samples.lock().unwrap();
+        let mut samples = self.samples.lock();
         let previous = samples.insert(key.to_string(), CpuSample { usage_ns, at_ns });
         previous.map_or(0, |p| nano_cores(p, CpuSample { usage_ns, at_ns }))
     }
 
     pub(super) fn forget(&self, key: &str) {
-        self.samples.lock().unwrap().remove(key);
+        self.samples.lock().remove(key);
     }
 
     fn retain(&self, keep: impl Fn(&str) -> bool) {
-        self.samples.lock().unwrap().retain(|k, _| keep(k));
+        self.samples.lock().retain(|k, _| keep(k));
     }
 }
 
@@ -115,7 +116,6 @@ impl ContainerManager {
         let mut containers: Vec<Arc<Container>> = self
             .containers
             .lock()
-            .unwrap()
             .values()
             .filter(|c| {
                 let state = super::status::cri_state(c.snapshot().state) as i32;
@@ -230,7 +230,7 @@ impl ContainerManager {
                 .iter()
                 .filter_map(|s| s.attributes.as_ref().map(|a| a.id.clone()))
                 .collect();
-            let containers = self.containers.lock().unwrap();
+            let containers = self.containers.lock();
             self.cpu_rates
                 .retain(|k| pods.contains(k) || containers.contains_key(k));
         }
@@ -259,7 +259,6 @@ impl ContainerManager {
                 let mut running: Vec<Arc<Container>> = self
                     .containers
                     .lock()
-                    .unwrap()
                     .values()
                     .filter(|c| c.sandbox_id == id && c.snapshot().state == State::Running)
                     .cloned()
@@ -348,6 +347,6 @@ mod tests {
         rates.forget("c");
         assert_eq!(rates.rate("c", 10, 14_000_000_000), 0);
         rates.retain(|_| false);
-        assert!(rates.samples.lock().unwrap().is_empty());
+        assert!(rates.samples.lock().is_empty());
     }
 }

@@ -83,7 +83,7 @@ impl ContainerManager {
     }
 
     pub fn list(&self, filter: Option<&cri::ContainerFilter>) -> Vec<cri::Container> {
-        let containers: Vec<_> = self.containers.lock().unwrap().values().cloned().collect();
+        let containers: Vec<_> = self.containers.lock().values().cloned().collect();
         let mut out: Vec<cri::Container> = containers
             .iter()
             .filter_map(|c| {

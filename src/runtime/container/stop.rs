@@ -14,6 +14,7 @@ use containerd_client::services::v1::KillRequest;
 use nix::sys::signal::Signal;
 
 use crate::cri::v1 as cri;
+use crate::sys::process;
 
 use super::{Container, ContainerError, ContainerManager, State, detached, is_not_found};
 
@@ -49,8 +50,18 @@ impl ContainerManager {
             if container.stop_signaled.swap(true, Ordering::SeqCst) {
                 tracing::info!(id = %container.id, "stop signal sent already; waiting again");
             } else {
-                self.kill(container, container.stop_signal as i32, false)
-                    .await?;
+                match self
+                    .kill(container, container.stop_signal as i32, false)
+                    .await
+                {
+                    // A wedged shim: go on to SIGKILL, which kills it.
+                    Err(ContainerError::DeadlineExceeded(why)) => {
+                        tracing::warn!(id = %container.id, %why, "stop signal not delivered");
+                        container.stop_signaled.store(false, Ordering::SeqCst);
+                        return self.force_stop(container, &mut exited, true).await;
+                    }
+                    r => r?,
+                }
             }
             let grace = Duration::from_secs(timeout_s as u64);
             if tokio::time::timeout(grace, exited.wait_for(|e| *e))
@@ -61,7 +72,34 @@ impl ContainerManager {
             }
             tracing::info!(id = %container.id, "container outlived its grace period; killing");
         }
-        self.kill(container, libc::SIGKILL, true).await?;
+        self.force_stop(container, &mut exited, false).await
+    }
+
+    /// SIGKILL to every process, then the exit; a shim that does not answer
+    /// the kill is killed itself (containerd then cleans the task up and
+    /// reports its exit).
+    async fn force_stop(
+        &self,
+        container: &Container,
+        exited: &mut tokio::sync::watch::Receiver<bool>,
+        shim_wedged: bool,
+    ) -> Result<(), ContainerError> {
+        let killed = if shim_wedged {
+            Err(ContainerError::DeadlineExceeded(
+                "the stop signal was not delivered in time".into(),
+            ))
+        } else {
+            self.kill(container, libc::SIGKILL, true).await
+        };
+        match killed {
+            Err(ContainerError::DeadlineExceeded(why)) => {
+                tracing::warn!(id = %container.id, %why, "shim not answering; killing it");
+                if !kill_shim(container.snapshot().pid) {
+                    return Err(ContainerError::DeadlineExceeded(why));
+                }
+            }
+            r => r?,
+        }
         tokio::time::timeout(KILL_WAIT, exited.wait_for(|e| *e))
             .await
             .map(|_| ())
@@ -83,7 +121,7 @@ impl ContainerManager {
         let cd = &self.containerd;
         let killed = cd
             .tasks()
-            .kill(cd.request(KillRequest {
+            .kill(cd.call(KillRequest {
                 container_id: container.id.clone(),
                 exec_id: String::new(),
                 signal: signal as u32,
@@ -94,9 +132,9 @@ impl ContainerManager {
             Ok(_) => Ok(()),
             // Gone already: its exit event is on its way (or was handled).
             Err(status) if is_not_found(&status) => Ok(()),
-            Err(status) => Err(ContainerError::failed(
+            Err(status) => Err(ContainerError::from_status(
                 &format!("signalling container {}", container.id),
-                status.message(),
+                &status,
             )),
         }
     }
@@ -137,6 +175,28 @@ fn parse_signal(name: &str) -> Option<Signal> {
 /// The CRI's name for a signal (ContainerStatus.stop_signal).
 pub(super) fn cri_signal(signal: Signal) -> cri::Signal {
     cri::Signal::from_str_name(signal.as_str()).unwrap_or(cri::Signal::Sigterm)
+}
+
+/// Kills the containerd shim that runs the container whose init is `pid`
+/// (the shim is the init's parent: it reaps as a subreaper). Returns whether
+/// a shim was found and signalled.
+pub(super) fn kill_shim(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    let Some(shim) = process::parent(pid) else {
+        return false;
+    };
+    if !process::comm(shim).is_some_and(|c| c.starts_with("containerd-shim")) {
+        tracing::warn!(pid, parent = shim, "the container's parent is not a shim");
+        return false;
+    }
+    let shim = nix::unistd::Pid::from_raw(shim);
+    // SIGKILL reaches a stopped process too.
+    nix::sys::signal::kill(shim, Signal::SIGKILL).is_ok()
 }
 
 #[cfg(test)]

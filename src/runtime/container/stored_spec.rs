@@ -16,7 +16,7 @@ impl ContainerManager {
             .containers()
             .get(cd.request(GetContainerRequest { id: id.to_string() }))
             .await
-            .map_err(|s| ContainerError::failed("reading container spec", s.message()))?
+            .map_err(|s| ContainerError::from_status("reading container spec", &s))?
             .into_inner()
             .container
             .and_then(|c| c.spec)
@@ -46,6 +46,6 @@ impl ContainerManager {
             .update(cd.request(request))
             .await
             .map(|_| ())
-            .map_err(|s| ContainerError::failed("saving container spec", s.message()))
+            .map_err(|s| ContainerError::from_status("saving container spec", &s))
     }
 }

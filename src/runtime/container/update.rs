@@ -65,7 +65,7 @@ impl ContainerManager {
             .map_err(|e| ContainerError::failed("serialising resources", e))?;
         let applied = cd
             .tasks()
-            .update(cd.request(UpdateTaskRequest {
+            .update(cd.call(UpdateTaskRequest {
                 container_id: container.id.clone(),
                 resources: Some(prost_types::Any {
                     type_url: RESOURCES_TYPE_URL.into(),

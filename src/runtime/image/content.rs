@@ -4,8 +4,9 @@
 //! and committed only when its size and sha256 match the descriptor; otherwise
 //! the ingest is aborted, so a tampered or truncated download leaves nothing.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use containerd_client::services::v1::{
@@ -39,7 +40,7 @@ pub struct DigestLocks {
 impl DigestLocks {
     pub async fn lock(&self, digest: &str) -> DigestGuard<'_> {
         let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            let mut locks = self.locks.lock();
             locks.entry(digest.to_string()).or_default().clone()
         };
         let guard = lock.clone().lock_owned().await;
@@ -60,7 +61,7 @@ pub struct DigestGuard<'a> {
 impl Drop for DigestGuard<'_> {
     fn drop(&mut self) {
         // Forget the entry once nobody else waits on it, so the map stays small.
-        let mut locks = self.locks.locks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut locks = self.locks.locks.lock();
         if let Some(lock) = locks.get(&self.digest)
             && Arc::strong_count(lock) <= 2
         {

@@ -10,10 +10,11 @@ pub mod records;
 pub mod reference;
 pub mod unpack;
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use containerd_client::services::v1::snapshots::{ListSnapshotsRequest, UsageRequest};
@@ -107,7 +108,7 @@ impl ImageManager {
         let image = ImageRef::parse(reference)?;
         let key = (image.to_string(), credentials.clone());
         let shared = {
-            let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            let mut inflight = self.inflight.lock();
             inflight
                 .entry(key.clone())
                 .or_insert_with(|| {
@@ -116,11 +117,7 @@ impl ImageManager {
                         let result = pull::pull(&manager, &image, &credentials)
                             .await
                             .map(|p| p.image_id);
-                        manager
-                            .inflight
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&key);
+                        manager.inflight.lock().remove(&key);
                         result
                     });
                     let joined: Pin<Box<dyn Future<Output = Result<String, ImageError>> + Send>> =
@@ -269,18 +266,12 @@ impl ImageManager {
         &self,
         target: &containerd_client::types::Descriptor,
     ) -> Result<Arc<TargetInfo>, ImageError> {
-        if let Some(info) = self
-            .targets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&target.digest)
-        {
+        if let Some(info) = self.targets.lock().get(&target.digest) {
             return Ok(info.clone());
         }
         let info = Arc::new(records::read_target(&self.containerd, target).await?);
         self.targets
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .insert(target.digest.clone(), info.clone());
         Ok(info)
     }

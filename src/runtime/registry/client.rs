@@ -1,9 +1,9 @@
 //! The OCI distribution protocol, pull side: manifests and blobs over HTTP(S),
 //! with the auth handshake done once per repository and host.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -58,7 +58,7 @@ impl RegistryClient {
 
     fn http_for(&self, host: &RegistryHost) -> Result<reqwest::Client, RegistryError> {
         let key = (host.skip_verify, host.ca_files.clone());
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let mut clients = self.clients.lock();
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
         }

@@ -15,7 +15,7 @@ impl SandboxManager {
         resources: Option<&cri::LinuxContainerResources>,
     ) -> Result<(), SandboxError> {
         let sandbox = self.get(id)?;
-        let cgroup = sandbox.record.lock().unwrap().cgroup.clone();
+        let cgroup = sandbox.record.lock().cgroup.clone();
         let Some(cgroup) = cgroup else {
             return Err(SandboxError::InvalidArgument(format!(
                 "pod sandbox {id} has no cgroup of its own"

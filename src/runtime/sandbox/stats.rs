@@ -37,13 +37,12 @@ impl SandboxManager {
             state: None,
             label_selector: f.label_selector.clone(),
         });
-        let sandboxes: Vec<Arc<Sandbox>> =
-            self.sandboxes.lock().unwrap().values().cloned().collect();
+        let sandboxes: Vec<Arc<Sandbox>> = self.sandboxes.lock().values().cloned().collect();
         let mut out: Vec<(i64, SandboxStatsSource)> = sandboxes
             .iter()
             .filter_map(|s| {
                 let created_at = {
-                    let record = s.record.lock().unwrap();
+                    let record = s.record.lock();
                     let wanted = record.state == SandboxState::Ready
                         && matches_filter(&record, filter.as_ref());
                     wanted.then_some(record.created_at)?
@@ -58,7 +57,7 @@ impl SandboxManager {
 }
 
 fn source(sandbox: &Sandbox) -> SandboxStatsSource {
-    let record: SandboxRecord = sandbox.record.lock().unwrap().clone();
+    let record: SandboxRecord = sandbox.record.lock().clone();
     let ready = record.state == SandboxState::Ready;
     let netns_pid = record
         .infra

@@ -1,7 +1,7 @@
 use super::*;
 use plan::Plan;
 
-fn request(name: &str) -> cri::RunPodSandboxRequest {
+pub(super) fn request(name: &str) -> cri::RunPodSandboxRequest {
     cri::RunPodSandboxRequest {
         config: Some(cri::PodSandboxConfig {
             metadata: Some(cri::PodSandboxMetadata {

@@ -3,8 +3,8 @@
 //! single-use token, which the client redeems at the streaming server
 //! within a short time.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a token stays valid (the kubelet's cacheTTL).
@@ -32,7 +32,7 @@ impl<T> TokenCache<T> {
     /// Stores `request`; returns its token (128 random bits, hex).
     pub fn insert(&self, request: T) -> Result<String, CacheFull> {
         let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap();
+        let mut entries = self.entries.lock();
         entries.retain(|_, (expires, _)| *expires > now);
         if entries.len() >= MAX_IN_FLIGHT {
             return Err(CacheFull);
@@ -44,7 +44,7 @@ impl<T> TokenCache<T> {
 
     /// The request under `token`, once: a token is spent when redeemed.
     pub fn take(&self, token: &str) -> Option<T> {
-        let (expires, request) = self.entries.lock().unwrap().remove(token)?;
+        let (expires, request) = self.entries.lock().remove(token)?;
         (expires > Instant::now()).then_some(request)
     }
 }
