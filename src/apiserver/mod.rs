@@ -26,6 +26,7 @@ pub mod http;
 pub mod kinds;
 pub mod kubelet_proxy;
 pub mod managed_fields;
+pub mod merge_keys;
 pub mod meta;
 pub mod patch;
 pub mod pki;
