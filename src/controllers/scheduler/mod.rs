@@ -9,6 +9,8 @@
 //! (higher priority first), and nothing is ever evicted to make room.
 
 mod binder;
+#[cfg(test)]
+mod fixtures;
 pub mod framework;
 pub mod labels;
 pub mod node_affinity;
