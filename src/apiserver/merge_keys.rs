@@ -68,6 +68,12 @@ fn below<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     path.strip_prefix(prefix)?.strip_prefix('.')
 }
 
+/// The field of an item of one of `lists`: `containers.ports` -> `ports`.
+fn item_field<'a>(rest: &'a str, lists: &[&str]) -> Option<&'a str> {
+    let (list, field) = rest.split_once('.')?;
+    lists.contains(&list).then_some(field)
+}
+
 /// The merge key of a list field in `resource`, by its path of field names.
 pub fn merge_key(resource: &str, path: &str) -> Option<&'static str> {
     if object_metas(resource).any(|m| below(path, &m) == Some("ownerReferences")) {
@@ -101,11 +107,7 @@ fn pod_spec_key(rest: &str) -> Option<&'static str> {
         "topologySpreadConstraints" => return Some("topologyKey"),
         _ => {}
     }
-    let (list, field) = rest.split_once('.')?;
-    if !CONTAINER_LISTS.contains(&list) {
-        return None;
-    }
-    match field {
+    match item_field(rest, CONTAINER_LISTS)? {
         "ports" => Some("containerPort"),
         "env" => Some("name"),
         "volumeMounts" => Some("mountPath"),
@@ -123,17 +125,11 @@ fn status_key(resource: &str, rest: &str) -> Option<&'static str> {
         ("pods", "podIPs" | "hostIPs") => Some("ip"),
         ("pods", "resourceClaimStatuses") => Some("name"),
         ("nodes", "addresses") => Some("type"),
-        ("pods", _) => {
-            let (list, field) = rest.split_once('.')?;
-            if !CONTAINER_STATUS_LISTS.contains(&list) {
-                return None;
-            }
-            match field {
-                "volumeMounts" => Some("mountPath"),
-                "allocatedResourcesStatus" => Some("name"),
-                _ => None,
-            }
-        }
+        ("pods", _) => match item_field(rest, CONTAINER_STATUS_LISTS)? {
+            "volumeMounts" => Some("mountPath"),
+            "allocatedResourcesStatus" => Some("name"),
+            _ => None,
+        },
         _ => None,
     }
 }

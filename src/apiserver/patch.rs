@@ -101,23 +101,30 @@ pub fn apply_body(patch: &[u8]) -> Result<Value, ApiError> {
 /// default budget bounds alias expansion, so a "billion laughs" document
 /// is an error, not an out-of-memory.
 pub fn yaml_object(body: &[u8]) -> Result<Value, ApiError> {
-    let v: Value = serde_saphyr::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid YAML: {e}")))?;
-    if !v.is_object() {
-        return Err(ApiError::BadRequest(
-            "the request body must be a YAML mapping".into(),
-        ));
-    }
-    Ok(v)
+    object(
+        serde_saphyr::from_slice(body),
+        "the request body is not valid YAML",
+        "the request body must be a YAML mapping",
+    )
 }
 
 fn parse_object(patch: &[u8]) -> Result<Value, ApiError> {
-    let v: Value = serde_json::from_slice(patch)
-        .map_err(|e| ApiError::BadRequest(format!("invalid patch body: {e}")))?;
+    object(
+        serde_json::from_slice(patch),
+        "invalid patch body",
+        "the patch must be a JSON object",
+    )
+}
+
+/// A parsed body that must be an object, else a 400 saying which.
+fn object<E: std::fmt::Display>(
+    parsed: Result<Value, E>,
+    invalid: &str,
+    not_object: &str,
+) -> Result<Value, ApiError> {
+    let v = parsed.map_err(|e| ApiError::BadRequest(format!("{invalid}: {e}")))?;
     if !v.is_object() {
-        return Err(ApiError::BadRequest(
-            "the patch must be a JSON object".into(),
-        ));
+        return Err(ApiError::BadRequest(not_object.into()));
     }
     Ok(v)
 }
