@@ -1,6 +1,6 @@
 //! deckhand: a Kubernetes node in one binary. ../shared/DESIGN.md is the map;
 //! modules follow its layers, top to bottom: cli -> apiserver -> controllers
-//! -> node -> cri -> runtime -> sys.
+//! -> node -> cri -> runtime -> sys. `x509` is a leaf any layer may use.
 
 pub mod apiserver;
 pub mod cli;
@@ -9,3 +9,4 @@ pub mod cri;
 pub mod node;
 pub mod runtime;
 pub mod sys;
+pub mod x509;

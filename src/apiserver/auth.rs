@@ -128,22 +128,11 @@ impl Tokens {
 
 /// The user a verified client certificate names: CN is the user, O the groups.
 pub fn user_from_cert(der: &[u8]) -> Option<User> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let subject = cert.subject();
-    let name = subject
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_string();
-    let groups = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(String::from))
-        .collect();
+    let subject = crate::x509::subject(der)?;
     Some(User {
-        name,
+        name: subject.user,
         uid: String::new(),
-        groups,
+        groups: subject.groups,
     })
 }
 

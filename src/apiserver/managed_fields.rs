@@ -107,7 +107,7 @@ fn walk(resource: &str, v: &Value, dotted: &str, path: Path, out: &mut FieldSet)
                         }
                     }
                 }
-            } else if patch::is_merging_primitive_list(dotted) {
+            } else if patch::is_merging_primitive_list(resource, dotted) {
                 for item in items {
                     let mut p = path.clone();
                     p.push(format!("v:{item}"));

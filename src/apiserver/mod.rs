@@ -27,6 +27,7 @@ pub mod kinds;
 pub mod kubelet_proxy;
 pub mod list_query;
 pub mod managed_fields;
+pub mod merge_keys;
 pub mod meta;
 pub mod patch;
 pub mod pki;

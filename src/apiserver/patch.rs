@@ -3,13 +3,15 @@
 //!
 //! Strategic merge knows, per list field, whether items merge by a key
 //! (containers by name, env by name, ...) or the list is replaced, which is
-//! what kubectl's client-side apply/label/annotate patches rely on. The
-//! table below covers the built-in fields that carry `patchMergeKey` in the
-//! Kubernetes Go types for the kinds served here.
+//! what kubectl's client-side apply/label/annotate patches rely on. Which
+//! list merges by which key, at which path of which kind, is in
+//! `merge_keys` (kube's `patchMergeKey` struct tags). The JSON merge patch
+//! is `json_patch::merge` (RFC 7386).
 
 use serde_json::{Map, Value};
 
 use crate::apiserver::error::ApiError;
+pub use crate::apiserver::merge_keys::{is_merging_primitive_list, merge_key};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchType {
@@ -59,7 +61,7 @@ pub fn apply(
         PatchType::Merge => {
             let p: Value = parse_object(patch)?;
             let mut doc = original.clone();
-            merge_patch(&mut doc, &p);
+            json_patch::merge(&mut doc, &p);
             Ok(doc)
         }
         PatchType::Strategic => {
@@ -101,79 +103,32 @@ pub fn apply_body(patch: &[u8]) -> Result<Value, ApiError> {
 /// default budget bounds alias expansion, so a "billion laughs" document
 /// is an error, not an out-of-memory.
 pub fn yaml_object(body: &[u8]) -> Result<Value, ApiError> {
-    let v: Value = serde_saphyr::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid YAML: {e}")))?;
-    if !v.is_object() {
-        return Err(ApiError::BadRequest(
-            "the request body must be a YAML mapping".into(),
-        ));
-    }
-    Ok(v)
+    object(
+        serde_saphyr::from_slice(body),
+        "the request body is not valid YAML",
+        "the request body must be a YAML mapping",
+    )
 }
 
 fn parse_object(patch: &[u8]) -> Result<Value, ApiError> {
-    let v: Value = serde_json::from_slice(patch)
-        .map_err(|e| ApiError::BadRequest(format!("invalid patch body: {e}")))?;
+    object(
+        serde_json::from_slice(patch),
+        "invalid patch body",
+        "the patch must be a JSON object",
+    )
+}
+
+/// A parsed body that must be an object, else a 400 saying which.
+fn object<E: std::fmt::Display>(
+    parsed: Result<Value, E>,
+    invalid: &str,
+    not_object: &str,
+) -> Result<Value, ApiError> {
+    let v = parsed.map_err(|e| ApiError::BadRequest(format!("{invalid}: {e}")))?;
     if !v.is_object() {
-        return Err(ApiError::BadRequest(
-            "the patch must be a JSON object".into(),
-        ));
+        return Err(ApiError::BadRequest(not_object.into()));
     }
     Ok(v)
-}
-
-/// RFC 7386.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    let Some(t) = target.as_object_mut() else {
-        return;
-    };
-    for (k, v) in p {
-        if v.is_null() {
-            t.remove(k);
-        } else {
-            merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-        }
-    }
-}
-
-/// The merge key of a list field, by its path of field names (no indices).
-pub fn merge_key(resource: &str, path: &str) -> Option<&'static str> {
-    let field = path.rsplit('.').next().unwrap_or(path);
-    Some(match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "env"
-        | "volumes"
-        | "imagePullSecrets"
-        | "resourceClaims"
-        | "schedulingGates"
-        | "secrets" => "name",
-        "volumeMounts" => "mountPath",
-        "volumeDevices" => "devicePath",
-        "hostAliases" => "ip",
-        "conditions" | "addresses" if path.starts_with("status") => "type",
-        "taints" => "key",
-        "ownerReferences" => "uid",
-        "topologySpreadConstraints" => "topologyKey",
-        "ports" if path.ends_with("containers.ports") || path.ends_with("Containers.ports") => {
-            "containerPort"
-        }
-        "ports" if resource == "services" && path == "spec.ports" => "port",
-        _ => return None,
-    })
-}
-
-/// Lists of scalars that merge as sets rather than being replaced.
-pub fn is_merging_primitive_list(path: &str) -> bool {
-    path == "metadata.finalizers"
 }
 
 fn child_path(path: &str, key: &str) -> String {
@@ -309,7 +264,7 @@ fn merge_list(existing: &mut Value, items: &[Value], resource: &str, path: &str)
                 }
             }
         }
-    } else if is_merging_primitive_list(path) {
+    } else if is_merging_primitive_list(resource, path) {
         for item in items {
             if !list.contains(item) {
                 list.push(item.clone());
@@ -423,5 +378,136 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    fn smp(resource: &str, obj: &Value, patch: Value) -> Value {
+        apply(
+            resource,
+            obj,
+            patch.to_string().as_bytes(),
+            PatchType::Strategic,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn strategic_merges_container_lists_by_their_keys() {
+        let pod = json!({"spec": {
+            "containers": [{"name": "a",
+                "ports": [{"containerPort": 80, "name": "http"}],
+                "env": [{"name": "E", "value": "1"}],
+                "volumeMounts": [{"mountPath": "/data", "name": "d"}]}],
+            "volumes": [{"name": "d", "emptyDir": {}}],
+            "imagePullSecrets": [{"name": "s1"}]}});
+        let out = smp(
+            "pods",
+            &pod,
+            json!({"spec": {
+                "containers": [{"name": "a",
+                    "ports": [{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 443}],
+                    "env": [{"name": "E", "value": "2"}],
+                    "volumeMounts": [{"mountPath": "/data", "readOnly": true}]}],
+                "volumes": [{"name": "e", "emptyDir": {}}],
+                "imagePullSecrets": [{"name": "s2"}]}}),
+        );
+        let c = &out["spec"]["containers"][0];
+        assert_eq!(
+            c["ports"],
+            json!([{"containerPort": 80, "name": "http", "protocol": "TCP"}, {"containerPort": 443}])
+        );
+        assert_eq!(c["env"], json!([{"name": "E", "value": "2"}]));
+        assert_eq!(
+            c["volumeMounts"],
+            json!([{"mountPath": "/data", "name": "d", "readOnly": true}])
+        );
+        assert_eq!(out["spec"]["volumes"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            out["spec"]["imagePullSecrets"],
+            json!([{"name": "s1"}, {"name": "s2"}])
+        );
+    }
+
+    #[test]
+    fn strategic_replaces_lists_kube_declares_no_key_for() {
+        let pod = json!({"spec": {"tolerations": [{"key": "a", "operator": "Exists"}]}});
+        let out = smp(
+            "pods",
+            &pod,
+            json!({"spec": {"tolerations": [{"key": "b", "operator": "Exists"}]}}),
+        );
+        assert_eq!(
+            out["spec"]["tolerations"],
+            json!([{"key": "b", "operator": "Exists"}])
+        );
+        let node = json!({"spec": {"taints": [{"key": "a", "effect": "NoSchedule"}]}});
+        let out = smp(
+            "nodes",
+            &node,
+            json!({"spec": {"taints": [{"key": "b", "effect": "NoSchedule"}]}}),
+        );
+        assert_eq!(out["spec"]["taints"].as_array().unwrap().len(), 1);
+        let sa = json!({"imagePullSecrets": [{"name": "a"}], "secrets": [{"name": "a"}]});
+        let out = smp(
+            "serviceaccounts",
+            &sa,
+            json!({"imagePullSecrets": [{"name": "b"}], "secrets": [{"name": "b"}]}),
+        );
+        assert_eq!(out["imagePullSecrets"], json!([{"name": "b"}]));
+        assert_eq!(out["secrets"], json!([{"name": "a"}, {"name": "b"}]));
+    }
+
+    #[test]
+    fn strategic_same_named_list_at_another_path_is_replaced() {
+        // `containers` and `ports` in a custom place, not a PodSpec.
+        let cm = json!({"spec": {"containers": [{"name": "a", "x": 1}],
+            "ports": [{"containerPort": 80}]}});
+        let out = smp(
+            "configmaps",
+            &cm,
+            json!({"spec": {"containers": [{"name": "a", "y": 2}],
+                "ports": [{"containerPort": 81}]}}),
+        );
+        assert_eq!(out["spec"]["containers"], json!([{"name": "a", "y": 2}]));
+        assert_eq!(out["spec"]["ports"], json!([{"containerPort": 81}]));
+        // A Service's ports merge by `port`, not `containerPort`.
+        let svc = json!({"spec": {"ports": [{"port": 80, "name": "a"}]}});
+        let out = smp(
+            "services",
+            &svc,
+            json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}, {"port": 81}]}}),
+        );
+        assert_eq!(
+            out["spec"]["ports"],
+            json!([{"port": 80, "name": "a", "targetPort": 8080}, {"port": 81}])
+        );
+        // A deployment's containers merge inside the template only.
+        let dep = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "a", "image": "x"}]}}}});
+        let out = smp(
+            "deployments",
+            &dep,
+            json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "b", "image": "y"}]}}}}),
+        );
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn merge_patch_is_rfc7386() {
+        let obj = json!({"a": {"b": 1, "c": [1, 2]}, "d": "x"});
+        let out = apply(
+            "configmaps",
+            &obj,
+            br#"{"a":{"b":null,"c":[3]},"d":{"e":1}}"#,
+            PatchType::Merge,
+        )
+        .unwrap();
+        assert_eq!(out, json!({"a": {"c": [3]}, "d": {"e": 1}}));
     }
 }

@@ -56,7 +56,7 @@ impl EventRecorder {
         client: Client,
         component: &str,
         host: &str,
-    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
+    ) -> (Self, impl Future<Output = ()> + Send + use<>) {
         let (queue, rx) = mpsc::channel(QUEUE);
         let recorder = Self {
             inner: Arc::new(Mutex::new(Inner {

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::{Node, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 
-pub use crate::controllers::scheduler::taints::{NOT_READY, UNREACHABLE};
+pub use crate::controllers::scheduler::taints::{NOT_READY, UNREACHABLE, ready_status};
 pub const REASON_UNKNOWN: &str = "NodeStatusUnknown";
 pub const MESSAGE_UNKNOWN: &str = "Kubelet stopped posting node status.";
 pub const REASON_NEVER: &str = "NodeStatusNeverUpdated";
@@ -13,16 +13,6 @@ pub const MESSAGE_NEVER: &str = "Kubelet never posted node status.";
 
 /// The conditions kcm turns Unknown on a silent node.
 const CONDITIONS: &[&str] = &["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
-
-pub fn ready_status(node: &Node) -> Option<&str> {
-    node.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.status.as_str())
-}
 
 pub fn taints(node: &Node) -> &[Taint] {
     node.spec

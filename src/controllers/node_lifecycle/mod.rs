@@ -24,9 +24,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::{reflector, watcher};
 use serde_json::json;
 
+use crate::controllers;
 use crate::node::events::EventRecorder;
 
 /// What `run` needs to know.
@@ -282,31 +283,11 @@ pub async fn run(
     config: NodeLifecycleConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_default();
-    let (events, poster) = EventRecorder::for_component(client.clone(), "node-controller", &host);
-    let (nodes, node_writer) = reflector::store();
-    let (leases, lease_writer) = reflector::store();
-    let (pods, pod_writer) = reflector::store();
-    let cfg = watcher::Config::default;
-    let node_watch = reflector(
-        node_writer,
-        watcher(Api::<Node>::all(client.clone()), cfg()).default_backoff(),
-    );
-    let lease_watch = reflector(
-        lease_writer,
-        watcher(
-            Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE),
-            cfg(),
-        )
-        .default_backoff(),
-    );
-    let pod_watch = reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), cfg()).default_backoff(),
-    );
+    let (events, poster) = controllers::component_events(client.clone(), "node-controller");
+    let (nodes, node_watch) = controllers::reflected(Api::<Node>::all(client.clone()));
+    let (leases, lease_watch) =
+        controllers::reflected(Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE));
+    let (pods, pod_watch) = controllers::reflected(Api::<Pod>::all(client.clone()));
     let (mut node_watch, mut lease_watch, mut pod_watch) =
         (pin!(node_watch), pin!(lease_watch), pin!(pod_watch));
     let mut shutdown = pin!(shutdown);
@@ -329,20 +310,14 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = &mut poster => {}
-            ev = node_watch.next() => match ev {
-                Some(Ok(ev)) => synced[0] |= matches!(ev, watcher::Event::InitDone),
-                Some(Err(err)) => tracing::warn!(error = %err, "watching nodes"),
-                None => anyhow::bail!("the node watch ended"),
+            ev = node_watch.next() => if let Some(ev) = controllers::watch_item(ev, "nodes")? {
+                synced[0] |= matches!(ev, watcher::Event::InitDone);
             },
-            ev = lease_watch.next() => match ev {
-                Some(Ok(ev)) => synced[1] |= matches!(ev, watcher::Event::InitDone),
-                Some(Err(err)) => tracing::warn!(error = %err, "watching leases"),
-                None => anyhow::bail!("the lease watch ended"),
+            ev = lease_watch.next() => if let Some(ev) = controllers::watch_item(ev, "leases")? {
+                synced[1] |= matches!(ev, watcher::Event::InitDone);
             },
-            ev = pod_watch.next() => match ev {
-                Some(Ok(ev)) => synced[2] |= matches!(ev, watcher::Event::InitDone),
-                Some(Err(err)) => tracing::warn!(error = %err, "watching pods"),
-                None => anyhow::bail!("the pod watch ended"),
+            ev = pod_watch.next() => if let Some(ev) = controllers::watch_item(ev, "pods")? {
+                synced[2] |= matches!(ev, watcher::Event::InitDone);
             },
             _ = tick.tick() => if synced.iter().all(|s| *s) {
                 c.monitor().await;

@@ -9,6 +9,8 @@
 //! (higher priority first), and nothing is ever evicted to make room.
 
 mod binder;
+#[cfg(test)]
+mod fixtures;
 pub mod framework;
 pub mod labels;
 pub mod node_affinity;
@@ -29,8 +31,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::{reflector, watcher};
 
+use crate::controllers;
 use crate::node::events::EventRecorder;
 use framework::{Outcome, Snapshot};
 use labels::Labels;
@@ -201,22 +204,9 @@ pub async fn run(
     config: SchedulerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_default();
-    let (events, poster) =
-        EventRecorder::for_component(client.clone(), &config.scheduler_name, &host);
-    let (pod_store, pod_writer) = reflector::store();
-    let (node_store, node_writer) = reflector::store();
-    let pod_watch = reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
-    );
-    let node_watch = reflector(
-        node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff(),
-    );
+    let (events, poster) = controllers::component_events(client.clone(), &config.scheduler_name);
+    let (pod_store, pod_watch) = controllers::reflected(Api::<Pod>::all(client.clone()));
+    let (node_store, node_watch) = controllers::reflected(Api::<Node>::all(client.clone()));
     let mut pod_watch = pin!(pod_watch);
     let mut node_watch = pin!(node_watch);
     let mut shutdown = pin!(shutdown);
@@ -239,23 +229,15 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = &mut poster => {}
-            ev = pod_watch.next() => match ev {
-                Some(Ok(ev)) => {
-                    pods_synced |= matches!(ev, watcher::Event::InitDone);
-                    s.pod_event(&ev);
-                    dirty = true;
-                }
-                Some(Err(err)) => tracing::warn!(error = %err, "watching pods"),
-                None => anyhow::bail!("the pod watch ended"),
+            ev = pod_watch.next() => if let Some(ev) = controllers::watch_item(ev, "pods")? {
+                pods_synced |= matches!(ev, watcher::Event::InitDone);
+                s.pod_event(&ev);
+                dirty = true;
             },
-            ev = node_watch.next() => match ev {
-                Some(Ok(ev)) => {
-                    nodes_synced |= matches!(ev, watcher::Event::InitDone);
-                    s.queue.cluster_changed();
-                    dirty = true;
-                }
-                Some(Err(err)) => tracing::warn!(error = %err, "watching nodes"),
-                None => anyhow::bail!("the node watch ended"),
+            ev = node_watch.next() => if let Some(ev) = controllers::watch_item(ev, "nodes")? {
+                nodes_synced |= matches!(ev, watcher::Event::InitDone);
+                s.queue.cluster_changed();
+                dirty = true;
             },
             _ = tick.tick() => dirty = true,
         }

@@ -174,30 +174,22 @@ impl<'p> State<'p> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controllers::scheduler::fixtures::{HOST, app_pod, app_selector, host};
     use k8s_openapi::api::core::v1::{Affinity, PodAffinity, PodAntiAffinity, PodSpec};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-
-    const HOST: &str = "kubernetes.io/hostname";
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
     fn term(app: &str) -> PodAffinityTerm {
         PodAffinityTerm {
-            label_selector: Some(LabelSelector {
-                match_labels: Some(Labels::from([("app".to_string(), app.to_string())])),
-                ..Default::default()
-            }),
+            label_selector: Some(app_selector(app)),
             topology_key: HOST.into(),
             ..Default::default()
         }
     }
 
     fn pod(app: &str, affinity: Vec<PodAffinityTerm>, anti: Vec<PodAffinityTerm>) -> Pod {
-        Pod {
-            metadata: ObjectMeta {
-                namespace: Some("default".into()),
-                labels: Some(Labels::from([("app".to_string(), app.to_string())])),
-                ..Default::default()
-            },
-            spec: Some(PodSpec {
+        app_pod(
+            app,
+            PodSpec {
                 affinity: Some(Affinity {
                     pod_affinity: Some(PodAffinity {
                         required_during_scheduling_ignored_during_execution: Some(affinity),
@@ -210,13 +202,8 @@ mod tests {
                     ..Default::default()
                 }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    fn host(name: &str) -> Labels {
-        Labels::from([(HOST.to_string(), name.to_string())])
+            },
+        )
     }
 
     #[test]

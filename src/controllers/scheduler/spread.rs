@@ -126,24 +126,17 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controllers::scheduler::fixtures::{HOST, app_pod, app_selector, host};
     use k8s_openapi::api::core::v1::PodSpec;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
-    const HOST: &str = "kubernetes.io/hostname";
 
     fn pod(app: &str, spread: Vec<TopologySpreadConstraint>) -> Pod {
-        Pod {
-            metadata: ObjectMeta {
-                namespace: Some("default".into()),
-                labels: Some(Labels::from([("app".to_string(), app.to_string())])),
-                ..Default::default()
-            },
-            spec: Some(PodSpec {
+        app_pod(
+            app,
+            PodSpec {
                 topology_spread_constraints: Some(spread),
                 ..Default::default()
-            }),
-            ..Default::default()
-        }
+            },
+        )
     }
 
     fn spread(max_skew: i32, when: &str) -> TopologySpreadConstraint {
@@ -151,16 +144,9 @@ mod tests {
             max_skew,
             topology_key: HOST.into(),
             when_unsatisfiable: when.into(),
-            label_selector: Some(LabelSelector {
-                match_labels: Some(Labels::from([("app".to_string(), "web".to_string())])),
-                ..Default::default()
-            }),
+            label_selector: Some(app_selector("web")),
             ..Default::default()
         }
-    }
-
-    fn host(name: &str) -> Labels {
-        Labels::from([(HOST.to_string(), name.to_string())])
     }
 
     #[test]

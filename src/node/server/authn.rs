@@ -35,21 +35,11 @@ impl User {
 
 /// The user a verified client certificate names.
 pub fn user_from_cert(der: &[u8]) -> Option<User> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let subject = cert.subject();
-    let name = subject
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_string();
-    let mut groups: Vec<String> = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(String::from))
-        .collect();
+    let subject = crate::x509::subject(der)?;
+    let mut groups = subject.groups;
     groups.push("system:authenticated".into());
     Some(User {
-        name,
+        name: subject.user,
         uid: String::new(),
         groups,
         extra: vec![],
