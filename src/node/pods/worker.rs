@@ -405,6 +405,8 @@ impl PodWorker {
             new.reason = Some(DEADLINE_EXCEEDED.into());
             new.message = Some(DEADLINE_MESSAGE.into());
         }
+        let old_phase = current.status.as_ref().and_then(|s| s.phase.as_deref());
+        crate::node::server::metrics::observe_pod_phase(pod, old_phase, new.phase.as_deref());
         let Some(patch) = status::pod_status_patch(&current, &new) else {
             return Ok(());
         };
