@@ -18,6 +18,7 @@ pub mod handlers;
 pub mod http;
 pub mod kubelet_proxy;
 pub mod managed_fields;
+pub mod metrics_api;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
