@@ -69,7 +69,7 @@ pub fn node_cpu_ns() -> Option<u64> {
 }
 
 fn meminfo(field: &str) -> Option<u64> {
-    crate::node::machine::meminfo_kib(field).map(|k| k * 1024)
+    crate::node::machine::meminfo_kib(field.trim_end_matches(':')).map(|k| k * 1024)
 }
 
 /// The node's memory working set: used less inactive file pages, as
@@ -264,5 +264,8 @@ mod tests {
         // Half a core for a second.
         assert_eq!(s.rate(1_000_000_000, 500_000_000), Some(500_000_000));
         assert!(node_cpu_ns().is_some_and(|n| n > 0));
+        // /proc/meminfo's names, given with or without the colon.
+        assert!(meminfo("MemTotal:").is_some_and(|b| b > 0));
+        assert!(node_working_set_bytes() > 0);
     }
 }

@@ -182,7 +182,7 @@ pub async fn metrics(server: &Server) -> Response<Body> {
         "Number of logical CPU cores.",
         cores as f64,
     );
-    if let Some(kib) = crate::node::machine::meminfo_kib("MemTotal:") {
+    if let Some(kib) = crate::node::machine::meminfo_kib("MemTotal") {
         one_gauge(
             &mut reg,
             "machine_memory_bytes",
