@@ -339,9 +339,18 @@ fn port_forward(plane: &dyn ControlPlane) {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(pf.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert!(line.contains("Forwarding from"), "{line:?}");
+    // Both listeners up (kubectl prints one line per address and port).
+    let mut seen = String::new();
+    while !(seen.contains(&format!("127.0.0.1:{open} "))
+        && seen.contains(&format!("127.0.0.1:{closed} ")))
+    {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "port-forward ended: {seen}"
+        );
+        seen.push_str(&line);
+    }
     let get = || {
         let s = std::net::TcpStream::connect(("127.0.0.1", open)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
