@@ -235,6 +235,14 @@ async fn route(
             "only application/json is served for /openapi/v2".into(),
         ));
     }
+    if let Some(m) = crate::apiserver::metrics_api::MetricsRequest::parse(&method, &path) {
+        if let Some(a) = m.attributes()
+            && authorize(&state, &user, &a).await? != Decision::Allow
+        {
+            return Err(auth::forbidden(&user, &a));
+        }
+        return crate::apiserver::metrics_api::serve(&state, m, &query).await;
+    }
     if method == Method::GET
         && let Some(resp) = discovery::route(&state, &path)?
     {

@@ -193,7 +193,7 @@ fn check_log_query(query: &[(String, String)]) -> Result<(), ApiError> {
 }
 
 /// Where a node's kubelet listens: (address, port).
-fn kubelet_endpoint(node: &Value) -> Option<(String, u16)> {
+pub(crate) fn kubelet_endpoint(node: &Value) -> Option<(String, u16)> {
     let addresses = node["status"]["addresses"].as_array()?;
     let of = |ty: &str| {
         addresses
@@ -290,11 +290,16 @@ fn dial_error(host: &str, port: u16, err: impl std::fmt::Display) -> ApiError {
 }
 
 /// An HTTP/1.1 connection to the kubelet, its driver spawned.
-async fn connect(
+pub(crate) async fn connect<B>(
     state: &State,
     host: &str,
     port: u16,
-) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, ApiError> {
+) -> Result<hyper::client::conn::http1::SendRequest<B>, ApiError>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let server_name = match host.parse::<IpAddr>() {
         Ok(ip) => rustls::pki_types::ServerName::IpAddress(ip.into()),
         Err(_) => rustls::pki_types::ServerName::try_from(host.to_string())

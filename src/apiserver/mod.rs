@@ -29,6 +29,7 @@ pub mod list_query;
 pub mod managed_fields;
 pub mod merge_keys;
 pub mod meta;
+pub mod metrics_api;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;

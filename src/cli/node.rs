@@ -111,6 +111,12 @@ pub struct NodeArgs {
     /// used when --log-level is not given.
     #[arg(short = 'v', long = "v")]
     pub verbosity: Option<u8>,
+    /// Rotate a container's log once it is larger than this (`10Mi`).
+    #[arg(long)]
+    pub container_log_max_size: Option<String>,
+    /// Log files kept per container, the live one included (at least 2).
+    #[arg(long)]
+    pub container_log_max_files: Option<usize>,
     /// How often every pod is checked against the runtime, events or not.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub relist_period: Duration,
@@ -135,8 +141,6 @@ fn parse_resource_list(s: &str) -> Result<std::collections::BTreeMap<String, Str
 const IGNORED_VALUE_FLAGS: &[&str] = &[
     "cloud-config",
     "cloud-provider",
-    "container-log-max-files",
-    "container-log-max-size",
     "container-runtime",
     "cpu-manager-policy",
     "enforce-node-allocatable",
@@ -372,6 +376,7 @@ fn node_config(args: &NodeArgs, file: Option<&KubeletConfiguration>) -> anyhow::
         c.system_reserved = v.clone();
     }
     c.relist_period = args.relist_period;
+    log_rotation(&mut c.log_rotation, file, args)?;
     let driver = args
         .cgroup_driver
         .clone()
@@ -390,6 +395,42 @@ fn node_config(args: &NodeArgs, file: Option<&KubeletConfiguration>) -> anyhow::
         tracing::warn!("registerNode: false is not honoured: the node registers itself");
     }
     Ok(c)
+}
+
+/// containerLog* from the file, then the flags; validated as kubelet does.
+fn log_rotation(
+    p: &mut crate::node::log_rotation::Policy,
+    file: Option<&KubeletConfiguration>,
+    args: &NodeArgs,
+) -> anyhow::Result<()> {
+    let size = |s: &str| -> anyhow::Result<u64> {
+        crate::node::quantity::parse_units(s)
+            .filter(|v| *v > 0)
+            .map(|v| v as u64)
+            .with_context(|| format!("containerLogMaxSize: invalid quantity {s:?}"))
+    };
+    if let Some(f) = file {
+        if let Some(v) = &f.container_log_max_size {
+            p.max_size = size(v)?;
+        }
+        if let Some(v) = f.container_log_max_files {
+            p.max_files = v.max(0) as usize;
+        }
+        if let Some(v) = f.container_log_max_workers {
+            p.max_workers = v.max(0) as usize;
+        }
+        if let Some(v) = &f.container_log_monitor_interval {
+            p.monitor_interval = parse_go_duration(v)
+                .with_context(|| format!("containerLogMonitorInterval: invalid duration {v:?}"))?;
+        }
+    }
+    if let Some(v) = &args.container_log_max_size {
+        p.max_size = size(v)?;
+    }
+    if let Some(v) = args.container_log_max_files {
+        p.max_files = v;
+    }
+    p.validate().map_err(anyhow::Error::msg)
 }
 
 /// The kubelet API's settings from a KubeletConfiguration.

@@ -49,6 +49,8 @@ pub struct NodeConfig {
     pub lease_duration_seconds: i32,
     /// How often every pod is resynced against the runtime, events or not.
     pub relist_period: Duration,
+    /// containerLogMaxSize / MaxFiles / MaxWorkers / MonitorInterval.
+    pub log_rotation: crate::node::log_rotation::Policy,
 }
 
 impl NodeConfig {
@@ -77,6 +79,7 @@ impl NodeConfig {
             status_report_frequency: Duration::from_secs(300),
             lease_duration_seconds: 40,
             relist_period: Duration::from_secs(30),
+            log_rotation: crate::node::log_rotation::Policy::default(),
         }
     }
 

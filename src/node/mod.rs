@@ -13,6 +13,7 @@ pub mod events;
 pub mod kubelet_config;
 pub mod lease;
 pub mod lifecycle;
+pub mod log_rotation;
 pub mod lookup;
 pub mod machine;
 pub mod node_status;
@@ -63,6 +64,11 @@ impl Agent {
             self.runtime.clone(),
         ));
         tasks.spawn(server::serve(api, listener, tls, stop_rx.clone()));
+        tasks.spawn(log_rotation::run(
+            self.runtime.clone(),
+            config.log_rotation,
+            stop_rx.clone(),
+        ));
 
         let (reporter, node_uid) = registration::NodeReporter::new(
             self.client.clone(),

@@ -468,6 +468,13 @@ impl NodeAgent {
         self.spawn();
     }
 
+    /// kill -9, then the command line with `extra` flags added.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.kill9();
+        self.args.extend(extra.iter().map(std::ffi::OsString::from));
+        self.spawn();
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

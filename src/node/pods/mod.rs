@@ -156,10 +156,12 @@ pub async fn run(ctx: Arc<PodContext>, mut stop: watch::Receiver<bool>) {
                 None => events = None,
             },
             _ = relist.tick() => {
+                let started = std::time::Instant::now();
                 workers.kick_all();
                 if listed_once {
                     adopt_orphans(&mut workers, &ctx).await;
                 }
+                crate::node::server::metrics::observe_pleg_relist(started.elapsed());
             }
             _ = tokio::time::sleep_until(resubscribe_at), if events.is_none() => {}
         }

@@ -493,6 +493,8 @@ impl PodWorker {
         }
         self.resize
             .report(current.status.as_ref(), &mut new, generation);
+        let old_phase = current.status.as_ref().and_then(|s| s.phase.as_deref());
+        crate::node::server::metrics::observe_pod_phase(pod, old_phase, new.phase.as_deref());
         let Some(patch) = status::pod_status_patch(&current, &new) else {
             return Ok(());
         };

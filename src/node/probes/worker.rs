@@ -85,6 +85,13 @@ impl ProbeTask {
                 timeout,
             )
             .await;
+            let ok = out == Outcome::Success;
+            crate::node::server::metrics::observe_probe(
+                self.kind.lower(),
+                ok,
+                &self.pod,
+                &self.container,
+            );
             if let Outcome::Failure(message) = &out {
                 tracing::debug!(container = %self.container, kind = ?self.kind, %message, "probe failed");
                 self.events.pod_event(

@@ -11,6 +11,7 @@
 //! - `streaming`: /exec, /attach, /portForward proxied to the runtime's
 //!   streaming server, /run (ExecSync);
 //! - `stats`: /stats/summary;
+//! - `metrics`: /metrics, /metrics/resource, /metrics/cadvisor, /metrics/probes;
 //! - `info`: /pods, /runningpods/, /healthz, /configz, /spec/.
 
 pub mod authn;
@@ -19,6 +20,7 @@ pub mod cache;
 pub mod containers;
 pub mod info;
 pub mod logs;
+pub mod metrics;
 pub mod stats;
 pub mod streaming;
 pub mod tls;
@@ -226,6 +228,8 @@ impl Server {
             ["configz"] => info::configz(&self),
             ["spec"] | ["spec", ""] => info::spec(&self),
             ["stats", "summary"] => stats::summary(&self).await,
+            ["metrics"] => metrics::handle(&self, None).await,
+            ["metrics", sub] => metrics::handle(&self, Some(sub)).await,
             ["containerLogs", ns, pod, container] => {
                 containers::container_logs(self.clone(), &req, ns, pod, container).await
             }

@@ -48,7 +48,7 @@ fn now() -> (Timestamp, Value) {
 
 /// The node's CPU time in nanoseconds: the root cgroup's (v2), else
 /// /proc/stat's non-idle jiffies.
-fn node_cpu_ns() -> Option<u64> {
+pub fn node_cpu_ns() -> Option<u64> {
     if let Ok(s) = std::fs::read_to_string("/sys/fs/cgroup/cpu.stat")
         && let Some(us) = s
             .lines()
@@ -69,7 +69,29 @@ fn node_cpu_ns() -> Option<u64> {
 }
 
 fn meminfo(field: &str) -> Option<u64> {
-    crate::node::machine::meminfo_kib(field).map(|k| k * 1024)
+    crate::node::machine::meminfo_kib(field.trim_end_matches(':')).map(|k| k * 1024)
+}
+
+/// The node's memory working set: used less inactive file pages, as
+/// cAdvisor counts it for the root cgroup.
+pub fn node_working_set_bytes() -> u64 {
+    let total = meminfo("MemTotal:").unwrap_or(0);
+    let free = meminfo("MemFree:").unwrap_or(0);
+    total
+        .saturating_sub(free)
+        .saturating_sub(meminfo("Inactive(file):").unwrap_or(0))
+}
+
+/// Every pod's stats from the runtime (ListPodSandboxStats).
+pub async fn sandbox_stats(server: &Server) -> Result<Vec<v1::PodSandboxStats>, String> {
+    let call = server
+        .runtime
+        .list_pod_sandbox_stats(v1::ListPodSandboxStatsRequest { filter: None });
+    match tokio::time::timeout(TIMEOUT, call).await {
+        Ok(Ok(r)) => Ok(r.stats),
+        Ok(Err(e)) => Err(format!("ListPodSandboxStats: {e}")),
+        Err(_) => Err("ListPodSandboxStats: timed out".into()),
+    }
 }
 
 fn node_memory(ts: &Value) -> Value {
@@ -210,23 +232,9 @@ fn pod(p: &v1::PodSandboxStats) -> Option<Value> {
 }
 
 pub async fn summary(server: &Server) -> Response<Body> {
-    let call = server
-        .runtime
-        .list_pod_sandbox_stats(v1::ListPodSandboxStatsRequest { filter: None });
-    let pods = match tokio::time::timeout(TIMEOUT, call).await {
-        Ok(Ok(r)) => r.stats,
-        Ok(Err(e)) => {
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("ListPodSandboxStats: {e}"),
-            );
-        }
-        Err(_) => {
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "ListPodSandboxStats: timed out",
-            );
-        }
+    let pods = match sandbox_stats(server).await {
+        Ok(p) => p,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     let root = server.config.root_dir.clone();
     let (stamp, ts) = now();
@@ -256,5 +264,8 @@ mod tests {
         // Half a core for a second.
         assert_eq!(s.rate(1_000_000_000, 500_000_000), Some(500_000_000));
         assert!(node_cpu_ns().is_some_and(|n| n > 0));
+        // /proc/meminfo's names, given with or without the colon.
+        assert!(meminfo("MemTotal:").is_some_and(|b| b > 0));
+        assert!(node_working_set_bytes() > 0);
     }
 }
