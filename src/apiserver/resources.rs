@@ -83,6 +83,35 @@ use k8s_openapi::api::node::v1 as node;
 use k8s_openapi::api::rbac::v1 as rbac;
 use k8s_openapi::api::storage::v1 as storage;
 
+// Their defaults and validation are in kinds::persistent_volumes.
+pub const PERSISTENT_VOLUMES: Kind = Kind {
+    group: "",
+    version: "v1",
+    resource: "persistentvolumes",
+    kind: "PersistentVolume",
+    singular: "persistentvolume",
+    namespaced: false,
+    short_names: &["pv"],
+    status: true,
+    roundtrip: roundtrip::<core::PersistentVolume>,
+    schema: schema::<core::PersistentVolume>,
+    field_labels: &[],
+};
+
+pub const PERSISTENT_VOLUME_CLAIMS: Kind = Kind {
+    group: "",
+    version: "v1",
+    resource: "persistentvolumeclaims",
+    kind: "PersistentVolumeClaim",
+    singular: "persistentvolumeclaim",
+    namespaced: true,
+    short_names: &["pvc"],
+    status: true,
+    roundtrip: roundtrip::<core::PersistentVolumeClaim>,
+    schema: schema::<core::PersistentVolumeClaim>,
+    field_labels: &[],
+};
+
 pub static KINDS: &[Kind] = &[
     Kind {
         group: "",
@@ -386,8 +415,8 @@ pub static KINDS: &[Kind] = &[
         schema: schema::<node::RuntimeClass>,
         field_labels: &[],
     },
-    crate::apiserver::kinds::persistent_volumes::PERSISTENT_VOLUMES,
-    crate::apiserver::kinds::persistent_volumes::PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
+    PERSISTENT_VOLUME_CLAIMS,
 ];
 
 pub fn lookup(group: &str, version: &str, resource: &str) -> Option<&'static Kind> {

@@ -3,57 +3,10 @@
 //! basic validation and the table columns kubectl prints. Binding them is
 //! the PV binder controller's work (src/controllers/pv_binder.rs).
 
-use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value, json};
 
 use crate::apiserver::error::Cause;
-use crate::apiserver::resources::Kind;
-use k8s_openapi::api::core::v1 as core;
-
-fn roundtrip<T: DeserializeOwned + Serialize>(value: Value) -> Result<Value, String> {
-    let typed: T = serde_path_to_error::deserialize(value).map_err(|err| {
-        let path = err.path().to_string();
-        if path == "." || path.is_empty() {
-            err.inner().to_string()
-        } else {
-            format!("{path}: {}", err.inner())
-        }
-    })?;
-    serde_json::to_value(typed).map_err(|err| err.to_string())
-}
-
-fn schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> String {
-    generator.subschema_for::<T>();
-    T::schema_name().into_owned()
-}
-
-pub const PERSISTENT_VOLUMES: Kind = Kind {
-    group: "",
-    version: "v1",
-    resource: "persistentvolumes",
-    kind: "PersistentVolume",
-    singular: "persistentvolume",
-    namespaced: false,
-    short_names: &["pv"],
-    status: true,
-    roundtrip: roundtrip::<core::PersistentVolume>,
-    schema: schema::<core::PersistentVolume>,
-    field_labels: &[],
-};
-
-pub const PERSISTENT_VOLUME_CLAIMS: Kind = Kind {
-    group: "",
-    version: "v1",
-    resource: "persistentvolumeclaims",
-    kind: "PersistentVolumeClaim",
-    singular: "persistentvolumeclaim",
-    namespaced: true,
-    short_names: &["pvc"],
-    status: true,
-    roundtrip: roundtrip::<core::PersistentVolumeClaim>,
-    schema: schema::<core::PersistentVolumeClaim>,
-    field_labels: &[],
-};
+pub use crate::apiserver::resources::{Kind, PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES};
 
 pub fn is_pv_kind(resource: &str) -> bool {
     matches!(resource, "persistentvolumes" | "persistentvolumeclaims")
