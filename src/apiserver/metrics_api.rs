@@ -16,13 +16,13 @@ use http_body_util::BodyExt;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::apiserver::state::State;
 use crate::apiserver::auth::Attributes;
-use crate::apiserver::error::ApiError;
-use crate::apiserver::state::blocking;
 use crate::apiserver::context::{Body, json as reply};
+use crate::apiserver::error::ApiError;
 use crate::apiserver::kubelet_proxy;
 use crate::apiserver::selectors::LabelSelector;
+use crate::apiserver::state::State;
+use crate::apiserver::state::blocking;
 use crate::apiserver::store::collection_prefix;
 
 pub const GROUP: &str = "metrics.k8s.io";
