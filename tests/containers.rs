@@ -436,6 +436,19 @@ async fn stopping_and_removing_a_sandbox_takes_its_containers() {
         .containers;
     assert_eq!(by_prefix.len(), 1);
     assert_eq!(by_prefix[0].id, idle);
+    // A unique prefix names a container; one under 4 characters does not.
+    assert!(status(&mut client, &idle[..12]).await.is_ok());
+    let err = status(&mut client, &idle[..3]).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    let err = client
+        .runtime
+        .stop_container(cri::StopContainerRequest {
+            container_id: String::new(),
+            timeout: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     assert_eq!(
         by_prefix[0].state,
         cri::ContainerState::ContainerCreated as i32

@@ -152,3 +152,29 @@ mod tests {
         }
     }
 }
+
+/// The shortest id prefix a lookup accepts. crictl users type unique
+/// prefixes (as with containerd), but an empty or one-letter "prefix" is a
+/// guess that can act on the wrong object (issue 17).
+pub const MIN_ID_PREFIX: usize = 4;
+
+/// Whether `id` names `key`: the whole id, or a prefix of at least
+/// [`MIN_ID_PREFIX`] characters.
+pub fn id_matches(key: &str, id: &str) -> bool {
+    key == id || (id.len() >= MIN_ID_PREFIX && key.starts_with(id))
+}
+
+#[cfg(test)]
+mod id_prefix_tests {
+    use super::*;
+
+    #[test]
+    fn short_prefixes_name_nothing() {
+        let key = "0123456789abcdef";
+        assert!(id_matches(key, key));
+        assert!(id_matches(key, "0123"));
+        assert!(!id_matches(key, ""));
+        assert!(!id_matches(key, "012"));
+        assert!(!id_matches(key, "0124"));
+    }
+}

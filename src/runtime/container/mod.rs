@@ -279,7 +279,7 @@ impl ContainerManager {
         }
         let mut matches = containers
             .iter()
-            .filter(|(k, _)| !id.is_empty() && k.starts_with(id));
+            .filter(|(k, _)| crate::runtime::validate::id_matches(k, id));
         match (matches.next(), matches.next()) {
             (Some((_, c)), None) => Ok(c.clone()),
             _ => Err(ContainerError::NotFound(format!(

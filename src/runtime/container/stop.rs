@@ -23,6 +23,11 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 
 impl ContainerManager {
     pub async fn stop(self: &Arc<Self>, id: &str, timeout_s: i64) -> Result<(), ContainerError> {
+        if id.is_empty() {
+            return Err(ContainerError::InvalidArgument(
+                "container id is empty".into(),
+            ));
+        }
         let (manager, id) = (self.clone(), id.to_string());
         detached(async move {
             let container = match manager.get(&id) {

@@ -235,7 +235,7 @@ impl SandboxManager {
         // A unique prefix is accepted, as crictl users expect.
         let mut matches = sandboxes
             .iter()
-            .filter(|(k, _)| !id.is_empty() && k.starts_with(id));
+            .filter(|(k, _)| crate::runtime::validate::id_matches(k, id));
         match (matches.next(), matches.next()) {
             (Some((_, s)), None) => Ok(s.clone()),
             _ => Err(SandboxError::NotFound(id.to_string())),
