@@ -208,8 +208,18 @@ async fn exec_with_a_terminal_and_stdin_over_spdy() {
     let resize = open(&conn, &[("streamType", "resize")]).await;
     resize.writer.write(br#"{"Width":123,"Height":45}"#).await;
     // The size reaches the terminal, and what we type reaches the shell.
-    stdin.writer.write(b"echo tty=$(tty); stty size\n").await;
-    let seen = read_until(&mut stdout, "45 123").await;
+    // The resize and stdin streams are independent (as in kubelet and
+    // containerd), so the shell may read its first line before the size
+    // lands: it waits for the size, bounded by read_until's deadline. The
+    // sums keep "45 123" out of the terminal's echo of the typed line.
+    stdin
+        .writer
+        .write(
+            b"until [ \"$(stty size)\" = \"$((44+1)) $((122+1))\" ]; do sleep 0.1; done; \
+              echo tty=$(tty) size=$(stty size)\n",
+        )
+        .await;
+    let seen = read_until(&mut stdout, "size=45 123").await;
     assert!(seen.contains("tty=/dev/pts/"), "{seen}");
     stdin.writer.write(b"exit 0\n").await;
     let status = read_all(error).await;
