@@ -30,13 +30,17 @@ def expect(want, secs=60):
                 return True
     return False
 
-time.sleep(3)
-os.write(fd, b"stty size; echo mark-one\n")
-ok1 = expect(b"30 100")
+def wait_for_size(rows, cols, mark):
+    # The size travels kubectl -> apiserver -> kubelet -> runtime apart from
+    # stdin, so the shell waits until it lands (bounded by expect's deadline)
+    # rather than the script sleeping. The sums keep the size out of the echo.
+    os.write(fd, b'until [ "$(stty size)" = "$((%d+1)) $((%d+1))" ]; do sleep 0.1; done; '
+             b'echo %s=$(stty size)\n' % (rows - 1, cols - 1, mark))
+    return expect(b"%s=%d %d" % (mark, rows, cols))
+
+ok1 = wait_for_size(30, 100, b"mark-one")
 winsize(fd, 40, 120)
-time.sleep(2)
-os.write(fd, b"stty size; echo mark-two\n")
-ok2 = expect(b"40 120")
+ok2 = wait_for_size(40, 120, b"mark-two")
 os.write(fd, b"exit 0\n")
 time.sleep(1)
 _, status = os.waitpid(pid, 0)
