@@ -5,9 +5,9 @@
 //! cgroup files, v1 or v2) and /metrics/probes through nodes/proxy;
 //! `kubectl top node/pod` through metrics.k8s.io; a rotated (and
 //! compressed) log read by `kubectl logs`; a 10 MB line; `kubectl exec -it`
-//! under a pty with a resize; `kubectl attach`; a node identity refused exec;
-//! (port-forward is tests/kubelet_api.rs's; two at once here met a
-//! refused local listener, cause not found);
+//! under a pty with a resize; `kubectl attach`; port-forward with two
+//! connections at once, then a closed port (which ends the port-forward, as
+//! kubectl >= 1.23 does on any stream error); a node identity refused exec;
 //! 200 aborted exec sessions leaving nothing behind. Run as root, holding
 //! /tmp/deckhand-integration.lock.
 
@@ -323,6 +323,81 @@ fn exec_tty_and_attach(plane: &dyn ControlPlane) {
     let _ = att.wait();
 }
 
+fn port_forward(plane: &dyn ControlPlane) {
+    let (open, closed) = {
+        let p = common::stock::free_ports(2);
+        (p, p + 1)
+    };
+    let mut pf = kubectl(plane)
+        .args([
+            "port-forward",
+            "pod/m",
+            &format!("{open}:8080"),
+            &format!("{closed}:9"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(pf.stdout.take().unwrap());
+    // Both listeners up (kubectl prints one line per address and port).
+    let mut seen = String::new();
+    while !(seen.contains(&format!("127.0.0.1:{open} "))
+        && seen.contains(&format!("127.0.0.1:{closed} ")))
+    {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "port-forward ended: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    // kubectl logs "Handling connection" per connection: keep the pipe drained.
+    let drain = std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let get = || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", open)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s
+    };
+    // Two connections open at once, answered in the other order.
+    let (mut a, mut b) = (get(), get());
+    for s in [&mut b, &mut a] {
+        s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        assert!(resp.contains("served"), "{resp}");
+    }
+    // A closed port in the pod: that connection ends with nothing, and the
+    // error on its error stream ends the whole port-forward, as client-go
+    // does since kubernetes PR 103526 against kubelet + containerd too.
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", closed)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let _ = c.write_all(b"x");
+    let mut got = vec![];
+    let _ = c.read_to_end(&mut got);
+    assert!(got.is_empty(), "{got:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = pf.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = pf.kill();
+            let _ = pf.wait();
+            panic!("kubectl port-forward did not end after the closed port's error");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut err = String::new();
+    let _ = pf.stderr.take().unwrap().read_to_string(&mut err);
+    let _ = drain.join();
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains(&format!("{closed} -> 9")) && err.contains("lost connection to pod"),
+        "kubectl reports the closed port and the lost connection: {err}"
+    );
+}
+
 fn node_identity_cannot_exec(plane: &dyn ControlPlane, node: &NodeAgent) {
     let out = Command::new(KUBECTL)
         .arg("--kubeconfig")
@@ -423,6 +498,7 @@ async fn metrics_top_rotation_and_interactive_streams() {
     big_line(&plane);
     rotation(&plane);
     exec_tty_and_attach(&plane);
+    port_forward(&plane);
     node_identity_cannot_exec(&plane, &node);
     aborted_execs(&plane, &node);
 }
