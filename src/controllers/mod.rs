@@ -1,6 +1,6 @@
 //! Controllers: the scheduler, the node lifecycle controller and the PV
 //! binder. Each is a kube-rs watcher -> reflector -> reconcile loop (the
-//! binder a periodic relist) over any apiserver (the bundled one or a
+//! binder relists on each change) over any apiserver (the bundled one or a
 //! stock kube-apiserver): they speak only the Kubernetes API, never the
 //! store underneath. The set-up they share (an event recorder named for
 //! the component and this host, reflected watches, the handling of a

@@ -4,20 +4,25 @@
 //! smallest Available one with its storageClassName, its access modes and
 //! enough capacity; both become Bound, the volume's claimRef and the
 //! claim's volumeName point at each other. A volume whose claim is gone is
-//! Released. It relists every few seconds, as kcm's binder resyncs.
+//! Released. A change to either kind triggers a pass; it also resyncs
+//! every 15 s, as kcm's binder does.
 
 use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 
+use super::{reflected, watch_item};
+
 use crate::node::quantity::parse_units;
 
-const PERIOD: Duration = Duration::from_secs(2);
+const RESYNC: Duration = Duration::from_secs(15);
+const DEBOUNCE: Duration = Duration::from_millis(100);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn call<T>(what: &str, f: impl Future<Output = Result<T, kube::Error>>) -> Option<T> {
@@ -151,13 +156,29 @@ pub fn choose<'a>(
         })
 }
 
+/// Binds on every change to a volume or a claim (the watches are the
+/// trigger; each pass relists, so a pass never acts on a volume a store has
+/// not yet seen bound), and resyncs every RESYNC as kcm's binder does.
 pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let (_volumes, volume_events) = reflected(Api::<PersistentVolume>::all(client.clone()));
+    let (_claims, claim_events) = reflected(Api::<PersistentVolumeClaim>::all(client.clone()));
+    let mut volume_events = pin!(volume_events);
+    let mut claim_events = pin!(claim_events);
     let mut shutdown = pin!(shutdown);
+    let mut resync = tokio::time::interval(RESYNC);
+    let mut dirty = true;
     loop {
-        sync(&client).await;
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            _ = tokio::time::sleep(PERIOD) => {}
+            item = volume_events.next() => dirty |= watch_item(item, "volumes")?.is_some(),
+            item = claim_events.next() => dirty |= watch_item(item, "claims")?.is_some(),
+            _ = resync.tick() => dirty = true,
+            // A burst of events (a pass's own writes, a kubectl apply of
+            // many objects) makes one pass.
+            _ = tokio::time::sleep(DEBOUNCE), if dirty => {
+                sync(&client).await;
+                dirty = false;
+            }
         }
     }
 }
