@@ -1,6 +1,6 @@
 //! deckhand: a Kubernetes node in one binary. ../shared/DESIGN.md is the map;
 //! modules follow its layers, top to bottom: cli -> apiserver -> controllers
-//! -> node -> cri -> runtime -> sys. `x509` and `k8s` (API value helpers) are leaves
+//! -> node -> cri -> runtime -> sys. `x509`, `k8s` (API value helpers) and `task` are leaves
 //! any layer may use.
 
 pub mod apiserver;
@@ -11,4 +11,5 @@ pub mod k8s;
 pub mod node;
 pub mod runtime;
 pub mod sys;
+pub mod task;
 pub mod x509;
