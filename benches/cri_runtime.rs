@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{Stats, ms};
@@ -25,7 +25,12 @@ const IMAGE: &str = "registry.k8s.io/pause:3.10";
 const CGROUP_PARENT: &str = "/deckhand-bench";
 /// containerd's CRI plugin reads its CNI config from here; the bench adds a
 /// conflist for its run and takes it away afterwards.
-const CONTAINERD_CNI_CONF: &str = "/etc/cni/net.d/10-deckhand-bench.conflist";
+const CNI: common::PeerCni = common::PeerCni {
+    label: "bench",
+    ours: ("dh-benchd0", "10.91.0.0/16"),
+    containerd: ("dh-benchc0", "10.92.0.0/16"),
+    containerd_conf: "/etc/cni/net.d/10-deckhand-bench.conflist",
+};
 
 const OPERATIONS: [&str; 8] = [
     "RunPodSandbox",
@@ -37,20 +42,6 @@ const OPERATIONS: [&str; 8] = [
     "RemovePodSandbox",
     "sandbox+container end to end",
 ];
-
-fn conflist(bridge: &str, subnet: &str, ipam_dir: &Path) -> String {
-    serde_json::json!({
-        "cniVersion": "0.4.0",
-        "name": format!("deckhand-bench-{bridge}"),
-        "plugins": [
-            {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": true,
-             "ipam": {"type": "host-local", "dataDir": ipam_dir, "ranges": [[{"subnet": subnet}]],
-                      "routes": [{"dst": "0.0.0.0/0"}]}},
-            {"type": "portmap", "capabilities": {"portMappings": true}}
-        ]
-    })
-    .to_string()
-}
 
 struct Runtime {
     name: &'static str,
@@ -273,29 +264,7 @@ async fn main() {
     // on a panic too.
     let _cleanup = Cleanup;
 
-    let ours_cni = work.path().join("cni");
-    std::fs::create_dir_all(&ours_cni).unwrap();
-    std::fs::write(
-        ours_cni.join("10-bench.conflist"),
-        conflist(
-            "dh-benchd0",
-            "10.91.0.0/16",
-            &work.path().join("ipam-deckhand"),
-        ),
-    )
-    .unwrap();
-    std::fs::create_dir_all("/etc/cni/net.d").unwrap();
-    std::fs::write(
-        CONTAINERD_CNI_CONF,
-        conflist(
-            "dh-benchc0",
-            "10.92.0.0/16",
-            &work.path().join("ipam-containerd"),
-        ),
-    )
-    .unwrap();
-
-    let cni_flag = ours_cni.to_string_lossy().into_owned();
+    let cni_flag = CNI.write(work.path());
     let (_server, deckhand) =
         common::start_deckhand(NAMESPACE, &["--cni-conf-dir", &cni_flag]).await;
     let mut ours = Runtime {
@@ -394,12 +363,7 @@ struct Cleanup;
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(CONTAINERD_CNI_CONF);
-        for bridge in ["dh-benchd0", "dh-benchc0"] {
-            let _ = std::process::Command::new("ip")
-                .args(["link", "del", bridge])
-                .status();
-        }
+        CNI.remove();
         remove_cgroups();
         common::remove_namespace(NAMESPACE);
     }

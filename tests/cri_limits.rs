@@ -10,6 +10,9 @@ use std::time::Duration;
 use deckhand::cri::api::{CriError, ImageService, RuntimeService};
 use deckhand::cri::v1 as cri;
 
+#[path = "common/grpc.rs"]
+mod grpc;
+
 const LIMIT: usize = deckhand::cri::MAX_MESSAGE_BYTES;
 
 struct Fake;
@@ -112,22 +115,11 @@ async fn an_oversized_reply_is_resource_exhausted_and_the_connection_serves_on()
         .list_containers(cri::ListContainersRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
-    assert!(
-        status
-            .message()
-            .starts_with("grpc: trying to send message larger than max ("),
-        "{}",
-        status.message()
-    );
+    grpc::assert_exhausted(&status, "grpc: trying to send message larger than max (");
     assert!(
         status.message().ends_with(&format!(" vs. {LIMIT})")),
         "{}",
         status.message()
     );
-    client
-        .runtime
-        .version(cri::VersionRequest::default())
-        .await
-        .expect("a normal call after the refused reply");
+    grpc::assert_serves_on(&mut client, "a normal call after the refused reply").await;
 }

@@ -258,19 +258,7 @@ impl Drop for Up {
         } else {
             common::remove_namespace(&self.namespace);
         }
-        for entry in std::fs::read_dir("/var/log/pods")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(&format!("default_{}-", self.name))
-            {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
+        cleanup::remove_pod_log_dirs(&format!("default_{}-", self.name));
         if let Err(e) = cleanup::remove_cgroup_tree(&self.net.cgroup_parent) {
             cleanup::leftover(&format!("cgroups of {}: {e}", self.name));
         }

@@ -1,5 +1,5 @@
 //! What the CRI benchmarks share: sample statistics and a `deckhand cri`
-//! child process next to containerd's CRI plugin.
+//! child process next to containerd's CRI plugin, and their CNI networks.
 
 #![allow(dead_code)] // each bench uses its own subset
 
@@ -117,4 +117,67 @@ pub fn remove_namespace(namespace: &str) {
     let _ = std::process::Command::new("ctr")
         .args(["namespaces", "rm", namespace])
         .status();
+}
+
+/// The CNI set-up of a deckhand-vs-containerd run: the same chain (bridge +
+/// host-local + portmap) for both, each on a bridge and subnet of its own.
+pub struct PeerCni {
+    /// "bench", "soak": names the conflists and their networks.
+    pub label: &'static str,
+    /// deckhand's bridge and subnet.
+    pub ours: (&'static str, &'static str),
+    /// containerd's bridge and subnet.
+    pub containerd: (&'static str, &'static str),
+    /// Where containerd's CRI plugin reads its conflist.
+    pub containerd_conf: &'static str,
+}
+
+impl PeerCni {
+    fn conflist(&self, bridge: &str, subnet: &str, ipam_dir: &Path) -> String {
+        serde_json::json!({
+            "cniVersion": "0.4.0",
+            "name": format!("deckhand-{}-{bridge}", self.label),
+            "plugins": [
+                {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": true,
+                 "ipam": {"type": "host-local", "dataDir": ipam_dir, "ranges": [[{"subnet": subnet}]],
+                          "routes": [{"dst": "0.0.0.0/0"}]}},
+                {"type": "portmap", "capabilities": {"portMappings": true}}
+            ]
+        })
+        .to_string()
+    }
+
+    /// Writes both conflists (deckhand's under `work/cni`, host-local state
+    /// under `work`) and returns deckhand's `--cni-conf-dir`.
+    pub fn write(&self, work: &Path) -> String {
+        let ours_cni = work.join("cni");
+        std::fs::create_dir_all(&ours_cni).unwrap();
+        std::fs::write(
+            ours_cni.join(format!("10-{}.conflist", self.label)),
+            self.conflist(self.ours.0, self.ours.1, &work.join("ipam-deckhand")),
+        )
+        .unwrap();
+        std::fs::create_dir_all("/etc/cni/net.d").unwrap();
+        std::fs::write(
+            self.containerd_conf,
+            self.conflist(
+                self.containerd.0,
+                self.containerd.1,
+                &work.join("ipam-containerd"),
+            ),
+        )
+        .unwrap();
+        ours_cni.to_string_lossy().into_owned()
+    }
+
+    /// Takes away containerd's conflist and both bridges (errors ignored: a
+    /// clean-up on drop, possibly after a panic).
+    pub fn remove(&self) {
+        let _ = std::fs::remove_file(self.containerd_conf);
+        for bridge in [self.ours.0, self.containerd.0] {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", bridge])
+                .status();
+        }
+    }
 }

@@ -37,22 +37,13 @@ use deckhand::cri::v1 as cri;
 
 const NAMESPACE: &str = "deckhand-bench-soak";
 const IMAGE: &str = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
-const CONTAINERD_CNI_CONF: &str = "/etc/cni/net.d/10-deckhand-soak.conflist";
+const CNI: common::PeerCni = common::PeerCni {
+    label: "soak",
+    ours: ("dh-soakd0", "10.93.0.0/16"),
+    containerd: ("dh-soakc0", "10.94.0.0/16"),
+    containerd_conf: "/etc/cni/net.d/10-deckhand-soak.conflist",
+};
 const CALL: Duration = Duration::from_secs(60);
-
-fn conflist(bridge: &str, subnet: &str, ipam_dir: &Path) -> String {
-    serde_json::json!({
-        "cniVersion": "0.4.0",
-        "name": format!("deckhand-soak-{bridge}"),
-        "plugins": [
-            {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": true,
-             "ipam": {"type": "host-local", "dataDir": ipam_dir, "ranges": [[{"subnet": subnet}]],
-                      "routes": [{"dst": "0.0.0.0/0"}]}},
-            {"type": "portmap", "capabilities": {"portMappings": true}}
-        ]
-    })
-    .to_string()
-}
 
 /// A small xorshift: the soak is reproducible from `--seed`.
 struct Rng(u64);
@@ -381,29 +372,8 @@ async fn main() {
     let work = tempfile::tempdir().unwrap();
     let cleanup = Cleanup;
 
-    let ours_cni = work.path().join("cni");
-    std::fs::create_dir_all(&ours_cni).unwrap();
-    std::fs::write(
-        ours_cni.join("10-soak.conflist"),
-        conflist(
-            "dh-soakd0",
-            "10.93.0.0/16",
-            &work.path().join("ipam-deckhand"),
-        ),
-    )
-    .unwrap();
-    std::fs::create_dir_all("/etc/cni/net.d").unwrap();
-    std::fs::write(
-        CONTAINERD_CNI_CONF,
-        conflist(
-            "dh-soakc0",
-            "10.94.0.0/16",
-            &work.path().join("ipam-containerd"),
-        ),
-    )
-    .unwrap();
+    let cni_flag = CNI.write(work.path());
     let registry = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("hack/certs.d");
-    let cni_flag = ours_cni.to_string_lossy().into_owned();
     let registry_flag = registry.to_string_lossy().into_owned();
     let (server, deckhand) = common::start_deckhand(
         NAMESPACE,
@@ -516,12 +486,7 @@ struct Cleanup;
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(CONTAINERD_CNI_CONF);
-        for bridge in ["dh-soakd0", "dh-soakc0"] {
-            let _ = std::process::Command::new("ip")
-                .args(["link", "del", bridge])
-                .status();
-        }
+        CNI.remove();
         for parent in ["/deckhand-soak-d", "/deckhand-soak-c"] {
             let mut dirs = cgroup_dirs(parent);
             dirs.sort_by_key(|(_, depth)| std::cmp::Reverse(*depth));

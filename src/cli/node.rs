@@ -404,7 +404,7 @@ fn log_rotation(
     args: &NodeArgs,
 ) -> anyhow::Result<()> {
     let size = |s: &str| -> anyhow::Result<u64> {
-        crate::node::quantity::parse_units(s)
+        crate::k8s::quantity::parse_units(s)
             .filter(|v| *v > 0)
             .map(|v| v as u64)
             .with_context(|| format!("containerLogMaxSize: invalid quantity {s:?}"))

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::{reflected, watch_item};
 
-use crate::node::quantity::parse_units;
+use crate::k8s::quantity::parse_units;
 
 const RESYNC: Duration = Duration::from_secs(15);
 const DEBOUNCE: Duration = Duration::from_millis(100);

@@ -20,7 +20,6 @@ pub mod node_status;
 pub mod pods;
 pub mod podspec;
 pub mod probes;
-pub mod quantity;
 pub mod registration;
 pub mod server;
 pub mod sidecars;

@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
+use crate::k8s::quantity::parse_milli;
 use crate::node::config::NodeConfig;
 use crate::node::machine::{MachineInfo, MachineResources, binary_quantity, kib_quantity};
-use crate::node::quantity::parse_milli;
 
 /// The version the Node reports as its kubelet's: the API level deckhand
 /// speaks, tagged as deckhand's (as distributions tag theirs, `+k3s1`).

@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use super::mount;
+
 /// Above this a v1 limit means "no limit" (the kernel reports a page-aligned
 /// i64::MAX).
 const V1_UNLIMITED: u64 = 1 << 62;
@@ -102,18 +104,9 @@ fn trees() -> &'static Trees {
 fn parse_mountinfo(mountinfo: &str) -> Trees {
     let mut v1: Vec<(PathBuf, Vec<String>)> = Vec::new();
     let mut v2: Option<PathBuf> = None;
-    for line in mountinfo.lines() {
-        // <id> <parent> <dev> <root> <mount point> <options> [optional...] - <fstype> <source> <super options>
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let Some(mount_point) = left.split(' ').nth(4) else {
-            continue;
-        };
-        let mut right = right.split(' ');
-        let fstype = right.next().unwrap_or_default();
-        let super_options = right.nth(1).unwrap_or_default();
-        let mount_point = PathBuf::from(unescape(mount_point));
+    for entry in mount::mountinfo_entries(mountinfo) {
+        let (fstype, super_options, mount_point) =
+            (entry.fstype, entry.super_options, entry.mount_point);
         match fstype {
             "cgroup" => v1.push((
                 mount_point,
@@ -139,26 +132,6 @@ fn parse_mountinfo(mountinfo: &str) -> Trees {
         memory: pick("memory"),
         pids: pick("pids"),
     }
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(field: &str) -> String {
-    let mut out = String::with_capacity(field.len());
-    let mut chars = field.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            let digits: String = chars.clone().take(3).collect();
-            if digits.len() == 3
-                && let Ok(b) = u8::from_str_radix(&digits, 8)
-            {
-                out.push(b as char);
-                chars.nth(2);
-                continue;
-            }
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn cpu_usage_ns(tree: &Tree, path: &str) -> Option<u64> {
@@ -387,7 +360,7 @@ mod tests {
         let t = Tree::V1("/sys/fs/cgroup/memory".into());
         assert_eq!(t.dir("/a/b"), Path::new("/sys/fs/cgroup/memory/a/b"));
         assert_eq!(t.dir("a/b"), Path::new("/sys/fs/cgroup/memory/a/b"));
-        assert_eq!(unescape(r"/mnt/a\040b"), "/mnt/a b");
+        assert_eq!(mount::unescape(r"/mnt/a\040b"), "/mnt/a b");
     }
 
     fn write(dir: &Path, files: &[(&str, &str)]) {

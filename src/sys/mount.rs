@@ -22,7 +22,7 @@ pub struct MountOf {
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, ...).
-fn unescape(field: &str) -> String {
+pub(crate) fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -45,38 +45,72 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// One line of /proc/self/mountinfo:
+/// `<id> <parent> <dev> <root> <mount point> <options> [optional...] - <fstype> <source> <super options>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfoEntry<'a> {
+    /// Field 5, with the kernel's octal escapes (`\040` for a space) undone.
+    pub mount_point: PathBuf,
+    /// The optional fields (`shared:N`, `master:N`, ...).
+    pub optional: Vec<&'a str>,
+    pub fstype: &'a str,
+    pub super_options: &'a str,
+}
+
+impl MountInfoEntry<'_> {
+    /// The propagation type its optional fields give.
+    pub fn propagation(&self) -> Propagation {
+        if self.optional.iter().any(|f| f.starts_with("shared:")) {
+            Propagation::Shared
+        } else if self.optional.iter().any(|f| f.starts_with("master:")) {
+            Propagation::Slave
+        } else {
+            Propagation::Private
+        }
+    }
+}
+
+/// The well-formed lines of a mountinfo text, in mount order (a line
+/// without the `-` separator after the six fixed fields is skipped).
+pub fn mountinfo_entries(mountinfo: &str) -> impl Iterator<Item = MountInfoEntry<'_>> {
+    mountinfo.lines().filter_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let sep = fields.iter().position(|f| *f == "-")?;
+        if fields.len() < 7 || sep < 6 {
+            return None;
+        }
+        Some(MountInfoEntry {
+            mount_point: PathBuf::from(unescape(fields[4])),
+            optional: fields[6..sep].to_vec(),
+            fstype: fields.get(sep + 1).copied().unwrap_or_default(),
+            super_options: fields.get(sep + 3).copied().unwrap_or_default(),
+        })
+    })
+}
+
+/// The mount points in a mountinfo text, in mount order.
+pub fn mount_points(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo_entries(mountinfo)
+        .map(|e| e.mount_point)
+        .collect()
+}
+
 /// The mount holding `path` (already canonical) in a mountinfo text: the
 /// last-mounted one whose mount point is the longest prefix of the path.
 pub fn mount_of_in(mountinfo: &str, path: &Path) -> Option<MountOf> {
     let mut best: Option<MountOf> = None;
-    for line in mountinfo.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else {
-            continue;
-        };
-        if fields.len() < 7 || sep < 6 {
+    for entry in mountinfo_entries(mountinfo) {
+        if !path.starts_with(&entry.mount_point) {
             continue;
         }
-        let mount_point = PathBuf::from(unescape(fields[4]));
-        if !path.starts_with(&mount_point) {
-            continue;
-        }
-        let optional = &fields[6..sep];
-        let propagation = if optional.iter().any(|f| f.starts_with("shared:")) {
-            Propagation::Shared
-        } else if optional.iter().any(|f| f.starts_with("master:")) {
-            Propagation::Slave
-        } else {
-            Propagation::Private
-        };
         // Later lines are mounted later: an equal prefix replaces (overmounts).
         let longer = best
             .as_ref()
-            .is_none_or(|b| mount_point.as_os_str().len() >= b.mount_point.as_os_str().len());
+            .is_none_or(|b| entry.mount_point.as_os_str().len() >= b.mount_point.as_os_str().len());
         if longer {
             best = Some(MountOf {
-                mount_point,
-                propagation,
+                propagation: entry.propagation(),
+                mount_point: entry.mount_point,
             });
         }
     }

@@ -551,3 +551,33 @@ pub fn remove_bridge(bridge: &str) {
         .stderr(Stdio::null())
         .status();
 }
+
+/// The kubectl arguments that delete every pod matching a field `selector`
+/// (`spec.nodeName=<node>`) with a 1 s grace and wait (a minute at most) for
+/// the node to confirm it: how a test node's drop empties it.
+pub fn delete_pods_args(selector: &str) -> [&str; 8] {
+    [
+        "delete",
+        "pods",
+        "-A",
+        "--field-selector",
+        selector,
+        "--grace-period=1",
+        "--timeout=60s",
+        "--wait=true",
+    ]
+}
+
+/// Removes the pod log dirs under /var/log/pods whose name starts with
+/// `prefix` (`<namespace>_<pod name prefix>`).
+pub fn remove_pod_log_dirs(prefix: &str) {
+    for entry in std::fs::read_dir("/var/log/pods")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}

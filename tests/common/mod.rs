@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod cleanup;
+pub mod grpc;
 pub mod node;
 pub mod pod;
 pub mod registry_proxy;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::cleanup;
 use super::pod::TestPod;
 use super::{BUSYBOX, CriServer, registry_config, remove_namespace, require_environment};
 
@@ -529,16 +530,7 @@ impl Drop for NodeAgent {
                 .filter(|l| !l.is_empty())
                 .map(|l| Path::new("/var/log/pods").join(l))
                 .collect();
-            let _ = self.kubectl(&[
-                "delete",
-                "pods",
-                "-A",
-                "--field-selector",
-                &selector,
-                "--grace-period=1",
-                "--timeout=60s",
-                "--wait=true",
-            ]);
+            let _ = self.kubectl(&cleanup::delete_pods_args(&selector));
             // The last pod's teardown (after its final delete) takes a moment.
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline

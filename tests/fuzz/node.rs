@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 
+use deckhand::k8s::quantity;
 use deckhand::node::kubelet_config::{KubeletConfiguration, parse_go_duration};
-use deckhand::node::quantity;
 use deckhand::node::server::logs::LogOptions;
 
 use crate::{bounded, config, edits, json_value, mutate, tricky_text};

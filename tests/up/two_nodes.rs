@@ -332,16 +332,7 @@ impl Drop for SecondNode {
         let selector = format!("spec.nodeName={}", self.name);
         if self.running() {
             // The node tears its pods down itself when they are deleted.
-            let _ = self.kubectl(&[
-                "delete",
-                "pods",
-                "-A",
-                "--field-selector",
-                &selector,
-                "--grace-period=1",
-                "--timeout=60s",
-                "--wait=true",
-            ]);
+            let _ = self.kubectl(&cleanup::delete_pods_args(&selector));
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline && self.holds_containers() {
                 std::thread::sleep(Duration::from_millis(200));
@@ -370,19 +361,7 @@ impl Drop for SecondNode {
             cleanup::leftover(&format!("cgroups of node {}: {e}", self.name));
         }
         cleanup::unmount_under(self.dir.path());
-        for entry in std::fs::read_dir("/var/log/pods")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(&format!("default_{}-", self.name))
-            {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
+        cleanup::remove_pod_log_dirs(&format!("default_{}-", self.name));
         // The network namespace (and the bridge CNI made in it) goes with
         // its `Netns`, dropped after the `Up`.
         let _ = self.kubectl(&["delete", "node", &self.name, "--wait=false"]);

@@ -109,7 +109,7 @@ fn access_modes(spec: &Value, causes: &mut Vec<Cause>) {
 
 fn storage_quantity(v: &Value) -> bool {
     v.as_str()
-        .is_some_and(|s| crate::node::quantity::parse_units(s).is_some())
+        .is_some_and(|s| crate::k8s::quantity::parse_units(s).is_some())
 }
 
 /// ValidatePersistentVolume / ValidatePersistentVolumeClaim, the basics.

@@ -8,7 +8,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::{Map, Value};
 
 use crate::apiserver::error::{ApiError, Cause};
-use crate::node::podspec::{self, quantity};
+use crate::k8s::qos;
+use crate::k8s::quantity;
 
 pub const SUBRESOURCE: &str = "resize";
 
@@ -104,7 +105,7 @@ fn qos(pod: &Value) -> Option<&'static str> {
         m.remove("status");
     }
     let typed: Pod = serde_json::from_value(pod).ok()?;
-    Some(podspec::qos_class(&typed).as_str())
+    Some(qos::qos_class(&typed).as_str())
 }
 
 /// ValidatePodResize over the merged pod.

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::status::{Code, Status};
-use crate::node::quantity::parse_milli;
+use crate::k8s::quantity::parse_milli;
 
 /// Resource name -> amount in thousandths of its unit.
 pub type Resources = BTreeMap<String, i128>;

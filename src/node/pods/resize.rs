@@ -12,9 +12,10 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodCondition, PodStatus, Resour
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::cri::api::v1;
+use crate::k8s::quantity;
 use crate::node::pods::PodContext;
 use crate::node::pods::observe::{Observed, container_name};
-use crate::node::podspec::{self, quantity};
+use crate::node::podspec;
 
 pub const POD_RESIZE_PENDING: &str = "PodResizePending";
 pub const POD_RESIZE_IN_PROGRESS: &str = "PodResizeInProgress";

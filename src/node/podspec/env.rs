@@ -15,8 +15,9 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::{ContainerContext, NodeContext, ObjectLookup, PodSpecError, quantity};
+use super::{ContainerContext, NodeContext, ObjectLookup, PodSpecError};
 use crate::cri::v1;
+use crate::k8s::quantity;
 
 /// The environment being built: insertion order plus a name index.
 #[derive(Default)]

@@ -21,7 +21,6 @@ mod container;
 mod dns;
 mod env;
 mod hosts;
-pub(crate) mod quantity;
 mod resources;
 mod sandbox;
 mod security;
@@ -34,13 +33,12 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+pub use crate::k8s::qos::{QosClass, qos_class};
 pub use container::{container_config, container_log_path};
 pub use env::{container_env, expand};
 pub(crate) use env::{format_map, resource_field_value, split_subscript};
 pub use hosts::etc_hosts;
-pub use resources::{
-    QosClass, container_resources, pod_cgroup_parent, qos_class, sandbox_resources,
-};
+pub use resources::{container_resources, pod_cgroup_parent, sandbox_resources};
 pub use sandbox::{container_log_directory, pod_log_directory, sandbox_config};
 
 /// The kubelet's waiting reason when a container's config cannot be built

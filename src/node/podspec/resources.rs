@@ -1,5 +1,4 @@
-//! QoS class (pkg/apis/core/v1/helper/qos), pod cgroups (cm, cgroupfs
-//! driver), and the CRI linux resources of a sandbox and a container
+//! Pod cgroups (cm, cgroupfs driver) by QoS class (crate::k8s::qos), and the CRI linux resources of a sandbox and a container
 //! (kuberuntime_container_linux.go, kuberuntime_sandbox_linux.go,
 //! cm/helpers_linux.go, qos/policy.go).
 
@@ -9,25 +8,9 @@ use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::NodeContext;
-use super::quantity;
 use crate::cri::v1;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QosClass {
-    Guaranteed,
-    Burstable,
-    BestEffort,
-}
-
-impl QosClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QosClass::Guaranteed => "Guaranteed",
-            QosClass::Burstable => "Burstable",
-            QosClass::BestEffort => "BestEffort",
-        }
-    }
-}
+use crate::k8s::qos::{QosClass, qos_class};
+use crate::k8s::quantity;
 
 /// cm.MinShares, cm.MaxShares, cm.SharesPerCPU, cm.MilliCPUToCPU
 const MIN_SHARES: i64 = 2;
@@ -50,88 +33,6 @@ const CPU: &str = "cpu";
 const MEMORY: &str = "memory";
 
 type ResourceList = BTreeMap<String, Quantity>;
-
-/// v1qos.GetPodQOS: the status' class when the API already set it, else
-/// computed from the pod-level resources (when given) or the containers'.
-pub fn qos_class(pod: &Pod) -> QosClass {
-    if let Some(class) = pod.status.as_ref().and_then(|s| s.qos_class.as_deref()) {
-        match class {
-            "Guaranteed" => return QosClass::Guaranteed,
-            "Burstable" => return QosClass::Burstable,
-            "BestEffort" => return QosClass::BestEffort,
-            _ => {}
-        }
-    }
-    compute_qos(pod)
-}
-
-/// v1qos.ComputePodQOS
-fn compute_qos(pod: &Pod) -> QosClass {
-    let Some(spec) = pod.spec.as_ref() else {
-        return QosClass::BestEffort;
-    };
-    let mut requests = ResourceList::new();
-    let mut limits = ResourceList::new();
-    let mut guaranteed = true;
-    let mut accumulate = |res: Option<&ResourceRequirements>| {
-        let empty = BTreeMap::new();
-        let reqs = res.and_then(|r| r.requests.as_ref()).unwrap_or(&empty);
-        let lims = res.and_then(|r| r.limits.as_ref()).unwrap_or(&empty);
-        for (name, q) in reqs {
-            if (name == CPU || name == MEMORY) && quantity::is_positive(q) {
-                add_to(&mut requests, name, q);
-            }
-        }
-        let mut limits_found = 0;
-        for (name, q) in lims {
-            if (name == CPU || name == MEMORY) && quantity::is_positive(q) {
-                limits_found += 1;
-                add_to(&mut limits, name, q);
-            }
-        }
-        if limits_found < 2 {
-            guaranteed = false;
-        }
-    };
-    if let Some(pod_resources) = spec.resources.as_ref() {
-        accumulate(Some(pod_resources));
-    } else {
-        for c in spec
-            .containers
-            .iter()
-            .chain(spec.init_containers.iter().flatten())
-        {
-            accumulate(c.resources.as_ref());
-        }
-    }
-    if requests.is_empty() && limits.is_empty() {
-        return QosClass::BestEffort;
-    }
-    if guaranteed {
-        for (name, req) in &requests {
-            match limits.get(name) {
-                Some(lim) if quantity::cmp(lim, req).is_eq() => {}
-                _ => {
-                    guaranteed = false;
-                    break;
-                }
-            }
-        }
-    }
-    if guaranteed && requests.len() == limits.len() {
-        QosClass::Guaranteed
-    } else {
-        QosClass::Burstable
-    }
-}
-
-fn add_to(list: &mut ResourceList, name: &str, q: &Quantity) {
-    let sum = match list.get(name) {
-        Some(old) => quantity::add(old, q),
-        None => q.clone(),
-    };
-    list.insert(name.to_string(), sum);
-}
 
 /// The pod's cgroup as the cgroupfs driver names it:
 /// `<root>/kubepods/pod<uid>` (Guaranteed), `<root>/kubepods/burstable/pod<uid>`,
@@ -271,7 +172,7 @@ fn pod_aggregate(
     let mut total = ResourceList::new();
     for c in &spec.containers {
         for (name, q) in of(c) {
-            add_to(&mut total, &name, &q);
+            quantity::add_to(&mut total, &name, &q);
         }
     }
     let mut sidecars = ResourceList::new();
@@ -280,14 +181,14 @@ fn pod_aggregate(
         let own = of(c);
         let effective = if is_sidecar(c) {
             for (name, q) in &own {
-                add_to(&mut total, name, q);
-                add_to(&mut sidecars, name, q);
+                quantity::add_to(&mut total, name, q);
+                quantity::add_to(&mut sidecars, name, q);
             }
             sidecars.clone()
         } else {
             let mut sum = own;
             for (name, q) in &sidecars {
-                add_to(&mut sum, name, q);
+                quantity::add_to(&mut sum, name, q);
             }
             sum
         };

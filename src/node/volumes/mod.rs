@@ -117,17 +117,21 @@ pub fn volume_dir(root_dir: &Path, uid: &str, plugin: &str, name: &str) -> PathB
         .join(name)
 }
 
+impl crate::task::TaskFailed for VolumeError {
+    fn task_failed(_: crate::task::TaskKind, e: tokio::task::JoinError) -> Self {
+        VolumeError::Io {
+            what: "volume task",
+            path: PathBuf::new(),
+            source: std::io::Error::other(e),
+        }
+    }
+}
+
 /// Runs blocking file-system work off the executor.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, VolumeError> + Send + 'static,
 ) -> Result<T, VolumeError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| VolumeError::Io {
-            what: "volume task",
-            path: PathBuf::new(),
-            source: std::io::Error::other(e.to_string()),
-        })?
+    crate::task::blocking::<_, VolumeError>(f).await?
 }
 
 impl VolumeManager {

@@ -11,7 +11,8 @@ use super::{
     CONFIG_MAP, DOWNWARD_API, EMPTY_DIR, Mounted, PROJECTED, SECRET, VolumeError, VolumeManager,
     blocking, host_path, mount, ownership, pvc, volume_dir,
 };
-use crate::node::podspec::{NodeContext, quantity};
+use crate::k8s::quantity;
+use crate::node::podspec::NodeContext;
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> VolumeError + 'a {
     move |source| VolumeError::Io {

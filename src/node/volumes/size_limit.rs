@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{EMPTY_DIR, volume_dir};
-use crate::node::podspec::quantity;
+use crate::k8s::quantity;
 
 /// How often the worker measures (the eviction manager's monitoring
 /// interval is 10 s).

@@ -326,23 +326,22 @@ impl ContainerManager {
     }
 }
 
-/// Runs `f` as its own task and waits for it: a caller that gives up (a
-/// kubelet deadline drops the gRPC future) must not cut an operation or its
-/// rollback short.
-async fn detached<T: Send + 'static>(
-    f: impl Future<Output = Result<T, ContainerError>> + Send + 'static,
-) -> Result<T, ContainerError> {
-    tokio::spawn(f)
-        .await
-        .map_err(|e| ContainerError::failed("container task", e))?
+impl crate::task::TaskFailed for ContainerError {
+    fn task_failed(kind: crate::task::TaskKind, e: tokio::task::JoinError) -> Self {
+        match kind {
+            crate::task::TaskKind::Detached => ContainerError::failed("container task", e),
+            crate::task::TaskKind::Blocking => ContainerError::failed("blocking task", e),
+        }
+    }
 }
 
+use crate::task::detached;
+
+/// [`crate::task::blocking`] with this module's error (so call sites infer it).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ContainerError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ContainerError::failed("blocking task", e))
+    crate::task::blocking(f).await
 }
 
 use crate::runtime::clock::now_ns;

@@ -274,22 +274,22 @@ impl SandboxManager {
     }
 }
 
-/// Runs `f` as its own task and waits for it: dropping the wait does not
-/// cancel the work.
-async fn detached<T: Send + 'static>(
-    f: impl Future<Output = Result<T, SandboxError>> + Send + 'static,
-) -> Result<T, SandboxError> {
-    tokio::spawn(f)
-        .await
-        .map_err(|e| SandboxError::failed("sandbox task", e))?
+impl crate::task::TaskFailed for SandboxError {
+    fn task_failed(kind: crate::task::TaskKind, e: tokio::task::JoinError) -> Self {
+        match kind {
+            crate::task::TaskKind::Detached => SandboxError::failed("sandbox task", e),
+            crate::task::TaskKind::Blocking => SandboxError::failed("blocking task", e),
+        }
+    }
 }
 
+use crate::task::detached;
+
+/// [`crate::task::blocking`] with this module's error (so call sites infer it).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, SandboxError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| SandboxError::failed("blocking task", e))
+    crate::task::blocking(f).await
 }
 
 use crate::runtime::clock::now_ns;

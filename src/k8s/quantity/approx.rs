@@ -1,5 +1,5 @@
-//! Kubernetes resource quantities (`500m`, `2`, `100Mi`, `1G`, `1e3`) as
-//! numbers, for reserved resources and eviction thresholds.
+//! Quantities (`500m`, `2`, `100Mi`, `1G`, `1e3`) read from a plain string
+//! through f64, for reserved resources and eviction thresholds.
 
 /// A quantity in thousandths of its unit (millicores for cpu, millibytes for
 /// memory), so both cpu and byte quantities fit one parser.

@@ -1,6 +1,15 @@
-//! Reading resource quantities ("100m", "1.5Gi", "2e3") as the apimachinery
-//! Quantity methods the kubelet calls do: `MilliValue()` and `Value()`, both
-//! rounding up. Exact decimal arithmetic (no floats), so "0.1" is 100m.
+//! Kubernetes resource quantities ("100m", "1.5Gi", "2e3"); part of the `k8s`
+//! leaf that node, apiserver and controllers use.
+//!
+//! This file reads a [`Quantity`] as the apimachinery methods the kubelet
+//! calls do: `MilliValue()` and `Value()`, both rounding up. Exact decimal
+//! arithmetic (no floats), so "0.1" is 100m. [`approx`] reads a plain string
+//! through f64, rounding to nearest (reserved resources, eviction thresholds,
+//! scheduler and PV sizes).
+
+mod approx;
+
+pub use approx::{parse_milli, parse_units};
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -127,6 +136,15 @@ pub fn add(a: &Quantity, b: &Quantity) -> Quantity {
         .unwrap_or(0)
         .saturating_add(scaled(&b.0, 9).unwrap_or(0));
     Quantity(format!("{nanos}n"))
+}
+
+/// Adds `q` to `list[name]` (inserting it when absent).
+pub fn add_to(list: &mut std::collections::BTreeMap<String, Quantity>, name: &str, q: &Quantity) {
+    let sum = match list.get(name) {
+        Some(old) => add(old, q),
+        None => q.clone(),
+    };
+    list.insert(name.to_string(), sum);
 }
 
 #[cfg(test)]
