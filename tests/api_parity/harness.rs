@@ -250,7 +250,10 @@ fn decode_pb(bytes: &[u8]) -> Value {
         return json!("undecodable protobuf envelope");
     };
     let tm = unknown.type_meta.unwrap_or_default();
-    let (v, k) = (tm.api_version.unwrap_or_default(), tm.kind.unwrap_or_default());
+    let (v, k) = (
+        tm.api_version.unwrap_or_default(),
+        tm.kind.unwrap_or_default(),
+    );
     deckhand::apiserver::protobuf::decode(bytes, &v, &k)
         .unwrap_or_else(|e| json!(format!("undecodable protobuf {v} {k}: {e}")))
 }
@@ -375,7 +378,11 @@ impl Report {
         }
         let mut found = Vec::new();
         if d.status != s.status {
-            found.push(("/@status".to_string(), d.status.to_string(), s.status.to_string()));
+            found.push((
+                "/@status".to_string(),
+                d.status.to_string(),
+                s.status.to_string(),
+            ));
         }
         if d.media != s.media && s.status != 0 {
             found.push(("/@media".to_string(), d.media.clone(), s.media.clone()));

@@ -23,8 +23,11 @@ pub async fn run(p: &Pair, r: &mut Report) {
     p.check(
         r,
         "create namespace",
-        Req::post("/api/v1/namespaces", &json!({"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": NS}})),
+        Req::post(
+            "/api/v1/namespaces",
+            &json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": NS}}),
+        ),
     )
     .await;
     // The service-account controller's default account, which pods need.
@@ -54,7 +57,11 @@ async fn anonymous(p: &Pair, r: &mut Report) {
         "/api/v1/namespaces/default/pods/nope",
     ] {
         let (_, s) = p
-            .check(r, &format!("anonymous GET {path}"), Req::get(path).anonymous())
+            .check(
+                r,
+                &format!("anonymous GET {path}"),
+                Req::get(path).anonymous(),
+            )
             .await;
         let _ = s;
     }
@@ -73,9 +80,14 @@ async fn configmaps(p: &Pair, r: &mut Report) {
         .await;
     let mut generated = cm("");
     generated["metadata"] = json!({"generateName": "gen-", "labels": {"app": "other"}});
-    p.check(r, "create configmap generateName", Req::post(CMS, &generated))
+    p.check(
+        r,
+        "create configmap generateName",
+        Req::post(CMS, &generated),
+    )
+    .await;
+    p.check(r, "get configmap", Req::get(format!("{CMS}/cm1")))
         .await;
-    p.check(r, "get configmap", Req::get(format!("{CMS}/cm1"))).await;
     p.check(r, "get configmap missing", Req::get(format!("{CMS}/nope")))
         .await;
     p.check(
@@ -116,8 +128,12 @@ async fn configmaps(p: &Pair, r: &mut Report) {
     .await;
     let mut stale = cm("cm1");
     stale["metadata"]["resourceVersion"] = json!("1");
-    p.check(r, "update configmap stale", Req::put(format!("{CMS}/cm1"), &stale))
-        .await;
+    p.check(
+        r,
+        "update configmap stale",
+        Req::put(format!("{CMS}/cm1"), &stale),
+    )
+    .await;
     p.check(
         r,
         "delete configmap protobuf options",
@@ -125,8 +141,12 @@ async fn configmaps(p: &Pair, r: &mut Report) {
             "apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"})),
     )
     .await;
-    p.check(r, "delete configmap missing", Req::delete(format!("{CMS}/cm2")))
-        .await;
+    p.check(
+        r,
+        "delete configmap missing",
+        Req::delete(format!("{CMS}/cm2")),
+    )
+    .await;
     p.check(r, "create configmap again", Req::post(CMS, &cm("cm2")))
         .await;
 }
@@ -140,25 +160,50 @@ async fn encodings(p: &Pair, r: &mut Report) {
         ("PartialObjectMetadata", POM),
         ("PartialObjectMetadataList", POM_LIST),
         ("Table", TABLE),
-        ("protobuf PartialObjectMetadata", "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"),
-        ("PartialObjectMetadata then json", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"),
+        (
+            "protobuf PartialObjectMetadata",
+            "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        ),
+        (
+            "PartialObjectMetadata then json",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json",
+        ),
     ] {
-        p.check(r, &format!("get configmap as {what}"), Req::get(&one).accept(accept))
-            .await;
-        p.check(r, &format!("list configmaps as {what}"), Req::get(&list).accept(accept))
-            .await;
+        p.check(
+            r,
+            &format!("get configmap as {what}"),
+            Req::get(&one).accept(accept),
+        )
+        .await;
+        p.check(
+            r,
+            &format!("list configmaps as {what}"),
+            Req::get(&list).accept(accept),
+        )
+        .await;
     }
     p.check(r, "list configmaps", Req::get(&list)).await;
-    p.check(r, "list configmaps limit 1", Req::get(format!("{list}&limit=1")))
-        .await;
+    p.check(
+        r,
+        "list configmaps limit 1",
+        Req::get(format!("{list}&limit=1")),
+    )
+    .await;
     for (what, accept) in [
         ("json", "application/json"),
-        ("protobuf", "application/vnd.kubernetes.protobuf;stream=watch"),
+        (
+            "protobuf",
+            "application/vnd.kubernetes.protobuf;stream=watch",
+        ),
         ("PartialObjectMetadata", POM),
         ("Table", TABLE),
     ] {
-        p.check(r, &format!("watch configmaps as {what}"), Req::get(&watch).accept(accept))
-            .await;
+        p.check(
+            r,
+            &format!("watch configmaps as {what}"),
+            Req::get(&watch).accept(accept),
+        )
+        .await;
     }
 }
 
@@ -181,34 +226,65 @@ async fn errors(p: &Pair, r: &mut Report) {
         Req::new(Method::POST, CMS).raw(PB, b"k8s\0\x0a\xff"),
     )
     .await;
-    p.check(r, "list bad labelSelector", Req::get(format!("{CMS}?labelSelector=a%3D%3D%3Db")))
-        .await;
-    p.check(r, "list bad fieldSelector", Req::get(format!("{CMS}?fieldSelector=spec.bogus%3Dx")))
-        .await;
-    p.check(r, "list bad resourceVersion", Req::get(format!("{CMS}?resourceVersion=abc&resourceVersionMatch=Exact")))
-        .await;
-    p.check(r, "list bad continue", Req::get(format!("{CMS}?limit=1&continue=garbage")))
-        .await;
-    p.check(r, "get unknown resource", Req::get("/api/v1/namespaces/parity/bogus"))
-        .await;
+    p.check(
+        r,
+        "list bad labelSelector",
+        Req::get(format!("{CMS}?labelSelector=a%3D%3D%3Db")),
+    )
+    .await;
+    p.check(
+        r,
+        "list bad fieldSelector",
+        Req::get(format!("{CMS}?fieldSelector=spec.bogus%3Dx")),
+    )
+    .await;
+    p.check(
+        r,
+        "list bad resourceVersion",
+        Req::get(format!(
+            "{CMS}?resourceVersion=abc&resourceVersionMatch=Exact"
+        )),
+    )
+    .await;
+    p.check(
+        r,
+        "list bad continue",
+        Req::get(format!("{CMS}?limit=1&continue=garbage")),
+    )
+    .await;
+    p.check(
+        r,
+        "get unknown resource",
+        Req::get("/api/v1/namespaces/parity/bogus"),
+    )
+    .await;
     p.check(
         r,
         "create kind mismatch",
-        Req::post(CMS, &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}})),
+        Req::post(
+            CMS,
+            &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}),
+        ),
     )
     .await;
     p.check(
         r,
         "create namespace mismatch",
-        Req::post(CMS, &json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "x", "namespace": "other"}})),
+        Req::post(
+            CMS,
+            &json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "x", "namespace": "other"}}),
+        ),
     )
     .await;
     p.check(
         r,
         "create bad name",
-        Req::post(CMS, &json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "Bad_Name"}})),
+        Req::post(
+            CMS,
+            &json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "Bad_Name"}}),
+        ),
     )
     .await;
     p.check(
@@ -226,9 +302,33 @@ async fn errors(p: &Pair, r: &mut Report) {
 }
 
 async fn kubectl(p: &Pair, r: &mut Report) {
-    p.kubectl(r, "kubectl get configmap", &["-n", NS, "get", "configmap", "cm1", "-o", "json"], None);
-    p.kubectl(r, "kubectl get missing", &["-n", NS, "get", "configmap", "nope"], None);
-    p.kubectl(r, "kubectl get -l", &["-n", NS, "get", "configmaps", "-l", "app=parity", "-o", "name"], None);
+    p.kubectl(
+        r,
+        "kubectl get configmap",
+        &["-n", NS, "get", "configmap", "cm1", "-o", "json"],
+        None,
+    );
+    p.kubectl(
+        r,
+        "kubectl get missing",
+        &["-n", NS, "get", "configmap", "nope"],
+        None,
+    );
+    p.kubectl(
+        r,
+        "kubectl get -l",
+        &[
+            "-n",
+            NS,
+            "get",
+            "configmaps",
+            "-l",
+            "app=parity",
+            "-o",
+            "name",
+        ],
+        None,
+    );
     p.kubectl(
         r,
         "kubectl apply list",
@@ -236,7 +336,32 @@ async fn kubectl(p: &Pair, r: &mut Report) {
         Some(r#"{"apiVersion": "v1", "kind": "List", "items": [
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "from-list"}, "data": {"k": "v"}}]}"#),
     );
-    p.kubectl(r, "kubectl delete", &["-n", NS, "delete", "configmap", "from-list"], None);
-    p.kubectl(r, "kubectl create quota", &["-n", NS, "create", "quota", "q1", "--hard=pods=5", "--dry-run=server", "-o", "json"], None);
-    p.kubectl(r, "kubectl auth can-i", &["auth", "can-i", "create", "pods", "-n", NS], None);
+    p.kubectl(
+        r,
+        "kubectl delete",
+        &["-n", NS, "delete", "configmap", "from-list"],
+        None,
+    );
+    p.kubectl(
+        r,
+        "kubectl create quota",
+        &[
+            "-n",
+            NS,
+            "create",
+            "quota",
+            "q1",
+            "--hard=pods=5",
+            "--dry-run=server",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    p.kubectl(
+        r,
+        "kubectl auth can-i",
+        &["auth", "can-i", "create", "pods", "-n", NS],
+        None,
+    );
 }

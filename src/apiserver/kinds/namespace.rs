@@ -110,7 +110,9 @@ pub fn side_effects(txn: &mut Txn<'_>, ns: &str, ca_pem: &str) -> Result<(), Api
 
 /// The namespace controller's job, done in the delete: the namespace turns
 /// Terminating, its contents are deleted (pods bound to a node gracefully,
-/// so their kubelet can stop them), and it goes when nothing is left.
+/// so their kubelet can stop them; objects with finalizers are marked
+/// deleting and wait for them), and it goes when nothing is left. What
+/// remains is told in kube's conditions.
 pub fn terminate(txn: &mut Txn<'_>, t: &Target, mut ns: Value) -> Result<Value, ApiError> {
     if !ns["metadata"]["deletionTimestamp"].is_string() {
         ns["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
@@ -118,15 +120,30 @@ pub fn terminate(txn: &mut Txn<'_>, t: &Target, mut ns: Value) -> Result<Value, 
         ns["status"]["phase"] = json!("Terminating");
         ns = txn.put(&namespace_key(&t.name), ns)?;
     }
+    let mut left = Remaining::default();
     for k in resources::KINDS.iter().filter(|k| k.namespaced) {
         let mut prefix = collection_prefix(k.group, k.resource);
         prefix.push_str(&t.name);
         prefix.push('/');
         for (child, object) in txn.list(&prefix)? {
+            let finalizers: Vec<String> = object["metadata"]["finalizers"]
+                .as_array()
+                .map(|f| {
+                    f.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !finalizers.is_empty() {
+                mark_deleting(txn, &child, object, 0)?;
+                left.add(k, &finalizers);
+                continue;
+            }
             if k.resource == "pods" {
                 let grace = pod::grace(&object, None);
                 if grace > 0 {
                     mark_deleting(txn, &child, object, grace)?;
+                    left.add(k, &[]);
                     continue;
                 }
             }
@@ -138,5 +155,97 @@ pub fn terminate(txn: &mut Txn<'_>, t: &Target, mut ns: Value) -> Result<Value, 
             .delete(&namespace_key(&t.name))?
             .ok_or_else(|| ApiError::not_found("", "namespaces", &t.name));
     }
-    Ok(ns)
+    ns["status"]["conditions"] = left.conditions();
+    Ok(txn.put(&namespace_key(&t.name), ns)?)
+}
+
+/// What a terminating namespace still holds: instances per resource and
+/// per finalizer (kube's `resource.group` and counts).
+#[derive(Default)]
+struct Remaining {
+    resources: std::collections::BTreeMap<String, usize>,
+    finalizers: std::collections::BTreeMap<String, usize>,
+}
+
+impl Remaining {
+    fn add(&mut self, k: &Kind, finalizers: &[String]) {
+        *self
+            .resources
+            .entry(format!("{}.{}", k.resource, k.group))
+            .or_default() += 1;
+        for f in finalizers {
+            *self.finalizers.entry(f.clone()).or_default() += 1;
+        }
+    }
+
+    fn conditions(&self) -> Value {
+        let now = now_rfc3339();
+        let cond = |ty: &str, status: &str, reason: &str, message: String| {
+            json!({"type": ty, "status": status, "lastTransitionTime": now,
+                "reason": reason, "message": message})
+        };
+        let join = |m: &std::collections::BTreeMap<String, usize>, sep: &str| {
+            m.iter()
+                .map(|(k, n)| format!("{k}{sep}{n} resource instances"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut out = vec![
+            cond(
+                "NamespaceDeletionDiscoveryFailure",
+                "False",
+                "ResourcesDiscovered",
+                "All resources successfully discovered".into(),
+            ),
+            cond(
+                "NamespaceDeletionGroupVersionParsingFailure",
+                "False",
+                "ParsedGroupVersions",
+                "All legacy kube types successfully parsed".into(),
+            ),
+            cond(
+                "NamespaceDeletionContentFailure",
+                "False",
+                "ContentDeleted",
+                "All content successfully deleted, may be waiting on finalization".into(),
+            ),
+        ];
+        out.push(if self.resources.is_empty() {
+            cond(
+                "NamespaceContentRemaining",
+                "False",
+                "ContentRemoved",
+                "All content successfully removed".into(),
+            )
+        } else {
+            cond(
+                "NamespaceContentRemaining",
+                "True",
+                "SomeResourcesRemain",
+                format!(
+                    "Some resources are remaining: {}",
+                    join(&self.resources, " has ")
+                ),
+            )
+        });
+        out.push(if self.finalizers.is_empty() {
+            cond(
+                "NamespaceFinalizersRemaining",
+                "False",
+                "ContentHasNoFinalizers",
+                "All content-preserving finalizers finished".into(),
+            )
+        } else {
+            cond(
+                "NamespaceFinalizersRemaining",
+                "True",
+                "SomeFinalizersRemain",
+                format!(
+                    "Some content in the namespace has finalizers remaining: {}",
+                    join(&self.finalizers, " in ")
+                ),
+            )
+        });
+        Value::Array(out)
+    }
 }
