@@ -49,6 +49,15 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    /// A 403 about one resource (or one object of it), with kube's details.
+    #[error("{message}")]
+    ForbiddenOn {
+        message: String,
+        group: String,
+        resource: String,
+        name: String,
+        causes: Vec<Cause>,
+    },
     #[error("the server could not find the requested resource")]
     NoRoute,
     #[error("{0}")]
@@ -110,7 +119,7 @@ impl ApiError {
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::ForbiddenOn { .. } => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -128,7 +137,7 @@ impl ApiError {
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",
-            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::Forbidden(_) | ApiError::ForbiddenOn { .. } => "Forbidden",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::TooLarge => "RequestEntityTooLarge",
@@ -176,6 +185,23 @@ impl ApiError {
                     "field": c.field,
                 })).collect::<Vec<_>>(),
             })),
+            ApiError::ForbiddenOn {
+                group,
+                resource,
+                name,
+                causes,
+                ..
+            } => Some(json!({
+                "name": name,
+                "group": group,
+                "kind": resource,
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.reason,
+                    "message": c.message,
+                    "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
+            ApiError::Forbidden(_) => Some(json!({})),
             ApiError::ApplyConflict { causes, .. } => Some(json!({
                 "causes": causes.iter().map(|c| json!({
                     "reason": c.reason,
@@ -185,7 +211,14 @@ impl ApiError {
             })),
             _ => None,
         };
-        if let Some(details) = details {
+        if let Some(mut details) = details {
+            // Go's omitempty: no empty group, name or causes.
+            if let Some(map) = details.as_object_mut() {
+                map.retain(|_, v| {
+                    !(v.as_str().is_some_and(str::is_empty)
+                        || v.as_array().is_some_and(Vec::is_empty))
+                });
+            }
             status["details"] = details;
         }
         status

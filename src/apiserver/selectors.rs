@@ -217,8 +217,14 @@ impl FieldSelector {
             let supported = matches!(key, "metadata.name" | "metadata.namespace")
                 || kind.field_labels.contains(&key);
             if !supported {
+                let known: Vec<String> = ["metadata.name", "metadata.namespace"]
+                    .iter()
+                    .chain(kind.field_labels.iter())
+                    .map(|f| format!("\"{f}\""))
+                    .collect();
                 return Err(ApiError::BadRequest(format!(
-                    "field label not supported: {key}"
+                    "\"{key}\" is not a known field selector: only {}",
+                    known.join(", ")
                 )));
             }
             out.push((key.to_string(), eq, value.trim().to_string()));

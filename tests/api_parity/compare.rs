@@ -111,8 +111,8 @@ fn short(v: Option<&Value>) -> String {
         None => "(absent)".into(),
         Some(v) => {
             let s = v.to_string();
-            if s.len() > 300 {
-                format!("{}…", &s[..s.floor_char_boundary(300)])
+            if s.len() > 1500 {
+                format!("{}…", &s[..s.floor_char_boundary(1500)])
             } else {
                 s
             }

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::apiserver::context::Target;
-use crate::apiserver::error::{ApiError, qualified};
+use crate::apiserver::error::{ApiError, Cause, qualified};
 use crate::apiserver::kinds::common::{default, obj};
 use crate::apiserver::kinds::pod;
 use crate::apiserver::meta::{mark_deleting, now_rfc3339};
@@ -40,19 +40,38 @@ pub fn is_protected(name: &str) -> bool {
 }
 
 /// Content may go only into a namespace that exists and is not terminating.
-pub fn ensure_usable(txn: &Txn<'_>, kind: &Kind, ns: &str) -> Result<(), ApiError> {
+pub fn ensure_usable(txn: &Txn<'_>, kind: &Kind, ns: &str, name: &str) -> Result<(), ApiError> {
     if !kind.namespaced {
         return Ok(());
     }
     match txn.get(&namespace_key(ns))? {
         None => Err(ApiError::not_found("", "namespaces", ns)),
         Some(n) if n["metadata"]["deletionTimestamp"].is_string() => {
-            Err(ApiError::Forbidden(format!(
-                "{} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                qualified(kind.group, kind.resource)
-            )))
+            Err(terminating(kind, ns, name))
         }
         Some(_) => Ok(()),
+    }
+}
+
+/// kube's NamespaceLifecycle refusal, naming the object when it has a name.
+fn terminating(kind: &Kind, ns: &str, name: &str) -> ApiError {
+    let what = if name.is_empty() {
+        qualified(kind.group, kind.resource)
+    } else {
+        format!("{} \"{name}\"", qualified(kind.group, kind.resource))
+    };
+    ApiError::ForbiddenOn {
+        message: format!(
+            "{what} is forbidden: unable to create new content in namespace {ns} because it is being terminated"
+        ),
+        group: kind.group.to_string(),
+        resource: kind.resource.to_string(),
+        name: name.to_string(),
+        causes: vec![Cause {
+            reason: "NamespaceTerminating",
+            field: "metadata.namespace".into(),
+            message: format!("namespace {ns} is being terminated"),
+        }],
     }
 }
 
@@ -116,7 +135,6 @@ pub fn side_effects(txn: &mut Txn<'_>, ns: &str, ca_pem: &str) -> Result<(), Api
 pub fn terminate(txn: &mut Txn<'_>, t: &Target, mut ns: Value) -> Result<Value, ApiError> {
     if !ns["metadata"]["deletionTimestamp"].is_string() {
         ns["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-        ns["metadata"]["deletionGracePeriodSeconds"] = json!(0);
         ns["status"]["phase"] = json!("Terminating");
         ns = txn.put(&namespace_key(&t.name), ns)?;
     }
@@ -155,8 +173,12 @@ pub fn terminate(txn: &mut Txn<'_>, t: &Target, mut ns: Value) -> Result<Value, 
             .delete(&namespace_key(&t.name))?
             .ok_or_else(|| ApiError::not_found("", "namespaces", &t.name));
     }
-    ns["status"]["conditions"] = left.conditions();
-    Ok(txn.put(&namespace_key(&t.name), ns)?)
+    // The delete answers the namespace as it turned Terminating; the
+    // conditions are the namespace controller's, written after.
+    let mut held = ns.clone();
+    held["status"]["conditions"] = left.conditions();
+    txn.put(&namespace_key(&t.name), held)?;
+    Ok(ns)
 }
 
 /// What a terminating namespace still holds: instances per resource and

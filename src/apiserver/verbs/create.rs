@@ -121,8 +121,8 @@ pub fn store_create(
     dry_run: bool,
     ca_pem: &str,
 ) -> Result<Value, ApiError> {
-    namespace::ensure_usable(txn, kind, namespace)?;
     let name = meta_str(&object, "name").to_string();
+    namespace::ensure_usable(txn, kind, namespace, &name)?;
     let key = object_key(kind.group, kind.resource, namespace, &name);
     if txn.get(&key)?.is_some() {
         return Err(ApiError::AlreadyExists {

@@ -114,6 +114,9 @@ pub fn merge_update(
     if kind.resource.ends_with("rolebindings") {
         kinds::rbac::check_update(kind, &t.name, old, &new)?;
     }
+    if t.subresource.is_empty() {
+        kinds::validation::check_update(kind, old, &new)?;
+    }
     if &new == old {
         return Ok(None);
     }
