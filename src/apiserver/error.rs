@@ -35,7 +35,7 @@ pub enum ApiError {
     /// Server-side apply conflicts, one cause per field and manager.
     #[error("{message}")]
     ApplyConflict { message: String, causes: Vec<Cause> },
-    #[error("{kind} \"{name}\" is invalid: {summary}")]
+    #[error("{} \"{name}\" is invalid: {summary}", qualified(group, kind))]
     Invalid {
         kind: String,
         group: String,
@@ -169,6 +169,7 @@ impl ApiError {
                 resource,
                 name,
             } => Some(json!({"name": name, "group": group, "kind": resource})),
+            ApiError::Invalid { kind, .. } if kind.is_empty() => None,
             ApiError::Invalid {
                 kind,
                 group,
@@ -236,6 +237,7 @@ impl ApiError {
                 resource,
                 name,
             } => format!("{} \"{name}\" already exists", qualified(group, resource)),
+            ApiError::Invalid { kind, summary, .. } if kind.is_empty() => summary.clone(),
             other => other.to_string(),
         }
     }

@@ -43,7 +43,6 @@ pub fn validate(kind: &Kind, object: &Value, causes: &mut Vec<Cause>) {
         }
         ("", "secrets") => secret(object, causes),
         ("", "services") => service(object, causes),
-        ("", "pods") => container_ports(object, causes),
         ("", "endpoints") => endpoints(object, causes),
         ("discovery.k8s.io", "endpointslices") => {
             let t = object["addressType"].as_str().unwrap_or("");
@@ -151,37 +150,31 @@ fn service(object: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-fn container_ports(pod: &Value, causes: &mut Vec<Cause>) {
-    for list in ["containers", "initContainers"] {
-        let Some(containers) = pod["spec"][list].as_array() else {
-            continue;
-        };
-        for (i, c) in containers.iter().enumerate() {
-            let Some(ports) = c["ports"].as_array() else {
-                continue;
-            };
-            for (j, p) in ports.iter().enumerate() {
-                let path = format!("spec.{list}[{i}].ports[{j}]");
-                if let Some(n) = p["containerPort"].as_i64()
-                    && !(1..=65535).contains(&n)
-                {
-                    causes.push(cause(
-                        "invalid",
-                        &format!("{path}.containerPort"),
-                        format!("Invalid value: {n}: must be between 1 and 65535, inclusive"),
-                    ));
-                }
-                if let Some(n) = p["hostPort"].as_i64()
-                    && n != 0
-                    && !(1..=65535).contains(&n)
-                {
-                    causes.push(cause(
-                        "invalid",
-                        &format!("{path}.hostPort"),
-                        format!("Invalid value: {n}: must be between 1 and 65535, inclusive"),
-                    ));
-                }
-            }
+/// A container's ports (`base` is its field path).
+pub fn container_ports(c: &Value, base: &str, causes: &mut Vec<Cause>) {
+    let Some(ports) = c["ports"].as_array() else {
+        return;
+    };
+    for (j, p) in ports.iter().enumerate() {
+        let path = format!("{base}.ports[{j}]");
+        if let Some(n) = p["containerPort"].as_i64()
+            && !(1..=65535).contains(&n)
+        {
+            causes.push(cause(
+                "invalid",
+                &format!("{path}.containerPort"),
+                format!("Invalid value: {n}: must be between 1 and 65535, inclusive"),
+            ));
+        }
+        if let Some(n) = p["hostPort"].as_i64()
+            && n != 0
+            && !(1..=65535).contains(&n)
+        {
+            causes.push(cause(
+                "invalid",
+                &format!("{path}.hostPort"),
+                format!("Invalid value: {n}: must be between 1 and 65535, inclusive"),
+            ));
         }
     }
 }

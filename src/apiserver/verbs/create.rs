@@ -107,6 +107,8 @@ pub fn prepare_create(kind: &Kind, namespace: &str, mut object: Value) -> Result
     kinds::apply_defaults(kind, &mut object);
     if kind.resource == "pods" {
         crate::apiserver::default_tolerations::admit(&mut object);
+        // Pods track their spec's generation (kube 1.35+).
+        object["metadata"]["generation"] = json!(1);
     }
     check_valid(kind, &object)?;
     Ok(object)

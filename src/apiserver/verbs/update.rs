@@ -150,6 +150,9 @@ pub fn store_update(
     let Some(mut new) = merge_update(t, old, new, fields)? else {
         return Ok(old.clone());
     };
+    if t.kind.resource == "services" && t.kind.group.is_empty() && t.subresource.is_empty() {
+        kinds::service::allocate_on_update(txn, &key_of(t), &mut new)?;
+    }
     if let Fields::Updated { manager } = fields {
         managed_fields::record_update(
             t.kind.resource,
