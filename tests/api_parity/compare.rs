@@ -78,7 +78,21 @@ pub fn scrub_text(s: &str) -> String {
         prev_colon = c == ':';
         out.push(c);
     }
-    scrub_uids(&out)
+    scrub_generated(&scrub_uids(&out), "kube-api-access-", 5)
+}
+
+/// A generated suffix after `prefix` (as the ServiceAccount admission's
+/// volume name) becomes `<generated>`.
+fn scrub_generated(s: &str, prefix: &str, len: usize) -> String {
+    match s.find(prefix) {
+        Some(i)
+            if s.len() >= i + prefix.len() + len && s.is_char_boundary(i + prefix.len() + len) =>
+        {
+            let end = i + prefix.len() + len;
+            format!("{}{prefix}<generated>{}", &s[..i], &s[end..])
+        }
+        _ => s.to_string(),
+    }
 }
 
 /// 8-4-4-4-12 hex uids.
@@ -135,9 +149,13 @@ pub fn diff(d: &Value, s: &Value, at: String, out: &mut Vec<(String, String, Str
                 }
             }
         }
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
-            for (i, (x, y)) in a.iter().zip(b).enumerate() {
-                diff(x, y, format!("{at}/{i}"), out);
+        (Value::Array(a), Value::Array(b)) => {
+            for i in 0..a.len().max(b.len()) {
+                let p = format!("{at}/{i}");
+                match (a.get(i), b.get(i)) {
+                    (Some(x), Some(y)) => diff(x, y, p, out),
+                    (x, y) => out.push((p, short(x), short(y))),
+                }
             }
         }
         _ if d == s => {}
