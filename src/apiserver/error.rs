@@ -169,7 +169,8 @@ impl ApiError {
                 resource,
                 name,
             } => Some(json!({"name": name, "group": group, "kind": resource})),
-            ApiError::Invalid { kind, .. } if kind.is_empty() => None,
+            ApiError::Invalid { kind, .. } if kind.is_empty() => Some(json!({})),
+            ApiError::NoRoute => Some(json!({})),
             ApiError::Invalid {
                 kind,
                 group,

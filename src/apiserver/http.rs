@@ -480,6 +480,7 @@ pub fn parse_path(path: &str) -> Result<(Target, bool), ApiError> {
         "status" => kind.status,
         "binding" | "ephemeralcontainers" | "resize" => kind.resource == "pods",
         "token" => kind.resource == "serviceaccounts",
+        "finalize" => kind.resource == "namespaces",
         s if kubelet_proxy::SUBRESOURCES.contains(&s) => kind.resource == "pods",
         "proxy" => kind.resource == "nodes",
         _ => false,

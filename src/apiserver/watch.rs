@@ -132,9 +132,9 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
     // has passed, answered 200 with one ERROR event.
     let (timeout, expired) = match ctx.param("timeoutSeconds") {
         Some(s) => {
-            let secs = s
-                .parse::<i64>()
-                .map_err(|_| ApiError::BadRequest(format!("invalid timeoutSeconds: {s}")))?;
+            let secs = s.parse::<i64>().map_err(|_| {
+                ApiError::BadRequest(format!("strconv.ParseInt: parsing \"{s}\": invalid syntax"))
+            })?;
             (Duration::from_secs(secs.max(0) as u64), secs < 0)
         }
         None => (DEFAULT_TIMEOUT, false),

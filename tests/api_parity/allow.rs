@@ -19,18 +19,13 @@ pub const ALLOWED: &[Allowed] = &[
     },
     Allowed {
         step: "*",
-        pointer: "/columnDefinitions/*/description",
+        pointer: "**/columnDefinitions/*/description",
         why: "Table column descriptions are the OpenAPI doc strings; deckhand does not embed the API docs",
     },
     Allowed {
         step: "*",
-        pointer: "/metadata/managedFields/*/fieldsV1",
+        pointer: "**/metadata/managedFields/*/fieldsV1",
         why: "GAP (SSA/managedFields work, issue 16 item owned by h13): kube's field sets carry '.' entries for maps and set lists",
-    },
-    Allowed {
-        step: "*",
-        pointer: "/items/*/metadata/managedFields/*/fieldsV1",
-        why: "GAP: as above, inside lists",
     },
     Allowed {
         step: "anonymous GET /.well-known/openid-configuration",
@@ -54,13 +49,30 @@ pub const ALLOWED: &[Allowed] = &[
     },
 ];
 
+/// `pattern` is a pointer prefix with `*` for any one segment; a leading
+/// `**` lets it start at any depth.
 fn pointer_matches(pattern: &str, pointer: &str) -> bool {
-    let pat: Vec<&str> = pattern.split('/').collect();
-    let got: Vec<&str> = pointer.split('/').collect();
     if pattern == "/" {
         return true;
     }
-    pat.len() <= got.len() && pat.iter().zip(&got).all(|(p, g)| *p == "*" || p == g)
+    let got: Vec<&str> = pointer.split('/').skip(1).collect();
+    let (anywhere, rest) = match pattern.strip_prefix("**") {
+        Some(rest) => (true, rest),
+        None => (false, pattern),
+    };
+    let pat: Vec<&str> = rest.split('/').skip(1).collect();
+    let at = |offset: usize| {
+        pat.len() + offset <= got.len()
+            && pat
+                .iter()
+                .zip(&got[offset..])
+                .all(|(p, g)| *p == "*" || p == g)
+    };
+    if anywhere {
+        (0..=got.len()).any(at)
+    } else {
+        at(0)
+    }
 }
 
 pub fn allowed(step: &str, pointer: &str) -> Option<&'static str> {

@@ -57,6 +57,19 @@ pub fn merge_update(
         let mut out = old.clone();
         out["status"] = new["status"].take();
         new = out;
+    } else if t.subresource == "finalize" {
+        // namespaces/finalize writes spec.finalizers only.
+        let mut out = old.clone();
+        let finalizers = new["spec"]["finalizers"].take();
+        match finalizers.as_array() {
+            Some(list) if !list.is_empty() => out["spec"]["finalizers"] = finalizers,
+            _ => {
+                if let Some(spec) = out["spec"].as_object_mut() {
+                    spec.remove("finalizers");
+                }
+            }
+        }
+        new = out;
     } else if t.subresource == ephemeral_containers::SUBRESOURCE {
         new = ephemeral_containers::merge(old, &new)?;
     } else if t.subresource == pod_resize::SUBRESOURCE {
