@@ -32,6 +32,14 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Conflict(String),
+    /// A conflict on one object (a stale resourceVersion), with details.
+    #[error("{message}")]
+    ConflictOn {
+        message: String,
+        group: String,
+        resource: String,
+        name: String,
+    },
     /// Server-side apply conflicts, one cause per field and manager.
     #[error("{message}")]
     ApplyConflict { message: String, causes: Vec<Cause> },
@@ -85,9 +93,14 @@ impl ApiError {
 
     pub fn conflict_modified(group: &str, resource: &str, name: &str) -> Self {
         let qualified = qualified(group, resource);
-        ApiError::Conflict(format!(
-            "Operation cannot be fulfilled on {qualified} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
-        ))
+        ApiError::ConflictOn {
+            message: format!(
+                "Operation cannot be fulfilled on {qualified} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+            group: group.into(),
+            resource: resource.into(),
+            name: name.into(),
+        }
     }
 
     pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> Self {
@@ -115,6 +128,7 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::AlreadyExists { .. }
             | ApiError::Conflict(_)
+            | ApiError::ConflictOn { .. }
             | ApiError::ApplyConflict { .. } => StatusCode::CONFLICT,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -133,7 +147,9 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict(_) | ApiError::ApplyConflict { .. } => "Conflict",
+            ApiError::Conflict(_)
+            | ApiError::ConflictOn { .. }
+            | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",
@@ -168,6 +184,12 @@ impl ApiError {
                 group,
                 resource,
                 name,
+            }
+            | ApiError::ConflictOn {
+                group,
+                resource,
+                name,
+                ..
             } => Some(json!({"name": name, "group": group, "kind": resource})),
             ApiError::Invalid { kind, .. } if kind.is_empty() => Some(json!({})),
             ApiError::NoRoute => Some(json!({})),

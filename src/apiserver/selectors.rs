@@ -154,6 +154,10 @@ impl LabelSelector {
             if let Op::Eq(v) | Op::NotEq(v) = &req.op
                 && !valid_label_value(v)
             {
+                // kube's lexer meets an operator where a value must be.
+                if let Some(op) = ["==", "!=", "=", "!"].iter().find(|o| v.starts_with(**o)) {
+                    return Err(format!("found '{op}', expected: identifier"));
+                }
                 return Err(format!("invalid label value: \"{v}\""));
             }
             reqs.push(req);

@@ -33,6 +33,7 @@ pub fn apply_defaults(kind: &Kind, object: &mut Value) {
             }
         }
         "services" => service::apply_defaults(object),
+        "events" => validation::event_defaults(kind, object),
         r if persistent_volumes::is_pv_kind(r) => persistent_volumes::apply_defaults(kind, object),
         _ => storage_node::apply_defaults(kind, object),
     }

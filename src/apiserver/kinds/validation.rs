@@ -251,6 +251,24 @@ fn rules(object: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
+/// The fields Go always writes for an Event of either API (its
+/// non-pointer MicroTime and strings), so both read as kube's.
+pub fn event_defaults(kind: &Kind, event: &mut Value) {
+    use crate::apiserver::kinds::common::default;
+    let Some(m) = event.as_object_mut() else {
+        return;
+    };
+    if kind.group.is_empty() {
+        default(m, "eventTime", Value::Null);
+        default(m, "reportingComponent", Value::from(""));
+        default(m, "reportingInstance", Value::from(""));
+    } else {
+        default(m, "deprecatedFirstTimestamp", Value::Null);
+        default(m, "deprecatedLastTimestamp", Value::Null);
+        default(m, "deprecatedSource", serde_json::json!({}));
+    }
+}
+
 /// Checks of an update against the stored object.
 pub fn check_update(kind: &Kind, old: &Value, new: &Value) -> Result<(), ApiError> {
     let mut causes = Vec::new();

@@ -160,6 +160,7 @@ pub fn store_update(
     // Default first, as kube does before validating: a client that leaves
     // out a defaulted field has not changed it.
     kinds::apply_defaults(t.kind, &mut new);
+    let merged_finalizers = new["spec"]["finalizers"].clone();
     let Some(mut new) = merge_update(t, old, new, fields)? else {
         return Ok(old.clone());
     };
@@ -178,6 +179,25 @@ pub fn store_update(
         );
     }
     kinds::apply_defaults(t.kind, &mut new);
+    if t.kind.resource == "namespaces" {
+        // spec.finalizers change only through namespaces/finalize (kube's
+        // strategy keeps them on every other write); none left is `{}`.
+        let keep = if t.subresource == "finalize" {
+            merged_finalizers
+        } else {
+            old["spec"]["finalizers"].clone()
+        };
+        if let Some(spec) = new["spec"].as_object_mut() {
+            match keep {
+                Value::Array(list) if !list.is_empty() => {
+                    spec.insert("finalizers".into(), Value::Array(list));
+                }
+                _ => {
+                    spec.remove("finalizers");
+                }
+            }
+        }
+    }
     check_valid(t.kind, &new)?;
     if dry_run {
         return Ok(new);
