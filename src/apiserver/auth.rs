@@ -210,7 +210,7 @@ pub fn forbidden(user: &User, a: &Attributes<'_>) -> ApiError {
     } else {
         format!("{} \"{}\"", qualified(a.group, a.resource), a.name)
     };
-    ApiError::ForbiddenOn {
+    ApiError::ForbiddenOn(Box::new(crate::apiserver::error::ForbiddenOn {
         message: format!(
             "{what} is forbidden: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}",
             user.name, a.verb, a.group
@@ -219,7 +219,7 @@ pub fn forbidden(user: &User, a: &Attributes<'_>) -> ApiError {
         resource: a.resource.to_string(),
         name: a.name.to_string(),
         causes: Vec::new(),
-    }
+    }))
 }
 
 pub fn authorize(user: &User, a: &Attributes<'_>) -> Result<Decision, ApiError> {

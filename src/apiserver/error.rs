@@ -16,6 +16,16 @@ pub struct Cause {
     pub message: String,
 }
 
+/// What a 403 about one resource names (boxed: it keeps ApiError small).
+#[derive(Debug, Clone)]
+pub struct ForbiddenOn {
+    pub message: String,
+    pub group: String,
+    pub resource: String,
+    pub name: String,
+    pub causes: Vec<Cause>,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("{resource} \"{name}\" not found")]
@@ -58,14 +68,8 @@ pub enum ApiError {
     #[error("{0}")]
     Forbidden(String),
     /// A 403 about one resource (or one object of it), with kube's details.
-    #[error("{message}")]
-    ForbiddenOn {
-        message: String,
-        group: String,
-        resource: String,
-        name: String,
-        causes: Vec<Cause>,
-    },
+    #[error("{}", .0.message)]
+    ForbiddenOn(Box<ForbiddenOn>),
     #[error("the server could not find the requested resource")]
     NoRoute,
     #[error("{0}")]
@@ -133,7 +137,7 @@ impl ApiError {
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) | ApiError::ForbiddenOn { .. } => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::ForbiddenOn(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -153,7 +157,7 @@ impl ApiError {
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",
-            ApiError::Forbidden(_) | ApiError::ForbiddenOn { .. } => "Forbidden",
+            ApiError::Forbidden(_) | ApiError::ForbiddenOn(_) => "Forbidden",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::TooLarge => "RequestEntityTooLarge",
@@ -209,17 +213,11 @@ impl ApiError {
                     "field": c.field,
                 })).collect::<Vec<_>>(),
             })),
-            ApiError::ForbiddenOn {
-                group,
-                resource,
-                name,
-                causes,
-                ..
-            } => Some(json!({
-                "name": name,
-                "group": group,
-                "kind": resource,
-                "causes": causes.iter().map(|c| json!({
+            ApiError::ForbiddenOn(f) => Some(json!({
+                "name": f.name,
+                "group": f.group,
+                "kind": f.resource,
+                "causes": f.causes.iter().map(|c| json!({
                     "reason": c.reason,
                     "message": c.message,
                     "field": c.field,

@@ -125,8 +125,9 @@ fn short(v: Option<&Value>) -> String {
         None => "(absent)".into(),
         Some(v) => {
             let s = v.to_string();
-            if s.len() > 1500 {
-                format!("{}…", &s[..s.floor_char_boundary(1500)])
+            if s.chars().count() > 1500 {
+                let cut: String = s.chars().take(1500).collect();
+                format!("{cut}…")
             } else {
                 s
             }

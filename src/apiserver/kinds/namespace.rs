@@ -60,7 +60,7 @@ fn terminating(kind: &Kind, ns: &str, name: &str) -> ApiError {
     } else {
         format!("{} \"{name}\"", qualified(kind.group, kind.resource))
     };
-    ApiError::ForbiddenOn {
+    ApiError::ForbiddenOn(Box::new(crate::apiserver::error::ForbiddenOn {
         message: format!(
             "{what} is forbidden: unable to create new content in namespace {ns} because it is being terminated"
         ),
@@ -72,7 +72,7 @@ fn terminating(kind: &Kind, ns: &str, name: &str) -> ApiError {
             field: "metadata.namespace".into(),
             message: format!("namespace {ns} is being terminated"),
         }],
-    }
+    }))
 }
 
 /// Whether anything is left in namespace `ns`.
