@@ -210,10 +210,16 @@ pub fn forbidden(user: &User, a: &Attributes<'_>) -> ApiError {
     } else {
         format!("{} \"{}\"", qualified(a.group, a.resource), a.name)
     };
-    ApiError::Forbidden(format!(
-        "{what} is forbidden: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}",
-        user.name, a.verb, a.group
-    ))
+    ApiError::ForbiddenOn(Box::new(crate::apiserver::error::ForbiddenOn {
+        message: format!(
+            "{what} is forbidden: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}",
+            user.name, a.verb, a.group
+        ),
+        group: a.group.to_string(),
+        resource: a.resource.to_string(),
+        name: a.name.to_string(),
+        causes: Vec::new(),
+    }))
 }
 
 pub fn authorize(user: &User, a: &Attributes<'_>) -> Result<Decision, ApiError> {

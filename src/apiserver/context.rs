@@ -33,6 +33,8 @@ pub struct Ctx {
     pub body: Bytes,
     pub content_type: String,
     pub table: bool,
+    /// The negotiated shape (`as=` of the Accept header).
+    pub shape: crate::apiserver::partial::As,
     /// Answer in Kubernetes protobuf (the client asked for it first).
     pub protobuf: bool,
     pub warnings: Vec<String>,
@@ -113,6 +115,13 @@ pub fn reply(protobuf: bool, status: StatusCode, body: &Value) -> Response<Body>
 impl Ctx {
     /// An object or list reply, as a Table or in the negotiated format.
     pub fn reply(&self, status: StatusCode, body: &Value) -> Response<Body> {
+        use crate::apiserver::partial::{As, shape};
+        if matches!(self.shape, As::Meta | As::MetaList) {
+            return match shape(self.shape, body) {
+                Ok(b) => reply(self.protobuf, status, &b),
+                Err(err) => error(&err, false),
+            };
+        }
         reply(self.protobuf && !self.table, status, body)
     }
 }

@@ -25,13 +25,18 @@ use crate::apiserver::state::State;
 
 /// The Kubernetes version this server implements the API of.
 pub const KUBE_MAJOR: &str = "1";
-pub const KUBE_MINOR: &str = "32";
-pub const GIT_VERSION: &str = "v1.32.0-deckhand";
+pub const KUBE_MINOR: &str = "36";
+pub const GIT_VERSION: &str = "v1.36.2-deckhand";
 
 pub fn version() -> Value {
     json!({
         "major": KUBE_MAJOR,
         "minor": KUBE_MINOR,
+        "emulationMajor": KUBE_MAJOR,
+        "emulationMinor": KUBE_MINOR,
+        // kube's compatibility version: one minor back.
+        "minCompatibilityMajor": KUBE_MAJOR,
+        "minCompatibilityMinor": "35",
         "gitVersion": GIT_VERSION,
         "gitCommit": env!("CARGO_PKG_VERSION"),
         "gitTreeState": "clean",

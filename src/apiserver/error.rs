@@ -16,6 +16,16 @@ pub struct Cause {
     pub message: String,
 }
 
+/// What a 403 about one resource names (boxed: it keeps ApiError small).
+#[derive(Debug, Clone)]
+pub struct ForbiddenOn {
+    pub message: String,
+    pub group: String,
+    pub resource: String,
+    pub name: String,
+    pub causes: Vec<Cause>,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("{resource} \"{name}\" not found")]
@@ -32,10 +42,18 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Conflict(String),
+    /// A conflict on one object (a stale resourceVersion), with details.
+    #[error("{message}")]
+    ConflictOn {
+        message: String,
+        group: String,
+        resource: String,
+        name: String,
+    },
     /// Server-side apply conflicts, one cause per field and manager.
     #[error("{message}")]
     ApplyConflict { message: String, causes: Vec<Cause> },
-    #[error("{kind} \"{name}\" is invalid: {summary}")]
+    #[error("{} \"{name}\" is invalid: {summary}", qualified(group, kind))]
     Invalid {
         kind: String,
         group: String,
@@ -49,6 +67,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    /// A 403 about one resource (or one object of it), with kube's details.
+    #[error("{}", .0.message)]
+    ForbiddenOn(Box<ForbiddenOn>),
     #[error("the server could not find the requested resource")]
     NoRoute,
     #[error("{0}")]
@@ -76,9 +97,14 @@ impl ApiError {
 
     pub fn conflict_modified(group: &str, resource: &str, name: &str) -> Self {
         let qualified = qualified(group, resource);
-        ApiError::Conflict(format!(
-            "Operation cannot be fulfilled on {qualified} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
-        ))
+        ApiError::ConflictOn {
+            message: format!(
+                "Operation cannot be fulfilled on {qualified} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+            group: group.into(),
+            resource: resource.into(),
+            name: name.into(),
+        }
     }
 
     pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> Self {
@@ -106,11 +132,12 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::AlreadyExists { .. }
             | ApiError::Conflict(_)
+            | ApiError::ConflictOn { .. }
             | ApiError::ApplyConflict { .. } => StatusCode::CONFLICT,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::ForbiddenOn(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -124,11 +151,13 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict(_) | ApiError::ApplyConflict { .. } => "Conflict",
+            ApiError::Conflict(_)
+            | ApiError::ConflictOn { .. }
+            | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",
-            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::Forbidden(_) | ApiError::ForbiddenOn(_) => "Forbidden",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::TooLarge => "RequestEntityTooLarge",
@@ -159,7 +188,15 @@ impl ApiError {
                 group,
                 resource,
                 name,
+            }
+            | ApiError::ConflictOn {
+                group,
+                resource,
+                name,
+                ..
             } => Some(json!({"name": name, "group": group, "kind": resource})),
+            ApiError::Invalid { kind, .. } if kind.is_empty() => Some(json!({})),
+            ApiError::NoRoute => Some(json!({})),
             ApiError::Invalid {
                 kind,
                 group,
@@ -176,6 +213,17 @@ impl ApiError {
                     "field": c.field,
                 })).collect::<Vec<_>>(),
             })),
+            ApiError::ForbiddenOn(f) => Some(json!({
+                "name": f.name,
+                "group": f.group,
+                "kind": f.resource,
+                "causes": f.causes.iter().map(|c| json!({
+                    "reason": c.reason,
+                    "message": c.message,
+                    "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
+            ApiError::Forbidden(_) => Some(json!({})),
             ApiError::ApplyConflict { causes, .. } => Some(json!({
                 "causes": causes.iter().map(|c| json!({
                     "reason": c.reason,
@@ -185,7 +233,14 @@ impl ApiError {
             })),
             _ => None,
         };
-        if let Some(details) = details {
+        if let Some(mut details) = details {
+            // Go's omitempty: no empty group, name or causes.
+            if let Some(map) = details.as_object_mut() {
+                map.retain(|_, v| {
+                    !(v.as_str().is_some_and(str::is_empty)
+                        || v.as_array().is_some_and(Vec::is_empty))
+                });
+            }
             status["details"] = details;
         }
         status
@@ -203,6 +258,7 @@ impl ApiError {
                 resource,
                 name,
             } => format!("{} \"{name}\" already exists", qualified(group, resource)),
+            ApiError::Invalid { kind, summary, .. } if kind.is_empty() => summary.clone(),
             other => other.to_string(),
         }
     }

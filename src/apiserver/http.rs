@@ -20,13 +20,6 @@ use crate::apiserver::reviews;
 use crate::apiserver::state::{State, blocking};
 use crate::apiserver::verbs;
 
-fn wants_table(accept: &str) -> bool {
-    accept.split(',').any(|range| {
-        let params: Vec<&str> = range.split(';').map(str::trim).collect();
-        params.contains(&"as=Table") && params.contains(&"g=meta.k8s.io")
-    })
-}
-
 /// Only JSON (and Table-as-JSON) responses are produced; a client that
 /// accepts nothing JSON-like gets 406.
 fn accepts_json(accept: &str) -> bool {
@@ -38,6 +31,39 @@ fn accepts_json(accept: &str) -> bool {
                 "application/json" | "application/*" | "*/*" | "*" | "application/json-patch+json"
             )
         })
+}
+
+/// What anonymous requests may do, as kube-apiserver's default roles
+/// (system:public-info-viewer, the issuer discovery document) allow:
+/// `/version` and OIDC discovery; elsewhere a 403 naming
+/// system:anonymous (the health paths are answered before this).
+fn anonymous_access(
+    method: &Method,
+    path: &str,
+    query: &HashMap<String, String>,
+    user: &User,
+) -> Result<(), ApiError> {
+    if *method == Method::GET && matches!(path, "/version" | "/.well-known/openid-configuration") {
+        return Ok(());
+    }
+    if let Ok((target, collection)) = parse_path(path)
+        && let Ok(verb) = verb_for(method, &target, collection, query)
+    {
+        let attrs = Attributes {
+            verb,
+            group: target.kind.group,
+            resource: target.kind.resource,
+            subresource: &target.subresource,
+            namespace: &target.namespace,
+            name: &target.name,
+        };
+        return Err(auth::forbidden(user, &attrs));
+    }
+    Err(ApiError::Forbidden(format!(
+        "forbidden: User \"{}\" cannot {} path \"{path}\"",
+        user.name,
+        method.as_str().to_ascii_lowercase()
+    )))
 }
 
 pub async fn handle(
@@ -97,7 +123,9 @@ async fn authenticate(
         .await?
         .ok_or(ApiError::Unauthorized);
     }
-    cert_user.ok_or(ApiError::Unauthorized)
+    cert_user
+        .filter(|u| !u.name.is_empty())
+        .ok_or(ApiError::Unauthorized)
 }
 
 /// `kubectl --as/--as-group`: kube-apiserver's impersonation. Each
@@ -203,7 +231,16 @@ async fn route(
             b"ok".to_vec(),
         ));
     }
-    let user = authenticate(&state, cert_user, req.headers()).await?;
+    let anonymous = cert_user.is_none() && !req.headers().contains_key(header::AUTHORIZATION);
+    let user = authenticate(&state, cert_user, req.headers()).await;
+    let user = match user {
+        Err(ApiError::Unauthorized) if anonymous => User {
+            name: "system:anonymous".into(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".into()],
+        },
+        other => other?,
+    };
     let user = impersonate(&state, user, req.headers()).await?;
     let accept = req
         .headers()
@@ -227,6 +264,9 @@ async fn route(
         .to_string();
     let query: HashMap<String, String> = query_pairs(req.uri());
     let protobuf = crate::apiserver::protobuf::wants_protobuf(&accept);
+    if anonymous {
+        anonymous_access(&method, &path, &query, &user)?;
+    }
 
     // Swagger 2 is served as JSON only; client-go's protobuf-only request
     // gets 406 and does without (as with a server that has no v2).
@@ -296,11 +336,11 @@ async fn route(
         }
         return kubelet_proxy::proxy(&state, target, req).await;
     }
-    if !accepts_json(&accept) && !protobuf {
+    let Some((shape, protobuf)) = crate::apiserver::partial::negotiate(&accept) else {
         return Err(ApiError::NotAcceptable(format!(
             "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io, application/vnd.kubernetes.protobuf (got {accept})"
         )));
-    }
+    };
     let body = read_body(req).await?;
     let verb = verb_for(&method, &target, collection, &query)?;
     let attrs = Attributes {
@@ -323,7 +363,8 @@ async fn route(
         query,
         body,
         content_type,
-        table: wants_table(&accept),
+        table: shape == crate::apiserver::partial::As::Table,
+        shape,
         protobuf,
         warnings: Vec::new(),
         pod_node,
@@ -439,6 +480,7 @@ pub fn parse_path(path: &str) -> Result<(Target, bool), ApiError> {
         "status" => kind.status,
         "binding" | "ephemeralcontainers" | "resize" => kind.resource == "pods",
         "token" => kind.resource == "serviceaccounts",
+        "finalize" => kind.resource == "namespaces",
         s if kubelet_proxy::SUBRESOURCES.contains(&s) => kind.resource == "pods",
         "proxy" => kind.resource == "nodes",
         _ => false,
@@ -554,10 +596,6 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        assert!(wants_table(
-            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
-        ));
-        assert!(!wants_table("application/json"));
         assert!(accepts_json("application/vnd.kubernetes.protobuf, */*"));
         assert!(!accepts_json("application/vnd.kubernetes.protobuf"));
     }

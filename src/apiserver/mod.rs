@@ -30,6 +30,7 @@ pub mod managed_fields;
 pub mod merge_keys;
 pub mod meta;
 pub mod metrics_api;
+pub mod partial;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
@@ -299,13 +300,18 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
                 }
                 Err(_) => return,
             };
-            let cert_user = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .filter(|certs| client_certs.trusted(certs))
-                .and_then(|certs| certs.first())
-                .and_then(|c| auth::user_from_cert(c));
+            // A certificate presented but not trusted is a 401 (kube's x509
+            // authenticator fails the request), not an anonymous one: a
+            // user with no name says so to `http::handle`.
+            let cert_user = match tls.get_ref().1.peer_certificates() {
+                None => None,
+                Some(certs) if !client_certs.trusted(certs) => Some(auth::User {
+                    name: String::new(),
+                    uid: String::new(),
+                    groups: Vec::new(),
+                }),
+                Some(certs) => certs.first().and_then(|c| auth::user_from_cert(c)),
+            };
             let service = hyper::service::service_fn(move |req| {
                 let state = Arc::clone(&state);
                 let user = cert_user.clone();

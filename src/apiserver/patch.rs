@@ -51,9 +51,10 @@ pub fn apply(
                 kind: String::new(),
                 group: String::new(),
                 name: String::new(),
-                summary: format!(
-                    "the server rejected our request due to an error in our request: {e}"
-                ),
+                summary: {
+                    tracing::debug!(error = %e, "JSON patch failed");
+                    "the server rejected our request due to an error in our request".into()
+                },
                 causes: Vec::new(),
             })?;
             Ok(doc)

@@ -196,7 +196,7 @@ fn access(reader: &dyn Reader, user: &User, spec: &Value) -> Result<(bool, Strin
         }
         // kube's RBAC gives no reason for a denial; kubectl then prints a
         // bare "no".
-        Err(ApiError::Forbidden(_)) => (false, String::new()),
+        Err(ApiError::Forbidden(_) | ApiError::ForbiddenOn(_)) => (false, String::new()),
         Err(other) => return Err(other),
     })
 }

@@ -154,6 +154,10 @@ impl LabelSelector {
             if let Op::Eq(v) | Op::NotEq(v) = &req.op
                 && !valid_label_value(v)
             {
+                // kube's lexer meets an operator where a value must be.
+                if let Some(op) = ["==", "!=", "=", "!"].iter().find(|o| v.starts_with(**o)) {
+                    return Err(format!("found '{op}', expected: identifier"));
+                }
                 return Err(format!("invalid label value: \"{v}\""));
             }
             reqs.push(req);
@@ -217,8 +221,14 @@ impl FieldSelector {
             let supported = matches!(key, "metadata.name" | "metadata.namespace")
                 || kind.field_labels.contains(&key);
             if !supported {
+                let known: Vec<String> = ["metadata.name", "metadata.namespace"]
+                    .iter()
+                    .chain(kind.field_labels.iter())
+                    .map(|f| format!("\"{f}\""))
+                    .collect();
                 return Err(ApiError::BadRequest(format!(
-                    "field label not supported: {key}"
+                    "\"{key}\" is not a known field selector: only {}",
+                    known.join(", ")
                 )));
             }
             out.push((key.to_string(), eq, value.trim().to_string()));

@@ -48,7 +48,7 @@ fn columns(resource: &str) -> Vec<Col> {
             col("Kernel-Version", "string", 1),
             col("Container-Runtime", "string", 1),
         ],
-        "configmaps" => vec![col("Data", "integer", 0), col("Age", "string", 0)],
+        "configmaps" => vec![col("Data", "string", 0), col("Age", "string", 0)],
         "secrets" => vec![
             col("Type", "string", 0),
             col("Data", "integer", 0),

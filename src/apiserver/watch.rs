@@ -27,6 +27,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 struct Encoder {
     kind: &'static Kind,
     table: bool,
+    /// Objects as PartialObjectMetadata.
+    meta: bool,
     /// Length-prefixed protobuf WatchEvents instead of JSON lines.
     protobuf: bool,
     sent_columns: bool,
@@ -43,6 +45,9 @@ impl Encoder {
             );
             self.sent_columns = true;
             return self.encode(ty, &t);
+        }
+        if self.meta && ty != "ERROR" {
+            return self.encode(ty, &crate::apiserver::partial::object_meta(object));
         }
         self.encode(ty, object)
     }
@@ -67,7 +72,7 @@ impl Encoder {
     /// A stored change's line, in parts: JSON watchers share the object's
     /// bytes encoded once by the store instead of each encoding a copy.
     fn event(&mut self, ty: &str, event: &Event) -> Vec<Bytes> {
-        if self.table || self.protobuf {
+        if self.table || self.meta || self.protobuf {
             return vec![self.line(ty, &event.object)];
         }
         vec![
@@ -81,7 +86,7 @@ impl Encoder {
 impl Encoder {
     /// An initial ADDED line: JSON watchers share the snapshot's bytes.
     fn initial(&mut self, item: &crate::apiserver::watch_initial::Item) -> Vec<Bytes> {
-        if self.table || self.protobuf {
+        if self.table || self.meta || self.protobuf {
             return vec![self.line("ADDED", &item.object)];
         }
         vec![
@@ -127,9 +132,9 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
     // has passed, answered 200 with one ERROR event.
     let (timeout, expired) = match ctx.param("timeoutSeconds") {
         Some(s) => {
-            let secs = s
-                .parse::<i64>()
-                .map_err(|_| ApiError::BadRequest(format!("invalid timeoutSeconds: {s}")))?;
+            let secs = s.parse::<i64>().map_err(|_| {
+                ApiError::BadRequest(format!("strconv.ParseInt: parsing \"{s}\": invalid syntax"))
+            })?;
             (Duration::from_secs(secs.max(0) as u64), secs < 0)
         }
         None => (DEFAULT_TIMEOUT, false),
@@ -166,6 +171,10 @@ pub async fn watch(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<
     let mut enc = Encoder {
         kind: t.kind,
         table: ctx.table,
+        meta: matches!(
+            ctx.shape,
+            crate::apiserver::partial::As::Meta | crate::apiserver::partial::As::MetaList
+        ),
         protobuf: ctx.protobuf && !ctx.table,
         sent_columns: false,
     };

@@ -11,7 +11,7 @@ use super::*;
 async fn authentication_and_bad_input() {
     use reqwest::Method;
     let s = Server::start();
-    // Anonymous: 401 with a Status body.
+    // Anonymous: 403 naming system:anonymous, as kube-apiserver answers.
     let (code, body) = s
         .call(
             Method::GET,
@@ -21,8 +21,18 @@ async fn authentication_and_bad_input() {
             vec![],
         )
         .await;
-    assert_eq!(code, 401);
+    assert_eq!(code, 403);
     assert_eq!(body["kind"], "Status");
+    assert_eq!(body["reason"], "Forbidden");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("User \"system:anonymous\" cannot list resource \"namespaces\""),
+        "{body}"
+    );
+    let (code, _) = s.call(Method::GET, "/version", None, "", vec![]).await;
+    assert_eq!(code, 200);
     let (code, _) = s
         .call(
             Method::GET,

@@ -436,5 +436,5 @@ async fn openapi_v2_document() {
     let (code, _) = s
         .call(reqwest::Method::GET, "/openapi/v2", None, "", vec![])
         .await;
-    assert_eq!(code, 401);
+    assert_eq!(code, 403);
 }

@@ -133,7 +133,7 @@ fn kubectl_basic_workflow_and_tables() {
     let err = s.fails(&["get", "pods", "-l", "app in (web"]);
     assert!(!err.is_empty());
     let err = s.fails(&["get", "pods", "--field-selector", "spec.bogus=1"]);
-    assert!(err.contains("field label not supported"), "{err}");
+    assert!(err.contains("is not a known field selector"), "{err}");
 
     // All namespaces shows a NAMESPACE column from the row metadata.
     let all = s.ok(&["get", "configmaps", "-A"]);

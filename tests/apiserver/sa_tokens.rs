@@ -259,7 +259,7 @@ async fn service_account_tokens() {
     let (code, _) = s
         .call(reqwest::Method::GET, "/openid/v1/jwks", None, "", vec![])
         .await;
-    assert_eq!(code, 401);
+    assert_eq!(code, 403);
 
     // A node may ask only for tokens bound to pods on it.
     let (code, body) = s

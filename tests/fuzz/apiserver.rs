@@ -364,6 +364,7 @@ fn ctx_with(pairs: &[(&str, &str)]) -> deckhand::apiserver::context::Ctx {
         body: Default::default(),
         content_type: String::new(),
         table: false,
+        shape: Default::default(),
         protobuf: false,
         warnings: Vec::new(),
         pod_node: None,

@@ -71,11 +71,18 @@ pub fn validate_labels(object: &Value, causes: &mut Vec<Cause>) {
     if let Some(labels) = object["metadata"]["labels"].as_object() {
         for (k, v) in labels {
             let value = v.as_str().unwrap_or("");
-            if !crate::apiserver::selectors::valid_label_key(k) {
+            let name_part = k.rsplit('/').next().unwrap_or(k);
+            if name_part.len() > 63 {
                 causes.push(cause(
                     "invalid",
                     "metadata.labels",
-                    format!("Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+                    format!("Invalid value: \"{k}\": name part must be no more than 63 bytes"),
+                ));
+            } else if !crate::apiserver::selectors::valid_label_key(k) {
+                causes.push(cause(
+                    "invalid",
+                    "metadata.labels",
+                    format!("Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"),
                 ));
             }
             if !crate::apiserver::selectors::valid_label_value(value) {

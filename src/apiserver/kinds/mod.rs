@@ -14,6 +14,7 @@ pub mod pod_resize;
 pub mod rbac;
 pub mod service;
 pub mod storage_node;
+pub mod validation;
 
 use serde_json::{Value, json};
 
@@ -32,6 +33,7 @@ pub fn apply_defaults(kind: &Kind, object: &mut Value) {
             }
         }
         "services" => service::apply_defaults(object),
+        "events" => validation::event_defaults(kind, object),
         r if persistent_volumes::is_pv_kind(r) => persistent_volumes::apply_defaults(kind, object),
         _ => storage_node::apply_defaults(kind, object),
     }
@@ -67,10 +69,11 @@ pub fn validate(kind: &Kind, object: &Value) -> Vec<Cause> {
             causes.push(cause(
                 "invalid",
                 "metadata.name",
-                format!(
-                    "Invalid value: \"{name}\": a lowercase RFC 1123 {} must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-                    if label_only { "label" } else { "subdomain" }
-                ),
+                if label_only {
+                    format!("Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+                } else {
+                    format!("Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+                },
             ));
         }
     }
@@ -86,6 +89,7 @@ pub fn validate(kind: &Kind, object: &Value) -> Vec<Cause> {
     }
     storage_node::validate(kind, object, &mut causes);
     persistent_volumes::validate(kind, object, &mut causes);
+    validation::validate(kind, object, &mut causes);
     causes
 }
 

@@ -129,7 +129,7 @@ pub fn validate(pod: &Value, causes: &mut Vec<Cause>) {
                 causes.push(cause(
                     "invalid",
                     &format!("{base}.name"),
-                    format!("Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'"),
+                    format!("Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"),
                 ));
             } else if !seen.insert(name.to_string()) {
                 causes.push(cause(
@@ -145,16 +145,17 @@ pub fn validate(pod: &Value, causes: &mut Vec<Cause>) {
                     "Required value",
                 ));
             }
+            crate::apiserver::kinds::validation::container_ports(c, &base, causes);
         }
     }
     if let Some(policy) = pod["spec"]["restartPolicy"].as_str()
         && !matches!(policy, "Always" | "OnFailure" | "Never")
     {
-        causes.push(cause(
-            "invalid",
-            "spec.restartPolicy",
-            format!("Unsupported value: \"{policy}\": supported values: \"Always\", \"OnFailure\", \"Never\""),
-        ));
+        causes.push(Cause {
+            reason: "FieldValueNotSupported",
+            field: "spec.restartPolicy".into(),
+            message: format!("Unsupported value: \"{policy}\": supported values: \"Always\", \"OnFailure\", \"Never\""),
+        });
     }
 }
 

@@ -15,6 +15,17 @@ pub fn apply_defaults(svc: &mut Value) {
     default(spec, "type", json!("ClusterIP"));
     default(spec, "sessionAffinity", json!("None"));
     default(spec, "internalTrafficPolicy", json!("Cluster"));
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
+        default(spec, "externalTrafficPolicy", json!("Cluster"));
+    }
+    if ty == "LoadBalancer" {
+        default(spec, "allocateLoadBalancerNodePorts", json!(true));
+    }
     if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
         for p in ports.iter_mut().filter_map(Value::as_object_mut) {
             default(p, "protocol", json!("TCP"));
@@ -22,6 +33,30 @@ pub fn apply_defaults(svc: &mut Value) {
             default(p, "targetPort", port);
         }
     }
+    if let Some(status) = obj(svc, "status") {
+        default(status, "loadBalancer", json!({}));
+    } else if let Some(m) = svc.as_object_mut() {
+        m.insert("status".into(), json!({"loadBalancer": {}}));
+    }
+}
+
+/// An update that makes a Service NodePort or LoadBalancer (or replaces
+/// such a Service's ports) gets node ports for the ports without one, as
+/// kube allocates them; the Service's own ports are not counted as taken.
+pub fn allocate_on_update(txn: &Txn<'_>, key: &str, svc: &mut Value) -> Result<(), ApiError> {
+    if !matches!(
+        svc["spec"]["type"].as_str(),
+        Some("NodePort" | "LoadBalancer")
+    ) || svc["spec"]["allocateLoadBalancerNodePorts"] == false
+    {
+        return Ok(());
+    }
+    let others: Vec<(String, Value)> = txn
+        .list(&collection_prefix("", "services"))?
+        .into_iter()
+        .filter(|(k, _)| k != key)
+        .collect();
+    allocate_node_ports(&others, svc)
 }
 
 /// Services get a cluster IP from 10.96.0.0/16 unless they are headless or

@@ -27,7 +27,6 @@ pub async fn bind(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<B
             }],
         ));
     }
-    let name = t.name.clone();
     blocking(state, move |s| {
         s.store.write(|txn| {
             let key = key_of(&t);
@@ -57,6 +56,6 @@ pub async fn bind(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<B
     Ok(ctx.reply(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": {"name": name, "kind": "pods"}, "code": 201}),
+                "code": 201}),
     ))
 }

@@ -107,6 +107,8 @@ pub fn prepare_create(kind: &Kind, namespace: &str, mut object: Value) -> Result
     kinds::apply_defaults(kind, &mut object);
     if kind.resource == "pods" {
         crate::apiserver::default_tolerations::admit(&mut object);
+        // Pods track their spec's generation (kube 1.35+).
+        object["metadata"]["generation"] = json!(1);
     }
     check_valid(kind, &object)?;
     Ok(object)
@@ -121,8 +123,8 @@ pub fn store_create(
     dry_run: bool,
     ca_pem: &str,
 ) -> Result<Value, ApiError> {
-    namespace::ensure_usable(txn, kind, namespace)?;
     let name = meta_str(&object, "name").to_string();
+    namespace::ensure_usable(txn, kind, namespace, &name)?;
     let key = object_key(kind.group, kind.resource, namespace, &name);
     if txn.get(&key)?.is_some() {
         return Err(ApiError::AlreadyExists {

@@ -19,9 +19,9 @@ pub fn decode_body(ctx: &Ctx, api_version: &str, kind: &str) -> Result<Value, Ap
         return crate::apiserver::patch::yaml_object(&ctx.body);
     }
     if !matches!(ct, "" | "application/json" | "*/*") {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ct})"
-        )));
+        return Err(ApiError::UnsupportedMediaType(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf".into(),
+        ));
     }
     let v: Value = serde_json::from_slice(&ctx.body)
         .map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))?;
@@ -83,9 +83,15 @@ pub fn normalize(
         None | Some("") => object["kind"] = json!(kind.kind),
         Some(k) if k == kind.kind => {}
         Some(k) => {
+            // kube's scheme: another kind cannot be converted into this one.
+            let version = api_version.rsplit('/').next().unwrap_or(&api_version);
+            let package = match kind.group {
+                "" => "core",
+                g => g.split('.').next().unwrap_or(g),
+            };
             return Err(ApiError::BadRequest(format!(
-                "the kind in the data ({k}) does not match the expected kind ({})",
-                kind.kind
+                "{k} in version \"{version}\" cannot be handled as a {want}: converting ({version}.{k}) to ({package}.{want}): unknown conversion",
+                want = kind.kind
             )));
         }
     }

@@ -194,7 +194,51 @@ pub async fn delete(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response
             .write(|txn| delete_in_txn(txn, &t, &opts, &pod_node))
     })
     .await?;
+    if let Some(status) = deleted_status(kind, &object) {
+        return Ok(ctx.reply(StatusCode::OK, &status));
+    }
+    let mut object = object;
+    if kind.group.is_empty() && kind.resource == "pods" {
+        immediately_deleted_pod(&mut object);
+    }
     Ok(respond(ctx, kind, StatusCode::OK, &object))
+}
+
+/// A pod deleted at once is answered as kube's graceful-delete step left
+/// it just before it went: marked with a zero grace period, its
+/// generation moved on.
+fn immediately_deleted_pod(pod: &mut Value) {
+    if pod["metadata"]["deletionTimestamp"].is_string() {
+        return;
+    }
+    pod["metadata"]["deletionTimestamp"] = json!(crate::apiserver::meta::now_rfc3339());
+    pod["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+    if let Some(g) = pod["metadata"]["generation"].as_i64() {
+        pod["metadata"]["generation"] = json!(g + 1);
+    }
+}
+
+/// What kube answers for an object deleted at once: a Success Status
+/// naming it, but for the kinds whose registry returns the deleted object
+/// (pods, services, namespaces). An object still being deleted (grace,
+/// finalizers) is answered as it is now.
+fn deleted_status(kind: &resources::Kind, object: &Value) -> Option<Value> {
+    let pending = object["metadata"]["deletionTimestamp"].is_string();
+    if pending
+        || (kind.group.is_empty() && matches!(kind.resource, "pods" | "services" | "namespaces"))
+    {
+        return None;
+    }
+    let mut details = json!({
+        "name": meta_str(object, "name"),
+        "kind": kind.resource,
+        "uid": meta_str(object, "uid"),
+    });
+    if !kind.group.is_empty() {
+        details["group"] = json!(kind.group);
+    }
+    Some(json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Success", "details": details}))
 }
 
 pub async fn delete_collection(

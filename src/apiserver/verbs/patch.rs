@@ -7,7 +7,7 @@ use http::{Response, StatusCode};
 use serde_json::Value;
 
 use crate::apiserver::context::{Body, Ctx, Target};
-use crate::apiserver::error::{ApiError, Cause};
+use crate::apiserver::error::ApiError;
 use crate::apiserver::kinds::pod;
 use crate::apiserver::managed_fields;
 use crate::apiserver::meta::now_rfc3339;
@@ -118,19 +118,9 @@ fn patch_in_txn(
         let applied = managed_fields::apply(&apply_args(&t.subresource), Some(&old), &config)?;
         (applied, Fields::Applied)
     } else {
-        let patched = patch::apply(kind.resource, &old, &a.body, a.ty).map_err(|e| match e {
-            ApiError::Invalid { summary, .. } => ApiError::invalid(
-                kind.kind,
-                kind.group,
-                &t.name,
-                vec![Cause {
-                    reason: "FieldValueInvalid",
-                    field: String::new(),
-                    message: summary,
-                }],
-            ),
-            other => other,
-        })?;
+        // A JSON patch that fails (a `test` op, a missing path) is kube's
+        // bare 422, without the object's details.
+        let patched = patch::apply(kind.resource, &old, &a.body, a.ty)?;
         // kube decodes the patched object before anything else: one without
         // a name (a patch removing /metadata, a top-level `$patch: delete`
         // or `replace`) is a 400, never a silent no-op or a wiped object.

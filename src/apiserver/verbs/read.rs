@@ -147,6 +147,14 @@ pub async fn list(state: &Arc<State>, ctx: &Ctx, t: Target) -> Result<Response<B
     let body = if ctx.table {
         table::table(t.kind, &items, meta, true)
     } else {
+        // kube's list items carry no apiVersion and kind of their own.
+        let mut items = items;
+        for item in &mut items {
+            if let Some(m) = item.as_object_mut() {
+                m.remove("apiVersion");
+                m.remove("kind");
+            }
+        }
         json!({
             "kind": format!("{}List", t.kind.kind),
             "apiVersion": t.kind.api_version(),

@@ -57,6 +57,19 @@ pub fn merge_update(
         let mut out = old.clone();
         out["status"] = new["status"].take();
         new = out;
+    } else if t.subresource == "finalize" {
+        // namespaces/finalize writes spec.finalizers only.
+        let mut out = old.clone();
+        let finalizers = new["spec"]["finalizers"].take();
+        match finalizers.as_array() {
+            Some(list) if !list.is_empty() => out["spec"]["finalizers"] = finalizers,
+            _ => {
+                if let Some(spec) = out["spec"].as_object_mut() {
+                    spec.remove("finalizers");
+                }
+            }
+        }
+        new = out;
     } else if t.subresource == ephemeral_containers::SUBRESOURCE {
         new = ephemeral_containers::merge(old, &new)?;
     } else if t.subresource == pod_resize::SUBRESOURCE {
@@ -114,6 +127,9 @@ pub fn merge_update(
     if kind.resource.ends_with("rolebindings") {
         kinds::rbac::check_update(kind, &t.name, old, &new)?;
     }
+    if t.subresource.is_empty() {
+        kinds::validation::check_update(kind, old, &new)?;
+    }
     if &new == old {
         return Ok(None);
     }
@@ -144,9 +160,13 @@ pub fn store_update(
     // Default first, as kube does before validating: a client that leaves
     // out a defaulted field has not changed it.
     kinds::apply_defaults(t.kind, &mut new);
+    let merged_finalizers = new["spec"]["finalizers"].clone();
     let Some(mut new) = merge_update(t, old, new, fields)? else {
         return Ok(old.clone());
     };
+    if t.kind.resource == "services" && t.kind.group.is_empty() && t.subresource.is_empty() {
+        kinds::service::allocate_on_update(txn, &key_of(t), &mut new)?;
+    }
     if let Fields::Updated { manager } = fields {
         managed_fields::record_update(
             t.kind.resource,
@@ -159,6 +179,25 @@ pub fn store_update(
         );
     }
     kinds::apply_defaults(t.kind, &mut new);
+    if t.kind.resource == "namespaces" {
+        // spec.finalizers change only through namespaces/finalize (kube's
+        // strategy keeps them on every other write); none left is `{}`.
+        let keep = if t.subresource == "finalize" {
+            merged_finalizers
+        } else {
+            old["spec"]["finalizers"].clone()
+        };
+        if let Some(spec) = new["spec"].as_object_mut() {
+            match keep {
+                Value::Array(list) if !list.is_empty() => {
+                    spec.insert("finalizers".into(), Value::Array(list));
+                }
+                _ => {
+                    spec.remove("finalizers");
+                }
+            }
+        }
+    }
     check_valid(t.kind, &new)?;
     if dry_run {
         return Ok(new);
