@@ -1,0 +1,1 @@
+//! DaemonSet and StatefulSet scenarios (added with those controllers).
