@@ -6,6 +6,7 @@
 //! the component and this host, reflected watches, the handling of a
 //! watch's items) is here.
 
+pub mod cronjob;
 pub mod job;
 pub mod node_lifecycle;
 pub mod pv_binder;
