@@ -7,6 +7,8 @@
 //! /tmp/deckhand-integration.lock as the other integration tests.
 
 mod common;
+#[path = "controllers_batch/cronjobs.rs"]
+mod cronjobs;
 #[path = "controllers_batch/harness.rs"]
 mod harness;
 #[path = "controllers_batch/jobs.rs"]
