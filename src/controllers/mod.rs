@@ -7,6 +7,7 @@
 //! watch's items) is here.
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod job;
 pub mod node_lifecycle;
 pub mod pv_binder;
