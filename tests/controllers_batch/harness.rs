@@ -25,6 +25,11 @@ pub struct Plane {
 impl Plane {
     /// None (after saying why) when the stock binaries are not there.
     pub fn start(test: &str) -> Option<Self> {
+        // The controllers' logs, shown when a test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("deckhand=debug")
+            .with_test_writer()
+            .try_init();
         if let Err(why) = common::stock::k8s_bin() {
             common::say_skipped(test, &why);
             return None;

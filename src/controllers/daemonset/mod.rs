@@ -170,6 +170,7 @@ impl Controller {
             &hash,
             k8s_openapi::jiff::Timestamp::now(),
         );
+        tracing::debug!(daemonset = %key, nodes = node_refs.len(), pods = pod_refs.len(), create = ?plan.create, delete = ?plan.delete, "plan");
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         for node in &plan.failed_on {
             let entry = self
@@ -238,7 +239,9 @@ impl Controller {
 
     async fn work(&mut self) {
         for key in self.queue.take_due(Instant::now()) {
-            match self.sync(&key).await {
+            let result = self.sync(&key).await;
+            tracing::debug!(daemonset = %key, ?result, "synced");
+            match result {
                 Ok(requeue) => {
                     self.queue.succeeded(&key);
                     if let Some(d) = requeue {
