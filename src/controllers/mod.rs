@@ -12,6 +12,7 @@ pub mod job;
 pub mod node_lifecycle;
 pub mod pv_binder;
 pub mod scheduler;
+pub mod statefulset;
 
 use std::fmt::Debug;
 use std::future::Future;
