@@ -202,3 +202,117 @@ async fn daemonsets_against_the_stock_apiserver() {
     .await;
     drop(plane);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulsets_against_the_stock_apiserver() {
+    use deckhand::controllers::statefulset;
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let Some(plane) = Plane::start("statefulsets_against_the_stock_apiserver") else {
+        return;
+    };
+    let client = plane.client().await;
+    let _sts = Running::spawn(statefulset::run(client.clone(), harness::never()));
+    let ns = "stateful";
+    harness::namespace(&client, ns).await;
+    let sts: StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2, "serviceName": "web",
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [harness::container()]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
+        },
+    }))
+    .unwrap();
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    api.create(&PostParams::default(), &sts).await.unwrap();
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let web0 = wait("web-0", || async {
+        pod_api.get_opt("web-0").await.unwrap()
+    })
+    .await;
+    let spec = web0.spec.as_ref().unwrap();
+    assert_eq!(
+        (spec.hostname.as_deref(), spec.subdomain.as_deref()),
+        (Some("web-0"), Some("web"))
+    );
+    let vol = spec
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "data")
+        .unwrap();
+    assert_eq!(
+        vol.persistent_volume_claim.as_ref().unwrap().claim_name,
+        "data-web-0"
+    );
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    assert!(pvcs.get_opt("data-web-0").await.unwrap().is_some());
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        pod_api.get_opt("web-1").await.unwrap().is_none(),
+        "OrderedReady: web-1 waits for web-0"
+    );
+    make_ready(&client, ns, "web-0").await;
+    wait("web-1", || async {
+        pod_api.get_opt("web-1").await.unwrap()
+    })
+    .await;
+    make_ready(&client, ns, "web-1").await;
+    let st = wait("2 ready", || async {
+        api.get("web")
+            .await
+            .unwrap()
+            .status
+            .filter(|s| s.ready_replicas == Some(2))
+    })
+    .await;
+    assert_eq!(st.current_revision, st.update_revision);
+    let old_rev = st.update_revision.clone().unwrap();
+
+    // A new template: web-1 first, then web-0; the claims stay.
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}}});
+    api.patch("web", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .unwrap();
+    let order = std::sync::Mutex::new(Vec::<String>::new());
+    let (o, c, a, old) = (&order, &client, &api, &old_rev);
+    let done = wait("the rolling update", || async move {
+        for name in ["web-0", "web-1"] {
+            let Some(p) = Api::<Pod>::namespaced(c.clone(), ns)
+                .get_opt(name)
+                .await
+                .unwrap()
+            else {
+                continue;
+            };
+            let hash = p.metadata.labels.as_ref().unwrap()["controller-revision-hash"].clone();
+            if !old.ends_with(&hash) && p.metadata.deletion_timestamp.is_none() {
+                let mut seen = o.lock().unwrap();
+                if !seen.contains(&name.to_string()) {
+                    seen.push(name.to_string());
+                }
+                drop(seen);
+                make_ready(c, ns, name).await;
+            }
+        }
+        let st = a.get("web").await.unwrap().status?;
+        (st.updated_replicas == Some(2)
+            && st.ready_replicas == Some(2)
+            && st.current_revision == st.update_revision)
+            .then_some(st)
+    })
+    .await;
+    assert_ne!(done.update_revision.as_deref(), Some(old_rev.as_str()));
+    assert_eq!(
+        order.into_inner().unwrap(),
+        ["web-1", "web-0"],
+        "from the highest ordinal down"
+    );
+    assert!(pvcs.get_opt("data-web-1").await.unwrap().is_some());
+    drop(plane);
+}

@@ -26,13 +26,13 @@ fn fnv32a(data: &[u8]) -> u32 {
     h
 }
 
-/// The template's hash: FNV-32a of its JSON (and the collision count),
-/// written as kube writes it (the decimal digits through SafeEncodeString).
+/// The template's hash: FNV-32a of its JSON and the collision count (none
+/// is 0, as kube counts it, so that writing status.collisionCount: 0 does
+/// not change the hash), written as kube writes it (the decimal digits
+/// through SafeEncodeString).
 pub fn template_hash(template: &PodTemplateSpec, collisions: Option<i32>) -> String {
     let mut data = serde_json::to_vec(template).unwrap_or_default();
-    if let Some(c) = collisions {
-        data.extend_from_slice(c.to_string().as_bytes());
-    }
+    data.extend_from_slice(collisions.unwrap_or(0).to_string().as_bytes());
     fnv32a(&data)
         .to_string()
         .bytes()
@@ -105,6 +105,7 @@ mod tests {
         assert_eq!(a, template_hash(&template("a"), None));
         assert_ne!(a, template_hash(&template("b"), None));
         assert_ne!(a, template_hash(&template("a"), Some(1)));
+        assert_eq!(a, template_hash(&template("a"), Some(0)));
         assert!(a.bytes().all(|b| ALPHANUMS.contains(&b)));
         let mut owner = ObjectMeta::default();
         owner.name = Some("ds".into());
