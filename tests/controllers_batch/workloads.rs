@@ -292,11 +292,12 @@ async fn statefulsets_against_the_stock_apiserver() {
             };
             let hash = p.metadata.labels.as_ref().unwrap()["controller-revision-hash"].clone();
             if !old.ends_with(&hash) && p.metadata.deletion_timestamp.is_none() {
-                let mut seen = o.lock().unwrap();
-                if !seen.contains(&name.to_string()) {
-                    seen.push(name.to_string());
+                {
+                    let mut seen = o.lock().unwrap();
+                    if !seen.contains(&name.to_string()) {
+                        seen.push(name.to_string());
+                    }
                 }
-                drop(seen);
                 make_ready(c, ns, name).await;
             }
         }

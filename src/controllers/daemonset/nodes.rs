@@ -144,24 +144,25 @@ mod tests {
     use k8s_openapi::api::core::v1::{NodeSpec, PodSpec, PodTemplateSpec, Taint};
 
     fn ds(selector: &[(&str, &str)], tolerations: Vec<Toleration>) -> DaemonSet {
-        let mut d = DaemonSet::default();
-        d.spec = Some(DaemonSetSpec {
-            template: PodTemplateSpec {
-                metadata: None,
-                spec: Some(PodSpec {
-                    node_selector: (!selector.is_empty()).then(|| {
-                        selector
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                            .collect()
+        DaemonSet {
+            spec: Some(DaemonSetSpec {
+                template: PodTemplateSpec {
+                    metadata: None,
+                    spec: Some(PodSpec {
+                        node_selector: (!selector.is_empty()).then(|| {
+                            selector
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_string()))
+                                .collect()
+                        }),
+                        tolerations: Some(tolerations),
+                        ..Default::default()
                     }),
-                    tolerations: Some(tolerations),
-                    ..Default::default()
-                }),
-            },
+                },
+                ..Default::default()
+            }),
             ..Default::default()
-        });
-        d
+        }
     }
 
     pub fn node(name: &str, labels: &[(&str, &str)], taints: Vec<(&str, &str)>) -> Node {

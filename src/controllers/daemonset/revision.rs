@@ -63,7 +63,7 @@ pub fn revision(
             name: Some(format!("{}-{hash}", owner.name.as_deref().unwrap_or(""))),
             namespace: owner.namespace.clone(),
             labels: Some(labels),
-            owner_references: Some(vec![controller_ref("apps/v1", kind, &owner)]),
+            owner_references: Some(vec![controller_ref("apps/v1", kind, owner)]),
             ..Default::default()
         },
         data: Some(RawExtension(json!({"spec": {"template": tpl}}))),
@@ -107,8 +107,10 @@ mod tests {
         assert_ne!(a, template_hash(&template("a"), Some(1)));
         assert_eq!(a, template_hash(&template("a"), Some(0)));
         assert!(a.bytes().all(|b| ALPHANUMS.contains(&b)));
-        let mut owner = ObjectMeta::default();
-        owner.name = Some("ds".into());
+        let owner = ObjectMeta {
+            name: Some("ds".into()),
+            ..Default::default()
+        };
         let rev = revision("DaemonSet", &owner, &template("a"), &a, 3);
         assert_eq!(rev.metadata.name, Some(format!("ds-{a}")));
         assert_eq!(rev.revision, 3);

@@ -117,7 +117,7 @@ impl Controller {
         }
         let refs: Vec<&Pod> = mine.iter().map(|p| p.as_ref()).collect();
         let wall = Timestamp::now();
-        let plan = plan::plan(&job, &refs, wall, &self.config.backoff);
+        let plan = plan::plan(job, &refs, wall, &self.config.backoff);
         let job_api: Api<Job> = Api::namespaced(self.client.clone(), ns);
 
         if job.status.as_ref() != Some(&plan.status) {
@@ -163,7 +163,7 @@ impl Controller {
             }
         }
         for index in &plan.create {
-            let pod = write::new_pod(&job, *index);
+            let pod = write::new_pod(job, *index);
             let created = write::create_pod(&pod_api, &pod).await?;
             self.expect.created(key, &created, now);
             write::object_event(
@@ -176,8 +176,8 @@ impl Controller {
                 format!("Created pod: {created}"),
             );
         }
-        if plan::finished(&job).is_some() {
-            return self.expire(&job, &job_api, wall).await;
+        if plan::finished(job).is_some() {
+            return self.expire(job, &job_api, wall).await;
         }
         Ok(plan.requeue)
     }
