@@ -6,9 +6,13 @@
 //! the component and this host, reflected watches, the handling of a
 //! watch's items) is here.
 
+pub mod cronjob;
+pub mod daemonset;
+pub mod job;
 pub mod node_lifecycle;
 pub mod pv_binder;
 pub mod scheduler;
+pub mod statefulset;
 
 use std::fmt::Debug;
 use std::future::Future;
