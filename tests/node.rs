@@ -179,8 +179,8 @@ fn node_runs_a_pod_on(plane: &dyn ControlPlane, node: &NodeAgent, pod_network: b
     let took = started.elapsed();
     assert!(plane.pod("web").is_none());
     assert!(
-        took < Duration::from_secs(15),
-        "deletion took {took:?} (grace 5 s)"
+        took < Duration::from_secs(45),
+        "deletion took {took:?} (grace 5 s; a bound for a hang on a loaded host)"
     );
     let events = plane.events_of("web");
     assert!(
