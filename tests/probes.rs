@@ -169,13 +169,7 @@ async fn probes_pass_and_fail_as_they_should() {
         assert_eq!(c["started"], true, "{name}");
     }
     // The startup probe held `started` back for its first seconds.
-    let startup_events = plane.events_of("startup");
-    assert!(
-        startup_events
-            .iter()
-            .any(|e| e.contains("Unhealthy: Startup probe failed")),
-        "{startup_events:?}"
-    );
+    wait_event(&plane, &node, "startup", "Unhealthy: Startup probe failed");
     wait_event(
         &plane,
         &node,
@@ -206,19 +200,17 @@ async fn probes_pass_and_fail_as_they_should() {
             .and_then(|c| c["restartCount"].as_i64())
             .is_some_and(|n| n >= 2)
     });
-    let events = plane.events_of("live-fail");
-    assert!(
-        events
-            .iter()
-            .any(|e| e.starts_with("Warning Unhealthy: Liveness probe failed")),
-        "{events:?}"
+    wait_event(
+        &plane,
+        &node,
+        "live-fail",
+        "Warning Unhealthy: Liveness probe failed",
     );
-    assert!(
-        events
-            .iter()
-            .any(|e| e
-                .contains("Normal Killing: Container c failed liveness probe, will be restarted")),
-        "{events:?}"
+    wait_event(
+        &plane,
+        &node,
+        "live-fail",
+        "Normal Killing: Container c failed liveness probe, will be restarted",
     );
     // A passing one leaves its container alone.
     let p = plane.pod("live-ok").unwrap();
@@ -338,11 +330,7 @@ async fn lifecycle_hooks_run_around_the_container() {
         took < Duration::from_secs(45),
         "a hanging preStop held the pod for {took:?} (grace 3 s; the hook sleeps an hour)"
     );
-    let events = plane.events_of("pre-stop-hangs");
-    assert!(
-        events.iter().any(|e| e.contains("FailedPreStopHook")),
-        "{events:?}"
-    );
+    wait_event(&plane, &node, "pre-stop-hangs", "FailedPreStopHook");
 }
 
 /// A native sidecar starts before the app, stays running next to it,
