@@ -74,7 +74,7 @@ async fn status(
 
 /// Polls a file until it holds every needle, or fails at the deadline.
 async fn wait_for_lines(path: &Path, needles: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let body = std::fs::read_to_string(path).unwrap_or_default();
         if needles.iter().all(|n| body.lines().any(|l| l.ends_with(n))) {
@@ -199,7 +199,8 @@ async fn a_container_runs_logs_stops_and_goes() {
 
     let stopping = Instant::now();
     stop(&mut client, &id, 2).await;
-    assert!(stopping.elapsed() < Duration::from_secs(15));
+    // A bound that catches a hang, not a timing (a loaded host is slow).
+    assert!(stopping.elapsed() < Duration::from_secs(40));
     let (s, _) = status(&mut client, &id).await.unwrap();
     assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
     assert!(
@@ -560,7 +561,8 @@ async fn exec_sync_returns_output_and_code_and_times_out_alone() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(10));
+    // Well under the sleep's 61 s, with room for a loaded host.
+    assert!(started.elapsed() < Duration::from_secs(30));
     // The shell is gone, and so is the sleep it started.
     let r = exec(&mut client, "ps -o args | grep -c '[s]leep 61'", 10)
         .await
@@ -1300,7 +1302,7 @@ async fn pods_reach_each_other_by_ip_and_a_host_port_reaches_the_pod() {
     // The host port on the node's loopback reaches the server (portmap's
     // DNAT, as the kubelet's hostPort promises).
     let target: std::net::SocketAddr = format!("127.0.0.1:{host_port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let page = loop {
         match tokio::task::spawn_blocking(move || http_get(target))
             .await
@@ -1598,8 +1600,8 @@ async fn a_kubelet_style_container_runs_and_stops_as_on_containerd() {
     stop(&mut client, &id, 30).await;
     let elapsed = started.elapsed();
     assert!(
-        elapsed < Duration::from_secs(10),
-        "stopped by TERM, not the grace period: {elapsed:?}"
+        elapsed < Duration::from_secs(25),
+        "stopped by TERM, not the grace period (30 s): {elapsed:?}"
     );
     let s = wait_exited(&mut client, &id).await;
     assert_eq!(s.exit_code, 0, "the trap's exit");

@@ -239,9 +239,9 @@ async fn raw_version_call(
             }
         }
     };
-    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+    tokio::time::timeout(std::time::Duration::from_secs(60), read)
         .await
-        .expect("a whole answer within 10 s");
+        .expect("a whole answer within 60 s");
     (got_headers, data)
 }
 

@@ -34,7 +34,9 @@ fn test_pod(node: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",
     "metadata": {"name": "talk", "namespace": "default"},
     "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [
-        busybox("main", "echo one; sleep 0.3; echo two >&2; sleep 0.3; echo three; exec sleep 3600"),
+        // The log driver reads stdout and stderr apart: a second between
+        // the lines keeps their order even when a loaded host runs it late.
+        busybox("main", "echo one; sleep 1; echo two >&2; sleep 1; echo three; exec sleep 3600"),
         busybox("ticker", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"),
         busybox("short", "echo run; sleep 2; exit 1"),
         busybox("web", &format!(
@@ -112,7 +114,7 @@ fn logs_and_exec(plane: &dyn ControlPlane, node: &NodeAgent) {
     let last = std::cell::RefCell::new(String::new());
     let all = wait_for(
         "main's three lines",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || format!("last answer: {}\n{}", last.borrow(), node.log()),
         || {
             let out = plane.kubectl(&["logs", "talk", "-c", "main"]);

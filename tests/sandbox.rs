@@ -558,7 +558,7 @@ async fn restart_readopts_running_sandboxes() {
 
     stop(&mut client, &id).await.unwrap();
     // No longer deckhand's child: whoever adopted it reaps it; wait a moment.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while Path::new(&format!("/proc/{pid}/stat")).exists()
         && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
         && Instant::now() < deadline
@@ -807,7 +807,7 @@ async fn status_reports_network_readiness() {
 
 /// Polls (bounded) until the sandbox reports `state`.
 async fn wait_state(client: &mut CriClient, id: &str, state: cri::PodSandboxState) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if status(client, id).await.unwrap().0.state == state as i32 {
             return true;
@@ -866,7 +866,7 @@ async fn infra_death_is_noticed_live_and_across_restart() {
 /// Exited (gone, or a zombie awaiting a reaper that is not deckhand), within
 /// a bounded wait.
 async fn wait_exited(pid: i32) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             Err(_) => return true,

@@ -388,19 +388,33 @@ spec:
         name.as_str(),
         "scheduled onto the node"
     );
-    assert!(
-        up.events_of(&echo)
-            .iter()
-            .any(|e| e.starts_with("Normal Scheduled:")),
-        "{:?}",
-        up.events_of(&echo)
+    // Events go out by queues of their own, after the status.
+    wait_for(
+        "a Scheduled event",
+        Duration::from_secs(60),
+        || format!("{:?}", up.events_of(&echo)),
+        || {
+            up.events_of(&echo)
+                .iter()
+                .any(|e| e.starts_with("Normal Scheduled:"))
+                .then_some(())
+        },
     );
-    // Its output, where the node writes it, and through kubectl (the
+    // Its output, where the node writes it (the log driver may still be
+    // writing it when the exit is posted), and through kubectl (the
     // apiserver proxies to the node's kubelet API).
     let uid = pod["metadata"]["uid"].as_str().unwrap();
-    let log = std::fs::read_to_string(format!("/var/log/pods/default_{echo}_{uid}/hello/0.log"))
-        .expect("the container's log file");
-    assert!(log.contains("stdout F hello from deckhand up"), "{log}");
+    let path = format!("/var/log/pods/default_{echo}_{uid}/hello/0.log");
+    wait_for(
+        "the container's log line",
+        Duration::from_secs(60),
+        || std::fs::read_to_string(&path).unwrap_or_default(),
+        || {
+            std::fs::read_to_string(&path)
+                .ok()
+                .filter(|l| l.contains("stdout F hello from deckhand up"))
+        },
+    );
     assert_eq!(up.ok(&["logs", &echo]), "hello from deckhand up\n");
 
     let pods = up.ok(&["get", "pods"]);
@@ -414,11 +428,19 @@ spec:
     let r = row(&wide, &echo);
     assert!(r[5].starts_with(&up.net.subnet_prefix), "IP in {wide}");
     assert_eq!(r[6], name, "NODE in {wide}");
-    let described = up.ok(&["describe", "pod", &echo]);
-    assert!(described.contains("Events:"), "{described}");
-    for reason in ["Pulled", "Created", "Started"] {
-        assert!(described.contains(reason), "{reason} in\n{described}");
-    }
+    wait_for(
+        "describe with the Pulled, Created and Started events",
+        Duration::from_secs(60),
+        || up.ok(&["describe", "pod", &echo]),
+        || {
+            let described = up.ok(&["describe", "pod", &echo]);
+            (described.contains("Events:")
+                && ["Pulled", "Created", "Started"]
+                    .iter()
+                    .all(|r| described.contains(r)))
+            .then_some(())
+        },
+    );
 
     up.ok(&["label", "pod", &echo, "role=backend"]);
     let by_role = up.ok(&["get", "pods", "-Lrole"]);

@@ -197,7 +197,7 @@ impl CriServer {
     }
 
     async fn wait_ready(&self) -> CriClient {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if self.socket.exists()
                 && let Ok(mut client) = connect(&self.socket).await

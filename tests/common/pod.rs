@@ -281,9 +281,9 @@ pub fn child_cgroups(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Polls the container's status until it has exited, or fails after 30 s.
+/// Polls the container's status until it has exited, or fails after 60 s.
 pub async fn wait_exited(client: &mut CriClient, id: &str) -> cri::ContainerStatus {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let s = client
             .runtime
