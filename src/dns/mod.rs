@@ -10,6 +10,9 @@ pub mod server;
 pub mod wire;
 pub mod zone;
 
+#[cfg(test)]
+mod zone_tests;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -9,6 +9,9 @@ pub mod model;
 pub mod nft;
 pub mod render;
 
+#[cfg(test)]
+mod render_tests;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
