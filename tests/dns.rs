@@ -34,25 +34,46 @@ async fn answers_follow_the_apiserver_and_forward_the_rest() {
     let client = api.client().await;
     let ns = "dns-test";
     net::namespace(&client, ns).await;
-    net::apply::<Service>(&client, ns, json!({"apiVersion": "v1", "kind": "Service",
+    net::apply::<Service>(
+        &client,
+        ns,
+        json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "web", "namespace": ns},
-        "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]}}))
+        "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]}}),
+    )
     .await;
-    net::apply::<Service>(&client, ns, json!({"apiVersion": "v1", "kind": "Service",
+    net::apply::<Service>(
+        &client,
+        ns,
+        json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "db", "namespace": ns},
-        "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80}]}}))
+        "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80}]}}),
+    )
     .await;
     net::apply::<EndpointSlice>(&client, ns, slice(ns, "db", &["10.85.9.1"])).await;
 
-    let svc: Service = kube::Api::namespaced(client.clone(), ns).get("web").await.unwrap();
-    let cluster_ip = svc.spec.unwrap().cluster_ip.expect("a ClusterIP was allocated");
+    let svc: Service = kube::Api::namespaced(client.clone(), ns)
+        .get("web")
+        .await
+        .unwrap();
+    let cluster_ip = svc
+        .spec
+        .unwrap()
+        .cluster_ip
+        .expect("a ClusterIP was allocated");
 
     let upstream = net::fake_upstream();
     let port = net::free_udp_port();
     let listen = format!("127.0.0.1:{port}");
     let mut dns = api.run(
         &[],
-        &["dns", "--listen", &listen, "--upstream", &upstream.to_string()],
+        &[
+            "dns",
+            "--listen",
+            &listen,
+            "--upstream",
+            &upstream.to_string(),
+        ],
         "dns.log",
     );
     let server: std::net::SocketAddr = listen.parse().unwrap();
@@ -64,8 +85,15 @@ async fn answers_follow_the_apiserver_and_forward_the_rest() {
     });
     assert_eq!(got.rcode, 0);
 
-    let srv = ask(server, &format!("_http._tcp.web.{ns}.svc.cluster.local"), SRV);
-    assert_eq!(srv.answers, vec![format!("SRV 0 100 80 web.{ns}.svc.cluster.local")]);
+    let srv = ask(
+        server,
+        &format!("_http._tcp.web.{ns}.svc.cluster.local"),
+        SRV,
+    );
+    assert_eq!(
+        srv.answers,
+        vec![format!("SRV 0 100 80 web.{ns}.svc.cluster.local")]
+    );
     let rev: Vec<&str> = cluster_ip.split('.').rev().collect();
     let ptr = ask(server, &format!("{}.in-addr.arpa", rev.join(".")), PTR);
     assert_eq!(ptr.answers, vec![format!("PTR web.{ns}.svc.cluster.local")]);
@@ -79,14 +107,25 @@ async fn answers_follow_the_apiserver_and_forward_the_rest() {
     assert_eq!(db.answers, vec!["A 10.85.9.1"]);
     let host = ask(server, &format!("db-0.db.{ns}.svc.cluster.local"), A);
     assert_eq!(host.answers, vec!["A 10.85.9.1"]);
-    let srv = ask(server, &format!("_http._tcp.db.{ns}.svc.cluster.local"), SRV);
-    assert_eq!(srv.answers, vec![format!("SRV 0 100 8080 db-0.db.{ns}.svc.cluster.local")]);
+    let srv = ask(
+        server,
+        &format!("_http._tcp.db.{ns}.svc.cluster.local"),
+        SRV,
+    );
+    assert_eq!(
+        srv.answers,
+        vec![format!("SRV 0 100 8080 db-0.db.{ns}.svc.cluster.local")]
+    );
 
     // An endpoint change shows at once (no cache in between).
     let t = Instant::now();
     net::apply::<EndpointSlice>(&client, ns, slice(ns, "db", &["10.85.9.1", "10.85.9.2"])).await;
     eventually(30, "the new endpoint", || {
-        (ask(server, &format!("db.{ns}.svc.cluster.local"), A).answers.len() == 2).then_some(())
+        (ask(server, &format!("db.{ns}.svc.cluster.local"), A)
+            .answers
+            .len()
+            == 2)
+            .then_some(())
     });
     eprintln!("endpoint change visible in DNS after {:?}", t.elapsed());
 

@@ -53,10 +53,23 @@ pub struct Apiserver {
 }
 
 pub fn apiserver() -> Apiserver {
+    apiserver_in(&[])
+}
+
+/// The apiserver started through `wrapper` (e.g. `ip netns exec NS`).
+pub fn apiserver_in(wrapper: &[&str]) -> Apiserver {
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
     let logp = dir.path().join("apiserver.log");
-    let child = Command::new(BIN)
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let child = cmd
         .args(["apiserver", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))
         .arg("--write-kubeconfig")
@@ -71,7 +84,11 @@ pub fn apiserver() -> Apiserver {
         if let Some(Ok(Some(st))) = proc.0.as_mut().map(|c| c.try_wait()) {
             panic!("apiserver exited ({st}): {}", proc.log());
         }
-        assert!(Instant::now() < deadline, "apiserver did not start: {}", proc.log());
+        assert!(
+            Instant::now() < deadline,
+            "apiserver did not start: {}",
+            proc.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     Apiserver {
@@ -218,7 +235,8 @@ pub fn ask(server: SocketAddr, name: &str, qtype: u16) -> Reply {
     sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut buf = [0u8; 4096];
     for id in 1..=3u16 {
-        sock.send_to(&query_bytes(id, name, qtype), server).expect("send");
+        sock.send_to(&query_bytes(id, name, qtype), server)
+            .expect("send");
         if let Ok((n, _)) = sock.recv_from(&mut buf)
             && n >= 12
             && buf[..2] == id.to_be_bytes()
