@@ -5,7 +5,7 @@ mod cri;
 mod cri_reset;
 pub mod log_driver;
 pub mod node;
-mod proxy;
+pub(crate) mod proxy;
 pub mod runtime_args;
 mod scheduler;
 pub mod up;

@@ -306,6 +306,13 @@ async fn serve(
     node.root_dir = data.join("kubelet");
     node.cgroup_root = args.cgroup_root.clone();
     node.node_ips = args.node_ip.clone();
+    // Cluster DNS on the node's address (pods reach it over the bridge).
+    let dns_ip = args
+        .node_ip
+        .first()
+        .cloned()
+        .or_else(crate::node::registration::default_route_address);
+    node.cluster_dns = dns_ip.iter().cloned().collect();
     node.kubelet_port = args.kubelet_port;
     // The apiserver reaches the kubelet API with a client certificate of
     // its own CA (kubectl logs, exec, port-forward).
@@ -337,6 +344,7 @@ async fn serve(
                 shutdown()
             ),
             pv_binder::run(admin.clone(), shutdown()),
+            services(admin.clone(), name, dns_ip.as_deref(), shutdown.clone()),
         )
         .map(|_| ())
     };
@@ -374,6 +382,46 @@ async fn serve(
         println!("deckhand up: stopped (pods keep running; `deckhand up` again adopts them)");
     }
     result
+}
+
+/// The service proxy and the cluster DNS (n12): neither failing stops
+/// the node (logged; pods then lack ClusterIPs or names).
+async fn services<F: std::future::Future<Output = ()>>(
+    client: kube::Client,
+    node: &str,
+    dns_ip: Option<&str>,
+    shutdown: impl Fn() -> F,
+) -> anyhow::Result<()> {
+    let rules = Arc::new(crate::proxy::nft::NftCommand::default());
+    let proxy = crate::proxy::run(
+        client.clone(),
+        crate::proxy::ProxyConfig::new(node),
+        rules,
+        None,
+        shutdown(),
+    );
+    let dns = async {
+        let Some(listen) = dns_ip
+            .and_then(|ip| format!("{ip}:53").parse().ok())
+            .or_else(|| dns_ip.and_then(|ip| format!("[{ip}]:53").parse().ok()))
+        else {
+            return Ok(());
+        };
+        let upstreams = crate::cli::proxy::upstreams(&[], Path::new("/etc/resolv.conf"));
+        let config = crate::dns::DnsConfig {
+            listen,
+            domain: "cluster.local".into(),
+            upstreams,
+        };
+        crate::dns::run(client.clone(), config, shutdown()).await
+    };
+    let (p, d) = tokio::join!(proxy, dns);
+    for (what, r) in [("service proxy", p), ("cluster DNS", d)] {
+        if let Err(err) = r {
+            tracing::warn!(error = %format!("{err:#}"), "the {what} stopped");
+        }
+    }
+    Ok(())
 }
 
 /// Polls /readyz until it answers ok, failing if the apiserver ends first.
