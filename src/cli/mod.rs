@@ -5,6 +5,7 @@ mod cri;
 mod cri_reset;
 pub mod log_driver;
 pub mod node;
+pub(crate) mod proxy;
 pub mod runtime_args;
 mod scheduler;
 pub mod up;
@@ -38,6 +39,10 @@ pub enum Command {
     Node(Box<node::NodeArgs>),
     /// The scheduler (and, with --node-lifecycle, the node lifecycle controller).
     Scheduler(scheduler::SchedulerArgs),
+    /// The service proxy (kube-proxy in nftables mode).
+    Proxy(proxy::ProxyArgs),
+    /// The cluster DNS server (authoritative for the cluster domain).
+    Dns(proxy::DnsArgs),
     /// A whole single-node Kubernetes in one process: apiserver, scheduler,
     /// node agent and runtime.
     Up(Box<up::UpArgs>),
@@ -111,6 +116,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::CriReset(args) => cri_reset::run(args).await,
         Command::Node(args) => node::run(*args).await,
         Command::Scheduler(args) => scheduler::run(args).await,
+        Command::Proxy(args) => proxy::run(args).await,
+        Command::Dns(args) => proxy::run_dns(args).await,
         Command::Up(args) => up::run(*args).await,
         Command::Doctor(args) => up::doctor(&args.up).await,
     }
