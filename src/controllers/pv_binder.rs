@@ -15,9 +15,11 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
+use tokio::time::Instant;
 
-use super::{reflected, watch_item};
+use super::watch_item;
 
 use crate::k8s::quantity::parse_units;
 
@@ -156,28 +158,48 @@ pub fn choose<'a>(
         })
 }
 
-/// Binds on every change to a volume or a claim (the watches are the
-/// trigger; each pass relists, so a pass never acts on a volume a store has
-/// not yet seen bound), and resyncs every RESYNC as kcm's binder does.
+/// Binds on every change to a volume or a claim (the watches are only the
+/// trigger: each pass relists, so a pass never acts on a volume a cache has
+/// not yet seen bound), and resyncs every RESYNC as kcm's binder does. A
+/// pass runs DEBOUNCE after the first change it answers, so a burst of
+/// events (a pass's own writes, an apply of many objects) makes one pass and
+/// a steady stream of them cannot put it off.
 pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let (_volumes, volume_events) = reflected(Api::<PersistentVolume>::all(client.clone()));
-    let (_claims, claim_events) = reflected(Api::<PersistentVolumeClaim>::all(client.clone()));
+    let config = watcher::Config::default;
+    let volume_events =
+        watcher(Api::<PersistentVolume>::all(client.clone()), config()).default_backoff();
+    let claim_events =
+        watcher(Api::<PersistentVolumeClaim>::all(client.clone()), config()).default_backoff();
     let mut volume_events = pin!(volume_events);
     let mut claim_events = pin!(claim_events);
     let mut shutdown = pin!(shutdown);
     let mut resync = tokio::time::interval(RESYNC);
-    let mut dirty = true;
+    let mut due: Option<Instant> = None;
     loop {
+        let pass_due = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            item = volume_events.next() => dirty |= watch_item(item, "volumes")?.is_some(),
-            item = claim_events.next() => dirty |= watch_item(item, "claims")?.is_some(),
-            _ = resync.tick() => dirty = true,
-            // A burst of events (a pass's own writes, a kubectl apply of
-            // many objects) makes one pass.
-            _ = tokio::time::sleep(DEBOUNCE), if dirty => {
+            item = volume_events.next() => {
+                if watch_item(item, "volumes")?.is_some() {
+                    due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
+                }
+            }
+            item = claim_events.next() => {
+                if watch_item(item, "claims")?.is_some() {
+                    due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
+                }
+            }
+            _ = resync.tick() => {
+                due.get_or_insert_with(Instant::now);
+            }
+            _ = pass_due => {
+                due = None;
                 sync(&client).await;
-                dirty = false;
             }
         }
     }
