@@ -301,8 +301,11 @@ async fn statefulsets_against_the_stock_apiserver() {
                 make_ready(c, ns, name).await;
             }
         }
+        // Until the controller has seen the patch, the old status (two
+        // updated, ready, current == update) would already pass.
         let st = a.get("web").await.unwrap().status?;
-        (st.updated_replicas == Some(2)
+        (st.update_revision.as_deref() != Some(old.as_str())
+            && st.updated_replicas == Some(2)
             && st.ready_replicas == Some(2)
             && st.current_revision == st.update_revision)
             .then_some(st)
