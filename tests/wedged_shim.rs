@@ -109,7 +109,7 @@ async fn a_wedged_shim_times_out_and_is_killed_by_stop_and_remove() {
     )
     .await
     .expect("ListContainers hung")
-    .unwrap()
+    .unwrap_or_else(|e| panic!("ListContainers: {e:?}"))
     .into_inner()
     .containers;
     assert_eq!(listed.len(), 2);
@@ -121,11 +121,17 @@ async fn a_wedged_shim_times_out_and_is_killed_by_stop_and_remove() {
     )
     .await
     .expect("ListPodSandbox hung")
-    .unwrap()
+    .unwrap_or_else(|e| panic!("ListPodSandbox: {e:?}"))
     .into_inner()
     .items;
     assert_eq!(pods.len(), 2);
-    assert_eq!(exec(&mut client, &fine).await.unwrap().exit_code, 0);
+    let fine_exec = exec(&mut client, &fine).await;
+    assert_eq!(
+        fine_exec
+            .unwrap_or_else(|e| panic!("ExecSync in the other pod: {e:?}"))
+            .exit_code,
+        0
+    );
 
     // StopContainer kills the wedged shim; the container is exited.
     tokio::time::timeout(
@@ -137,7 +143,7 @@ async fn a_wedged_shim_times_out_and_is_killed_by_stop_and_remove() {
     )
     .await
     .expect("StopContainer hung")
-    .unwrap();
+    .unwrap_or_else(|e| panic!("StopContainer of the wedged container: {e:?}"));
     let status = client
         .runtime
         .container_status(cri::ContainerStatusRequest {
@@ -164,7 +170,7 @@ async fn a_wedged_shim_times_out_and_is_killed_by_stop_and_remove() {
         )
         .await
         .expect("StopPodSandbox hung")
-        .unwrap();
+        .unwrap_or_else(|e| panic!("StopPodSandbox {sandbox}: {e:?}"));
         tokio::time::timeout(
             ANSWER,
             client
@@ -175,7 +181,7 @@ async fn a_wedged_shim_times_out_and_is_killed_by_stop_and_remove() {
         )
         .await
         .expect("RemovePodSandbox hung")
-        .unwrap();
+        .unwrap_or_else(|e| panic!("RemovePodSandbox {sandbox}: {e:?}"));
     }
     assert_no_containerd_leftovers(&server);
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();

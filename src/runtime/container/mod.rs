@@ -71,15 +71,22 @@ impl ContainerError {
     /// A failed containerd call: DeadlineExceeded stays that (the shim or
     /// containerd did not answer in time), the rest is Internal.
     fn from_status(context: &str, status: &tonic::Status) -> Self {
-        match status.code() {
-            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-                ContainerError::DeadlineExceeded(format!(
-                    "{context}: containerd did not answer within {:?} (the container's shim may be wedged): {}",
-                    crate::runtime::containerd::CALL_TIMEOUT,
-                    status.message()
-                ))
-            }
-            _ => Self::failed(context, status.message()),
+        // containerd passes the deadline on to the shim over ttrpc; when
+        // that inner deadline fires first, the answer is Unknown with Go's
+        // "context deadline exceeded" as its message, not DeadlineExceeded.
+        let timed_out = match status.code() {
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => true,
+            tonic::Code::Unknown => status.message().contains("context deadline exceeded"),
+            _ => false,
+        };
+        if timed_out {
+            ContainerError::DeadlineExceeded(format!(
+                "{context}: containerd did not answer within {:?} (the container's shim may be wedged): {}",
+                crate::runtime::containerd::CALL_TIMEOUT,
+                status.message()
+            ))
+        } else {
+            Self::failed(context, status.message())
         }
     }
 }
@@ -367,5 +374,26 @@ impl ContainerManager {
             Err(status) if !is_not_found(&status) => Err(status),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_is_a_deadline_whichever_code_containerd_gives_it() {
+        for status in [
+            tonic::Status::deadline_exceeded("context deadline exceeded"),
+            tonic::Status::unknown("creating exec process: context deadline exceeded: unknown"),
+        ] {
+            let error = ContainerError::from_status("exec", &status);
+            assert!(
+                matches!(&error, ContainerError::DeadlineExceeded(m) if m.contains("shim")),
+                "{error:?}"
+            );
+        }
+        let other = ContainerError::from_status("exec", &tonic::Status::unknown("no such file"));
+        assert!(!matches!(other, ContainerError::DeadlineExceeded(_)));
     }
 }

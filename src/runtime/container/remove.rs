@@ -33,10 +33,10 @@ impl ContainerManager {
         // still have none, or a handler that timed out may have left one.
         if let Err(status) = self.delete_task(&container.id).await {
             let error = ContainerError::from_status("deleting task", &status);
-            // A wedged shim: kill it, and containerd drops the task.
-            if !matches!(error, ContainerError::DeadlineExceeded(_))
-                || !super::stop::kill_shim(container.snapshot().pid)
-            {
+            // A wedged shim (a deadline, or containerd failing fast on a
+            // shim connection it gave up on): kill it, and containerd
+            // drops the task. Without a shim there is nothing to kill.
+            if !super::stop::kill_shim(container.snapshot().pid) {
                 return Err(error);
             }
             tracing::warn!(id = %container.id, "shim not answering a delete; killed it");

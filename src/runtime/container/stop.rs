@@ -59,13 +59,18 @@ impl ContainerManager {
                     .kill(container, container.stop_signal as i32, false)
                     .await
                 {
-                    // A wedged shim: go on to SIGKILL, which kills it.
-                    Err(ContainerError::DeadlineExceeded(why)) => {
-                        tracing::warn!(id = %container.id, %why, "stop signal not delivered");
+                    Ok(()) => {}
+                    // A wedged shim: go on to SIGKILL, which kills it. Any
+                    // other failure to signal (containerd may drop its
+                    // connection to a shim that stopped answering, and then
+                    // fails fast) also goes on to SIGKILL: StopContainer's
+                    // promise is a stopped container, not a delivered signal.
+                    Err(error) => {
+                        let wedged = matches!(error, ContainerError::DeadlineExceeded(_));
+                        tracing::warn!(id = %container.id, %error, "stop signal not delivered");
                         container.stop_signaled.store(false, Ordering::SeqCst);
-                        return self.force_stop(container, &mut exited, true).await;
+                        return self.force_stop(container, &mut exited, wedged).await;
                     }
-                    r => r?,
                 }
             }
             let grace = Duration::from_secs(timeout_s as u64);
@@ -96,14 +101,11 @@ impl ContainerManager {
         } else {
             self.kill(container, libc::SIGKILL, true).await
         };
-        match killed {
-            Err(ContainerError::DeadlineExceeded(why)) => {
-                tracing::warn!(id = %container.id, %why, "shim not answering; killing it");
-                if !kill_shim(container.snapshot().pid) {
-                    return Err(ContainerError::DeadlineExceeded(why));
-                }
+        if let Err(error) = killed {
+            tracing::warn!(id = %container.id, %error, "shim not answering; killing it");
+            if !kill_shim(container.snapshot().pid) {
+                return Err(error);
             }
-            r => r?,
         }
         tokio::time::timeout(KILL_WAIT, exited.wait_for(|e| *e))
             .await
