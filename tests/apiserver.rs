@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 mod authn;
 #[path = "apiserver/bad_input.rs"]
 mod bad_input;
+#[path = "apiserver/controller_manager.rs"]
+mod controller_manager;
 #[path = "apiserver/durability.rs"]
 mod durability;
 #[path = "apiserver/kube_client.rs"]

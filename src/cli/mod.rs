@@ -1,6 +1,7 @@
 //! Command line: one subcommand per role the binary plays.
 
 mod apiserver;
+mod controller_manager;
 mod cri;
 mod cri_reset;
 pub mod log_driver;
@@ -39,6 +40,9 @@ pub enum Command {
     Node(Box<node::NodeArgs>),
     /// The scheduler (and, with --node-lifecycle, the node lifecycle controller).
     Scheduler(scheduler::SchedulerArgs),
+    /// The controllers (kube-controller-manager's workload, volume and node
+    /// controllers) against any apiserver.
+    ControllerManager(controller_manager::ControllerManagerArgs),
     /// The service proxy (kube-proxy in nftables mode).
     Proxy(proxy::ProxyArgs),
     /// The cluster DNS server (authoritative for the cluster domain).
@@ -116,6 +120,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::CriReset(args) => cri_reset::run(args).await,
         Command::Node(args) => node::run(*args).await,
         Command::Scheduler(args) => scheduler::run(args).await,
+        Command::ControllerManager(args) => controller_manager::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
         Command::Dns(args) => proxy::run_dns(args).await,
         Command::Up(args) => up::run(*args).await,

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 
 use crate::controllers::{node_lifecycle, scheduler};
@@ -29,13 +28,7 @@ pub struct SchedulerArgs {
 }
 
 pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
-    let path = &args.kubeconfig;
-    let kubeconfig = kube::config::Kubeconfig::read_from(path)
-        .with_context(|| format!("reading {}", path.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .with_context(|| format!("loading {}", path.display()))?;
-    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    let client = super::proxy::client(&args.kubeconfig).await?;
     let shutdown = futures::future::FutureExt::shared(Box::pin(super::shutdown_signal()));
     let sched = scheduler::run(
         client.clone(),

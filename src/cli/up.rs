@@ -1,6 +1,7 @@
 //! `deckhand up`: a whole single-node Kubernetes in one process and one
-//! tokio runtime: the bundled apiserver, the scheduler, the node lifecycle
-//! controller, the node agent and the in-process runtime (no gRPC hop
+//! tokio runtime: the bundled apiserver, the scheduler, the controller
+//! manager (controllers::manager: every controller whose API the bundled
+//! apiserver serves), the node agent and the in-process runtime (no gRPC hop
 //! between agent and runtime; the runtime is also served on a CRI socket
 //! for crictl). containerd is the one other process: the machine's, or a
 //! supervised child of `up` when none answers.
@@ -25,7 +26,7 @@ use clap::Args;
 use tokio::sync::watch;
 
 use crate::cli::runtime_args::RuntimeArgs;
-use crate::controllers::{node_lifecycle, pv_binder, scheduler};
+use crate::controllers::{manager, scheduler};
 use crate::cri::api::{ImageService, RuntimeService};
 use crate::node::config::NodeConfig;
 
@@ -331,12 +332,11 @@ async fn serve(
                 scheduler::SchedulerConfig::default(),
                 shutdown()
             ),
-            node_lifecycle::run(
+            manager::run(
                 admin.clone(),
-                node_lifecycle::NodeLifecycleConfig::default(),
-                shutdown()
+                manager::ManagerConfig::default(),
+                manager::shutdown_on(shutdown())
             ),
-            pv_binder::run(admin.clone(), shutdown()),
         )
         .map(|_| ())
     };

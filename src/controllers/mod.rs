@@ -9,6 +9,7 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod job;
+pub mod manager;
 pub mod node_lifecycle;
 pub mod pv_binder;
 pub mod scheduler;
