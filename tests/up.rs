@@ -38,6 +38,9 @@ struct Up {
     child: Option<Child>,
     /// Started with a containerd socket nobody serves: `up` runs its own.
     own_containerd: bool,
+    /// Runs the service proxy (its nftables table is the machine's one:
+    /// only one `up` of the tests at a time may).
+    proxy: bool,
 }
 
 impl Up {
@@ -64,6 +67,7 @@ impl Up {
             format!("--run-dir={}", d.join("run").display()),
             format!("--registry-config-dir={}", hosts.path().display()),
             "--node-ip=127.0.0.1".into(),
+            "--proxy-mode=none".into(),
             "--log-level=info,deckhand=debug".into(),
         ];
         Up {
@@ -76,8 +80,10 @@ impl Up {
             args,
             child: None,
             own_containerd: false,
+            proxy: false,
         }
     }
+
 
     /// The same, but pointed at a containerd socket nobody serves, so
     /// that `up` starts (and supervises) a containerd of its own.
@@ -257,6 +263,15 @@ impl Drop for Up {
             }
         } else {
             common::remove_namespace(&self.namespace);
+        }
+        // A stopped proxy removes its table: one still there was left.
+        if self.proxy
+            && Command::new("nft")
+                .args(["delete", "table", "ip", "deckhand-proxy"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        {
+            cleanup::leftover(&format!("the proxy table of {}", self.name));
         }
         cleanup::remove_pod_log_dirs(&format!("default_{}-", self.name));
         if let Err(e) = cleanup::remove_cgroup_tree(&self.net.cgroup_parent) {

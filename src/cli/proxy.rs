@@ -98,6 +98,7 @@ pub async fn run_dns(args: DnsArgs) -> anyhow::Result<()> {
         listen: args.listen,
         domain: args.cluster_domain,
         upstreams: upstreams(&args.upstream, &args.resolv_conf),
+        freebind: false,
     };
     crate::dns::run(client, config, super::shutdown_signal()).await
 }

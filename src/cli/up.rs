@@ -1,7 +1,8 @@
 //! `deckhand up`: a whole single-node Kubernetes in one process and one
 //! tokio runtime: the bundled apiserver, the scheduler, the controller
 //! manager (controllers::manager: every controller whose API the bundled
-//! apiserver serves), the node agent and the in-process runtime (no gRPC hop
+//! apiserver serves), the service proxy and the cluster DNS (up/services),
+//! the node agent and the in-process runtime (no gRPC hop
 //! between agent and runtime; the runtime is also served on a CRI socket
 //! for crictl). containerd is the one other process: the machine's, or a
 //! supervised child of `up` when none answers.
@@ -15,6 +16,7 @@ pub mod doctor;
 mod kubeconfig;
 mod lock;
 mod network;
+mod services;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -92,6 +94,15 @@ pub struct UpArgs {
     /// It names the --listen address: give one the other machine reaches.
     #[arg(long = "write-node-kubeconfig", value_name = "NAME=PATH", value_parser = crate::cli::apiserver::parse_node_kubeconfig)]
     pub node_kubeconfigs: Vec<(String, PathBuf)>,
+    /// The service proxy: `nftables` (kube-proxy's nftables mode: ClusterIPs
+    /// and NodePorts answer on this machine) or `none`.
+    #[arg(long, default_value = "nftables", value_parser = ["nftables", "none"])]
+    pub proxy_mode: String,
+    /// Where the cluster DNS serves (UDP and TCP): `auto` is port 53 on the
+    /// pod network's gateway (the address every pod reaches; the pods'
+    /// resolv.conf names it), `none` runs no DNS, or ADDRESS:PORT.
+    #[arg(long, default_value = "auto")]
+    pub dns_listen: String,
     /// Labels to register the Node with: `k=v,k2=v2`.
     #[arg(long, value_parser = crate::node::config::parse_labels)]
     pub node_labels: Option<std::collections::BTreeMap<String, String>>,
@@ -220,6 +231,8 @@ async fn serve(
             cni_conf_dir.display()
         );
     }
+    let pod_network = network::bridge_network(&cni_conf_dir);
+    let dns_at = services::dns_listen(&args.dns_listen, pod_network.as_ref())?;
     let apiserver_dir = data.join("apiserver");
     let server = format!("https://{}", connect_addr(args.listen));
     let kubeconfigs = kubeconfig::write(&apiserver_dir.join("pki"), data, &server, name)?;
@@ -308,6 +321,7 @@ async fn serve(
     node.cgroup_root = args.cgroup_root.clone();
     node.node_ips = args.node_ip.clone();
     node.kubelet_port = args.kubelet_port;
+    node.cluster_dns = services::cluster_dns(dns_at);
     // The apiserver reaches the kubelet API with a client certificate of
     // its own CA (kubectl logs, exec, port-forward).
     node.server.client_ca_file = Some(apiserver_dir.join("pki/ca.crt"));
@@ -337,6 +351,20 @@ async fn serve(
                 manager::ManagerConfig::default(),
                 manager::shutdown_on(shutdown())
             ),
+            async {
+                match args.proxy_mode.as_str() {
+                    "none" => Ok(()),
+                    _ => {
+                        services::proxy(admin.clone(), name, pod_network.as_ref(), shutdown()).await
+                    }
+                }
+            },
+            async {
+                match dns_at {
+                    Some(at) => services::dns(admin.clone(), at, shutdown()).await,
+                    None => Ok(()),
+                }
+            },
         )
         .map(|_| ())
     };

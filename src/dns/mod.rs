@@ -30,6 +30,9 @@ pub struct DnsConfig {
     pub domain: String,
     /// Where names outside the zone go.
     pub upstreams: Vec<SocketAddr>,
+    /// Bind `listen` even when no interface has that address yet (the pod
+    /// network's gateway, whose bridge appears with the first pod).
+    pub freebind: bool,
 }
 
 /// The zone's data: the reflector stores.

@@ -76,16 +76,62 @@ impl Handler {
     }
 }
 
+/// UDP and TCP sockets on `addr` with IP_FREEBIND: bound before any
+/// interface has the address (binding is a few syscalls: no await needed).
+fn freebound(addr: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, listen, setsockopt,
+        socket, sockopt,
+    };
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let open = |ty: SockType| -> anyhow::Result<std::os::fd::OwnedFd> {
+        let fd = socket(
+            family,
+            ty,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .context("creating a socket")?;
+        setsockopt(&fd, sockopt::IpFreebind, &true).context("setting IP_FREEBIND")?;
+        setsockopt(&fd, sockopt::ReuseAddr, &true).context("setting SO_REUSEADDR")?;
+        bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &SockaddrStorage::from(addr),
+        )
+        .with_context(|| format!("binding {addr}"))?;
+        Ok(fd)
+    };
+    let udp = std::net::UdpSocket::from(open(SockType::Datagram)?);
+    let tcp = open(SockType::Stream)?;
+    listen(&tcp, Backlog::new(128).context("a backlog")?)
+        .with_context(|| format!("listening on {addr}"))?;
+    let tcp = std::net::TcpListener::from(tcp);
+    Ok((
+        UdpSocket::from_std(udp).context("registering the udp socket")?,
+        TcpListener::from_std(tcp).context("registering the tcp socket")?,
+    ))
+}
+
 impl Server {
     pub async fn bind(config: DnsConfig, data: Arc<dyn ZoneData>) -> anyhow::Result<Server> {
-        let udp = UdpSocket::bind(config.listen)
-            .await
-            .with_context(|| format!("binding udp {}", config.listen))?;
-        // TCP on the same port as UDP (which may have been chosen: port 0).
+        let (udp, tcp) = if config.freebind {
+            freebound(config.listen)?
+        } else {
+            let udp = UdpSocket::bind(config.listen)
+                .await
+                .with_context(|| format!("binding udp {}", config.listen))?;
+            // TCP on the same port as UDP (which may have been chosen: port 0).
+            let addr = udp.local_addr()?;
+            let tcp = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding tcp {addr}"))?;
+            (udp, tcp)
+        };
         let addr = udp.local_addr()?;
-        let tcp = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding tcp {addr}"))?;
         let domain = config.domain.trim_end_matches('.').to_ascii_lowercase();
         let own = addr;
         let upstreams = config.upstreams.into_iter().filter(|u| *u != own).collect();

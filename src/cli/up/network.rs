@@ -69,9 +69,99 @@ pub fn conf_dir(chosen: Option<&Path>, data_dir: &Path) -> anyhow::Result<(PathB
     Ok((dir, true))
 }
 
+/// A bridge pod network: the host's address on it and the pods' subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeNetwork {
+    pub gateway: std::net::Ipv4Addr,
+    pub subnet: String,
+}
+
+/// The pod network of `dir` (its first config, in the order the runtime
+/// loads them) when it is a `bridge` plugin with `isGateway` and a subnet:
+/// the gateway given, or host-local's default (the subnet's first
+/// address). None for other networks: the cluster DNS then has no address
+/// every pod reaches.
+pub fn bridge_network(dir: &Path) -> Option<BridgeNetwork> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            [".conf", ".conflist", ".json"]
+                .iter()
+                .any(|ext| name.ends_with(ext))
+        })
+        .collect();
+    files.sort();
+    let conf: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(files.first()?).ok()?).ok()?;
+    let plugins = match conf["plugins"].as_array() {
+        Some(list) => list.clone(),
+        None => vec![conf],
+    };
+    let bridge = plugins
+        .iter()
+        .find(|p| p["type"] == "bridge" && p["isGateway"] == true)?;
+    let ipam = &bridge["ipam"];
+    let range = ipam["ranges"][0][0]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let subnet = range.get("subnet").or(ipam.get("subnet"))?.as_str()?;
+    let (addr, len) = subnet.split_once('/')?;
+    let (addr, len) = (
+        addr.parse::<std::net::Ipv4Addr>().ok()?,
+        len.parse::<u32>().ok()?,
+    );
+    let given = range
+        .get("gateway")
+        .or(ipam.get("gateway"))
+        .and_then(|g| g.as_str());
+    let gateway = match given {
+        Some(g) => g.parse().ok()?,
+        None => {
+            let mask = u32::MAX.checked_shl(32u32.saturating_sub(len)).unwrap_or(0);
+            (u32::from(addr) & mask | 1).into()
+        }
+    };
+    Some(BridgeNetwork {
+        gateway,
+        subnet: subnet.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gateway_is_the_bridges_given_or_its_subnets_first_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let gateway = |d: &Path| bridge_network(d).map(|n| n.gateway);
+        assert_eq!(gateway(dir.path()), None);
+        std::fs::write(
+            dir.path().join("10-deckhand.conflist"),
+            default_conflist(Path::new("/i")),
+        )
+        .unwrap();
+        assert_eq!(
+            bridge_network(dir.path()),
+            Some(BridgeNetwork {
+                gateway: [10, 85, 0, 1].into(),
+                subnet: "10.85.0.0/16".into()
+            })
+        );
+        // An earlier file wins; a given gateway beats the subnet's first.
+        let given = r#"{"cniVersion":"0.4.0","name":"n","type":"bridge","isGateway":true,
+            "ipam":{"type":"host-local","subnet":"10.7.0.0/24","gateway":"10.7.0.254"}}"#;
+        std::fs::write(dir.path().join("05-given.conf"), given).unwrap();
+        assert_eq!(gateway(dir.path()), Some([10, 7, 0, 254].into()));
+        // Not a gateway bridge: no address.
+        let flannel = r#"{"name":"cbr0","plugins":[{"type":"flannel"}]}"#;
+        std::fs::write(dir.path().join("01-flannel.conflist"), flannel).unwrap();
+        assert_eq!(gateway(dir.path()), None);
+    }
 
     #[test]
     fn an_empty_machine_gets_the_default_network_in_the_data_dir() {
