@@ -227,12 +227,15 @@ fn job_spec(spec: &Value, base: &str, is_job: bool, causes: &mut Vec<Cause>) {
 fn pdb_spec(spec: &Value, causes: &mut Vec<Cause>) {
     let (min, max) = (&spec["minAvailable"], &spec["maxUnavailable"]);
     if !min.is_null() && !max.is_null() {
-        let shown = json!({"MinAvailable": min, "Selector": spec["selector"],
-            "MaxUnavailable": max, "UnhealthyPodEvictionPolicy": spec["unhealthyPodEvictionPolicy"]});
-        causes.push(invalid(
+        // kube prints the Go struct, its fields in their declared order.
+        let shown = format!(
+            "{{\"MinAvailable\":{min},\"Selector\":{},\"MaxUnavailable\":{max},\"UnhealthyPodEvictionPolicy\":{}}}",
+            spec["selector"], spec["unhealthyPodEvictionPolicy"]
+        );
+        causes.push(cause(
+            "invalid",
             "spec",
-            &shown,
-            "minAvailable and maxUnavailable cannot be both set",
+            format!("Invalid value: {shown}: minAvailable and maxUnavailable cannot be both set"),
         ));
     }
     for (field, v) in [("spec.minAvailable", min), ("spec.maxUnavailable", max)] {

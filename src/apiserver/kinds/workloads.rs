@@ -137,7 +137,7 @@ pub fn apply_defaults(kind: &Kind, object: &mut Value) {
         }
         _ => {}
     }
-    if resource == "replicationcontrollers"
+    if matches!(resource, "replicationcontrollers" | "jobs")
         && object["metadata"]["labels"]
             .as_object()
             .is_none_or(Map::is_empty)
@@ -216,35 +216,27 @@ fn set_annotation(object: &mut Value, key: &str, value: &str) {
     object["metadata"]["annotations"][key] = json!(value);
 }
 
-/// kube's generateSelector: the Job's uid and name as labels of the job
-/// and its template, and the uid label as the selector.
+/// kube's generateSelector: the Job's uid and name as labels of its
+/// template, and the uid label as the selector (the defaults then copy the
+/// template's labels to a Job that has none).
 fn generate_job_selector(job: &mut Value) {
     let uid = job["metadata"]["uid"].as_str().unwrap_or("").to_string();
     let name = job["metadata"]["name"].as_str().unwrap_or("").to_string();
-    let labels = [
+    if !job["spec"]["template"].is_object() {
+        job["spec"]["template"] = json!({});
+    }
+    let template = &mut job["spec"]["template"];
+    let Some(meta) = obj(template, "metadata") else {
+        return;
+    };
+    let labels = obj_in(meta, "labels");
+    for (k, v) in [
         ("batch.kubernetes.io/controller-uid", &uid),
         ("batch.kubernetes.io/job-name", &name),
         ("controller-uid", &uid),
         ("job-name", &name),
-    ];
-    for at in ["/metadata", "/spec/template/metadata"] {
-        if job.pointer(at).is_none() {
-            if at == "/metadata" {
-                job["metadata"] = json!({});
-            } else {
-                if !job["spec"]["template"].is_object() {
-                    job["spec"]["template"] = json!({});
-                }
-                job["spec"]["template"]["metadata"] = json!({});
-            }
-        }
-        let Some(meta) = job.pointer_mut(at).and_then(Value::as_object_mut) else {
-            continue;
-        };
-        let set = obj_in(meta, "labels");
-        for (k, v) in labels {
-            set.insert(k.into(), json!(v));
-        }
+    ] {
+        labels.insert(k.into(), json!(v));
     }
     job["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
 }
@@ -288,4 +280,23 @@ pub fn status_write(kind: &Kind, old: &Value, new: &Value) -> Value {
         }
     }
     out
+}
+
+/// The typed schema makes a required selector `{}` when the client sent
+/// none; kube tells the two apart ("Required value" vs "empty selector"),
+/// so an absent one is put back as absent.
+pub fn keep_absent_selector(kind: &Kind, input: &Value, typed: &mut Value) {
+    let required_in_schema = matches!(
+        (kind.group, kind.resource),
+        (
+            "apps",
+            "deployments" | "replicasets" | "daemonsets" | "statefulsets"
+        )
+    );
+    if required_in_schema
+        && input["spec"]["selector"].is_null()
+        && let Some(spec) = typed["spec"].as_object_mut()
+    {
+        spec.remove("selector");
+    }
 }
