@@ -21,6 +21,8 @@ mod steps_core;
 mod steps_lifecycle;
 #[path = "api_parity/steps_validation.rs"]
 mod steps_validation;
+#[path = "api_parity/steps_workloads.rs"]
+mod steps_workloads;
 
 use harness::{Pair, Report};
 
@@ -35,5 +37,6 @@ async fn bundled_apiserver_answers_as_kube_apiserver() {
     steps_core::run(&pair, &mut report).await;
     steps_validation::run(&pair, &mut report).await;
     steps_lifecycle::run(&pair, &mut report).await;
+    steps_workloads::run(&pair, &mut report).await;
     report.finish();
 }

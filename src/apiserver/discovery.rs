@@ -102,6 +102,19 @@ pub fn api_group(group: &str) -> Option<Value> {
     Some(entry)
 }
 
+/// The kinds `kubectl get all` lists (kube's "all" category).
+fn in_category_all(k: &Kind) -> bool {
+    matches!(
+        (k.group, k.resource),
+        ("", "pods" | "services" | "replicationcontrollers")
+            | (
+                "apps",
+                "deployments" | "replicasets" | "daemonsets" | "statefulsets"
+            )
+            | ("batch", "jobs" | "cronjobs")
+    )
+}
+
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     let kinds: Vec<&Kind> = resources::KINDS
         .iter()
@@ -131,8 +144,19 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "kind": k.kind,
             "verbs": k.verbs(),
             "shortNames": k.short_names,
-            "categories": if matches!(k.resource, "pods" | "services") { vec!["all"] } else { vec![] },
+            "categories": if in_category_all(k) { vec!["all"] } else { vec![] },
         }));
+        if resources::has_scale(k) {
+            list.push(json!({
+                "name": format!("{}/scale", k.resource),
+                "singularName": "",
+                "namespaced": true,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
         if k.status {
             list.push(json!({
                 "name": format!("{}/status", k.resource),

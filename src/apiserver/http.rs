@@ -376,7 +376,16 @@ async fn route(
         .param("fieldManager")
         .map(String::from)
         .unwrap_or(user_agent);
+    let scale = target.subresource == verbs::scale::SUBRESOURCE;
     let mut resp = match verb {
+        "get" if scale => verbs::scale::get(&state, &ctx, target).await?,
+        "update" if scale => verbs::scale::update(&state, &ctx, target).await?,
+        "patch" if scale => verbs::scale::patch(&state, &ctx, target).await?,
+        _ if scale => {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "the server does not allow this method on the requested resource ({method})"
+            )));
+        }
         "get" => verbs::read::get(&state, &ctx, target).await?,
         "list" => verbs::read::list(&state, &ctx, target).await?,
         "watch" => crate::apiserver::watch::watch(&state, &ctx, target).await?,
@@ -483,6 +492,7 @@ pub fn parse_path(path: &str) -> Result<(Target, bool), ApiError> {
         "finalize" => kind.resource == "namespaces",
         s if kubelet_proxy::SUBRESOURCES.contains(&s) => kind.resource == "pods",
         "proxy" => kind.resource == "nodes",
+        "scale" => resources::has_scale(kind),
         _ => false,
     };
     if !sub_ok {

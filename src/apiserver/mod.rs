@@ -45,6 +45,7 @@ pub mod state;
 pub mod store;
 pub mod table;
 pub mod table_cells;
+pub mod table_workloads;
 pub mod token_request;
 pub mod verbs;
 pub mod watch;

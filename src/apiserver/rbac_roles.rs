@@ -81,6 +81,11 @@ pub fn default_cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
             &["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
             READ,
         ),
+        rule(
+            &["policy"],
+            &["poddisruptionbudgets", "poddisruptionbudgets/status"],
+            READ,
+        ),
     ];
     let mut edit = view.clone();
     edit.extend([
@@ -140,6 +145,7 @@ pub fn default_cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
             WRITE,
         ),
         rule(&["batch"], &["cronjobs", "jobs"], WRITE),
+        rule(&["policy"], &["poddisruptionbudgets"], WRITE),
     ]);
     let mut admin = edit.clone();
     admin.extend([

@@ -58,7 +58,7 @@ impl Kind {
     }
 }
 
-fn roundtrip<T: DeserializeOwned + Serialize>(value: Value) -> Result<Value, String> {
+pub(crate) fn roundtrip<T: DeserializeOwned + Serialize>(value: Value) -> Result<Value, String> {
     let typed: T = serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         if path == "." || path.is_empty() {
@@ -70,10 +70,14 @@ fn roundtrip<T: DeserializeOwned + Serialize>(value: Value) -> Result<Value, Str
     serde_json::to_value(typed).map_err(|err| err.to_string())
 }
 
-fn schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> String {
+pub(crate) fn schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> String {
     generator.subschema_for::<T>();
     T::schema_name().into_owned()
 }
+
+#[path = "resources_workloads.rs"]
+mod workloads;
+pub use workloads::has_scale;
 
 use k8s_openapi::api::coordination::v1 as coordination;
 use k8s_openapi::api::core::v1 as core;
@@ -417,6 +421,15 @@ pub static KINDS: &[Kind] = &[
     },
     PERSISTENT_VOLUMES,
     PERSISTENT_VOLUME_CLAIMS,
+    workloads::REPLICATION_CONTROLLERS,
+    workloads::DEPLOYMENTS,
+    workloads::REPLICA_SETS,
+    workloads::DAEMON_SETS,
+    workloads::STATEFUL_SETS,
+    workloads::CONTROLLER_REVISIONS,
+    workloads::JOBS,
+    workloads::CRON_JOBS,
+    workloads::POD_DISRUPTION_BUDGETS,
 ];
 
 pub fn lookup(group: &str, version: &str, resource: &str) -> Option<&'static Kind> {

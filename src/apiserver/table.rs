@@ -4,6 +4,7 @@
 //! `table_cells`.
 
 use crate::apiserver::kinds::persistent_volumes as pv;
+use crate::apiserver::table_workloads as workloads;
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
@@ -120,6 +121,10 @@ fn columns(resource: &str) -> Vec<Col> {
             ];
         }
         r if pv::is_pv_kind(r) => pv::columns(r)
+            .into_iter()
+            .map(|(n, t, p)| col(n, t, p))
+            .collect(),
+        r if workloads::is_workload_table(r) => workloads::columns(r)
             .into_iter()
             .map(|(n, t, p)| col(n, t, p))
             .collect(),
@@ -388,6 +393,9 @@ fn cells(resource: &str, o: &Value, now: SystemTime) -> Vec<Value> {
         }
         r if pv::is_pv_kind(r) => std::iter::once(name)
             .chain(pv::cells(r, o, created))
+            .collect(),
+        r if workloads::is_workload_table(r) => std::iter::once(name)
+            .chain(workloads::cells(r, o, created, now))
             .collect(),
         _ => vec![name, json!(created)],
     }

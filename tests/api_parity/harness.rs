@@ -311,6 +311,38 @@ impl Pair {
         (d, s)
     }
 
+    /// Send to both and compare only the parts at `pointers` (and the
+    /// status): for objects a stock controller also writes (a Deployment's
+    /// status, a ReplicaSet it creates) while the request's own effect is
+    /// what is compared.
+    pub async fn check_at(
+        &self,
+        report: &mut Report,
+        step: &str,
+        req: Req,
+        pointers: &[&str],
+    ) -> (Outcome, Outcome) {
+        let (d, s) = tokio::join!(self.deckhand.send(&req), self.stock.send(&req));
+        let only = |o: &Outcome| {
+            let mut picked = serde_json::Map::new();
+            for p in pointers {
+                // Keyed by the path itself, so a pointer into the picked
+                // body reads as one into the whole (for the allow-list).
+                picked.insert(
+                    p.trim_start_matches('/').replace('/', "."),
+                    o.body.pointer(p).cloned().unwrap_or(Value::Null),
+                );
+            }
+            Outcome {
+                status: o.status,
+                media: o.media.clone(),
+                body: Value::Object(picked),
+            }
+        };
+        report.compare(step, &only(&d), &only(&s));
+        (d, s)
+    }
+
     /// Send until `done` holds on each side (or a minute passes), then
     /// compare the last answers: for what a controller does later.
     pub async fn poll(

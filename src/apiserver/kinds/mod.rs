@@ -6,7 +6,9 @@
 //! `resources`; their table columns are in `table`.
 
 pub mod common;
+pub mod cron;
 pub mod ephemeral_containers;
+pub mod label_selector;
 pub mod namespace;
 pub mod persistent_volumes;
 pub mod pod;
@@ -15,6 +17,8 @@ pub mod rbac;
 pub mod service;
 pub mod storage_node;
 pub mod validation;
+pub mod workload_validation;
+pub mod workloads;
 
 use serde_json::{Value, json};
 
@@ -35,6 +39,7 @@ pub fn apply_defaults(kind: &Kind, object: &mut Value) {
         "services" => service::apply_defaults(object),
         "events" => validation::event_defaults(kind, object),
         r if persistent_volumes::is_pv_kind(r) => persistent_volumes::apply_defaults(kind, object),
+        _ if workloads::is_workload(kind) => workloads::apply_defaults(kind, object),
         _ => storage_node::apply_defaults(kind, object),
     }
 }
@@ -90,6 +95,7 @@ pub fn validate(kind: &Kind, object: &Value) -> Vec<Cause> {
     storage_node::validate(kind, object, &mut causes);
     persistent_volumes::validate(kind, object, &mut causes);
     validation::validate(kind, object, &mut causes);
+    workload_validation::validate(kind, object, &mut causes);
     causes
 }
 

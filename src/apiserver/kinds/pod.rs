@@ -16,11 +16,9 @@ pub fn apply_defaults(pod: &mut Value) {
     let Some(spec) = obj(pod, "spec") else {
         return;
     };
-    default(spec, "restartPolicy", json!("Always"));
-    default(spec, "dnsPolicy", json!("ClusterFirst"));
-    default(spec, "terminationGracePeriodSeconds", json!(30));
-    default(spec, "schedulerName", json!("default-scheduler"));
-    default(spec, "securityContext", json!({}));
+    apply_spec_defaults(spec);
+    // What kube's SetDefaults_Pod and the pod admission plugins add to a
+    // pod (not to the pod templates of workloads).
     default(spec, "enableServiceLinks", json!(true));
     default(spec, "priority", json!(0));
     default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
@@ -33,9 +31,6 @@ pub fn apply_defaults(pod: &mut Value) {
     for list in ["initContainers", "containers"] {
         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in containers.iter_mut().filter_map(Value::as_object_mut) {
-                default(c, "terminationMessagePath", json!("/dev/termination-log"));
-                default(c, "terminationMessagePolicy", json!("File"));
-                default(c, "resources", json!({}));
                 // Requests default to limits (kube's defaulting).
                 let limits = c["resources"]["limits"]
                     .as_object()
@@ -51,6 +46,30 @@ pub fn apply_defaults(pod: &mut Value) {
                         }
                     }
                 }
+            }
+        }
+    }
+    let qos = qos_class(&pod["spec"]);
+    if let Some(status) = obj(pod, "status") {
+        default(status, "phase", json!("Pending"));
+        default(status, "qosClass", json!(qos));
+    }
+}
+
+/// The defaults of a PodSpec wherever it stands (kube's SetDefaults_PodSpec
+/// and SetDefaults_Container): a pod's spec and a workload's pod template.
+pub fn apply_spec_defaults(spec: &mut serde_json::Map<String, Value>) {
+    default(spec, "restartPolicy", json!("Always"));
+    default(spec, "dnsPolicy", json!("ClusterFirst"));
+    default(spec, "terminationGracePeriodSeconds", json!(30));
+    default(spec, "schedulerName", json!("default-scheduler"));
+    default(spec, "securityContext", json!({}));
+    for list in ["initContainers", "containers"] {
+        if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for c in containers.iter_mut().filter_map(Value::as_object_mut) {
+                default(c, "terminationMessagePath", json!("/dev/termination-log"));
+                default(c, "terminationMessagePolicy", json!("File"));
+                default(c, "resources", json!({}));
                 let image = c.get("image").and_then(Value::as_str).unwrap_or("");
                 default(c, "imagePullPolicy", json!(pull_policy(image)));
                 if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
@@ -60,11 +79,6 @@ pub fn apply_defaults(pod: &mut Value) {
                 }
             }
         }
-    }
-    let qos = qos_class(&pod["spec"]);
-    if let Some(status) = obj(pod, "status") {
-        default(status, "phase", json!("Pending"));
-        default(status, "qosClass", json!(qos));
     }
 }
 
@@ -107,21 +121,27 @@ fn pull_policy(image: &str) -> &'static str {
 
 /// A pod's own checks: containers, their names and images, restartPolicy.
 pub fn validate(pod: &Value, causes: &mut Vec<Cause>) {
-    let containers = pod["spec"]["containers"].as_array();
-    match containers {
-        None => causes.push(cause("required", "spec.containers", "Required value")),
-        Some(list) if list.is_empty() => {
-            causes.push(cause("required", "spec.containers", "Required value"))
-        }
-        Some(_) => {}
+    validate_spec(&pod["spec"], "spec", causes);
+}
+
+/// A PodSpec's checks, its fields reported below `base` (`spec` of a pod,
+/// `spec.template.spec` of a Deployment).
+pub fn validate_spec(spec: &Value, base: &str, causes: &mut Vec<Cause>) {
+    let containers = spec["containers"].as_array();
+    if containers.is_none_or(Vec::is_empty) {
+        causes.push(cause(
+            "required",
+            &format!("{base}.containers"),
+            "Required value",
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     for list in ["initContainers", "containers"] {
-        let Some(items) = pod["spec"][list].as_array() else {
+        let Some(items) = spec[list].as_array() else {
             continue;
         };
         for (i, c) in items.iter().enumerate() {
-            let base = format!("spec.{list}[{i}]");
+            let base = format!("{base}.{list}[{i}]");
             let name = c["name"].as_str().unwrap_or("");
             if name.is_empty() {
                 causes.push(cause("required", &format!("{base}.name"), "Required value"));
@@ -148,12 +168,12 @@ pub fn validate(pod: &Value, causes: &mut Vec<Cause>) {
             crate::apiserver::kinds::validation::container_ports(c, &base, causes);
         }
     }
-    if let Some(policy) = pod["spec"]["restartPolicy"].as_str()
+    if let Some(policy) = spec["restartPolicy"].as_str()
         && !matches!(policy, "Always" | "OnFailure" | "Never")
     {
         causes.push(Cause {
             reason: "FieldValueNotSupported",
-            field: "spec.restartPolicy".into(),
+            field: format!("{base}.restartPolicy"),
             message: format!("Unsupported value: \"{policy}\": supported values: \"Always\", \"OnFailure\", \"Never\""),
         });
     }

@@ -320,6 +320,7 @@ pub fn check_update(kind: &Kind, old: &Value, new: &Value) -> Result<(), ApiErro
             ));
         }
     }
+    crate::apiserver::kinds::workload_validation::check_update(kind, old, new, &mut causes);
     if causes.is_empty() {
         return Ok(());
     }

@@ -104,6 +104,7 @@ pub fn prepare_create(kind: &Kind, namespace: &str, mut object: Value) -> Result
     {
         m.remove("status");
     }
+    kinds::workloads::prepare_create(kind, &mut object);
     kinds::apply_defaults(kind, &mut object);
     if kind.resource == "pods" {
         crate::apiserver::default_tolerations::admit(&mut object);

@@ -98,7 +98,8 @@ pub fn normalize(
     if !object.get("metadata").is_none_or(Value::is_object) {
         return Err(cannot("metadata must be an object".into()));
     }
-    let typed = (kind.roundtrip)(object.clone()).map_err(cannot)?;
+    let mut typed = (kind.roundtrip)(object.clone()).map_err(cannot)?;
+    crate::apiserver::kinds::workloads::keep_absent_selector(kind, &object, &mut typed);
     let unknown = resources::unknown_fields(&object, &typed);
     let mut warnings = Vec::new();
     if !unknown.is_empty() {

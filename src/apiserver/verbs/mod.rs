@@ -15,6 +15,7 @@ pub mod decode;
 pub mod delete;
 pub mod patch;
 pub mod read;
+pub mod scale;
 pub mod update;
 
 #[cfg(test)]

@@ -53,10 +53,9 @@ pub fn merge_update(
         }
     }
     if t.subresource == "status" {
-        // Status writes change only status (kubelets must not edit specs).
-        let mut out = old.clone();
-        out["status"] = new["status"].take();
-        new = out;
+        // Status writes change only status (kubelets must not edit specs);
+        // a workload's annotations go through too, as in kube.
+        new = kinds::workloads::status_write(kind, old, &new);
     } else if t.subresource == "finalize" {
         // namespaces/finalize writes spec.finalizers only.
         let mut out = old.clone();
@@ -133,7 +132,8 @@ pub fn merge_update(
     if &new == old {
         return Ok(None);
     }
-    if old["metadata"]["generation"].is_i64() && old.get("spec") != new.get("spec") {
+    let bump = t.subresource != "status" && kinds::workloads::bumps_generation(kind, old, &mut new);
+    if old["metadata"]["generation"].is_i64() && bump {
         new["metadata"]["generation"] =
             json!(old["metadata"]["generation"].as_i64().unwrap_or(0) + 1);
     }

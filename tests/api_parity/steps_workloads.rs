@@ -1,0 +1,557 @@
+//! The workload APIs (apps/v1, batch/v1, policy/v1, core/v1
+//! replicationcontrollers): defaults of every kind, the bad inputs
+//! kube-apiserver refuses (selector mismatch, immutable selector, negative
+//! replicas, ...), table columns, the scale subresource, generation on
+//! spec and status writes, and the kubectl commands of a first Deployment.
+//!
+//! The stock side runs kube-controller-manager, whose controllers write
+//! the status (and create ReplicaSets) of what is created for real; those
+//! steps compare only what the request itself decides (`check_at`).
+
+use serde_json::{Value, json};
+
+use super::harness::{JSON_PATCH, MERGE, Pair, Report, Req, STRATEGIC, TABLE};
+use super::steps_core::NS;
+
+const APPS: &str = "/apis/apps/v1/namespaces/parity";
+const BATCH: &str = "/apis/batch/v1/namespaces/parity";
+const POLICY: &str = "/apis/policy/v1/namespaces/parity";
+const CORE: &str = "/api/v1/namespaces/parity";
+
+fn template(app: &str, restart: Option<&str>) -> Value {
+    let mut spec = json!({"containers": [{"name": "c", "image": "nginx:1.25",
+        "ports": [{"containerPort": 80}]}]});
+    if let Some(r) = restart {
+        spec["restartPolicy"] = json!(r);
+    }
+    json!({"metadata": {"labels": {"app": app}}, "spec": spec})
+}
+
+fn apps(kind: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec})
+}
+
+fn deployment(name: &str) -> Value {
+    apps(
+        "Deployment",
+        name,
+        json!({"selector": {"matchLabels": {"app": name}}, "template": template(name, None)}),
+    )
+}
+
+/// Every kind, created with dryRun: the defaults and the create-time
+/// status, generation and labels.
+fn kinds() -> Vec<(&'static str, String, Value)> {
+    let sel = |app: &str| json!({"matchLabels": {"app": app}});
+    vec![
+        ("deployment", format!("{APPS}/deployments"), deployment("d")),
+        (
+            "deployment recreate",
+            format!("{APPS}/deployments"),
+            apps(
+                "Deployment",
+                "dr",
+                json!({"selector": sel("dr"), "template": template("dr", None),
+                "strategy": {"type": "Recreate"}, "replicas": 0}),
+            ),
+        ),
+        (
+            "replicaset",
+            format!("{APPS}/replicasets"),
+            apps(
+                "ReplicaSet",
+                "rs",
+                json!({"selector": sel("rs"), "template": template("rs", None)}),
+            ),
+        ),
+        (
+            "daemonset",
+            format!("{APPS}/daemonsets"),
+            apps(
+                "DaemonSet",
+                "ds",
+                json!({"selector": sel("ds"), "template": template("ds", None)}),
+            ),
+        ),
+        (
+            "statefulset",
+            format!("{APPS}/statefulsets"),
+            apps(
+                "StatefulSet",
+                "sts",
+                json!({"selector": sel("sts"), "template": template("sts", None),
+                "serviceName": "sts"}),
+            ),
+        ),
+        (
+            "controllerrevision",
+            format!("{APPS}/controllerrevisions"),
+            json!({"apiVersion": "apps/v1", "kind": "ControllerRevision",
+            "metadata": {"name": "cr"}, "revision": 2, "data": {"spec": {"x": 1}}}),
+        ),
+        (
+            "job",
+            format!("{BATCH}/jobs"),
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "job"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "busybox"}]}}}}),
+        ),
+        (
+            "job parallel",
+            format!("{BATCH}/jobs"),
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "jp"},
+            "spec": {"parallelism": 3, "template": {"spec": {"restartPolicy": "OnFailure",
+            "containers": [{"name": "c", "image": "busybox"}]}}}}),
+        ),
+        (
+            "job manual selector",
+            format!("{BATCH}/jobs"),
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "jm"},
+            "spec": {"manualSelector": true, "selector": sel("jm"), "template": template("jm", Some("Never"))}}),
+        ),
+        (
+            "cronjob",
+            format!("{BATCH}/cronjobs"),
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "cj"},
+            "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "busybox"}]}}}}}}),
+        ),
+        (
+            "poddisruptionbudget",
+            format!("{POLICY}/poddisruptionbudgets"),
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "pdb"},
+            "spec": {"maxUnavailable": "50%", "selector": sel("web")}}),
+        ),
+        (
+            "replicationcontroller",
+            format!("{CORE}/replicationcontrollers"),
+            json!({"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "rc"},
+            "spec": {"template": template("rc", None)}}),
+        ),
+    ]
+}
+
+/// What kube-apiserver refuses, with every cause.
+fn bad() -> Vec<(&'static str, String, Value)> {
+    let sel = |app: &str| json!({"matchLabels": {"app": app}});
+    vec![
+        (
+            "deployment many errors",
+            format!("{APPS}/deployments"),
+            apps(
+                "Deployment",
+                "bad",
+                json!({"replicas": -1, "selector": sel("x"), "template": {
+                "metadata": {"labels": {"app": "y", "b": "c"}},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": ""}]}},
+                "strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}}),
+            ),
+        ),
+        (
+            "deployment without selector",
+            format!("{APPS}/deployments"),
+            apps(
+                "Deployment",
+                "bad",
+                json!({"template": template("y", None)}),
+            ),
+        ),
+        (
+            "deployment empty selector",
+            format!("{APPS}/deployments"),
+            apps(
+                "Deployment",
+                "bad",
+                json!({"selector": {}, "template": template("y", None)}),
+            ),
+        ),
+        (
+            "deployment recreate with rollingUpdate",
+            format!("{APPS}/deployments"),
+            apps(
+                "Deployment",
+                "bad",
+                json!({"selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["y"]}]},
+                "template": template("z", None), "strategy": {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}},
+                "revisionHistoryLimit": -1, "minReadySeconds": -1}),
+            ),
+        ),
+        (
+            "replicaset selector mismatch",
+            format!("{APPS}/replicasets"),
+            apps(
+                "ReplicaSet",
+                "bad",
+                json!({"replicas": -1, "selector": sel("x"), "template": template("y", Some("OnFailure"))}),
+            ),
+        ),
+        (
+            "daemonset empty selector",
+            format!("{APPS}/daemonsets"),
+            apps(
+                "DaemonSet",
+                "bad",
+                json!({"selector": {}, "template": template("y", None)}),
+            ),
+        ),
+        (
+            "statefulset selector mismatch",
+            format!("{APPS}/statefulsets"),
+            apps(
+                "StatefulSet",
+                "bad",
+                json!({"replicas": -3, "selector": sel("x"), "template": template("y", None)}),
+            ),
+        ),
+        (
+            "replicationcontroller empty",
+            format!("{CORE}/replicationcontrollers"),
+            json!({"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "bad"}, "spec": {}}),
+        ),
+        (
+            "replicationcontroller selector mismatch",
+            format!("{CORE}/replicationcontrollers"),
+            json!({"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "bad"},
+            "spec": {"replicas": -1, "selector": {"app": "x"}, "template": template("y", None)}}),
+        ),
+        (
+            "job negative counts",
+            format!("{BATCH}/jobs"),
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "bad"},
+            "spec": {"parallelism": -1, "completions": -1, "backoffLimit": -1,
+            "template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}}),
+        ),
+        (
+            "job manual selector missing",
+            format!("{BATCH}/jobs"),
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "bad"},
+            "spec": {"manualSelector": true, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "x"}]}}}}),
+        ),
+        (
+            "cronjob schedule out of range",
+            format!("{BATCH}/cronjobs"),
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "bad"},
+            "spec": {"schedule": "61 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+            "containers": [{"name": "c", "image": "x"}]}}}}}}),
+        ),
+        (
+            "cronjob schedule not cron",
+            format!("{BATCH}/cronjobs"),
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "bad"},
+            "spec": {"schedule": "bogus", "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}}}}),
+        ),
+        (
+            "poddisruptionbudget both bounds",
+            format!("{POLICY}/poddisruptionbudgets"),
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "bad"},
+            "spec": {"minAvailable": 1, "maxUnavailable": 1}}),
+        ),
+        (
+            "poddisruptionbudget over 100%",
+            format!("{POLICY}/poddisruptionbudgets"),
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "bad"},
+            "spec": {"maxUnavailable": "120%"}}),
+        ),
+    ]
+}
+
+pub async fn run(p: &Pair, r: &mut Report) {
+    for (name, path, body) in kinds() {
+        p.check(
+            r,
+            &format!("workload defaults {name}"),
+            Req::post(format!("{path}?dryRun=All"), &body),
+        )
+        .await;
+    }
+    for (name, path, body) in bad() {
+        p.check(
+            r,
+            &format!("refuse workload {name}"),
+            Req::post(format!("{path}?dryRun=All"), &body),
+        )
+        .await;
+    }
+    for path in [
+        format!("{APPS}/deployments"),
+        format!("{APPS}/replicasets"),
+        format!("{APPS}/daemonsets"),
+        format!("{APPS}/statefulsets"),
+        format!("{APPS}/controllerrevisions"),
+        format!("{BATCH}/jobs"),
+        format!("{BATCH}/cronjobs"),
+        format!("{POLICY}/poddisruptionbudgets"),
+        format!("{CORE}/replicationcontrollers"),
+    ] {
+        let kind = path.rsplit('/').next().unwrap_or("");
+        p.check_at(
+            r,
+            &format!("table columns {kind}"),
+            Req::get(&path).accept(TABLE),
+            &["/kind", "/columnDefinitions"],
+        )
+        .await;
+    }
+    deployment_lifecycle(p, r).await;
+    kubectl(p, r).await;
+}
+
+/// What the request decides about a Deployment (its spec, generation,
+/// metadata but the annotations the controller writes), not its status.
+const DECIDED: &[&str] = &[
+    "/kind",
+    "/metadata/name",
+    "/metadata/generation",
+    "/metadata/labels",
+    "/spec",
+    "/message",
+    "/reason",
+    "/details",
+];
+
+/// What a Scale says that no controller changes.
+const SCALE: &[&str] = &[
+    "/kind",
+    "/apiVersion",
+    "/metadata/name",
+    "/metadata/namespace",
+    "/spec",
+    "/status/selector",
+    "/message",
+    "/reason",
+    "/details",
+];
+
+async fn deployment_lifecycle(p: &Pair, r: &mut Report) {
+    let path = format!("{APPS}/deployments");
+    let web = format!("{path}/wl-web");
+    let mut body = deployment("wl-web");
+    body["spec"]["replicas"] = json!(2);
+    p.check(r, "create deployment", Req::post(&path, &body))
+        .await;
+    p.check_at(r, "get deployment", Req::get(&web), DECIDED)
+        .await;
+    p.check_at(
+        r,
+        "list deployments",
+        Req::get(format!("{path}?labelSelector=app%3Dnone")),
+        &["/kind", "/items"],
+    )
+    .await;
+    p.check_at(
+        r,
+        "get deployment scale",
+        Req::get(format!("{web}/scale")),
+        SCALE,
+    )
+    .await;
+    p.check_at(
+        r,
+        "patch deployment scale",
+        Req::patch(
+            format!("{web}/scale"),
+            MERGE,
+            &json!({"spec": {"replicas": 3}}),
+        ),
+        SCALE,
+    )
+    .await;
+    p.check(
+        r,
+        "patch deployment scale negative",
+        Req::patch(
+            format!("{web}/scale"),
+            MERGE,
+            &json!({"spec": {"replicas": -1}}),
+        ),
+    )
+    .await;
+    let stale = json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+        "metadata": {"name": "wl-web", "namespace": NS, "resourceVersion": "1"}, "spec": {"replicas": 1}});
+    p.check(
+        r,
+        "put deployment scale stale",
+        Req::put(format!("{web}/scale"), &stale),
+    )
+    .await;
+    let mut fresh = stale.clone();
+    fresh["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    fresh["spec"]["replicas"] = json!(4);
+    p.check_at(
+        r,
+        "put deployment scale",
+        Req::put(format!("{web}/scale"), &fresh),
+        SCALE,
+    )
+    .await;
+    p.check_at(r, "generation after scale", Req::get(&web), DECIDED)
+        .await;
+    let image = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:1.26"}]}}}});
+    p.check_at(
+        r,
+        "generation on a spec change",
+        Req::patch(&web, STRATEGIC, &image),
+        DECIDED,
+    )
+    .await;
+    p.check_at(
+        r,
+        "generation on a label change",
+        Req::patch(
+            &web,
+            MERGE,
+            &json!({"metadata": {"labels": {"tier": "web"}}}),
+        ),
+        DECIDED,
+    )
+    .await;
+    p.check_at(
+        r,
+        "generation on a status write",
+        Req::patch(
+            format!("{web}/status"),
+            MERGE,
+            &json!({"status": {"observedGeneration": 1}}),
+        ),
+        DECIDED,
+    )
+    .await;
+    p.check_at(
+        r,
+        "status ignored on the main resource",
+        Req::patch(&web, MERGE, &json!({"status": {"replicas": 99}})),
+        &["/metadata/generation", "/status/replicas"],
+    )
+    .await;
+    p.check(
+        r,
+        "refuse deployment selector change",
+        Req::patch(
+            &web,
+            MERGE,
+            &json!({"spec": {"selector": {"matchLabels": {"app": "other"}},
+            "template": {"metadata": {"labels": {"app": "other"}}}}}),
+        ),
+    )
+    .await;
+    p.check(
+        r,
+        "refuse deployment negative replicas",
+        Req::patch(
+            &web,
+            JSON_PATCH,
+            &json!([{"op": "replace", "path": "/spec/replicas", "value": -2}]),
+        ),
+    )
+    .await;
+    p.check(
+        r,
+        "refuse scale of a daemonset",
+        Req::get(format!("{APPS}/daemonsets/none/scale")),
+    )
+    .await;
+    p.check(r, "delete deployment", Req::delete(&web)).await;
+}
+
+/// kubectl as a new user drives a Deployment. Outputs are compared; the
+/// objects' fields that only the request decides are read back at the end.
+async fn kubectl(p: &Pair, r: &mut Report) {
+    let ns = ["-n", NS];
+    let run = |r: &mut Report, step: &str, args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&ns);
+        p.kubectl(r, step, &all, None);
+    };
+    run(
+        r,
+        "kubectl create deployment",
+        &[
+            "create",
+            "deployment",
+            "kc-web",
+            "--image=nginx:1.25",
+            "--replicas=2",
+        ],
+    );
+    run(
+        r,
+        "kubectl scale",
+        &["scale", "deployment/kc-web", "--replicas=3"],
+    );
+    run(
+        r,
+        "kubectl set image",
+        &["set", "image", "deployment/kc-web", "nginx=nginx:1.26"],
+    );
+    run(
+        r,
+        "kubectl rollout history",
+        &["rollout", "history", "deployment/kc-web"],
+    );
+    run(
+        r,
+        "kubectl rollout pause",
+        &["rollout", "pause", "deployment/kc-web"],
+    );
+    run(
+        r,
+        "kubectl rollout resume",
+        &["rollout", "resume", "deployment/kc-web"],
+    );
+    run(
+        r,
+        "kubectl rollout restart",
+        &["rollout", "restart", "deployment/kc-web"],
+    );
+    run(
+        r,
+        "kubectl get deployment fields",
+        &[
+            "get",
+            "deployment",
+            "kc-web",
+            "-o",
+            "jsonpath={.metadata.generation} {.spec.replicas} {.spec.paused} {.spec.template.spec.containers[0].image} {.spec.selector}",
+        ],
+    );
+    run(
+        r,
+        "kubectl scale rc missing",
+        &["scale", "rc/none", "--replicas=1"],
+    );
+    let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ap-web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: ap-web}\n  template:\n    metadata:\n      labels: {app: ap-web}\n    spec:\n      containers:\n      - {name: c, image: nginx:1.25}\n";
+    p.kubectl(
+        r,
+        "kubectl apply server-side deployment",
+        &["apply", "--server-side", "-n", NS, "-f", "-"],
+        Some(manifest),
+    );
+    let changed = manifest.replace("replicas: 1", "replicas: 2");
+    p.kubectl(
+        r,
+        "kubectl apply server-side deployment again",
+        &["apply", "--server-side", "-n", NS, "-f", "-"],
+        Some(&changed),
+    );
+    run(
+        r,
+        "kubectl get applied deployment",
+        &[
+            "get",
+            "deployment",
+            "ap-web",
+            "-o",
+            "jsonpath={.metadata.generation} {.spec.replicas}",
+        ],
+    );
+    run(
+        r,
+        "kubectl delete deployments",
+        &["delete", "deployment", "kc-web", "ap-web"],
+    );
+}
