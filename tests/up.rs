@@ -84,7 +84,6 @@ impl Up {
         }
     }
 
-
     /// The same, but pointed at a containerd socket nobody serves, so
     /// that `up` starts (and supervises) a containerd of its own.
     fn with_own_containerd(name: &str, index: u8) -> Self {
