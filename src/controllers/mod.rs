@@ -8,6 +8,7 @@
 
 pub mod cronjob;
 pub mod daemonset;
+pub mod endpoints;
 pub mod job;
 pub mod manager;
 pub mod node_lifecycle;
