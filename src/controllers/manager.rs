@@ -12,7 +12,9 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
-use crate::controllers::{cronjob, daemonset, job, node_lifecycle, pv_binder, statefulset};
+use crate::controllers::{
+    cronjob, daemonset, endpoints, job, node_lifecycle, pv_binder, statefulset,
+};
 
 /// One controller: kcm's name for it, the older alias kcm also accepts,
 /// whether `*` turns it on, and the resources (api version, plural) it
@@ -74,6 +76,13 @@ pub const CONTROLLERS: &[Entry] = &[
             ("v1", "pods"),
         ],
         start: |c, _, s| statefulset::run(c, s).boxed(),
+    },
+    Entry {
+        name: "endpoints-controller",
+        alias: "endpoint",
+        default_on: true,
+        needs: &[("v1", "services"), ("v1", "pods"), ("v1", "endpoints")],
+        start: |c, _, s| endpoints::run(c, s).boxed(),
     },
     Entry {
         name: "persistentvolume-binder-controller",
