@@ -15,3 +15,5 @@ mod endpoints;
 mod harness;
 #[path = "controllers_core/kubelet.rs"]
 mod kubelet;
+#[path = "controllers_core/slices.rs"]
+mod slices;

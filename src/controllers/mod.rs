@@ -9,6 +9,7 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod endpoints;
+pub mod endpointslice;
 pub mod job;
 pub mod node_lifecycle;
 pub mod pv_binder;
