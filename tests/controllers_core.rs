@@ -10,6 +10,8 @@
 mod common;
 #[path = "controllers_core/endpoints.rs"]
 mod endpoints;
+#[path = "controllers_core/gc.rs"]
+mod gc;
 #[path = "controllers_batch/harness.rs"]
 #[allow(dead_code)]
 mod harness;

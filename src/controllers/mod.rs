@@ -10,6 +10,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod garbage_collector;
 pub mod job;
 pub mod node_lifecycle;
 pub mod pv_binder;
