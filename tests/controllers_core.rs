@@ -10,8 +10,12 @@
 mod common;
 #[path = "controllers_core/endpoints.rs"]
 mod endpoints;
+#[path = "controllers_core/gc.rs"]
+mod gc;
 #[path = "controllers_batch/harness.rs"]
 #[allow(dead_code)]
 mod harness;
 #[path = "controllers_core/kubelet.rs"]
 mod kubelet;
+#[path = "controllers_core/slices.rs"]
+mod slices;

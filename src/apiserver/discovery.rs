@@ -188,6 +188,15 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         }
         if k.resource == "pods" {
             list.push(json!({
+                "name": "pods/eviction",
+                "singularName": "",
+                "namespaced": true,
+                "group": "policy",
+                "version": "v1",
+                "kind": "Eviction",
+                "verbs": ["create"],
+            }));
+            list.push(json!({
                 "name": "pods/binding",
                 "singularName": "",
                 "namespaced": true,

@@ -82,6 +82,14 @@ pub enum ApiError {
     Gone(String),
     #[error("{0}")]
     NotAcceptable(String),
+    /// 429: a request refused for now (an eviction a disruption budget
+    /// forbids), with its causes and when to retry.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        causes: Vec<Cause>,
+        retry_after_seconds: Option<u64>,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -143,6 +151,7 @@ impl ApiError {
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -163,6 +172,7 @@ impl ApiError {
             ApiError::TooLarge => "RequestEntityTooLarge",
             ApiError::Gone(_) => "Expired",
             ApiError::NotAcceptable(_) => "NotAcceptable",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Internal(_) => "InternalError",
         }
     }
@@ -231,6 +241,22 @@ impl ApiError {
                     "field": c.field,
                 })).collect::<Vec<_>>(),
             })),
+            ApiError::TooManyRequests {
+                causes,
+                retry_after_seconds,
+                ..
+            } => {
+                let mut d = json!({
+                    "causes": causes.iter().map(|c| json!({
+                        "reason": c.reason,
+                        "message": c.message,
+                    })).collect::<Vec<_>>(),
+                });
+                if let Some(secs) = retry_after_seconds {
+                    d["retryAfterSeconds"] = json!(secs);
+                }
+                Some(d)
+            }
             _ => None,
         };
         if let Some(mut details) = details {

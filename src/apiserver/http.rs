@@ -392,6 +392,9 @@ async fn route(
         "create" if target.subresource == "binding" => {
             verbs::bind::bind(&state, &ctx, target).await?
         }
+        "create" if target.subresource == verbs::eviction::SUBRESOURCE => {
+            verbs::eviction::create(&state, &ctx, target).await?
+        }
         "create" if target.subresource == "token" => {
             crate::apiserver::token_request::request(&state, &ctx, target).await?
         }
@@ -487,7 +490,7 @@ pub fn parse_path(path: &str) -> Result<(Target, bool), ApiError> {
     let sub_ok = match sub {
         "" => true,
         "status" => kind.status,
-        "binding" | "ephemeralcontainers" | "resize" => kind.resource == "pods",
+        "binding" | "ephemeralcontainers" | "resize" | "eviction" => kind.resource == "pods",
         "token" => kind.resource == "serviceaccounts",
         "finalize" => kind.resource == "namespaces",
         s if kubelet_proxy::SUBRESOURCES.contains(&s) => kind.resource == "pods",
@@ -523,7 +526,14 @@ fn verb_for(
         ("GET", false) if watch => "watch",
         ("GET", false) => "get",
         ("POST", true) => "create",
-        ("POST", false) if matches!(target.subresource.as_str(), "binding" | "token") => "create",
+        ("POST", false)
+            if matches!(
+                target.subresource.as_str(),
+                "binding" | "token" | "eviction"
+            ) =>
+        {
+            "create"
+        }
         ("PUT", false) => "update",
         ("PATCH", false) => "patch",
         ("DELETE", false) => "delete",
@@ -534,7 +544,11 @@ fn verb_for(
             )));
         }
     };
-    if matches!(target.subresource.as_str(), "binding" | "token") && verb != "create" {
+    if matches!(
+        target.subresource.as_str(),
+        "binding" | "token" | "eviction"
+    ) && verb != "create"
+    {
         return Err(ApiError::MethodNotAllowed(format!(
             "only create is allowed on {}/{}",
             target.kind.resource, target.subresource

@@ -9,6 +9,8 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod endpoints;
+pub mod endpointslice;
+pub mod garbage_collector;
 pub mod job;
 pub mod manager;
 pub mod node_lifecycle;

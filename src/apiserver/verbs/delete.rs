@@ -59,6 +59,22 @@ fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, ApiError> {
     })
 }
 
+/// Delete a pod inside a transaction as a plain delete would (its grace
+/// period, finalizers, dependents): what an allowed eviction does.
+pub fn delete_pod_in_txn(
+    txn: &mut Txn<'_>,
+    t: &Target,
+    grace: Option<i64>,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let opts = DeleteOptions {
+        grace,
+        dry_run,
+        ..DeleteOptions::default()
+    };
+    delete_in_txn(txn, t, &opts, &None)
+}
+
 /// Delete one object inside a transaction, with kube's rules. Returns the
 /// object as the response shows it (deleted, or marked for deletion).
 fn delete_in_txn(

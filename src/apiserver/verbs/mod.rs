@@ -13,6 +13,7 @@ pub mod common;
 pub mod create;
 pub mod decode;
 pub mod delete;
+pub mod eviction;
 pub mod patch;
 pub mod read;
 pub mod scale;
