@@ -13,7 +13,8 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
 use crate::controllers::{
-    cronjob, daemonset, endpoints, job, node_lifecycle, pv_binder, statefulset,
+    cronjob, daemonset, endpoints, endpointslice, garbage_collector, job, node_lifecycle,
+    pv_binder, statefulset,
 };
 
 /// One controller: kcm's name for it, the older alias kcm also accepts,
@@ -83,6 +84,24 @@ pub const CONTROLLERS: &[Entry] = &[
         default_on: true,
         needs: &[("v1", "services"), ("v1", "pods"), ("v1", "endpoints")],
         start: |c, _, s| endpoints::run(c, s).boxed(),
+    },
+    Entry {
+        name: "endpointslice-controller",
+        alias: "endpointslice",
+        default_on: true,
+        needs: &[
+            ("v1", "services"),
+            ("v1", "pods"),
+            ("discovery.k8s.io/v1", "endpointslices"),
+        ],
+        start: |c, _, s| endpointslice::run(c, s).boxed(),
+    },
+    Entry {
+        name: "garbage-collector-controller",
+        alias: "garbagecollector",
+        default_on: true,
+        needs: &[],
+        start: |c, _, s| garbage_collector::run(c, s).boxed(),
     },
     Entry {
         name: "persistentvolume-binder-controller",
