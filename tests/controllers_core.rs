@@ -17,5 +17,7 @@ mod gc;
 mod harness;
 #[path = "controllers_core/kubelet.rs"]
 mod kubelet;
+#[path = "controllers_core/pdb.rs"]
+mod pdb;
 #[path = "controllers_core/slices.rs"]
 mod slices;

@@ -8,6 +8,7 @@
 
 pub mod cronjob;
 pub mod daemonset;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbage_collector;

@@ -2,13 +2,15 @@
 //! background (dependents deleted; a dependent with another owner kept,
 //! the gone owner's reference dropped), foreground (the owner waits, with
 //! its finalizer, for a blocking dependent), orphan (dependents kept,
-//! their references to the owner removed). ConfigMaps owned by ConfigMaps.
+//! their references to the owner removed). ConfigMaps owned by ConfigMaps,
+//! and pods owned by a ReplicaSet.
 
 use std::path::Path;
 use std::process::Command;
 
 use deckhand::controllers::garbage_collector;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -155,4 +157,45 @@ async fn garbage_collection_against_the_stock_apiserver() {
     let dep = api.get("or-dep").await.unwrap();
     assert!(dep.metadata.owner_references.unwrap_or_default().is_empty());
     assert!(dep.metadata.deletion_timestamp.is_none());
+
+    // Across kinds: pods of a ReplicaSet go with it (no ReplicaSet
+    // controller runs; the test made the pods). No kubelet finishes them:
+    // they are left terminating.
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "rs"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "r"}},
+                 "template": {"metadata": {"labels": {"app": "r"}},
+                              "spec": {"containers": [harness::container()]}}},
+    }))
+    .unwrap();
+    let rs = Api::<ReplicaSet>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &rs)
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    for name in ["r1", "r2"] {
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app": "r"}, "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs",
+                "uid": rs.metadata.uid, "controller": true, "blockOwnerDeletion": true}]},
+            "spec": {"containers": [harness::container()]},
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &p).await.unwrap();
+    }
+    kubectl(&kc, &["-n", ns, "delete", "replicaset", "rs"]);
+    for name in ["r1", "r2"] {
+        wait(
+            &format!("pod {name} of the deleted replicaset to be deleted"),
+            || {
+                let pods = pods.clone();
+                async move {
+                    let p = pods.get_opt(name).await.unwrap();
+                    p.is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+    }
 }
