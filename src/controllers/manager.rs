@@ -13,8 +13,8 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
 use crate::controllers::{
-    cronjob, daemonset, endpoints, endpointslice, garbage_collector, job, node_lifecycle,
-    pv_binder, statefulset,
+    cronjob, daemonset, disruption, endpoints, endpointslice, garbage_collector, job,
+    node_lifecycle, pv_binder, statefulset,
 };
 
 /// One controller: kcm's name for it, the older alias kcm also accepts,
@@ -102,6 +102,13 @@ pub const CONTROLLERS: &[Entry] = &[
         default_on: true,
         needs: &[],
         start: |c, _, s| garbage_collector::run(c, s).boxed(),
+    },
+    Entry {
+        name: "disruption-controller",
+        alias: "disruption",
+        default_on: true,
+        needs: &[("policy/v1", "poddisruptionbudgets"), ("v1", "pods")],
+        start: |c, _, s| disruption::run(c, s).boxed(),
     },
     Entry {
         name: "persistentvolume-binder-controller",
