@@ -11,6 +11,7 @@ pub mod daemonset;
 pub mod job;
 pub mod node_lifecycle;
 pub mod pv_binder;
+pub mod replicaset;
 pub mod scheduler;
 pub mod statefulset;
 

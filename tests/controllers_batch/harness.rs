@@ -60,6 +60,12 @@ impl Plane {
         common::stock::tail(&self.dir.path().join("logs/kube-apiserver.log"), 30)
     }
 
+    /// The admin kubeconfig, for the real kubectl.
+    #[allow(dead_code)] // used by tests/controllers_apps.rs only
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("admin.kubeconfig")
+    }
+
     pub async fn client(&self) -> kube::Client {
         let path = self.dir.path().join("admin.kubeconfig");
         let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
