@@ -8,6 +8,7 @@
 
 pub mod cronjob;
 pub mod daemonset;
+pub mod deployment;
 pub mod job;
 pub mod node_lifecycle;
 pub mod pv_binder;
