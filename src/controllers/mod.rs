@@ -1,5 +1,6 @@
-//! Controllers: the scheduler, the node lifecycle controller and the PV
-//! binder. Each is a kube-rs watcher -> reflector -> reconcile loop (the
+//! Controllers: the scheduler, and kube-controller-manager's workload,
+//! endpoint, garbage-collection, disruption, node lifecycle and PV binder
+//! controllers, which `manager` runs together. Each is a kube-rs watcher -> reflector -> reconcile loop (the
 //! binder relists on each change) over any apiserver (the bundled one or a
 //! stock kube-apiserver): they speak only the Kubernetes API, never the
 //! store underneath. The set-up they share (an event recorder named for
@@ -8,6 +9,7 @@
 
 pub mod cronjob;
 pub mod daemonset;
+pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
@@ -16,6 +18,7 @@ pub mod job;
 pub mod manager;
 pub mod node_lifecycle;
 pub mod pv_binder;
+pub mod replicaset;
 pub mod scheduler;
 pub mod statefulset;
 

@@ -61,6 +61,7 @@ impl Plane {
     }
 
     /// The admin kubeconfig, for the real kubectl.
+    // Not every test binary that includes this harness runs kubectl.
     #[allow(dead_code)]
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("admin.kubeconfig")
