@@ -51,7 +51,11 @@ pub fn scale_of(t: &Target, object: &Value) -> Value {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": metadata,
-        "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(0)},
+        // Go's omitempty: a Scale of 0 replicas has an empty spec.
+        "spec": match object["spec"]["replicas"].as_i64().unwrap_or(0) {
+            0 => json!({}),
+            n => json!({"replicas": n}),
+        },
         "status": status,
     })
 }
