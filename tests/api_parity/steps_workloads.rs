@@ -53,6 +53,7 @@ pub async fn run(p: &Pair, r: &mut Report) {
     }
     deployment_lifecycle(p, r).await;
     other_scales(p, r).await;
+    immutables(p, r).await;
     eviction(p, r).await;
     kubectl(p, r).await;
 }
@@ -124,6 +125,73 @@ async fn other_scales(p: &Pair, r: &mut Report) {
         )
         .await;
     }
+}
+
+/// What an update may not change: a StatefulSet's spec but for its
+/// mutable fields, a Job's completions.
+async fn immutables(p: &Pair, r: &mut Report) {
+    let sts = format!("{APPS}/statefulsets");
+    let body = apps(
+        "StatefulSet",
+        "im-sts",
+        json!({"replicas": 0, "selector": {"matchLabels": {"app": "im"}}, "template": template("im", None)}),
+    );
+    p.check(r, "create statefulset", Req::post(&sts, &body))
+        .await;
+    p.check(
+        r,
+        "refuse statefulset serviceName change",
+        Req::patch(
+            format!("{sts}/im-sts"),
+            MERGE,
+            &json!({"spec": {"serviceName": "other"}}),
+        ),
+    )
+    .await;
+    p.check_at(
+        r,
+        "statefulset template change allowed",
+        Req::patch(
+            format!("{sts}/im-sts"),
+            MERGE,
+            &json!({"spec": {"template": {"metadata": {"annotations": {"a": "b"}}}}}),
+        ),
+        &["/metadata/generation", "/spec/template/metadata"],
+    )
+    .await;
+    p.check(
+        r,
+        "delete statefulset",
+        Req::delete(format!("{sts}/im-sts?propagationPolicy=Background")),
+    )
+    .await;
+    let jobs = format!("{BATCH}/jobs");
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "im-job"},
+        "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never",
+        "containers": [{"name": "c", "image": "busybox"}]}}}});
+    p.check_at(
+        r,
+        "create suspended job",
+        Req::post(&jobs, &job),
+        &["/metadata/name", "/spec/suspend"],
+    )
+    .await;
+    p.check(
+        r,
+        "refuse job completions change",
+        Req::patch(
+            format!("{jobs}/im-job"),
+            MERGE,
+            &json!({"spec": {"completions": 3}}),
+        ),
+    )
+    .await;
+    p.check(
+        r,
+        "delete job",
+        Req::delete(format!("{jobs}/im-job?propagationPolicy=Background")),
+    )
+    .await;
 }
 
 /// pods/eviction: a Pending pod goes at once; a running one covered by a

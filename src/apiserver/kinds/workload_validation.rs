@@ -269,8 +269,42 @@ pub fn check_update(kind: &Kind, old: &Value, new: &Value, causes: &mut Vec<Caus
         ("apps", "deployments" | "replicasets" | "daemonsets" | "statefulsets") => {
             immutable(causes, "spec.selector", "/spec/selector");
         }
-        ("batch", "jobs") => immutable(causes, "spec.selector", "/spec/selector"),
+        ("batch", "jobs") => {
+            immutable(causes, "spec.selector", "/spec/selector");
+            if new["spec"]["completionMode"] != "Indexed" {
+                immutable(causes, "spec.completions", "/spec/completions");
+            }
+            // kube prints the internal Go struct here; the field and the
+            // reason are what a client acts on.
+            immutable(causes, "spec.template", "/spec/template");
+        }
         _ => {}
+    }
+    if (kind.group, kind.resource) == ("apps", "statefulsets") {
+        let mutable = |spec: &Value| {
+            let mut spec = spec.clone();
+            if let Some(m) = spec.as_object_mut() {
+                for f in [
+                    "replicas",
+                    "ordinals",
+                    "template",
+                    "updateStrategy",
+                    "revisionHistoryLimit",
+                    "persistentVolumeClaimRetentionPolicy",
+                    "minReadySeconds",
+                ] {
+                    m.remove(f);
+                }
+            }
+            spec
+        };
+        if mutable(&old["spec"]) != mutable(&new["spec"]) {
+            causes.push(Cause {
+                reason: "FieldValueForbidden",
+                field: "spec".into(),
+                message: "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".into(),
+            });
+        }
     }
 }
 
