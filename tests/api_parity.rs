@@ -23,6 +23,8 @@ mod steps_lifecycle;
 mod steps_validation;
 #[path = "api_parity/steps_workloads.rs"]
 mod steps_workloads;
+#[path = "api_parity/workload_cases.rs"]
+mod workload_cases;
 
 use harness::{Pair, Report};
 

@@ -127,5 +127,16 @@ impl Ctx {
 }
 
 pub fn error(err: &ApiError, protobuf: bool) -> Response<Body> {
-    reply(protobuf, err.code(), &err.status())
+    let mut resp = reply(protobuf, err.code(), &err.status());
+    // kube-apiserver sends the retry delay as a header too (client-go
+    // waits on it).
+    if let ApiError::TooManyRequests {
+        retry_after_seconds: Some(secs),
+        ..
+    } = err
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }

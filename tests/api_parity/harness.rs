@@ -397,6 +397,7 @@ struct Diff {
 
 #[derive(Default)]
 pub struct Report {
+    last: Option<Instant>,
     steps: usize,
     kinds: BTreeSet<String>,
     diffs: Vec<Diff>,
@@ -404,6 +405,13 @@ pub struct Report {
 
 impl Report {
     fn compare(&mut self, step: &str, d: &Outcome, s: &Outcome) {
+        // A slow step (a server waiting on something) is worth a line.
+        let now = Instant::now();
+        if let Some(last) = self.last.replace(now)
+            && now - last > Duration::from_secs(5)
+        {
+            eprintln!("api_parity: step {step:?} took {:?}", now - last);
+        }
         self.steps += 1;
         if let Some(kind) = s.body.get("kind").and_then(Value::as_str) {
             self.kinds.insert(kind.trim_end_matches("List").to_string());

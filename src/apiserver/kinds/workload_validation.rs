@@ -269,7 +269,179 @@ pub fn check_update(kind: &Kind, old: &Value, new: &Value, causes: &mut Vec<Caus
         ("apps", "deployments" | "replicasets" | "daemonsets" | "statefulsets") => {
             immutable(causes, "spec.selector", "/spec/selector");
         }
-        ("batch", "jobs") => immutable(causes, "spec.selector", "/spec/selector"),
+        ("batch", "jobs") => {
+            immutable(causes, "spec.selector", "/spec/selector");
+            if new["spec"]["completionMode"] != "Indexed" {
+                immutable(causes, "spec.completions", "/spec/completions");
+            }
+            // kube prints the internal Go struct here; the field and the
+            // reason are what a client acts on.
+            immutable(causes, "spec.template", "/spec/template");
+        }
         _ => {}
+    }
+    if (kind.group, kind.resource) == ("apps", "statefulsets") {
+        let mutable = |spec: &Value| {
+            let mut spec = spec.clone();
+            if let Some(m) = spec.as_object_mut() {
+                for f in [
+                    "replicas",
+                    "ordinals",
+                    "template",
+                    "updateStrategy",
+                    "revisionHistoryLimit",
+                    "persistentVolumeClaimRetentionPolicy",
+                    "minReadySeconds",
+                ] {
+                    m.remove(f);
+                }
+            }
+            spec
+        };
+        if mutable(&old["spec"]) != mutable(&new["spec"]) {
+            causes.push(Cause {
+                reason: "FieldValueForbidden",
+                field: "spec".into(),
+                message: "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".into(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::kinds::{apply_defaults, validate as validate_all, workloads};
+    use crate::apiserver::resources::lookup;
+
+    fn prepared(group: &str, resource: &str, mut object: Value) -> (Value, Vec<Cause>) {
+        let kind = lookup(group, "v1", resource).unwrap();
+        workloads::prepare_create(kind, &mut object);
+        apply_defaults(kind, &mut object);
+        let causes = validate_all(kind, &object);
+        (object, causes)
+    }
+
+    #[test]
+    fn deployment_defaults_and_generation() {
+        let (d, causes) = prepared(
+            "apps",
+            "deployments",
+            json!({"metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+        );
+        assert!(causes.is_empty(), "{causes:?}");
+        assert_eq!(d["metadata"]["generation"], 1);
+        assert_eq!(d["status"], json!({}));
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(
+            d["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+        );
+        assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+        assert!(d["spec"]["template"]["spec"]["serviceAccountName"].is_null());
+        let kind = lookup("apps", "v1", "deployments").unwrap();
+        let mut annotated = d.clone();
+        annotated["metadata"]["annotations"] = json!({"a": "b"});
+        assert!(workloads::bumps_generation(kind, &d, &mut annotated));
+        let mut relabelled = d.clone();
+        relabelled["metadata"]["labels"] = json!({"a": "b"});
+        assert!(!workloads::bumps_generation(kind, &d, &mut relabelled));
+    }
+
+    #[test]
+    fn deployment_refusals_as_kube_words_them() {
+        let (_, causes) = prepared(
+            "apps",
+            "deployments",
+            json!({"metadata": {"name": "bad"}, "spec": {"replicas": -1, "selector": {"matchLabels": {"app": "x"}},
+            "template": {"metadata": {"labels": {"app": "y"}}, "spec": {"restartPolicy": "Never",
+            "containers": [{"name": "c", "image": ""}]}},
+            "strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}}}),
+        );
+        let got: Vec<(String, String)> = causes.into_iter().map(|c| (c.field, c.message)).collect();
+        let want = [
+            (
+                "spec.replicas",
+                "Invalid value: -1: must be greater than or equal to 0",
+            ),
+            (
+                "spec.template.metadata.labels",
+                "Invalid value: {\"app\":\"y\"}: `selector` does not match template `labels`",
+            ),
+            ("spec.template.spec.containers[0].image", "Required value"),
+            (
+                "spec.template.spec.restartPolicy",
+                "Unsupported value: \"Never\": supported values: \"Always\"",
+            ),
+            (
+                "spec.strategy.rollingUpdate.maxUnavailable",
+                "Invalid value: 0: may not be 0 when `maxSurge` is 0",
+            ),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(f, m)| (f.to_string(), m.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        let kind = lookup("apps", "v1", "deployments").unwrap();
+        let old = json!({"spec": {"selector": {"matchLabels": {"app": "a"}}}});
+        let new = json!({"spec": {"selector": {"matchLabels": {"app": "b"}}}});
+        let mut causes = Vec::new();
+        check_update(kind, &old, &new, &mut causes);
+        assert_eq!(
+            causes[0].message,
+            "Invalid value: {\"matchLabels\":{\"app\":\"b\"}}: field is immutable"
+        );
+    }
+
+    #[test]
+    fn job_gets_a_generated_selector() {
+        let (job, causes) = prepared(
+            "batch",
+            "jobs",
+            json!({"metadata": {"name": "j", "uid": "u-1"}, "spec": {"template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}),
+        );
+        assert!(causes.is_empty(), "{causes:?}");
+        assert_eq!(
+            job["spec"]["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}})
+        );
+        assert_eq!(job["metadata"]["labels"]["job-name"], "j");
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["labels"]["controller-uid"],
+            "u-1"
+        );
+        assert_eq!(
+            (
+                &job["spec"]["backoffLimit"],
+                &job["spec"]["completions"],
+                &job["spec"]["manualSelector"]
+            ),
+            (&json!(6), &json!(1), &json!(false))
+        );
+        let (_, causes) = prepared(
+            "batch",
+            "cronjobs",
+            json!({"metadata": {"name": "c"}, "spec": {"schedule": "61 * * * *", "jobTemplate": {"spec": {
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}}}}),
+        );
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "spec.schedule");
+    }
+
+    #[test]
+    fn replication_controller_selector_from_template() {
+        let (rc, causes) = prepared(
+            "",
+            "replicationcontrollers",
+            json!({"metadata": {"name": "rc"}, "spec": {"template": {"metadata": {"labels": {"app": "rc"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+        );
+        assert!(causes.is_empty(), "{causes:?}");
+        assert_eq!(rc["spec"]["selector"], json!({"app": "rc"}));
+        assert_eq!(rc["metadata"]["labels"], json!({"app": "rc"}));
+        assert_eq!(rc["status"], json!({"replicas": 0}));
     }
 }

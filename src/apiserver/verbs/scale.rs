@@ -51,7 +51,11 @@ pub fn scale_of(t: &Target, object: &Value) -> Value {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": metadata,
-        "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(0)},
+        // Go's omitempty: a Scale of 0 replicas has an empty spec.
+        "spec": match object["spec"]["replicas"].as_i64().unwrap_or(0) {
+            0 => json!({}),
+            n => json!({"replicas": n}),
+        },
         "status": status,
     })
 }
@@ -149,4 +153,30 @@ async fn write(
     })
     .await?;
     Ok(ctx.reply(StatusCode::OK, &scale_of(&t, &stored)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::resources::lookup;
+
+    #[test]
+    fn scale_view() {
+        let target = |group: &str, resource: &str| Target {
+            kind: lookup(group, "v1", resource).unwrap(),
+            namespace: "ns".into(),
+            name: "web".into(),
+            subresource: SUBRESOURCE.into(),
+        };
+        let d = json!({"metadata": {"name": "web", "namespace": "ns", "uid": "u", "generation": 3},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 2}});
+        let s = scale_of(&target("apps", "deployments"), &d);
+        assert_eq!(s["spec"], json!({"replicas": 3}));
+        assert_eq!(s["status"], json!({"replicas": 2, "selector": "app=web"}));
+        assert!(s["metadata"]["generation"].is_null());
+        let rc = json!({"metadata": {"name": "web"}, "spec": {"replicas": 0, "selector": {"b": "2", "a": "1"}}});
+        let s = scale_of(&target("", "replicationcontrollers"), &rc);
+        assert_eq!(s["spec"], json!({}));
+        assert_eq!(s["status"], json!({"replicas": 0, "selector": "a=1,b=2"}));
+    }
 }
