@@ -14,7 +14,7 @@ use futures::future::{BoxFuture, Shared};
 
 use crate::controllers::{
     cronjob, daemonset, disruption, endpoints, endpointslice, garbage_collector, job,
-    node_lifecycle, pv_binder, statefulset,
+    node_lifecycle, pv_binder, replicaset, statefulset,
 };
 
 /// One controller: kcm's name for it, the older alias kcm also accepts,
@@ -55,6 +55,13 @@ pub const CONTROLLERS: &[Entry] = &[
         default_on: true,
         needs: &[("batch/v1", "cronjobs"), ("batch/v1", "jobs")],
         start: |c, _, s| cronjob::run(c, s).boxed(),
+    },
+    Entry {
+        name: "replicaset-controller",
+        alias: "replicaset",
+        default_on: true,
+        needs: &[("apps/v1", "replicasets"), ("v1", "pods")],
+        start: |c, _, s| replicaset::run(c, s).boxed(),
     },
     Entry {
         name: "daemonset-controller",
