@@ -13,6 +13,8 @@ mod bad_input;
 mod common;
 #[path = "up/two_nodes.rs"]
 mod two_nodes;
+#[path = "up/workloads.rs"]
+mod workloads;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -82,6 +84,14 @@ impl Up {
             own_containerd: false,
             proxy: false,
         }
+    }
+
+    /// The same, with the service proxy on.
+    fn with_proxy(name: &str, index: u8) -> Self {
+        let mut up = Up::new(name, index);
+        up.args.retain(|a| a != "--proxy-mode=none");
+        up.proxy = true;
+        up
     }
 
     /// The same, but pointed at a containerd socket nobody serves, so
@@ -233,10 +243,19 @@ impl Drop for Up {
         // The node removes its pods (containers, sandboxes, log dirs) when
         // they are deleted; then `up` stops and what is left is forced.
         if self.running() {
+            // Controllers first, so that no pod is made again.
+            let _ = self.kubectl(&[
+                "delete",
+                "deployments,replicasets,replicationcontrollers",
+                "--all",
+                "--all-namespaces",
+                "--cascade=orphan",
+            ]);
             let _ = self.kubectl(&[
                 "delete",
                 "pods",
                 "--all",
+                "--all-namespaces",
                 "--grace-period=1",
                 "--timeout=60s",
                 "--wait=true",
@@ -273,6 +292,8 @@ impl Drop for Up {
             cleanup::leftover(&format!("the proxy table of {}", self.name));
         }
         cleanup::remove_pod_log_dirs(&format!("default_{}-", self.name));
+        // Pods of a namespace named after the node.
+        cleanup::remove_pod_log_dirs(&format!("{}_", self.name));
         if let Err(e) = cleanup::remove_cgroup_tree(&self.net.cgroup_parent) {
             cleanup::leftover(&format!("cgroups of {}: {e}", self.name));
         }

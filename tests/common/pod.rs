@@ -50,9 +50,14 @@ impl TestPod {
                     "bridge": bridge,
                     "isGateway": true,
                     "ipMasq": false,
+                    // A pod reaches its own Service (the proxy masquerades
+                    // that hairpin).
+                    "hairpinMode": true,
                     "ipam": {
                         "type": "host-local",
                         "ranges": [[{"subnet": format!("{subnet_prefix}0/24")}]],
+                        // ClusterIPs are off the subnet: via the gateway.
+                        "routes": [{"dst": "0.0.0.0/0"}],
                         "dataDir": ipam.path(),
                     }
                 },
