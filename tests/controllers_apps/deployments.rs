@@ -284,3 +284,77 @@ async fn deployments_roll_out_against_the_stock_apiserver() {
         .collect();
     assert_eq!(revisions, ["2", "3"], "{history}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_deployments_scale_and_history_is_trimmed() {
+    let Some(plane) = Plane::start("paused_deployments_scale_and_history_is_trimmed") else {
+        return;
+    };
+    let client = plane.client().await;
+    let _rs = Running::spawn(replicaset::run(client.clone(), harness::never()));
+    let _dc = Running::spawn(deployment::run(client.clone(), harness::never()));
+    let ns = "history";
+    harness::namespace(&client, ns).await;
+    let _kubelet = kubelet(client.clone(), ns, Arc::new(AtomicUsize::new(0)));
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let mut d = deployment_of(2);
+    d.spec.as_mut().unwrap().revision_history_limit = Some(1);
+    api.create(&PostParams::default(), &d).await.unwrap();
+    let status = ["rollout", "status", "deployment/web", "--timeout=120s"];
+    kubectl(&plane, ns, &status).await;
+    for tag in ["1.29-3", "1.29-4"] {
+        let image = format!("c=registry.k8s.io/e2e-test-images/busybox:{tag}");
+        kubectl(&plane, ns, &["set", "image", "deployment/web", &image]).await;
+        kubectl(&plane, ns, &status).await;
+    }
+    // Revision 1 (idle) is beyond revisionHistoryLimit 1: deleted.
+    let kept = wait("2 sets left", || async {
+        let l = sets(&client, ns).await;
+        (l.len() == 2).then_some(l)
+    })
+    .await;
+    let revs: Vec<Option<String>> = kept
+        .iter()
+        .map(|r| annotation(&r.metadata, REVISION))
+        .collect();
+    assert_eq!(revs, [Some("2".into()), Some("3".into())]);
+
+    // Paused: a template change makes no set, but scaling still applies.
+    kubectl(&plane, ns, &["rollout", "pause", "deployment/web"]).await;
+    kubectl(
+        &plane,
+        ns,
+        &[
+            "set",
+            "image",
+            "deployment/web",
+            "c=registry.k8s.io/e2e-test-images/busybox:1.29-2",
+        ],
+    )
+    .await;
+    kubectl(&plane, ns, &["scale", "deployment/web", "--replicas=3"]).await;
+    wait("the current set scaled to 3 while paused", || async {
+        let l = sets(&client, ns).await;
+        let cur = l
+            .iter()
+            .find(|r| annotation(&r.metadata, REVISION).as_deref() == Some("3"))?;
+        (cur.spec.as_ref()?.replicas == Some(3)).then_some(())
+    })
+    .await;
+    let d = wait("Progressing DeploymentPaused", || async {
+        let d = api.get("web").await.unwrap();
+        (condition(&d, "Progressing") == Some(("Unknown".into(), "DeploymentPaused".into())))
+            .then_some(d)
+    })
+    .await;
+    assert_eq!(d.status.unwrap().observed_generation, d.metadata.generation);
+    assert_eq!(sets(&client, ns).await.len(), 2, "no set while paused");
+
+    // Resumed: the rollout goes on to a fourth revision.
+    kubectl(&plane, ns, &["rollout", "resume", "deployment/web"]).await;
+    kubectl(&plane, ns, &status).await;
+    let l = sets(&client, ns).await;
+    let last = l.last().unwrap();
+    assert_eq!(annotation(&last.metadata, REVISION).as_deref(), Some("4"));
+    assert_eq!(last.spec.as_ref().unwrap().replicas, Some(3));
+}
