@@ -358,3 +358,81 @@ async fn paused_deployments_scale_and_history_is_trimmed() {
     assert_eq!(annotation(&last.metadata, REVISION).as_deref(), Some("4"));
     assert_eq!(last.spec.as_ref().unwrap().replicas, Some(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recreate_deployments_remove_old_pods_before_new_ones() {
+    let Some(plane) = Plane::start("recreate_deployments_remove_old_pods_before_new_ones") else {
+        return;
+    };
+    let client = plane.client().await;
+    let _rs = Running::spawn(replicaset::run(client.clone(), harness::never()));
+    let _dc = Running::spawn(deployment::run(client.clone(), harness::never()));
+    let ns = "recreate";
+    harness::namespace(&client, ns).await;
+    let _kubelet = kubelet(client.clone(), ns, Arc::new(AtomicUsize::new(0)));
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let mut d = deployment_of(2);
+    d.spec.as_mut().unwrap().strategy =
+        Some(serde_json::from_value(json!({"type": "Recreate"})).unwrap());
+    api.create(&PostParams::default(), &d).await.unwrap();
+    let status = ["rollout", "status", "deployment/web", "--timeout=120s"];
+    kubectl(&plane, ns, &status).await;
+    kubectl(
+        &plane,
+        ns,
+        &[
+            "set",
+            "image",
+            "deployment/web",
+            "c=registry.k8s.io/e2e-test-images/busybox:1.29-4",
+        ],
+    )
+    .await;
+    // Until the rollout is done, live pods are never of two templates.
+    let mut mixed = 0;
+    let start = std::time::Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the Recreate rollout did not finish"
+        );
+        let live: Vec<Pod> = pods(&client, ns, "app=web")
+            .await
+            .into_iter()
+            .filter(active)
+            .collect();
+        let mut hashes: Vec<String> = live
+            .iter()
+            .filter_map(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()?
+                    .get("pod-template-hash")
+                    .cloned()
+            })
+            .collect();
+        hashes.sort();
+        hashes.dedup();
+        if hashes.len() > 1 {
+            mixed += 1;
+        }
+        let d = api.get("web").await.unwrap();
+        let st = d.status.clone().unwrap_or_default();
+        if st.observed_generation == d.metadata.generation
+            && st.updated_replicas == Some(2)
+            && st.replicas == Some(2)
+            && st.available_replicas == Some(2)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(mixed, 0, "old and new pods were live together");
+    kubectl(&plane, ns, &status).await;
+    let l = sets(&client, ns).await;
+    let sizes: Vec<Option<i32>> = l
+        .iter()
+        .map(|r| r.spec.as_ref().unwrap().replicas)
+        .collect();
+    assert_eq!(sizes, [Some(0), Some(2)]);
+}
