@@ -13,7 +13,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
 use crate::controllers::{
-    cronjob, daemonset, disruption, endpoints, endpointslice, garbage_collector, job,
+    cronjob, daemonset, deployment, disruption, endpoints, endpointslice, garbage_collector, job,
     node_lifecycle, pv_binder, replicaset, statefulset,
 };
 
@@ -62,6 +62,13 @@ pub const CONTROLLERS: &[Entry] = &[
         default_on: true,
         needs: &[("apps/v1", "replicasets"), ("v1", "pods")],
         start: |c, _, s| replicaset::run(c, s).boxed(),
+    },
+    Entry {
+        name: "deployment-controller",
+        alias: "deployment",
+        default_on: true,
+        needs: &[("apps/v1", "deployments"), ("apps/v1", "replicasets")],
+        start: |c, _, s| deployment::run(c, s).boxed(),
     },
     Entry {
         name: "daemonset-controller",

@@ -3,7 +3,8 @@
 //! NodePort (answering on 127.0.0.1 and, by name through the cluster DNS
 //! and the ClusterIP, from inside a pod), and a cascading delete. The
 //! proxy's table is the machine's: this is the one test of `up` that runs
-//! it.
+//! it. Then a Deployment created, scaled, rolled to another image and
+//! back with `rollout undo`, and deleted with its ReplicaSets and pods.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -229,6 +230,119 @@ fn a_replication_controller_is_exposed_refilled_scaled_and_deleted() {
         || up.ok(&["-n", ns, "get", "pods"]),
         || {
             let left = jsonpath(&up, ns, &["pods"], "{.items[*].metadata.name}");
+            left.trim().is_empty().then_some(())
+        },
+    );
+}
+
+#[test]
+fn a_deployment_is_scaled_rolled_out_undone_and_deleted() {
+    let name = node_name("deploy");
+    let mut up = Up::new(&name, 7);
+    up.start();
+    let ns = name.as_str();
+    up.ok(&["create", "namespace", ns]);
+    up.ok(&[
+        "-n",
+        ns,
+        "create",
+        "deployment",
+        "web",
+        "--image",
+        common::BUSYBOX,
+        "--",
+        "sh",
+        "-c",
+        SERVE,
+    ]);
+    wait_value(
+        &up,
+        ns,
+        &["deployment", "web"],
+        "{.status.readyReplicas}",
+        "1",
+    );
+    up.ok(&["-n", ns, "scale", "deployment", "web", "--replicas=3"]);
+    wait_value(
+        &up,
+        ns,
+        &["deployment", "web"],
+        "{.status.readyReplicas}",
+        "3",
+    );
+    let rs = up.ok(&["-n", ns, "get", "rs", "-o", "name"]);
+    assert_eq!(rs.lines().count(), 1, "one ReplicaSet: {rs}");
+    assert!(rs.trim().starts_with("replicaset.apps/web-"), "{rs}");
+
+    // A new image rolls out; undo brings the old template back.
+    let newer = common::BUSYBOX.replace(":1.29-2", ":1.29-4");
+    assert_ne!(newer, common::BUSYBOX);
+    up.ok(&[
+        "-n",
+        ns,
+        "set",
+        "image",
+        "deployment/web",
+        &format!("busybox={newer}"),
+    ]);
+    up.ok(&[
+        "-n",
+        ns,
+        "rollout",
+        "status",
+        "deployment/web",
+        "--timeout=180s",
+    ]);
+    let image = "{.spec.template.spec.containers[0].image}";
+    assert_eq!(jsonpath(&up, ns, &["deployment", "web"], image), newer);
+    assert_eq!(
+        up.ok(&["-n", ns, "get", "rs", "-o", "name"])
+            .lines()
+            .count(),
+        2
+    );
+    up.ok(&["-n", ns, "rollout", "undo", "deployment/web"]);
+    up.ok(&[
+        "-n",
+        ns,
+        "rollout",
+        "status",
+        "deployment/web",
+        "--timeout=180s",
+    ]);
+    assert_eq!(
+        jsonpath(&up, ns, &["deployment", "web"], image),
+        common::BUSYBOX
+    );
+    assert_eq!(
+        up.ok(&["-n", ns, "get", "rs", "-o", "name"])
+            .lines()
+            .count(),
+        2
+    );
+    let history = up.ok(&["-n", ns, "rollout", "history", "deployment/web"]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(revisions, ["2", "3"], "{history}");
+    wait_value(
+        &up,
+        ns,
+        &["deployment", "web"],
+        "{.status.availableReplicas}",
+        "3",
+    );
+
+    // Deleting the Deployment takes its ReplicaSets and pods with it.
+    up.ok(&["-n", ns, "delete", "deployment", "web"]);
+    wait_for(
+        "the ReplicaSets and pods to go",
+        WAIT,
+        || up.ok(&["-n", ns, "get", "rs,pods"]),
+        || {
+            let left = jsonpath(&up, ns, &["rs,pods"], "{.items[*].metadata.name}");
             left.trim().is_empty().then_some(())
         },
     );
